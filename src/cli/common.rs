@@ -1,0 +1,86 @@
+//! Arguments and helpers every subcommand shares.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use crate::compile::CompiledProject;
+use crate::diagnostics::{render, Diagnostics};
+use crate::project::target::TargetOverrides;
+use crate::project::Project;
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// The project directory (holding streamctl_project.yml).
+    #[arg(long, global = true, default_value = ".", value_name = "DIR")]
+    pub project_dir: PathBuf,
+    /// Target from the project's `targets:`.
+    #[arg(long, global = true, env = "STREAMCTL_TARGET", value_name = "NAME")]
+    pub target: Option<String>,
+    /// Overrides the target's bootstrap servers.
+    #[arg(long, global = true, env = "STREAMCTL_BOOTSTRAP_SERVERS", value_name = "HOST:PORT,...")]
+    pub bootstrap_servers: Option<String>,
+    /// Overrides the target's schema registry URL.
+    #[arg(long, global = true, env = "STREAMCTL_SCHEMA_REGISTRY_URL", value_name = "URL")]
+    pub schema_registry_url: Option<String>,
+    /// Output for people (text) or for programs (json).
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+impl GlobalArgs {
+    pub fn overrides(&self) -> TargetOverrides {
+        TargetOverrides {
+            target: self.target.clone(),
+            bootstrap_servers: self.bootstrap_servers.clone(),
+            schema_registry_url: self.schema_registry_url.clone(),
+        }
+    }
+}
+
+/// Colors only on a terminal, and never with NO_COLOR set.
+pub fn use_color() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+/// Loads and compiles the project; `None` when there is no project to compile (the diagnostics
+/// say why).
+pub fn load_and_compile(global: &GlobalArgs) -> (Option<CompiledProject>, Diagnostics) {
+    let mut diags = Diagnostics::new();
+    let Ok(project) = Project::load(&global.project_dir, &mut diags) else {
+        return (None, diags);
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            diags.push(crate::diagnostics::Diagnostic::error("internal", format!("cannot start the async runtime: {e}")));
+            return (None, diags);
+        }
+    };
+    let compiled = rt.block_on(crate::compile::compile(project, diags));
+    let diags = compiled.diagnostics.clone();
+    (Some(compiled), diags)
+}
+
+/// Prints diagnostics to stderr, sorted by file and position.
+pub fn print_diagnostics(diags: &Diagnostics) {
+    let color = use_color();
+    for d in diags.sorted() {
+        eprint!("{}", render(d, color));
+    }
+}
+
+pub fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}

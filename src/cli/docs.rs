@@ -1,0 +1,49 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args as ClapArgs, ValueEnum};
+
+use super::common::{load_and_compile, plural, print_diagnostics, GlobalArgs};
+use crate::compile::manifest::Manifest;
+
+#[derive(Debug, ClapArgs)]
+#[command(after_help = "Examples:\n  streamctl docs --project-dir example-project     writes target/docs/{index.html,lineage.mmd,lineage.dot}\n  streamctl docs --print dot | dot -Tsvg > lineage.svg")]
+pub struct Args {
+    /// Print the lineage in this format to stdout instead of writing files.
+    #[arg(long, value_enum)]
+    pub print: Option<LineageFormat>,
+    /// Output directory (default: <project-dir>/target/docs).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LineageFormat {
+    Mermaid,
+    Dot,
+}
+
+pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
+    let (compiled, diags) = load_and_compile(global);
+    print_diagnostics(&diags);
+    let Some(c) = compiled.filter(|_| !diags.has_errors()) else {
+        eprintln!("no docs: {} (run `streamctl validate`)", plural(diags.error_count(), "error"));
+        return Ok(ExitCode::from(1));
+    };
+    let manifest = Manifest::build(&c);
+    match args.print {
+        Some(LineageFormat::Mermaid) => print!("{}", crate::docs::mermaid(&manifest)),
+        Some(LineageFormat::Dot) => print!("{}", crate::docs::dot(&manifest)),
+        None => {
+            let out = args.out.clone().unwrap_or_else(|| global.project_dir.join("target").join("docs"));
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let html = crate::docs::html(&manifest, &crate::docs::compiled_sql(&c)).context("rendering the docs page")?;
+            std::fs::write(out.join("index.html"), html)?;
+            std::fs::write(out.join("lineage.mmd"), crate::docs::mermaid(&manifest))?;
+            std::fs::write(out.join("lineage.dot"), crate::docs::dot(&manifest))?;
+            println!("wrote {}", out.join("index.html").display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

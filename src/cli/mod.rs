@@ -1,0 +1,67 @@
+//! The command line. One module per subcommand: each defines its arguments and an `exec`
+//! that calls into the library and turns the outcome into an exit code.
+
+mod common;
+mod compile;
+mod docs;
+mod init;
+mod ls;
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use common::GlobalArgs;
+
+const AFTER_HELP: &str = "\
+Examples:
+  streamctl init my_pipelines              scaffold a project that validates
+  streamctl validate --project-dir example-project
+  streamctl compile                         write target/manifest.json and target/compiled/
+  streamctl ls --select +orders_agg_hourly  a model and everything upstream
+  streamctl docs                            target/docs/index.html with the lineage graph
+
+Environment: STREAMCTL_TARGET, STREAMCTL_BOOTSTRAP_SERVERS, STREAMCTL_SCHEMA_REGISTRY_URL, NO_COLOR";
+
+#[derive(Debug, Parser)]
+#[command(name = "streamctl", version, about = "dbt for streams: SQL pipelines on Kafka, planned and applied like Terraform", after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new project from the built-in template.
+    Init(init::Args),
+    /// Check the project offline: YAML against the schemas, Jinja, the graph, and every model's SQL
+    /// planned against its inputs' schemas.
+    Validate(validate::Args),
+    /// Validate, then write the rendered SQL to target/compiled/ and target/manifest.json.
+    Compile(compile::Args),
+    /// List the nodes a selection picks.
+    Ls(ls::Args),
+    /// Lineage as Mermaid or DOT, and a static HTML page in target/docs/.
+    Docs(docs::Args),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Init(a) => init::exec(&cli.global, a),
+        Command::Validate(a) => validate::exec(&cli.global, a),
+        Command::Compile(a) => compile::exec(&cli.global, a),
+        Command::Ls(a) => ls::exec(&cli.global, a),
+        Command::Docs(a) => docs::exec(&cli.global, a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,43 @@
+use std::process::ExitCode;
+
+use clap::Args as ClapArgs;
+use serde_json::json;
+
+use super::common::{load_and_compile, plural, print_diagnostics, GlobalArgs, OutputFormat};
+
+#[derive(Debug, ClapArgs)]
+#[command(after_help = "Exit codes: 0 valid, 1 invalid.\n\nExamples:\n  streamctl validate --project-dir example-project\n  streamctl validate --format json | jq '.diagnostics[] | .file + \":\" + (.line|tostring)'")]
+pub struct Args {}
+
+pub fn exec(global: &GlobalArgs, _args: &Args) -> anyhow::Result<ExitCode> {
+    let (compiled, diags) = load_and_compile(global);
+    let (sources, models, sinks) = compiled
+        .as_ref()
+        .map(|c| (c.project.sources.len(), c.project.models.len(), c.project.sinks.len()))
+        .unwrap_or_default();
+    let ok = !diags.has_errors();
+    match global.format {
+        OutputFormat::Json => {
+            let out = json!({
+                "valid": ok,
+                "errors": diags.error_count(),
+                "warnings": diags.warning_count(),
+                "sources": sources,
+                "models": models,
+                "sinks": sinks,
+                "diagnostics": diags.sorted(),
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        OutputFormat::Text => {
+            print_diagnostics(&diags);
+            let what = format!("{}, {}, {}", plural(sources, "source"), plural(models, "model"), plural(sinks, "sink"));
+            if ok {
+                println!("valid: {what}{}", if diags.warning_count() > 0 { format!(" ({})", plural(diags.warning_count(), "warning")) } else { String::new() });
+            } else {
+                eprintln!("invalid: {} in {what}", plural(diags.error_count(), "error"));
+            }
+        }
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -1,0 +1,1153 @@
+//! project → graph → compile: renders every model, builds the dependency graph, and plans each
+//! model's SQL with DataFusion against its inputs' schemas (sources' declared schemas, upstream
+//! models' inferred output schemas), in dependency order. What comes out is everything later
+//! stages need: output schemas, the streaming shape of each model, and a semantic hash.
+
+pub mod catalog;
+pub mod manifest;
+pub mod source_schema;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::{JoinType, LogicalPlan};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::Statement;
+use sha2::{Digest, Sha256};
+
+use crate::diagnostics::{pos_of, suggest, Diagnostic, Diagnostics, Pos, SourceText};
+use crate::graph::select::NodeInfo;
+use crate::graph::{EdgeAt, Graph, NodeId};
+use crate::jinja::{Jinja, Rendered};
+use crate::project::config::{ModelConfig, OnError, RelationKind, ReplayPolicy, ValueFormat};
+use crate::project::{ModelFile, Origin, Project, SourceDecl};
+use crate::sql::dialect::{self, EmitMode, PseudoColumn, StreamingSql, WindowSpec, WINDOWEND, WINDOWSTART};
+use crate::sql::{functions, rewrite, types};
+use catalog::RelationSchema;
+use source_schema::ResolvedColumn;
+
+/// Schema name under which models are registered for planning.
+pub const MODEL_SCHEMA: &str = "public";
+
+/// How a source's event time is read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventTimeSpec {
+    /// Column name in the SQL schema (normalized).
+    pub column: String,
+    /// chrono format, for string columns.
+    pub chrono_format: Option<String>,
+    pub allowed_lateness_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompiledSource {
+    pub decl: SourceDecl,
+    /// Columns as named in the data (JSON field names).
+    pub columns: Vec<ResolvedColumn>,
+    /// The SQL schema: column names normalized to lowercase, as unquoted identifiers resolve.
+    pub schema: SchemaRef,
+    pub key: Vec<String>,
+    pub event_time: Option<EventTimeSpec>,
+}
+
+/// The streaming shape of a model, which decides the operator the runtime runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorKind {
+    /// Projection and filter: no state.
+    Stateless,
+    /// Each stream event joined to the current row of a table.
+    StreamTableJoin,
+    /// Aggregation per window of event time.
+    WindowedAggregate,
+    /// Running aggregation (a table updated by every event).
+    Aggregate,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompiledModel {
+    pub name: String,
+    pub file: SourceText,
+    pub rendered_sql: String,
+    pub streaming: StreamingSql,
+    /// The query as planned (after the window rewrite), for the runtime.
+    pub statement: Statement,
+    pub plan: LogicalPlan,
+    pub schema: SchemaRef,
+    pub config: ModelConfig,
+    pub kind: RelationKind,
+    pub operator: OperatorKind,
+    pub emit: EmitMode,
+    pub topic: String,
+    pub key: Vec<String>,
+    pub inputs: Vec<NodeId>,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub semantic_hash: String,
+    pub config_hash: String,
+}
+
+impl CompiledModel {
+    pub fn window(&self) -> Option<WindowSpec> {
+        self.streaming.window
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CompiledSink {
+    pub decl: crate::project::SinkDecl,
+    pub from: String,
+}
+
+/// A project checked and planned. Models whose SQL (or whose inputs) failed are absent from
+/// `models`; `diagnostics` says why.
+pub struct CompiledProject {
+    pub project: Project,
+    pub graph: Graph,
+    pub sources: BTreeMap<String, CompiledSource>,
+    pub models: BTreeMap<String, CompiledModel>,
+    pub sinks: BTreeMap<String, CompiledSink>,
+    pub node_info: BTreeMap<NodeId, NodeInfo>,
+    pub diagnostics: Diagnostics,
+}
+
+impl CompiledProject {
+    /// Nodes in deploy order (inputs first).
+    pub fn order(&self) -> Vec<NodeId> {
+        self.graph.topo_order().unwrap_or_default()
+    }
+
+    pub fn relation_schema(&self, id: &NodeId) -> Option<SchemaRef> {
+        match id {
+            NodeId::Source(n) => self.sources.get(n).map(|s| s.schema.clone()),
+            NodeId::Model(n) => self.models.get(n).map(|m| m.schema.clone()),
+            NodeId::Sink(_) => None,
+        }
+    }
+
+    pub fn relation_kind(&self, id: &NodeId) -> Option<RelationKind> {
+        match id {
+            NodeId::Source(n) => self.sources.get(n).map(|s| s.decl.table.kind),
+            NodeId::Model(n) => self.models.get(n).map(|m| m.kind),
+            NodeId::Sink(_) => None,
+        }
+    }
+}
+
+/// A DataFusion session set up for planning streamctl models: one partition, spans collected
+/// for error positions, streamctl's functions registered.
+pub fn planning_context() -> SessionContext {
+    let mut config = SessionConfig::new().with_target_partitions(1).with_information_schema(false);
+    config.options_mut().sql_parser.collect_spans = true;
+    config.options_mut().sql_parser.enable_ident_normalization = true;
+    let ctx = SessionContext::new_with_config(config);
+    for udf in functions::udfs() {
+        ctx.register_udf(udf);
+    }
+    ctx
+}
+
+pub fn pseudo_field(pc: PseudoColumn) -> Field {
+    match pc {
+        PseudoColumn::Rowtime => Field::new(pc.name(), DataType::Int64, false),
+        PseudoColumn::Rowpartition => Field::new(pc.name(), DataType::Int32, false),
+        PseudoColumn::Rowoffset => Field::new(pc.name(), DataType::Int64, false),
+    }
+}
+
+pub fn window_fields() -> [Field; 2] {
+    [Field::new(WINDOWSTART, DataType::Int64, false), Field::new(WINDOWEND, DataType::Int64, false)]
+}
+
+/// `schema` plus extra fields (those it does not already have).
+pub fn with_fields(schema: &Schema, extra: impl IntoIterator<Item = Field>) -> SchemaRef {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for f in extra {
+        if schema.field_with_name(f.name()).is_err() {
+            fields.push(f);
+        }
+    }
+    Arc::new(Schema::new(fields))
+}
+
+fn short_hash(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+struct Compiler<'a> {
+    project: &'a Project,
+    diags: Diagnostics,
+    ctx: SessionContext,
+    schemas: BTreeMap<String, Arc<RelationSchema>>,
+}
+
+/// Compiles a project: every problem goes into `diagnostics`, nothing stops at the first one.
+pub async fn compile(project: Project, mut diags: Diagnostics) -> CompiledProject {
+    let ctx = planning_context();
+    let mut c = Compiler { project: &project, diags: Diagnostics::new(), ctx, schemas: BTreeMap::new() };
+    c.register_schema(MODEL_SCHEMA);
+
+    let sources = c.compile_sources();
+    let mut jinja = Jinja::new(project.config.vars.clone());
+    c.diags.extend(jinja.add_macro_files(&project.macro_files));
+    let mut rendered: BTreeMap<String, Rendered> = BTreeMap::new();
+    for m in &project.models {
+        match jinja.render(&m.source) {
+            Ok(r) => {
+                rendered.insert(m.name.clone(), r);
+            }
+            Err(d) => c.diags.push(d),
+        }
+    }
+    let graph = c.build_graph(&sources, &rendered);
+
+    let mut models: BTreeMap<String, CompiledModel> = BTreeMap::new();
+    let order = match graph.topo_order() {
+        Ok(o) => o,
+        Err(cycles) => {
+            c.report_cycles(&cycles);
+            Vec::new()
+        }
+    };
+    for id in &order {
+        let NodeId::Model(name) = id else { continue };
+        let (Some(file), Some(r)) = (project.models.iter().find(|m| &m.name == name), rendered.get(name)) else {
+            continue;
+        };
+        let inputs = graph.parents(id);
+        // A model whose inputs did not compile cannot be checked; their errors are reported already.
+        let ready = inputs.iter().all(|i| match i {
+            NodeId::Source(n) => sources.contains_key(n),
+            NodeId::Model(n) => models.contains_key(n),
+            NodeId::Sink(_) => false,
+        });
+        if !ready {
+            continue;
+        }
+        if let Some(m) = c.compile_model(file, r, inputs, &sources, &models).await {
+            c.schemas[MODEL_SCHEMA].insert(&m.name, m.schema.clone());
+            models.insert(m.name.clone(), m);
+        }
+    }
+
+    let mut sinks = BTreeMap::new();
+    for s in &project.sinks {
+        if models.contains_key(&s.sink.from) {
+            sinks.insert(s.sink.name.clone(), CompiledSink { decl: s.clone(), from: s.sink.from.clone() });
+        }
+    }
+    let node_info = node_info(&project, &sources, &models);
+    diags.extend(c.diags.iter().cloned());
+    CompiledProject { graph, sources, models, sinks, node_info, diagnostics: diags, project }
+}
+
+fn node_info(
+    project: &Project,
+    sources: &BTreeMap<String, CompiledSource>,
+    models: &BTreeMap<String, CompiledModel>,
+) -> BTreeMap<NodeId, NodeInfo> {
+    let mut out = BTreeMap::new();
+    for s in &project.sources {
+        let mut tags = s.group_tags.clone();
+        tags.extend(s.table.tags.iter().cloned());
+        out.insert(NodeId::Source(s.full_name()), NodeInfo { tags, path: Some(s.origin.doc.source.path.clone()) });
+    }
+    for m in &project.models {
+        let tags = models.get(&m.name).map(|c| c.tags.clone()).unwrap_or_else(|| {
+            project.model_props.get(&m.name).map(|p| p.props.tags.clone()).unwrap_or_default()
+        });
+        out.insert(NodeId::Model(m.name.clone()), NodeInfo { tags, path: Some(m.source.path.clone()) });
+    }
+    for s in &project.sinks {
+        out.insert(
+            NodeId::Sink(s.sink.name.clone()),
+            NodeInfo { tags: s.sink.tags.clone(), path: Some(s.origin.doc.source.path.clone()) },
+        );
+    }
+    let _ = sources;
+    out
+}
+
+impl Compiler<'_> {
+    fn register_schema(&mut self, name: &str) -> Arc<RelationSchema> {
+        if let Some(s) = self.schemas.get(name) {
+            return s.clone();
+        }
+        let provider = Arc::new(RelationSchema::default());
+        if let Some(catalog) = self.ctx.catalog("datafusion") {
+            // Replacing the default `public` schema is intended: models live there.
+            let _ = catalog.register_schema(name, provider.clone());
+        }
+        self.schemas.insert(name.to_string(), provider.clone());
+        provider
+    }
+
+    fn compile_sources(&mut self) -> BTreeMap<String, CompiledSource> {
+        let mut out = BTreeMap::new();
+        for decl in &self.project.sources {
+            if let Some(s) = self.compile_source(decl) {
+                self.register_schema(&decl.group).insert(&decl.table.name, s.schema.clone());
+                out.insert(decl.full_name(), s);
+            }
+        }
+        out
+    }
+
+    fn compile_source(&mut self, decl: &SourceDecl) -> Option<CompiledSource> {
+        let t = &decl.table;
+        let o = &decl.origin;
+        let full = decl.full_name();
+        let columns = match (&t.schema, t.columns.is_empty()) {
+            (Some(_), false) => {
+                self.diags.push(o.error("source", "schema", format!("source `{full}` gives both `columns` and `schema`; give one")));
+                return None;
+            }
+            (None, true) => {
+                self.diags.push(
+                    o.error("source", "", format!("source `{full}` declares no columns"))
+                        .with_help("add `columns:` with SQL types, or `schema: {file: schemas/x.avsc}`"),
+                );
+                return None;
+            }
+            (None, false) => match source_schema::from_column_defs(&t.columns) {
+                Ok(c) => c,
+                Err((i, msg)) => {
+                    self.diags.push(o.error("source", &format!("columns/{i}/type"), msg));
+                    return None;
+                }
+            },
+            (Some(sr), true) => match (&sr.file, &sr.subject) {
+                (Some(file), None) => self.columns_from_schema_file(o, file)?,
+                (None, Some(subject)) => {
+                    self.diags.push(
+                        o.error("source", "schema/subject", format!("source `{full}`: schemas from a registry subject (`{subject}`) cannot be read offline yet"))
+                            .with_help("declare `columns:` or point `schema: {file: ...}` at a copy of the schema in the project"),
+                    );
+                    return None;
+                }
+                _ => {
+                    self.diags.push(o.error("source", "schema", "`schema` needs exactly one of `file` or `subject`"));
+                    return None;
+                }
+            },
+        };
+        // Unquoted SQL identifiers are case-insensitive: the SQL name of a column is lowercase.
+        let mut seen = BTreeSet::new();
+        let mut fields = Vec::new();
+        for (i, c) in columns.iter().enumerate() {
+            let sql_name = c.name.to_lowercase();
+            if !seen.insert(sql_name.clone()) {
+                self.diags.push(o.error("source", &format!("columns/{i}/name"), format!("column `{}` is declared twice (names are case-insensitive)", c.name)));
+                return None;
+            }
+            fields.push(Field::new(sql_name, c.data_type.clone(), c.nullable));
+        }
+        let schema = Arc::new(Schema::new(fields));
+        let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+        let find = |n: &str| columns.iter().position(|c| c.name.eq_ignore_ascii_case(n));
+
+        let mut key = Vec::new();
+        for (i, k) in t.key.iter().enumerate() {
+            match find(k) {
+                Some(ci) => key.push(columns[ci].name.to_lowercase()),
+                None => {
+                    let mut d = o.error("source", &format!("key/{i}"), format!("key column `{k}` is not a column of `{full}`"));
+                    if let Some(s) = suggest(k, names.iter().map(String::as_str)) {
+                        d = d.with_help(format!("did you mean `{s}`?"));
+                    }
+                    self.diags.push(d);
+                    return None;
+                }
+            }
+        }
+        if t.kind == RelationKind::Table && key.is_empty() {
+            self.diags.push(
+                o.error("source", "kind", format!("source `{full}` is a table but has no `key`"))
+                    .with_help("a table keeps the latest row per key: list the key columns under `key:`"),
+            );
+            return None;
+        }
+        let event_time = match &t.event_time {
+            None => None,
+            Some(et) => {
+                let Some(ci) = find(&et.column) else {
+                    let mut d = o.error("source", "event_time/column", format!("event time column `{}` is not a column of `{full}`", et.column));
+                    if let Some(s) = suggest(&et.column, names.iter().map(String::as_str)) {
+                        d = d.with_help(format!("did you mean `{s}`?"));
+                    }
+                    self.diags.push(d);
+                    return None;
+                };
+                let col = &columns[ci];
+                let chrono_format = match (&col.data_type, &et.format) {
+                    (DataType::Utf8, Some(f)) => match functions::java_to_chrono(f) {
+                        Ok(cf) => Some(cf),
+                        Err(e) => {
+                            self.diags.push(o.error("source", "event_time/format", e));
+                            return None;
+                        }
+                    },
+                    (DataType::Utf8, None) => {
+                        self.diags.push(
+                            o.error("source", "event_time", format!("event time column `{}` is a STRING: give its `format`", col.name))
+                                .with_help("for example `format: 'yyyy-MM-dd HH:mm:ss'`"),
+                        );
+                        return None;
+                    }
+                    (DataType::Int64 | DataType::Timestamp(..), None) => None,
+                    (DataType::Int64 | DataType::Timestamp(..), Some(_)) => {
+                        self.diags.push(o.error("source", "event_time/format", "`format` applies only to STRING event time columns"));
+                        return None;
+                    }
+                    (other, _) => {
+                        self.diags.push(o.error(
+                            "source",
+                            "event_time/column",
+                            format!("event time column `{}` is {}: it must be TIMESTAMP, BIGINT (epoch ms) or STRING", col.name, types::sql_type_name(other)),
+                        ));
+                        return None;
+                    }
+                };
+                let allowed_lateness_ms = match &et.allowed_lateness {
+                    None => 0,
+                    Some(l) => match dialect::parse_duration(l) {
+                        Ok(ms) => ms,
+                        Err(e) => {
+                            self.diags.push(o.error("source", "event_time/allowed_lateness", e));
+                            return None;
+                        }
+                    },
+                };
+                Some(EventTimeSpec { column: col.name.to_lowercase(), chrono_format, allowed_lateness_ms })
+            }
+        };
+        if t.format != ValueFormat::Json {
+            self.diags.push(Diagnostic::warning(
+                "format",
+                format!("source `{full}`: format `{}` is validated but the runtime reads only json so far", serde_json::to_value(t.format).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()),
+            ).at(&o.doc.source, {
+                let (l, c) = o.doc.positions.value(&format!("{}/format", o.pointer));
+                Pos::new(l, c, 1)
+            }));
+        }
+        if t.on_error != OnError::DeadLetter && t.dead_letter_topic.is_some() {
+            self.diags.push(o.error("source", "dead_letter_topic", "`dead_letter_topic` is set but `on_error` is not `dead_letter`"));
+            return None;
+        }
+        Some(CompiledSource { decl: decl.clone(), columns, schema, key, event_time })
+    }
+
+    fn columns_from_schema_file(&mut self, o: &Origin, file: &str) -> Option<Vec<ResolvedColumn>> {
+        let path = self.project.root.join(file);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.diags.push(o.error("source", "schema/file", format!("cannot read schema file `{file}`: {e}")));
+                return None;
+            }
+        };
+        let src = SourceText::new(file, text);
+        let value: serde_json::Value = match serde_json::from_str(&src.text) {
+            Ok(v) => v,
+            Err(e) => {
+                self.diags.push(Diagnostic::error("schema-file", format!("invalid JSON: {e}")).at(&src, Pos::new(e.line(), e.column(), 1)));
+                return None;
+            }
+        };
+        let result = if file.ends_with(".avsc") { source_schema::from_avro(&value) } else { source_schema::from_json_schema(&value) };
+        match result {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.diags.push(Diagnostic::error("schema-file", e).in_file(&src));
+                None
+            }
+        }
+    }
+
+    fn build_graph(&mut self, sources: &BTreeMap<String, CompiledSource>, rendered: &BTreeMap<String, Rendered>) -> Graph {
+        let mut g = Graph::default();
+        for s in &self.project.sources {
+            g.add_node(NodeId::Source(s.full_name()));
+        }
+        let model_names: Vec<&str> = self.project.models.iter().map(|m| m.name.as_str()).collect();
+        for m in &self.project.models {
+            g.add_node(NodeId::Model(m.name.clone()));
+        }
+        let source_names: Vec<String> = self.project.sources.iter().map(|s| s.full_name()).collect();
+        for m in &self.project.models {
+            let Some(r) = rendered.get(&m.name) else { continue };
+            let me = NodeId::Model(m.name.clone());
+            let at = |off: Option<usize>, len: usize| {
+                let (line, col) = off.map(|o| pos_of(&m.source.text, o)).unwrap_or((1, 1));
+                Pos::new(line, col, len)
+            };
+            for (name, off) in &r.captured.refs {
+                if model_names.contains(&name.as_str()) {
+                    g.add_edge(&NodeId::Model(name.clone()), &me, EdgeAt(*off));
+                } else {
+                    let mut d = Diagnostic::error("unknown-ref", format!("`ref('{name}')`: no model named `{name}`"))
+                        .at(&m.source, at(*off, name.chars().count() + 2));
+                    if let Some(s) = suggest(name, model_names.iter().copied()) {
+                        d = d.with_help(format!("did you mean `{s}`?"));
+                    } else if source_names.iter().any(|s| s.ends_with(&format!(".{name}"))) {
+                        d = d.with_help(format!("`{name}` is a source: use `source('<group>', '{name}')`"));
+                    }
+                    self.diags.push(d);
+                }
+            }
+            for ((group, table), off) in &r.captured.sources {
+                let full = format!("{group}.{table}");
+                if source_names.contains(&full) {
+                    g.add_edge(&NodeId::Source(full), &me, EdgeAt(*off));
+                } else {
+                    let mut d = Diagnostic::error("unknown-source", format!("`source('{group}', '{table}')`: no source table `{full}`"))
+                        .at(&m.source, at(*off, group.chars().count() + 2));
+                    if let Some(s) = suggest(&full, source_names.iter().map(String::as_str)) {
+                        let (sg, st) = s.split_once('.').unwrap_or((s, ""));
+                        d = d.with_help(format!("did you mean `source('{sg}', '{st}')`?"));
+                    }
+                    self.diags.push(d);
+                }
+            }
+        }
+        for s in &self.project.sinks {
+            let me = NodeId::Sink(s.sink.name.clone());
+            if model_names.contains(&s.sink.from.as_str()) {
+                g.add_edge(&NodeId::Model(s.sink.from.clone()), &me, EdgeAt(None));
+            } else {
+                g.add_node(me);
+                let mut d = s.origin.error("unknown-ref", "from", format!("sink `{}` reads from `{}`, which is not a model", s.sink.name, s.sink.from));
+                if let Some(x) = suggest(&s.sink.from, model_names.iter().copied()) {
+                    d = d.with_help(format!("did you mean `{x}`?"));
+                }
+                self.diags.push(d);
+            }
+        }
+        let _ = sources;
+        g
+    }
+
+    fn report_cycles(&mut self, cycles: &[Vec<(NodeId, EdgeAt)>]) {
+        for cycle in cycles {
+            let mut names: Vec<&str> = cycle.iter().map(|(n, _)| n.name()).collect();
+            names.push(cycle[0].0.name());
+            // Point at the reference that closes the cycle, in the first model.
+            let (first, _) = &cycle[0];
+            let (last, at) = &cycle[cycle.len() - 1];
+            let file = self.project.models.iter().find(|m| m.name == first.name());
+            let mut d = Diagnostic::error("cycle", format!("dependency cycle: {}", names.join(" → ")));
+            if let Some(f) = file {
+                match at.0 {
+                    Some(off) => {
+                        let (line, col) = pos_of(&f.source.text, off);
+                        d = d.at(&f.source, Pos::new(line, col, last.name().chars().count() + 2));
+                    }
+                    None => d = d.in_file(&f.source),
+                }
+            }
+            self.diags.push(d.with_help("a model cannot depend on itself, directly or through other models"));
+        }
+    }
+
+    /// A diagnostic at a (line, column) of the rendered SQL, mapped back into the model file.
+    fn at_rendered(&self, file: &ModelFile, r: &Rendered, line: usize, column: usize, len: usize, d: Diagnostic) -> Diagnostic {
+        let out = crate::diagnostics::offset_of(&r.sql, line, column);
+        let src = r.map.source_offset(out);
+        let (l, c) = pos_of(&file.source.text, src);
+        // Inside expanded Jinja the length in the rendered text means nothing in the file.
+        let len = if r.map.is_verbatim(out) { len } else { 1 };
+        d.at(&file.source, Pos::new(l, c, len))
+    }
+
+    /// Position of the first occurrence of an identifier or keyword (as a whole word) in the SQL.
+    fn find_word(sql: &str, word: &str) -> Option<(usize, usize)> {
+        let lower = sql.to_lowercase();
+        let w = word.to_lowercase();
+        let mut from = 0;
+        while let Some(i) = lower[from..].find(&w) {
+            let s = from + i;
+            let e = s + w.len();
+            let boundary = |c: Option<char>| c.is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+            if boundary(lower[..s].chars().next_back()) && boundary(lower[e..].chars().next()) {
+                return Some(pos_of(sql, s));
+            }
+            from = e;
+        }
+        None
+    }
+
+    fn datafusion_diag(&self, file: &ModelFile, r: &Rendered, e: &DataFusionError) -> Diagnostic {
+        let root = e.find_root();
+        let mut message = match e.diagnostic() {
+            Some(d) => d.message.clone(),
+            None => clean_df_message(&root.strip_backtrace()),
+        };
+        let mut help: Vec<String> = Vec::new();
+        if let Some(d) = e.diagnostic() {
+            help.extend(d.helps.iter().map(|h| h.message.clone()));
+            help.extend(d.notes.iter().map(|n| n.message.clone()));
+        }
+        // Position: the diagnostic's span, else the parser's "Line: x, Column: y", else a name
+        // from the message found in the SQL.
+        let span = e.diagnostic().and_then(|d| d.span).filter(|s| s.start.line > 0);
+        let (mut line, mut col, mut len) = (0, 0, 1);
+        if let Some(s) = span {
+            line = s.start.line as usize;
+            col = s.start.column as usize;
+            if s.end.line == s.start.line {
+                len = (s.end.column as usize).saturating_sub(col).max(1);
+            }
+        } else if let Some((l, c)) = parser_location(&root.strip_backtrace()) {
+            line = l;
+            col = c;
+        } else if let Some(name) = quoted_name(&root.strip_backtrace()) {
+            if let Some((l, c)) = Self::find_word(&r.sql, &name) {
+                line = l;
+                col = c;
+                len = name.chars().count();
+            }
+        }
+        if let DataFusionError::SQL(..) = root {
+            message = format!("SQL syntax error: {}", strip_location(&message));
+        }
+        if let DataFusionError::SchemaError(schema_err, _) = root {
+            if let datafusion::common::SchemaError::FieldNotFound { field, valid_fields } = schema_err.as_ref() {
+            let names: Vec<String> = valid_fields.iter().map(|c| c.name.clone()).collect();
+            message = format!("unknown column `{}`", field.name);
+            help.clear();
+            if let Some(s) = suggest(&field.name, names.iter().map(String::as_str)) {
+                help.push(format!("did you mean `{s}`?"));
+            } else if !names.is_empty() {
+                let mut uniq: Vec<String> = names.clone();
+                uniq.sort();
+                uniq.dedup();
+                help.push(format!("available columns: {}", uniq.join(", ")));
+            }
+            if line == 0 {
+                if let Some((l, c)) = Self::find_word(&r.sql, &field.name) {
+                    line = l;
+                    col = c;
+                    len = field.name.chars().count();
+                }
+            }
+            }
+        }
+        let code = match root {
+            DataFusionError::SQL(..) => "sql-syntax",
+            _ => "sql-plan",
+        };
+        let mut d = Diagnostic::error(code, message);
+        if !help.is_empty() {
+            d = d.with_help(help.join("; "));
+        }
+        if line > 0 {
+            self.at_rendered(file, r, line, col, len, d)
+        } else {
+            d.in_file(&file.source)
+        }
+    }
+
+    async fn compile_model(
+        &mut self,
+        file: &ModelFile,
+        r: &Rendered,
+        inputs: Vec<NodeId>,
+        sources: &BTreeMap<String, CompiledSource>,
+        models: &BTreeMap<String, CompiledModel>,
+    ) -> Option<CompiledModel> {
+        let streaming = match dialect::extract(&r.sql) {
+            Ok(s) => s,
+            Err(e) => {
+                let mut d = Diagnostic::error("sql-syntax", e.message);
+                if let Some(h) = e.help {
+                    d = d.with_help(h);
+                }
+                self.diags.push(self.at_rendered(file, r, e.line, e.column, e.len, d));
+                return None;
+            }
+        };
+        let statements = DFParserBuilder::new(streaming.sql.as_str()).build().and_then(|mut p| p.parse_statements());
+        let mut statements = match statements {
+            Ok(s) => s,
+            Err(e) => {
+                self.diags.push(self.datafusion_diag(file, r, &e));
+                return None;
+            }
+        };
+        let mut statement = match (statements.pop_front(), statements.is_empty()) {
+            (Some(DFStatement::Statement(s)), true) if matches!(*s, Statement::Query(_)) => *s,
+            (None, _) => {
+                self.diags.push(Diagnostic::error("sql-syntax", "the model has no SQL").in_file(&file.source).with_help("a model is one SELECT statement"));
+                return None;
+            }
+            _ => {
+                self.diags.push(
+                    Diagnostic::error("sql-syntax", "a model must be exactly one SELECT statement")
+                        .in_file(&file.source)
+                        .with_help("streamctl creates the topic and the job itself: write only the SELECT, without CREATE ... AS"),
+                );
+                return None;
+            }
+        };
+        let window_at = |this: &Self, msg: &str| {
+            let (l, c) = streaming.window_pos.unwrap_or((1, 1));
+            this.at_rendered(file, r, l, c, 6, Diagnostic::error("sql-window", msg.to_string()))
+        };
+        if streaming.window.is_some() {
+            if let Err(msg) = rewrite::apply_window(&mut statement) {
+                self.diags.push(window_at(self, msg));
+                return None;
+            }
+        }
+        if streaming.emit == Some(EmitMode::Final) && streaming.window.is_none() {
+            let (l, c) = streaming.emit_pos.unwrap_or((1, 1));
+            let d = Diagnostic::error("sql-window", "EMIT FINAL needs a WINDOW: without one, no result is ever final")
+                .with_help("use EMIT CHANGES, or add WINDOW TUMBLING (SIZE ...)");
+            self.diags.push(self.at_rendered(file, r, l, c, 4, d));
+            return None;
+        }
+
+        // Inputs as the planner must see them for this model.
+        let driving = rewrite::driving_relation(&statement);
+        for id in &inputs {
+            let (schema_name, table, base) = match id {
+                NodeId::Source(n) => {
+                    let s = &sources[n];
+                    (s.decl.group.clone(), s.decl.table.name.clone(), s.schema.clone())
+                }
+                NodeId::Model(n) => (MODEL_SCHEMA.to_string(), n.clone(), models[n].schema.clone()),
+                NodeId::Sink(_) => continue,
+            };
+            let mut extra: Vec<Field> = streaming.pseudo_columns.iter().map(|p| pseudo_field(*p)).collect();
+            let is_driving = driving.as_ref().is_some_and(|d| {
+                let t = table.to_lowercase();
+                match d.as_slice() {
+                    [tbl] => schema_name == MODEL_SCHEMA && (tbl == &table || tbl == &t),
+                    [sch, tbl] => sch == &schema_name && (tbl == &table || tbl == &t),
+                    _ => false,
+                }
+            });
+            if streaming.window.is_some() && is_driving {
+                extra.extend(window_fields());
+            }
+            self.schemas[&schema_name].set_overlay(&table, with_fields(&base, extra));
+        }
+        let state = self.ctx.state();
+        let planned = state.statement_to_plan(DFStatement::Statement(Box::new(statement.clone()))).await;
+        let planned = planned.and_then(|p| state.analyzer().execute_and_check(p, state.config_options(), |_, _| {}));
+        for s in self.schemas.values() {
+            s.clear_overlay();
+        }
+        let plan = match planned {
+            Ok(p) => p,
+            Err(e) => {
+                self.diags.push(self.datafusion_diag(file, r, &e));
+                return None;
+            }
+        };
+        if streaming.window.is_some() && driving.is_none() {
+            self.diags.push(window_at(self, "a WINDOW needs a stream in FROM (a source or a model, not a subquery)"));
+            return None;
+        }
+
+        // Output columns, without table qualifiers.
+        let fields: Vec<Field> = plan.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut seen = BTreeSet::new();
+        for f in &fields {
+            if !seen.insert(f.name().clone()) {
+                let d = Diagnostic::error("sql-plan", format!("the output has two columns named `{}`", f.name()))
+                    .with_help("give one of them another name with AS");
+                self.diags.push(match Self::find_word(&r.sql, f.name()) {
+                    Some((l, c)) => self.at_rendered(file, r, l, c, f.name().chars().count(), d),
+                    None => d.in_file(&file.source),
+                });
+                return None;
+            }
+        }
+        let schema = Arc::new(Schema::new(fields));
+
+        let operator = self.classify(file, r, &plan, &streaming, sources, models)?;
+        let props = self.project.model_props.get(&file.name);
+
+        // Configuration: project defaults < properties YAML < config() in the SQL.
+        let from_sql = match serde_json::from_value::<ModelConfig>(serde_json::Value::Object(r.captured.config.clone())) {
+            Ok(c) => c,
+            Err(e) => {
+                let (l, c) = r.captured.config_offset.map(|o| pos_of(&file.source.text, o)).unwrap_or((1, 1));
+                self.diags.push(Diagnostic::error("config", format!("config(): {e}")).at(&file.source, Pos::new(l, c, 6)));
+                return None;
+            }
+        };
+        let config = from_sql
+            .or(&props.map(|p| p.props.config.clone()).unwrap_or_default())
+            .or(&self.project.config.models);
+        let config_pos = r.captured.config_offset.map(|o| pos_of(&file.source.text, o)).unwrap_or((1, 1));
+        let config_err = |msg: String| Diagnostic::error("config", msg).at(&file.source, Pos::new(config_pos.0, config_pos.1, 6));
+
+        let kind = match (operator, config.materialized) {
+            (OperatorKind::Aggregate, Some(RelationKind::Stream)) => {
+                self.diags.push(config_err(format!(
+                    "model `{}` is an aggregation without a WINDOW: its result is a table, not a stream",
+                    file.name
+                )).with_help("remove materialized='stream' or add a WINDOW ... EMIT FINAL"));
+                return None;
+            }
+            (OperatorKind::WindowedAggregate, Some(RelationKind::Stream)) if streaming.emit != Some(EmitMode::Final) => {
+                self.diags.push(config_err(format!(
+                    "model `{}` emits window updates (EMIT CHANGES): it is a table, not a stream",
+                    file.name
+                )).with_help("use EMIT FINAL for a stream of final window results"));
+                return None;
+            }
+            (_, Some(k)) => k,
+            (OperatorKind::Aggregate | OperatorKind::WindowedAggregate, None) => RelationKind::Table,
+            (_, None) => {
+                let all_tables = inputs.iter().all(|i| {
+                    matches!(i, NodeId::Source(n) if sources[n].decl.table.kind == RelationKind::Table)
+                        || matches!(i, NodeId::Model(n) if models[n].kind == RelationKind::Table)
+                });
+                if all_tables && !inputs.is_empty() { RelationKind::Table } else { RelationKind::Stream }
+            }
+        };
+
+        // Key: configured, else the grouping columns (and window bounds) of an aggregation.
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let mut key = Vec::new();
+        match &config.key {
+            Some(k) => {
+                for col in k {
+                    match names.iter().find(|n| n.eq_ignore_ascii_case(col)) {
+                        Some(n) => key.push(n.to_string()),
+                        None => {
+                            let mut d = config_err(format!("key column `{col}` is not an output column of `{}`", file.name));
+                            if let Some(s) = suggest(col, names.iter().copied()) {
+                                d = d.with_help(format!("did you mean `{s}`?"));
+                            }
+                            self.diags.push(d);
+                            return None;
+                        }
+                    }
+                }
+            }
+            None => {
+                if let Some(group_cols) = group_columns(&plan) {
+                    key = group_cols.into_iter().filter(|c| names.contains(&c.as_str())).collect();
+                }
+            }
+        }
+        if streaming.window.is_some() {
+            for w in [WINDOWSTART, WINDOWEND] {
+                if !key.iter().any(|k| k == w) {
+                    key.push(w.to_string());
+                }
+            }
+        }
+        if kind == RelationKind::Table && key.is_empty() {
+            self.diags.push(config_err(format!("model `{}` is a table but has no key", file.name)).with_help("set key=[...] in config()"));
+            return None;
+        }
+        if let Some(p) = config.partitions {
+            if p < 1 {
+                self.diags.push(config_err(format!("partitions must be at least 1, got {p}")));
+                return None;
+            }
+        }
+        if let Some(ReplayPolicy::Timestamp { timestamp }) = &config.replay {
+            if chrono::DateTime::parse_from_rfc3339(timestamp).is_err() {
+                self.diags.push(config_err(format!("replay timestamp `{timestamp}` is not RFC 3339 (e.g. 2024-01-31T00:00:00Z)")));
+                return None;
+            }
+        }
+
+        let mut tags: Vec<String> = props.map(|p| p.props.tags.clone()).unwrap_or_default();
+        tags.extend(config.tags.clone().unwrap_or_default());
+        tags.sort();
+        tags.dedup();
+
+        if let Some(p) = props {
+            if !self.check_contract(&file.name, p, &schema) {
+                return None;
+            }
+        }
+
+        let emit = streaming.emit.unwrap_or(EmitMode::Changes);
+        let plan_text = plan.display_indent_schema().to_string();
+        let window_text = streaming.window.map(|w| w.to_string()).unwrap_or_default();
+        let semantic_hash = short_hash(&[&plan_text, &window_text, &format!("{emit:?}"), &format!("{kind:?}"), &key.join(",")]);
+        let config_hash = short_hash(&[&serde_json::to_string(&config).unwrap_or_default()]);
+        let topic = config.topic.clone().unwrap_or_else(|| file.name.clone());
+        Some(CompiledModel {
+            name: file.name.clone(),
+            file: file.source.clone(),
+            rendered_sql: r.sql.clone(),
+            streaming,
+            statement,
+            plan,
+            schema,
+            config,
+            kind,
+            operator,
+            emit,
+            topic,
+            key,
+            inputs,
+            description: props.and_then(|p| p.props.description.clone()),
+            tags,
+            semantic_hash,
+            config_hash,
+        })
+    }
+
+    /// Output columns against an enforced contract; every mismatch reported at its YAML line.
+    fn check_contract(&mut self, name: &str, p: &crate::project::ModelPropsDecl, schema: &Schema) -> bool {
+        let enforced = p.props.contract.as_ref().is_some_and(|c| c.enforced);
+        if !enforced {
+            return true;
+        }
+        let o = &p.origin;
+        let mut ok = true;
+        let declared: Vec<&str> = p.props.columns.iter().map(|c| c.name.as_str()).collect();
+        for (i, col) in p.props.columns.iter().enumerate() {
+            let Some(field) = schema.fields().iter().find(|f| f.name().eq_ignore_ascii_case(&col.name)) else {
+                let mut d = o.error("contract", &format!("columns/{i}/name"), format!("contract of `{name}`: column `{}` is not in the model's output", col.name));
+                let outs: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                if let Some(s) = suggest(&col.name, outs.iter().copied()) {
+                    d = d.with_help(format!("the output has `{s}`"));
+                }
+                self.diags.push(d);
+                ok = false;
+                continue;
+            };
+            let Some(t) = &col.data_type else {
+                self.diags.push(o.error("contract", &format!("columns/{i}"), format!("contract of `{name}`: column `{}` needs a `type`", col.name)));
+                ok = false;
+                continue;
+            };
+            match types::parse_sql_type(t) {
+                Err(e) => {
+                    self.diags.push(o.error("contract", &format!("columns/{i}/type"), format!("contract of `{name}`: column `{}`: {e}", col.name)));
+                    ok = false;
+                }
+                Ok(dt) if !types::same_sql_type(&dt, field.data_type()) => {
+                    self.diags.push(o.error(
+                        "contract",
+                        &format!("columns/{i}/type"),
+                        format!(
+                            "contract of `{name}`: column `{}` is declared {} but the query produces {}",
+                            col.name,
+                            types::sql_type_name(&dt),
+                            types::sql_type_name(field.data_type())
+                        ),
+                    ).with_help(format!("change the declared type, or CAST the column to {} in the SELECT", types::sql_type_name(&dt))));
+                    ok = false;
+                }
+                Ok(_) => {
+                    if col.nullable == Some(false) && field.is_nullable() {
+                        self.diags.push(o.error("contract", &format!("columns/{i}/nullable"), format!("contract of `{name}`: column `{}` is declared NOT NULL but the query may produce NULL", col.name)).with_help("wrap it in COALESCE(...) or filter NULLs out"));
+                        ok = false;
+                    }
+                }
+            }
+        }
+        for f in schema.fields() {
+            if !declared.iter().any(|d| d.eq_ignore_ascii_case(f.name())) {
+                self.diags.push(o.error("contract", "columns", format!(
+                    "contract of `{name}`: the output column `{}` ({}) is not declared",
+                    f.name(),
+                    types::sql_type_name(f.data_type())
+                )).with_help("declare it under `columns:` or remove it from the SELECT"));
+                ok = false;
+            }
+        }
+        ok
+    }
+
+    /// Decides the operator and rejects query shapes the streaming runtime does not run, with
+    /// the reason, at the keyword that introduces them.
+    fn classify(
+        &mut self,
+        file: &ModelFile,
+        r: &Rendered,
+        plan: &LogicalPlan,
+        streaming: &StreamingSql,
+        sources: &BTreeMap<String, CompiledSource>,
+        models: &BTreeMap<String, CompiledModel>,
+    ) -> Option<OperatorKind> {
+        let kind_of = |table: &datafusion::common::TableReference| -> Option<RelationKind> {
+            match table.schema() {
+                Some(MODEL_SCHEMA) | None => models.get(table.table()).map(|m| m.kind),
+                Some(group) => sources.get(&format!("{group}.{}", table.table())).map(|s| s.decl.table.kind),
+            }
+        };
+        let mut aggregates = 0;
+        let mut joins: Vec<(JoinType, Option<RelationKind>, Option<RelationKind>)> = Vec::new();
+        let mut problem: Option<(&str, String, &str)> = None;
+        let _ = plan.apply(|node| {
+            match node {
+                LogicalPlan::Aggregate(_) => aggregates += 1,
+                LogicalPlan::Join(j) => {
+                    joins.push((j.join_type, relation_kind(&j.left, &kind_of), relation_kind(&j.right, &kind_of)));
+                }
+                LogicalPlan::Sort(_) => problem = Some(("ORDER", "ORDER BY has no meaning on an unbounded stream".into(), "sort downstream, where the data is read")),
+                LogicalPlan::Limit(_) => problem = Some(("LIMIT", "LIMIT has no meaning on a continuous query".into(), "filter with WHERE instead")),
+                LogicalPlan::Window(_) => problem = Some(("OVER", "window functions (OVER ...) are not supported on streams".into(), "use a WINDOW clause with GROUP BY")),
+                LogicalPlan::Union(_) => problem = Some(("UNION", "UNION is not supported yet".into(), "write one model per input")),
+                LogicalPlan::Distinct(_) => problem = Some(("DISTINCT", "SELECT DISTINCT is not supported on streams yet".into(), "use GROUP BY, which makes a table")),
+                _ => {}
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        let mut fail = |word: &str, msg: String, help: &str| {
+            let d = Diagnostic::error("streaming", msg).with_help(help.to_string());
+            let d = match Self::find_word(&r.sql, word) {
+                Some((l, c)) => self.at_rendered(file, r, l, c, word.len(), d),
+                None => d.in_file(&file.source),
+            };
+            self.diags.push(d);
+            None
+        };
+        if let Some((word, msg, help)) = problem {
+            return fail(word, msg, help);
+        }
+        if aggregates > 1 {
+            return fail("GROUP", "a model may hold one aggregation".into(), "put the inner aggregation in its own model and ref() it");
+        }
+        for (jt, l, rk) in &joins {
+            use RelationKind::*;
+            match (l, rk) {
+                (Some(Stream), Some(Stream)) => {
+                    return fail("JOIN", "joining two streams is not supported: the join state would grow without bound".into(), "join a stream to a table (a source with kind: table, or an aggregation model)")
+                }
+                (Some(Table), Some(Table)) => {
+                    return fail("JOIN", "table–table joins are not supported yet".into(), "join a stream to a table")
+                }
+                (Some(Table), Some(Stream)) if matches!(jt, JoinType::Left | JoinType::Full) => {
+                    return fail("JOIN", format!("a {jt} JOIN keeps every row of its left side: the left side must be the stream"), "put the stream first: stream LEFT JOIN table")
+                }
+                (Some(Stream), Some(Table)) if matches!(jt, JoinType::Right | JoinType::Full) => {
+                    return fail("JOIN", format!("a {jt} JOIN keeps every row of the table: only INNER and LEFT stream–table joins are supported"), "use LEFT JOIN with the stream on the left")
+                }
+                (None, _) | (_, None) => {
+                    return fail("JOIN", "a join side must be a source or a model, not a subquery".into(), "move the subquery into its own model")
+                }
+                _ => {}
+            }
+        }
+        let has_table_input = {
+            let mut t = false;
+            let _ = plan.apply(|node| {
+                if let LogicalPlan::TableScan(s) = node {
+                    if kind_of(&s.table_name) == Some(RelationKind::Table) {
+                        t = true;
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+            t
+        };
+        if aggregates == 1 && has_table_input && joins.is_empty() {
+            return fail("GROUP", "aggregating a table (with retractions) is not supported yet".into(), "aggregate a stream");
+        }
+        Some(match (aggregates, streaming.window.is_some(), joins.is_empty()) {
+            (1, true, _) => OperatorKind::WindowedAggregate,
+            (1, false, _) => OperatorKind::Aggregate,
+            (_, true, _) => unreachable!("the window rewrite adds a GROUP BY"),
+            (_, false, false) => OperatorKind::StreamTableJoin,
+            _ => OperatorKind::Stateless,
+        })
+    }
+}
+
+/// Whether a join side reads a stream or a table: the kind of the one relation it scans.
+fn relation_kind(
+    plan: &LogicalPlan,
+    kind_of: &dyn Fn(&datafusion::common::TableReference) -> Option<RelationKind>,
+) -> Option<RelationKind> {
+    let mut kinds = Vec::new();
+    let mut blocked = false;
+    let _ = plan.apply(|node| {
+        match node {
+            LogicalPlan::TableScan(s) => kinds.push(kind_of(&s.table_name)),
+            LogicalPlan::Aggregate(_) | LogicalPlan::Join(_) => blocked = true,
+            _ => {}
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    match (kinds.as_slice(), blocked) {
+        ([k], false) => *k,
+        _ => None,
+    }
+}
+
+/// Output names of the GROUP BY columns of the (single) aggregation, if any.
+fn group_columns(plan: &LogicalPlan) -> Option<Vec<String>> {
+    let mut out = None;
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::Aggregate(a) = node {
+            out = Some(
+                a.group_expr
+                    .iter()
+                    .filter_map(|e| match e {
+                        datafusion::logical_expr::Expr::Column(c) => Some(c.name.clone()),
+                        _ => None,
+                    })
+                    .filter(|n| n != WINDOWSTART && n != WINDOWEND)
+                    .collect(),
+            );
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    out
+}
+
+/// "at Line: 3, Column: 5" in sqlparser messages.
+fn parser_location(msg: &str) -> Option<(usize, usize)> {
+    let i = msg.rfind("Line: ")?;
+    let rest = &msg[i + 6..];
+    let (line, rest) = rest.split_once(", Column: ")?;
+    let col: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((line.trim().parse().ok()?, col.parse().ok()?))
+}
+
+fn strip_location(msg: &str) -> String {
+    match msg.rfind(" at Line: ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// The first `'quoted'` or `"quoted"` name in a message.
+fn quoted_name(msg: &str) -> Option<String> {
+    for q in ['\'', '"', '`'] {
+        if let Some(i) = msg.find(q) {
+            if let Some(j) = msg[i + 1..].find(q) {
+                let name = &msg[i + 1..i + 1 + j];
+                if !name.is_empty() && !name.contains(' ') {
+                    return Some(name.split('.').next_back().unwrap_or(name).to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// DataFusion's messages without the internal prefixes users do not need.
+fn clean_df_message(msg: &str) -> String {
+    let mut m = msg.trim().to_string();
+    for prefix in ["Error during planning: ", "Schema error: ", "SQL error: ", "This feature is not implemented: "] {
+        if let Some(rest) = m.strip_prefix(prefix) {
+            m = rest.to_string();
+        }
+    }
+    m
+}

@@ -1,0 +1,388 @@
+//! The project's file formats, as Rust types. These types are the contract: the JSON Schemas in
+//! `schemas/` are generated from them (schemars), every YAML file is validated against those
+//! schemas before it is deserialized, and the doc comments become the schema descriptions that an
+//! editor's YAML language server shows.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// `streamctl_project.yml`: the root of a streamctl project.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectFile {
+    /// Project name: used in consumer group ids and default topic prefixes. Letters, digits, `_` and `-`.
+    #[schemars(regex(pattern = r"^[A-Za-z][A-Za-z0-9_-]*$"))]
+    pub name: String,
+    /// Version of the project itself (free text, shown in docs and deployment records).
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// Where the project's files live, relative to the project directory.
+    #[serde(default)]
+    pub paths: Paths,
+    /// Variables available to models as `{{ var('name') }}`.
+    #[serde(default)]
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// Defaults applied to every model; a model's own properties and `config()` override them.
+    #[serde(default)]
+    pub models: ModelConfig,
+    /// The target used when neither `--target` nor `STREAMCTL_TARGET` names one.
+    #[serde(default = "default_target_name")]
+    pub default_target: String,
+    /// Clusters this project can be deployed to. `embedded` (an in-process broker) always exists.
+    #[serde(default)]
+    pub targets: BTreeMap<String, Target>,
+}
+
+fn default_version() -> String {
+    "0.1.0".into()
+}
+
+pub fn default_target_name() -> String {
+    "embedded".into()
+}
+
+/// Folder names inside the project directory.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Paths {
+    /// Folders holding model `.sql` files and their property `.yml` files.
+    pub models: Vec<String>,
+    /// Folders holding source definitions (`.yml`).
+    pub sources: Vec<String>,
+    /// Folders holding sink definitions (`.yml`).
+    pub sinks: Vec<String>,
+    /// Folders holding Jinja macro files (`.sql`).
+    pub macros: Vec<String>,
+    /// Folders holding unit tests (`.yml`).
+    pub tests: Vec<String>,
+    /// Folders holding data schemas referenced by sources (`.avsc`, `.json`).
+    pub schemas: Vec<String>,
+    /// Folder holding sample data files, one per source.
+    pub data: Vec<String>,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            models: vec!["models".into()],
+            sources: vec!["sources".into()],
+            sinks: vec!["sinks".into()],
+            macros: vec!["macros".into()],
+            tests: vec!["tests".into()],
+            schemas: vec!["schemas".into()],
+            data: vec!["data".into()],
+        }
+    }
+}
+
+/// One deployment target: a Kafka cluster, or the embedded in-process broker.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// `embedded` hosts a broker inside the streamctl process; `kafka` connects to a cluster.
+    #[serde(rename = "type")]
+    pub kind: TargetKind,
+    /// Kafka bootstrap servers (`host:port,...`). Overridden by `--bootstrap-servers` / `STREAMCTL_BOOTSTRAP_SERVERS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_servers: Option<String>,
+    /// Confluent-compatible Schema Registry URL. Overridden by `--schema-registry-url` / `STREAMCTL_SCHEMA_REGISTRY_URL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry_url: Option<String>,
+    /// Extra librdkafka properties (`security.protocol`, `sasl.username`, ...). Put secrets here only
+    /// through `{{ env_var('NAME') }}`.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// Replication factor for topics streamctl creates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_factor: Option<i32>,
+    /// Compacted topic that records what is deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_topic: Option<String>,
+    /// Prefix added to every topic name streamctl derives (not to explicit `topic:` settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_prefix: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    Embedded,
+    Kafka,
+}
+
+/// A file under `sources/`: groups of Kafka topics the project reads.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesFile {
+    /// File format version; always 1 for now.
+    #[serde(default = "one")]
+    pub version: u32,
+    pub sources: Vec<SourceGroup>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A named group of source topics, referenced in SQL as `{{ source('group', 'table') }}`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceGroup {
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Tags for selection (`tag:x`), inherited by every table of the group.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub tables: Vec<SourceTable>,
+}
+
+/// One Kafka topic read as a stream (every record is an event) or a table (latest value per key).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceTable {
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Kafka topic name.
+    pub topic: String,
+    /// `stream`: every record is an event. `table`: the latest value per key of a compacted or
+    /// upsert topic; a record with a null value (tombstone) deletes its key.
+    #[serde(default)]
+    pub kind: RelationKind,
+    /// Key columns. Required for a table.
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// Encoding of the record value.
+    #[serde(default)]
+    pub format: ValueFormat,
+    /// Columns with SQL types. Give either `columns` or `schema`.
+    #[serde(default)]
+    pub columns: Vec<ColumnDef>,
+    /// The schema from a file in the project (`.avsc` Avro or `.json` JSON Schema) or a registry subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<SchemaRefConfig>,
+    /// The column carrying event time; without it the Kafka record timestamp is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<EventTime>,
+    /// What to do with a record that cannot be decoded.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Topic for `on_error: dead_letter` (default `<topic>.dlq`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_topic: Option<String>,
+    /// Partition count, used when streamctl creates the topic (embedded target, sample data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<i32>,
+    /// Sample data for the embedded target and `apply`: a JSON Lines file, relative to the project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_data: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RelationKind {
+    #[default]
+    Stream,
+    Table,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ValueFormat {
+    #[default]
+    Json,
+    Avro,
+    DebeziumJson,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Stop the job, naming topic, partition, offset and reason.
+    #[default]
+    Fail,
+    /// Count the record and go on.
+    Skip,
+    /// Copy the original record to the dead-letter topic, with the error in headers.
+    DeadLetter,
+}
+
+/// A column and its SQL type (`INT`, `BIGINT`, `DOUBLE`, `DECIMAL(10,2)`, `STRING`, `BOOLEAN`,
+/// `TIMESTAMP`, `DATE`, `BYTES`, `ARRAY<T>`, `STRUCT<a INT, b STRING>`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnDef {
+    pub name: String,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub data_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `false` declares the column NOT NULL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nullable: Option<bool>,
+}
+
+/// Where a source's schema comes from, when not given inline.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaRefConfig {
+    /// Path of an `.avsc` (Avro) or `.json` (JSON Schema) file, relative to the project directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Schema Registry subject (latest version), for real targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+/// Event time: which column, how to read it, and how late events may arrive.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventTime {
+    /// A `TIMESTAMP` column, a `BIGINT` of epoch milliseconds, or a `STRING` read with `format`.
+    pub column: String,
+    /// Java-style pattern for string columns, as ksqlDB's STRINGTOTIMESTAMP (`yyyy-MM-dd HH:mm:ss`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// How far behind the newest event an event may arrive and still count (`5 seconds`, `1 minute`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_lateness: Option<String>,
+}
+
+/// A file of model properties under `models/`, dbt style.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPropertiesFile {
+    #[serde(default = "one")]
+    pub version: u32,
+    pub models: Vec<ModelProperties>,
+}
+
+/// Properties of one model (`models/<name>.sql`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelProperties {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Configuration; `{{ config(...) }}` in the SQL file overrides it.
+    #[serde(default)]
+    pub config: ModelConfig,
+    /// With `enforced: true` the model's output columns must match `columns` exactly (names and types).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<Contract>,
+    #[serde(default)]
+    pub columns: Vec<ColumnDef>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Contract {
+    pub enforced: bool,
+}
+
+/// How a model is materialized and where its output goes. Every field is optional so that project
+/// defaults, YAML properties and the SQL file's `config()` can be layered.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// `stream`: an append-only topic of events. `table`: a changelog of the latest row per key
+    /// (compacted topic). Aggregations are tables; the default is inferred from the query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub materialized: Option<RelationKind>,
+    /// Output topic (default: the model name, after the target's `topic_prefix`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// Output topic partitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<i32>,
+    /// Output key columns (default: the GROUP BY columns of an aggregation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Vec<String>>,
+    /// Where a job starts reading when it is created or its state must be rebuilt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<ReplayPolicy>,
+    /// Set to `false` to keep a model in the project but not deploy it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+}
+
+impl ModelConfig {
+    /// `self` with every unset field taken from `base`.
+    pub fn or(self, base: &ModelConfig) -> ModelConfig {
+        ModelConfig {
+            materialized: self.materialized.or(base.materialized),
+            topic: self.topic.or_else(|| base.topic.clone()),
+            partitions: self.partitions.or(base.partitions),
+            key: self.key.or_else(|| base.key.clone()),
+            replay: self.replay.or_else(|| base.replay.clone()),
+            enabled: self.enabled.or(base.enabled),
+            tags: self.tags.or_else(|| base.tags.clone()),
+        }
+    }
+}
+
+/// `earliest`, `latest`, or an RFC 3339 timestamp to start from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ReplayPolicy {
+    Named(ReplayFrom),
+    Timestamp { timestamp: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayFrom {
+    Earliest,
+    Latest,
+}
+
+/// A file under `sinks/`: where model outputs are delivered beyond their own topic.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SinksFile {
+    #[serde(default = "one")]
+    pub version: u32,
+    pub sinks: Vec<SinkDef>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SinkDef {
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The model whose output this sink delivers.
+    pub from: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The connector and its settings.
+    pub connector: SinkConnector,
+}
+
+/// Sink connectors, tagged by `type`. Only `kafka` exists today; others will be added as variants.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkConnector {
+    /// Copy the model's rows to another Kafka topic.
+    Kafka {
+        topic: String,
+        #[serde(default)]
+        format: ValueFormat,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partitions: Option<i32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<Vec<String>>,
+    },
+}

@@ -1,0 +1,319 @@
+//! Loading a project directory: `streamctl_project.yml`, sources, models, model properties,
+//! sinks and macros. Every YAML file is checked against its JSON Schema first, so a typo is
+//! reported at its line and column, and loading goes on through all files to report everything.
+
+pub mod config;
+pub mod schemas;
+pub mod target;
+pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use crate::diagnostics::{suggest, Diagnostic, Diagnostics, Pos, SourceText};
+use config::{ModelProperties, ModelPropertiesFile, ProjectFile, SinkDef, SinksFile, SourceTable, SourcesFile};
+use schemas::FileKind;
+use yaml::PositionIndex;
+
+pub const PROJECT_FILE: &str = "streamctl_project.yml";
+
+/// A YAML file with the position of each node, for pointing diagnostics at it.
+#[derive(Debug, Clone)]
+pub struct YamlDoc {
+    pub source: SourceText,
+    pub positions: PositionIndex,
+}
+
+impl YamlDoc {
+    /// A diagnostic at the value (or, with `key`, the key) of a JSON pointer.
+    pub fn error_at(&self, code: &'static str, pointer: &str, key: bool, len: usize, message: impl Into<String>) -> Diagnostic {
+        let (line, column) = if key { self.positions.key(pointer) } else { self.positions.value(pointer) };
+        Diagnostic::error(code, message).at(&self.source, Pos::new(line, column, len))
+    }
+}
+
+/// Where a declaration sits: its file and JSON pointer.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub doc: Arc<YamlDoc>,
+    pub pointer: String,
+}
+
+impl Origin {
+    pub fn error(&self, code: &'static str, field: &str, message: impl Into<String>) -> Diagnostic {
+        let pointer = if field.is_empty() { self.pointer.clone() } else { format!("{}/{field}", self.pointer) };
+        let len = self
+            .doc
+            .positions_value_len(&pointer)
+            .unwrap_or(1);
+        self.doc.error_at(code, &pointer, false, len, message)
+    }
+}
+
+impl YamlDoc {
+    fn positions_value_len(&self, _pointer: &str) -> Option<usize> {
+        None
+    }
+}
+
+/// One source table (topic), with its group.
+#[derive(Debug, Clone)]
+pub struct SourceDecl {
+    pub group: String,
+    pub group_tags: Vec<String>,
+    pub table: SourceTable,
+    pub origin: Origin,
+}
+
+impl SourceDecl {
+    /// `group.table`, the name used in selection and in the graph.
+    pub fn full_name(&self) -> String {
+        format!("{}.{}", self.group, self.table.name)
+    }
+}
+
+/// A model's SQL file.
+#[derive(Debug, Clone)]
+pub struct ModelFile {
+    pub name: String,
+    pub source: SourceText,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelPropsDecl {
+    pub props: ModelProperties,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone)]
+pub struct SinkDecl {
+    pub sink: SinkDef,
+    pub origin: Origin,
+}
+
+/// A loaded project. `load` returns it together with every problem found while loading; later
+/// stages work with whatever did load.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub root: PathBuf,
+    pub config: ProjectFile,
+    pub config_doc: Arc<YamlDoc>,
+    pub sources: Vec<SourceDecl>,
+    pub models: Vec<ModelFile>,
+    pub model_props: BTreeMap<String, ModelPropsDecl>,
+    pub sinks: Vec<SinkDecl>,
+    pub macro_files: Vec<SourceText>,
+}
+
+fn rel(root: &Path, path: &Path) -> PathBuf {
+    path.strip_prefix(root).unwrap_or(path).to_path_buf()
+}
+
+/// Files under `dir` (recursively) with one of the extensions, sorted, hidden ones skipped.
+fn files_with_ext(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if e.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().and_then(|x| x.to_str()).is_some_and(|x| exts.contains(&x)) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn read_source(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<SourceText> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Some(SourceText::new(rel(root, path), text)),
+        Err(e) => {
+            diags.push(Diagnostic::error("io", format!("cannot read file: {e}")).at_path(&rel(root, path)));
+            None
+        }
+    }
+}
+
+/// Parses and validates one YAML file of a known kind.
+pub fn load_yaml<T: DeserializeOwned>(kind: FileKind, source: SourceText, diags: &mut Diagnostics) -> Option<(T, Arc<YamlDoc>)> {
+    let (value, positions) = match yaml::parse(&source.text) {
+        Ok(v) => v,
+        Err(e) => {
+            diags.push(
+                Diagnostic::error("yaml-syntax", format!("invalid YAML: {}", e.message))
+                    .at(&source, Pos::new(e.line, e.column, 1)),
+            );
+            return None;
+        }
+    };
+    let problems = schemas::validate(kind, &value, &positions, &source);
+    let doc = Arc::new(YamlDoc { source, positions });
+    if !problems.is_empty() {
+        diags.extend(problems);
+        return None;
+    }
+    match serde_json::from_value::<T>(value) {
+        Ok(v) => Some((v, doc)),
+        Err(e) => {
+            diags.push(Diagnostic::error("yaml-schema", e.to_string()).in_file(&doc.source));
+            None
+        }
+    }
+}
+
+impl Project {
+    /// Loads the project at `root`. `Err` only when there is no usable `streamctl_project.yml`.
+    pub fn load(root: &Path, diags: &mut Diagnostics) -> Result<Project, ()> {
+        let project_path = root.join(PROJECT_FILE);
+        if !project_path.is_file() {
+            diags.push(
+                Diagnostic::error("no-project", format!("no {PROJECT_FILE} in {}", root.display()))
+                    .with_help("pass --project-dir, or create a project with `streamctl init NAME`"),
+            );
+            return Err(());
+        }
+        let source = read_source(root, &project_path, diags).ok_or(())?;
+        let (config, config_doc) = load_yaml::<ProjectFile>(FileKind::Project, source, diags).ok_or(())?;
+
+        let mut project = Project {
+            root: root.to_path_buf(),
+            config,
+            config_doc,
+            sources: Vec::new(),
+            models: Vec::new(),
+            model_props: BTreeMap::new(),
+            sinks: Vec::new(),
+            macro_files: Vec::new(),
+        };
+        project.load_sources(diags);
+        project.load_models(diags);
+        project.load_sinks(diags);
+        for dir in project.config.paths.macros.clone() {
+            for path in files_with_ext(&root.join(dir), &["sql", "jinja"]) {
+                if let Some(src) = read_source(root, &path, diags) {
+                    project.macro_files.push(src);
+                }
+            }
+        }
+        Ok(project)
+    }
+
+    fn yaml_files(&self, dirs: &[String]) -> Vec<PathBuf> {
+        dirs.iter().flat_map(|d| files_with_ext(&self.root.join(d), &["yml", "yaml"])).collect()
+    }
+
+    fn load_sources(&mut self, diags: &mut Diagnostics) {
+        let mut seen: BTreeMap<String, Origin> = BTreeMap::new();
+        for path in self.yaml_files(&self.config.paths.sources.clone()) {
+            let Some(src) = read_source(&self.root, &path, diags) else { continue };
+            let Some((file, doc)) = load_yaml::<SourcesFile>(FileKind::Sources, src, diags) else { continue };
+            for (gi, group) in file.sources.into_iter().enumerate() {
+                for (ti, table) in group.tables.into_iter().enumerate() {
+                    let origin = Origin { doc: doc.clone(), pointer: format!("/sources/{gi}/tables/{ti}") };
+                    let decl = SourceDecl { group: group.name.clone(), group_tags: group.tags.clone(), table, origin };
+                    let full = decl.full_name();
+                    if let Some(first) = seen.get(&full) {
+                        diags.push(
+                            decl.origin
+                                .error("duplicate", "name", format!("source `{full}` is defined twice"))
+                                .with_help(format!("first defined in {}", location_of(first))),
+                        );
+                        continue;
+                    }
+                    seen.insert(full, decl.origin.clone());
+                    self.sources.push(decl);
+                }
+            }
+        }
+    }
+
+    fn load_models(&mut self, diags: &mut Diagnostics) {
+        let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
+        let model_dirs = self.config.paths.models.clone();
+        for dir in &model_dirs {
+            for path in files_with_ext(&self.root.join(dir), &["sql"]) {
+                let Some(src) = read_source(&self.root, &path, diags) else { continue };
+                let name = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+                if let Some(first) = by_name.get(&name) {
+                    diags.push(
+                        Diagnostic::error("duplicate", format!("model `{name}` is defined twice"))
+                            .in_file(&src)
+                            .with_help(format!("first defined in {}; model names come from file names and must be unique", first.display())),
+                    );
+                    continue;
+                }
+                by_name.insert(name.clone(), src.path.clone());
+                self.models.push(ModelFile { name, source: src });
+            }
+        }
+        for path in self.yaml_files(&model_dirs) {
+            let Some(src) = read_source(&self.root, &path, diags) else { continue };
+            let Some((file, doc)) = load_yaml::<ModelPropertiesFile>(FileKind::Models, src, diags) else { continue };
+            for (i, props) in file.models.into_iter().enumerate() {
+                let origin = Origin { doc: doc.clone(), pointer: format!("/models/{i}") };
+                if !by_name.contains_key(&props.name) {
+                    let mut d = origin.error(
+                        "unknown-model",
+                        "name",
+                        format!("properties given for model `{}`, which has no .sql file", props.name),
+                    );
+                    if let Some(s) = suggest(&props.name, by_name.keys().map(String::as_str)) {
+                        d = d.with_help(format!("did you mean `{s}`?"));
+                    }
+                    diags.push(d);
+                    continue;
+                }
+                if let Some(first) = self.model_props.get(&props.name) {
+                    diags.push(
+                        origin
+                            .error("duplicate", "name", format!("properties of model `{}` are given twice", props.name))
+                            .with_help(format!("first given in {}", location_of(&first.origin))),
+                    );
+                    continue;
+                }
+                self.model_props.insert(props.name.clone(), ModelPropsDecl { props, origin });
+            }
+        }
+    }
+
+    fn load_sinks(&mut self, diags: &mut Diagnostics) {
+        let mut seen: BTreeMap<String, Origin> = BTreeMap::new();
+        for path in self.yaml_files(&self.config.paths.sinks.clone()) {
+            let Some(src) = read_source(&self.root, &path, diags) else { continue };
+            let Some((file, doc)) = load_yaml::<SinksFile>(FileKind::Sinks, src, diags) else { continue };
+            for (i, sink) in file.sinks.into_iter().enumerate() {
+                let origin = Origin { doc: doc.clone(), pointer: format!("/sinks/{i}") };
+                if let Some(first) = seen.get(&sink.name) {
+                    diags.push(
+                        origin
+                            .error("duplicate", "name", format!("sink `{}` is defined twice", sink.name))
+                            .with_help(format!("first defined in {}", location_of(first))),
+                    );
+                    continue;
+                }
+                seen.insert(sink.name.clone(), origin.clone());
+                self.sinks.push(SinkDecl { sink, origin });
+            }
+        }
+    }
+
+    pub fn source(&self, group: &str, table: &str) -> Option<&SourceDecl> {
+        self.sources.iter().find(|s| s.group == group && s.table.name == table)
+    }
+}
+
+/// `file:line:col` of a declaration.
+pub fn location_of(origin: &Origin) -> String {
+    let (line, col) = origin.doc.positions.value(&origin.pointer);
+    format!("{}:{line}:{col}", origin.doc.source.path.display())
+}
