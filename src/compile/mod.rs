@@ -208,7 +208,7 @@ pub async fn compile(project: Project, mut diags: Diagnostics) -> CompiledProjec
             Err(d) => c.diags.push(d),
         }
     }
-    let graph = c.build_graph(&sources, &rendered);
+    let (graph, unresolved) = c.build_graph(&sources, &rendered);
 
     let mut models: BTreeMap<String, CompiledModel> = BTreeMap::new();
     let order = match graph.topo_order() {
@@ -220,6 +220,9 @@ pub async fn compile(project: Project, mut diags: Diagnostics) -> CompiledProjec
     };
     for id in &order {
         let NodeId::Model(name) = id else { continue };
+        if unresolved.contains(name) {
+            continue;
+        }
         let (Some(file), Some(r)) = (project.models.iter().find(|m| &m.name == name), rendered.get(name)) else {
             continue;
         };
@@ -473,8 +476,11 @@ impl Compiler<'_> {
         }
     }
 
-    fn build_graph(&mut self, sources: &BTreeMap<String, CompiledSource>, rendered: &BTreeMap<String, Rendered>) -> Graph {
+    /// The graph, and the models with references that resolve to nothing (not planned: their
+    /// SQL would only fail again on the missing table).
+    fn build_graph(&mut self, sources: &BTreeMap<String, CompiledSource>, rendered: &BTreeMap<String, Rendered>) -> (Graph, BTreeSet<String>) {
         let mut g = Graph::default();
+        let mut unresolved = BTreeSet::new();
         for s in &self.project.sources {
             g.add_node(NodeId::Source(s.full_name()));
         }
@@ -494,6 +500,7 @@ impl Compiler<'_> {
                 if model_names.contains(&name.as_str()) {
                     g.add_edge(&NodeId::Model(name.clone()), &me, EdgeAt(*off));
                 } else {
+                    unresolved.insert(m.name.clone());
                     let mut d = Diagnostic::error("unknown-ref", format!("`ref('{name}')`: no model named `{name}`"))
                         .at(&m.source, at(*off, name.chars().count() + 2));
                     if let Some(s) = suggest(name, model_names.iter().copied()) {
@@ -509,6 +516,11 @@ impl Compiler<'_> {
                 if source_names.contains(&full) {
                     g.add_edge(&NodeId::Source(full), &me, EdgeAt(*off));
                 } else {
+                    unresolved.insert(m.name.clone());
+                    if self.project.broken_source_files > 0 {
+                        // The table is most likely in the source file that did not load.
+                        continue;
+                    }
                     let mut d = Diagnostic::error("unknown-source", format!("`source('{group}', '{table}')`: no source table `{full}`"))
                         .at(&m.source, at(*off, group.chars().count() + 2));
                     if let Some(s) = suggest(&full, source_names.iter().map(String::as_str)) {
@@ -533,7 +545,7 @@ impl Compiler<'_> {
             }
         }
         let _ = sources;
-        g
+        (g, unresolved)
     }
 
     fn report_cycles(&mut self, cycles: &[Vec<(NodeId, EdgeAt)>]) {
@@ -616,8 +628,28 @@ impl Compiler<'_> {
                 len = name.chars().count();
             }
         }
-        if let DataFusionError::SQL(..) = root {
-            message = format!("SQL syntax error: {}", strip_location(&message));
+        if let DataFusionError::SQL(parser_error, _) = root {
+            use datafusion::sql::sqlparser::parser::ParserError;
+            let inner = match parser_error.as_ref() {
+                ParserError::ParserError(s) | ParserError::TokenizerError(s) => s.clone(),
+                other => other.to_string(),
+            };
+            message = format!("SQL syntax error: {}", strip_location(&inner));
+        }
+        // DataFusion's "no function matches" error lists every signature tried, then the useful
+        // sentence and the candidates: keep the sentence, turn the candidates into a hint.
+        if let Some(i) = message.find("No function matches the given name and argument types") {
+            let rest = &message[i..];
+            let (sentence, candidates) = match rest.find("Candidate functions:") {
+                Some(j) => (&rest[..j], Some(&rest[j + "Candidate functions:".len()..])),
+                None => (rest, None),
+            };
+            let sentence = sentence.trim().to_string();
+            if let Some(c) = candidates {
+                let list: Vec<&str> = c.split_whitespace().collect();
+                help.push(format!("candidates: {}", list.join(", ")));
+            }
+            message = sentence;
         }
         if let DataFusionError::SchemaError(schema_err, _) = root {
             if let datafusion::common::SchemaError::FieldNotFound { field, valid_fields } = schema_err.as_ref() {

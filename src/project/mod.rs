@@ -106,6 +106,8 @@ pub struct Project {
     pub model_props: BTreeMap<String, ModelPropsDecl>,
     pub sinks: Vec<SinkDecl>,
     pub macro_files: Vec<SourceText>,
+    /// Source files that failed to load: references to their tables are not reported again.
+    pub broken_source_files: usize,
 }
 
 fn rel(root: &Path, path: &Path) -> PathBuf {
@@ -194,6 +196,7 @@ impl Project {
             model_props: BTreeMap::new(),
             sinks: Vec::new(),
             macro_files: Vec::new(),
+            broken_source_files: 0,
         };
         project.load_sources(diags);
         project.load_models(diags);
@@ -216,7 +219,10 @@ impl Project {
         let mut seen: BTreeMap<String, Origin> = BTreeMap::new();
         for path in self.yaml_files(&self.config.paths.sources.clone()) {
             let Some(src) = read_source(&self.root, &path, diags) else { continue };
-            let Some((file, doc)) = load_yaml::<SourcesFile>(FileKind::Sources, src, diags) else { continue };
+            let Some((file, doc)) = load_yaml::<SourcesFile>(FileKind::Sources, src, diags) else {
+                self.broken_source_files += 1;
+                continue;
+            };
             for (gi, group) in file.sources.into_iter().enumerate() {
                 for (ti, table) in group.tables.into_iter().enumerate() {
                     let origin = Origin { doc: doc.clone(), pointer: format!("/sources/{gi}/tables/{ti}") };

@@ -129,7 +129,13 @@ pub fn validate(kind: FileKind, value: &Value, positions: &PositionIndex, file: 
                 (format!("{} is not one of {}", value_text(instance), opts.join(", ")), help)
             }
             K::Type { kind } => {
-                let expected = format!("{kind:?}").to_lowercase().replace("single(", "").replace(')', "");
+                // TypeKind's Debug names the JSON types; `null` is how optional fields are written.
+                let debug = format!("{kind:?}").to_lowercase();
+                let names: Vec<&str> = ["boolean", "integer", "number", "string", "array", "object"]
+                    .into_iter()
+                    .filter(|t| debug.contains(t))
+                    .collect();
+                let expected = names.join(" or ");
                 (format!("expected {expected}, found {} {}", type_name(instance), value_text(instance)), None)
             }
             K::Pattern { pattern } => {

@@ -1,0 +1,162 @@
+//! The CLI on the example project and on scaffolded projects: exact outputs and files.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+fn streamctl() -> Command {
+    let mut c = Command::cargo_bin("streamctl").unwrap();
+    c.env("NO_COLOR", "1").env_remove("STREAMCTL_TARGET");
+    c
+}
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("example-project")
+}
+
+/// A copy of a project in a temporary directory, to edit or compile into.
+fn copy_project(from: &Path) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(from, tmp.path());
+    tmp
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() == "target" {
+            continue;
+        }
+        let dest = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+fn stdout(c: &mut Command) -> String {
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_example_project_is_valid() {
+    let out = stdout(streamctl().args(["validate", "--project-dir"]).arg(example()));
+    assert_eq!(out, "valid: 3 sources, 5 models, 1 sink\n");
+}
+
+#[test]
+fn ls_selects_like_dbt() {
+    let ls = |sel: &str| stdout(streamctl().args(["ls", "--project-dir"]).arg(example()).args(["--select", sel]));
+    assert_eq!(ls("+logon_prime_loyal"), "source.soe.customers\nsource.soe.logon\nmodel.logon_enriched\nmodel.logon_prime_loyal\n");
+    assert_eq!(ls("source:soe.orders+"), "source.soe.orders\nmodel.orders_agg_hourly\nmodel.orders_by_mode\n");
+    assert_eq!(ls("tag:fraud"), "model.logon_bursts\n");
+    assert_eq!(ls("logon_enriched+,resource_type:sink"), "sink.prime_logons_out\n");
+}
+
+fn manifest(dir: &Path) -> serde_json::Value {
+    stdout(streamctl().args(["compile", "--project-dir"]).arg(dir));
+    serde_json::from_str(&std::fs::read_to_string(dir.join("target/manifest.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn compile_writes_the_manifest_and_compiled_sql() {
+    let tmp = copy_project(&example());
+    let m = manifest(tmp.path());
+    let node = &m["nodes"]["model.orders_agg_hourly"];
+    assert_eq!(node["operator"], "windowed_aggregate");
+    assert_eq!(node["kind"], "table");
+    assert_eq!(node["window"]["type"], "tumbling");
+    assert_eq!(node["window"]["size_ms"], 3_600_000);
+    assert_eq!(node["window"]["grace_ms"], 600_000);
+    assert_eq!(node["emit"], "final");
+    assert_eq!(node["key"], serde_json::json!(["order_status", "windowstart", "windowend"]));
+    let cols: Vec<String> = node["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{} {}", c["name"].as_str().unwrap(), c["type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        cols,
+        [
+            "order_status INT",
+            "order_count BIGINT",
+            "max_order_total DOUBLE",
+            "sum_order_total DOUBLE",
+            "window_start_ts STRING",
+            "windowstart BIGINT",
+            "windowend BIGINT"
+        ]
+    );
+    assert_eq!(m["nodes"]["model.logon_enriched"]["operator"], "stream_table_join");
+    assert_eq!(m["nodes"]["model.orders_by_mode"]["operator"], "aggregate");
+    assert_eq!(
+        m["nodes"]["model.logon_prime_loyal"]["depends_on"],
+        serde_json::json!(["model.logon_enriched"])
+    );
+    let sql = std::fs::read_to_string(tmp.path().join("target/compiled/models/logon_prime_loyal.sql")).unwrap();
+    assert!(sql.contains("FROM logon_enriched\nWHERE CUSTOMER_CLASS = 'Prime'\n  AND CUSTOMER_SINCE_YRS > 5"), "{sql}");
+    // The manifest validates against its checked-in schema.
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/manifest.schema.json")).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&m).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[test]
+fn semantic_hash_ignores_formatting_but_not_logic() {
+    let tmp = copy_project(&example());
+    let path = tmp.path().join("models/logon_prime_loyal.sql");
+    let hash = |dir: &Path| manifest(dir)["nodes"]["model.logon_prime_loyal"]["semantic_hash"].as_str().unwrap().to_string();
+    let original = std::fs::read_to_string(&path).unwrap();
+    let before = hash(tmp.path());
+
+    let reformatted = original.replace("    LOGON_ID,\n", "  logon_id ,  -- the logon\n").replace("FROM", "\n\nfrom");
+    std::fs::write(&path, &reformatted).unwrap();
+    assert_eq!(hash(tmp.path()), before, "whitespace, case and comments are not changes");
+
+    std::fs::write(&path, original.replace("CUSTOMER_SINCE_YRS > {{", "CUSTOMER_SINCE_YRS >= {{")).unwrap();
+    assert_ne!(hash(tmp.path()), before, "a changed filter is a change");
+}
+
+#[test]
+fn init_scaffolds_a_project_that_validates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = stdout(streamctl().args(["init", "payments", "--project-dir"]).arg(tmp.path()));
+    assert!(out.contains("created"), "{out}");
+    let project = tmp.path().join("payments");
+    assert_eq!(stdout(streamctl().args(["validate", "--project-dir"]).arg(&project)), "valid: 2 sources, 2 models, 0 sinks\n");
+    // A second init into the same place refuses.
+    let again = streamctl().args(["init", "payments", "--project-dir"]).arg(tmp.path()).output().unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}
+
+#[test]
+fn docs_write_an_offline_page_and_lineage() {
+    let tmp = copy_project(&example());
+    stdout(streamctl().args(["docs", "--project-dir"]).arg(tmp.path()));
+    let html = std::fs::read_to_string(tmp.path().join("target/docs/index.html")).unwrap();
+    for model in ["logon_enriched", "logon_prime_loyal", "orders_agg_hourly", "logon_bursts", "orders_by_mode"] {
+        assert!(html.contains(&format!("<title>model.{model}</title>")), "{model} missing from the graph");
+    }
+    for remote in ["src=\"http", "href=\"http", "url(http", "@import"] {
+        assert!(!html.contains(remote), "the page must not load anything remote ({remote})");
+    }
+    let mermaid = stdout(streamctl().args(["docs", "--print", "mermaid", "--project-dir"]).arg(tmp.path()));
+    insta::assert_snapshot!("example_mermaid", mermaid);
+}
+
+#[test]
+fn help_has_examples() {
+    let out = stdout(streamctl().arg("--help"));
+    assert!(out.contains("Examples:"));
+    let out = stdout(streamctl().args(["validate", "--help"]));
+    assert!(out.contains("Exit codes: 0 valid, 1 invalid."));
+}
