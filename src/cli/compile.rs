@@ -17,7 +17,7 @@ pub struct Args {
 }
 
 /// Writes `compiled/**.sql` and `manifest.json` under `out`.
-pub fn write_artifacts(c: &CompiledProject, out: &Path) -> anyhow::Result<Manifest> {
+pub(crate) fn write_artifacts(c: &CompiledProject, out: &Path) -> anyhow::Result<Manifest> {
     let manifest = Manifest::build(c);
     for m in c.models.values() {
         let path = out.join("compiled").join(compiled_path(&m.file.path));

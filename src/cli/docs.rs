@@ -31,7 +31,11 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         eprintln!("no docs: {} (run `streamctl validate`)", plural(diags.error_count(), "error"));
         return Ok(ExitCode::from(1));
     };
-    let manifest = Manifest::build(&c);
+    let manifest = match args.print {
+        Some(_) => Manifest::build(&c),
+        // Like `dbt docs generate`: the page is built from a fresh compile.
+        None => super::compile::write_artifacts(&c, &global.project_dir.join("target"))?,
+    };
     match args.print {
         Some(LineageFormat::Mermaid) => print!("{}", crate::docs::mermaid(&manifest)),
         Some(LineageFormat::Dot) => print!("{}", crate::docs::dot(&manifest)),
