@@ -50,7 +50,7 @@ pub struct ManifestWindow {
     pub retention_ms: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct ManifestNode {
     pub unique_id: String,
     pub resource_type: String,
@@ -135,7 +135,6 @@ impl Manifest {
                     path: s.decl.origin.doc.source.path.display().to_string(),
                     description: s.decl.table.description.clone(),
                     tags,
-                    depends_on: vec![],
                     columns: columns_of(&s.schema, &docs),
                     topic: Some(s.decl.table.topic.clone()),
                     kind: Some(s.decl.table.kind),
@@ -144,13 +143,7 @@ impl Manifest {
                     event_time_column: s.event_time.as_ref().map(|e| e.column.clone()),
                     allowed_lateness_ms: s.event_time.as_ref().map(|e| e.allowed_lateness_ms),
                     on_error: Some(s.decl.table.on_error),
-                    config: None,
-                    operator: None,
-                    window: None,
-                    emit: None,
-                    compiled_path: None,
-                    semantic_hash: None,
-                    config_hash: None,
+                    ..Default::default()
                 },
             );
         }
@@ -192,9 +185,6 @@ impl Manifest {
                     kind: Some(m.kind),
                     key: m.key.clone(),
                     format: Some(ValueFormat::Json),
-                    event_time_column: None,
-                    allowed_lateness_ms: None,
-                    on_error: None,
                     config: Some(m.config.clone()),
                     operator: Some(m.operator),
                     window,
@@ -202,6 +192,7 @@ impl Manifest {
                     compiled_path: Some(compiled_path(&m.file.path)),
                     semantic_hash: Some(m.semantic_hash.clone()),
                     config_hash: Some(m.config_hash.clone()),
+                    ..Default::default()
                 },
             );
         }
@@ -221,19 +212,9 @@ impl Manifest {
                     depends_on: deps(&id),
                     columns,
                     topic: Some(topic.clone()),
-                    kind: None,
                     key: key.clone().unwrap_or_default(),
                     format: Some(*format),
-                    event_time_column: None,
-                    allowed_lateness_ms: None,
-                    on_error: None,
-                    config: None,
-                    operator: None,
-                    window: None,
-                    emit: None,
-                    compiled_path: None,
-                    semantic_hash: None,
-                    config_hash: None,
+                    ..Default::default()
                 },
             );
         }
