@@ -89,6 +89,12 @@ pub struct CompiledModel {
     pub tags: Vec<String>,
     pub semantic_hash: String,
     pub config_hash: String,
+    /// The operators the runtime runs for this model.
+    pub job: crate::runtime::plan::JobPlan,
+    /// Each input's schema as planned (its columns plus the pseudo and window columns used).
+    pub input_schemas: BTreeMap<NodeId, SchemaRef>,
+    /// The input the WINDOW applies to.
+    pub windowed_input: Option<NodeId>,
 }
 
 impl CompiledModel {
@@ -750,6 +756,8 @@ impl Compiler<'_> {
 
         // Inputs as the planner must see them for this model.
         let driving = rewrite::driving_relation(&statement);
+        let mut input_schemas = BTreeMap::new();
+        let mut windowed_input = None;
         for id in &inputs {
             let (schema_name, table, base) = match id {
                 NodeId::Source(n) => {
@@ -770,8 +778,11 @@ impl Compiler<'_> {
             });
             if streaming.window.is_some() && is_driving {
                 extra.extend(window_fields());
+                windowed_input = Some(id.clone());
             }
-            self.schemas[&schema_name].set_overlay(&table, with_fields(&base, extra));
+            let planned = with_fields(&base, extra);
+            input_schemas.insert(id.clone(), planned.clone());
+            self.schemas[&schema_name].set_overlay(&table, planned);
         }
         let state = self.ctx.state();
         let planned = state.statement_to_plan(DFStatement::Statement(Box::new(statement.clone()))).await;
@@ -808,6 +819,28 @@ impl Compiler<'_> {
         let schema = Arc::new(Schema::new(fields));
 
         let operator = self.classify(file, r, &plan, &streaming, sources, models)?;
+        let job = {
+            let relations = ProjectRelations { sources, models };
+            let optimized = state.optimize(&plan);
+            let job = match optimized {
+                Ok(p) => crate::runtime::plan::JobPlanner::new(&state, &relations).plan(&p).await.map_err(|u| u.0),
+                Err(e) => Err(format!("cannot optimize the plan: {}", e.strip_backtrace())),
+            };
+            match job {
+                Ok(j) => j,
+                Err(reason) => {
+                    self.diags.push(
+                        Diagnostic::error("streaming", format!("the streaming runtime cannot run this query: {reason}"))
+                            .in_file(&file.source),
+                    );
+                    return None;
+                }
+            }
+        };
+        if let Some(WindowSpec { kind: dialect::WindowKind::Session { .. }, .. }) = streaming.window {
+            self.diags.push(window_at(self, "SESSION windows are validated but the runtime does not run them yet").with_help("use TUMBLING or HOPPING windows"));
+            return None;
+        }
         let props = self.project.model_props.get(&file.name);
 
         // Configuration: project defaults < properties YAML < config() in the SQL.
@@ -936,6 +969,9 @@ impl Compiler<'_> {
             tags,
             semantic_hash,
             config_hash,
+            job,
+            input_schemas,
+            windowed_input,
         })
     }
 
@@ -1096,6 +1132,24 @@ impl Compiler<'_> {
             (_, false, false) => OperatorKind::StreamTableJoin,
             _ => OperatorKind::Stateless,
         })
+    }
+}
+
+/// Resolves scanned tables to project relations, for the job planner.
+struct ProjectRelations<'a> {
+    sources: &'a BTreeMap<String, CompiledSource>,
+    models: &'a BTreeMap<String, CompiledModel>,
+}
+
+impl crate::runtime::plan::Relations for ProjectRelations<'_> {
+    fn resolve(&self, table: &datafusion::common::TableReference) -> Option<(NodeId, RelationKind)> {
+        match table.schema() {
+            Some(MODEL_SCHEMA) | None => self.models.get(table.table()).map(|m| (NodeId::Model(m.name.clone()), m.kind)),
+            Some(group) => {
+                let full = format!("{group}.{}", table.table());
+                self.sources.get(&full).map(|s| (NodeId::Source(full.clone()), s.decl.table.kind))
+            }
+        }
     }
 }
 

@@ -1,0 +1,233 @@
+//! One model's job: prepares input batches the way the model was planned (pseudo columns,
+//! window bounds), drops late events, drives the operator tree, and snapshots its state.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Cursor;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+
+use super::operators::{Chunk, ExecContext, Operator};
+use crate::compile::CompiledModel;
+use crate::graph::NodeId;
+use crate::sql::dialect::{EmitMode, PseudoColumn, WindowKind, WindowSpec, WINDOWEND, WINDOWSTART};
+
+/// What a push produced: output rows, and the input rows dropped because every window they
+/// belong to had already closed (to be counted and dead-lettered by the caller).
+#[derive(Debug, Default)]
+pub struct Pushed {
+    pub outputs: Vec<Chunk>,
+    pub late: Vec<usize>,
+}
+
+#[derive(Debug)]
+pub struct Job {
+    pub model: String,
+    root: Operator,
+    /// Per input relation: the schema the model was planned against.
+    inputs: BTreeMap<NodeId, SchemaRef>,
+    window: Option<WindowSpec>,
+    /// The relation the window applies to.
+    windowed_input: Option<NodeId>,
+    cx: ExecContext,
+    watermark: i64,
+    pub output_schema: SchemaRef,
+}
+
+fn err(msg: impl Into<String>) -> DataFusionError {
+    DataFusionError::Execution(msg.into())
+}
+
+impl Job {
+    pub fn new(model: &CompiledModel, task: Arc<TaskContext>) -> Result<Job> {
+        let window = model.window();
+        if let Some(WindowSpec { kind: WindowKind::Session { .. }, .. }) = window {
+            return Err(err("SESSION windows are not run by the runtime yet"));
+        }
+        Ok(Job {
+            model: model.name.clone(),
+            root: Operator::new(&model.job.root),
+            inputs: model.input_schemas.clone(),
+            window,
+            windowed_input: model.windowed_input.clone(),
+            cx: ExecContext { task, emit: model.emit, grace_ms: window.and_then(|w| w.grace_ms).unwrap_or(0) },
+            watermark: i64::MIN,
+            output_schema: model.job.schema.clone(),
+        })
+    }
+
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    pub fn emit_mode(&self) -> EmitMode {
+        self.cx.emit
+    }
+
+    pub fn input_ids(&self) -> impl Iterator<Item = &NodeId> {
+        self.inputs.keys()
+    }
+
+    /// Pushes rows of relation `from`. `batch` holds the relation's columns by SQL name plus
+    /// the pseudo columns `rowtime`, `rowpartition`, `rowoffset`; `deletes` marks tombstones.
+    pub async fn push(&mut self, from: &NodeId, batch: &RecordBatch, deletes: Option<BooleanArray>) -> Result<Pushed> {
+        let Some(schema) = self.inputs.get(from).cloned() else {
+            return Ok(Pushed::default());
+        };
+        let mut late = Vec::new();
+        let (batch, deletes) = if self.windowed_input.as_ref() == Some(from) {
+            let (b, l) = self.assign_windows(batch, &schema)?;
+            late = l;
+            (b, None)
+        } else {
+            (conform(batch, &schema, None)?, deletes)
+        };
+        let chunk = Chunk { batch, deletes };
+        let outputs = self.root.push(from, &chunk, &self.cx).await?;
+        Ok(Pushed { outputs: outputs.into_iter().filter(|c| c.batch.num_rows() > 0).collect(), late })
+    }
+
+    /// Moves the watermark forward (never back) and returns what closing windows emit.
+    pub async fn advance_watermark(&mut self, wm: i64) -> Result<Vec<Chunk>> {
+        if wm <= self.watermark {
+            return Ok(vec![]);
+        }
+        self.watermark = wm;
+        let out = self.root.advance(wm, &self.cx).await?;
+        Ok(out.into_iter().filter(|c| c.batch.num_rows() > 0).collect())
+    }
+
+    /// Window bounds for each row (one copy per window for HOPPING); copies in windows that are
+    /// closed already are dropped, and rows left with no window are reported late.
+    fn assign_windows(&self, batch: &RecordBatch, schema: &SchemaRef) -> Result<(RecordBatch, Vec<usize>)> {
+        let Some(w) = self.window else { return Ok((conform(batch, schema, None)?, vec![])) };
+        let rowtime = batch
+            .column_by_name(PseudoColumn::Rowtime.name())
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned())
+            .ok_or_else(|| err("input batch has no rowtime"))?;
+        let (size, step) = match w.kind {
+            WindowKind::Tumbling { size_ms } => (size_ms, size_ms),
+            WindowKind::Hopping { size_ms, advance_ms } => (size_ms, advance_ms),
+            WindowKind::Session { .. } => return Err(err("SESSION windows are not run by the runtime yet")),
+        };
+        let copies = size / step;
+        let closed_until = if self.watermark == i64::MIN { i64::MIN } else { self.watermark - self.cx.grace_ms };
+        let mut take_idx = Vec::with_capacity(batch.num_rows());
+        let mut starts = Vec::with_capacity(batch.num_rows());
+        let mut late = Vec::new();
+        for i in 0..batch.num_rows() {
+            let t = rowtime.value(i);
+            let last_start = t - t.rem_euclid(step);
+            let mut kept = false;
+            for j in (0..copies).rev() {
+                let start = last_start - j * step;
+                if start + size <= closed_until {
+                    continue;
+                }
+                take_idx.push(i as u32);
+                starts.push(start);
+                kept = true;
+            }
+            if !kept {
+                late.push(i);
+            }
+        }
+        let idx = UInt32Array::from(take_idx);
+        let cols = batch.columns().iter().map(|c| take(c, &idx, None)).collect::<std::result::Result<Vec<_>, _>>()?;
+        let taken = RecordBatch::try_new(batch.schema(), cols)?;
+        let ends: Vec<i64> = starts.iter().map(|s| s + size).collect();
+        let extra: Vec<(&str, ArrayRef)> =
+            vec![(WINDOWSTART, Arc::new(Int64Array::from(starts))), (WINDOWEND, Arc::new(Int64Array::from(ends)))];
+        Ok((conform(&taken, schema, Some(&extra))?, late))
+    }
+
+    /// The whole state, as bytes: every operator state as an Arrow IPC stream, and the watermark.
+    pub async fn snapshot(&mut self) -> Result<Vec<u8>> {
+        let states = self.root.snapshot(&self.cx).await?;
+        let mut out = Vec::new();
+        out.extend_from_slice(b"SCK1");
+        out.extend_from_slice(&self.watermark.to_le_bytes());
+        out.extend_from_slice(&(states.len() as u32).to_le_bytes());
+        for s in states {
+            match s {
+                None => out.push(0),
+                Some(batch) => {
+                    out.push(1);
+                    let mut buf = Vec::new();
+                    {
+                        let mut w = StreamWriter::try_new(&mut buf, &batch.schema())?;
+                        w.write(&batch)?;
+                        w.finish()?;
+                    }
+                    out.extend_from_slice(&(buf.len() as u64).to_le_bytes());
+                    out.extend_from_slice(&buf);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        let bad = || err("checkpoint state is corrupt");
+        if bytes.len() < 16 || &bytes[..4] != b"SCK1" {
+            return Err(bad());
+        }
+        let wm = i64::from_le_bytes(bytes[4..12].try_into().map_err(|_| bad())?);
+        let n = u32::from_le_bytes(bytes[12..16].try_into().map_err(|_| bad())?) as usize;
+        let mut pos = 16;
+        let mut states = VecDeque::new();
+        for _ in 0..n {
+            let flag = *bytes.get(pos).ok_or_else(bad)?;
+            pos += 1;
+            if flag == 0 {
+                states.push_back(None);
+                continue;
+            }
+            let len = u64::from_le_bytes(bytes.get(pos..pos + 8).ok_or_else(bad)?.try_into().map_err(|_| bad())?) as usize;
+            pos += 8;
+            let data = bytes.get(pos..pos + len).ok_or_else(bad)?;
+            pos += len;
+            let reader = StreamReader::try_new(Cursor::new(data), None)?;
+            let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+            let batch = match batches.len() {
+                0 => return Err(bad()),
+                1 => batches.into_iter().next().ok_or_else(bad)?,
+                _ => datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches)?,
+            };
+            states.push_back(Some(batch));
+        }
+        self.root.restore(&mut states)?;
+        self.watermark = wm;
+        Ok(())
+    }
+}
+
+/// Builds a batch with exactly the columns of `schema`, taken by name from `batch` or `extra`.
+fn conform(batch: &RecordBatch, schema: &SchemaRef, extra: Option<&[(&str, ArrayRef)]>) -> Result<RecordBatch> {
+    let mut cols = Vec::with_capacity(schema.fields().len());
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    for f in schema.fields() {
+        let col = extra
+            .and_then(|e| e.iter().find(|(n, _)| *n == f.name()).map(|(_, c)| c.clone()))
+            .or_else(|| batch.column_by_name(f.name()).cloned())
+            .ok_or_else(|| err(format!("input has no column `{}`", f.name())))?;
+        let col = if col.data_type() == f.data_type() {
+            col
+        } else {
+            datafusion::arrow::compute::cast(&col, f.data_type())?
+        };
+        fields.push(Field::new(f.name(), f.data_type().clone(), f.is_nullable() || col.null_count() > 0));
+        cols.push(col);
+    }
+    Ok(RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(fields)),
+        cols,
+        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )?)
+}
