@@ -95,6 +95,8 @@ pub struct CompiledModel {
     pub input_schemas: BTreeMap<NodeId, SchemaRef>,
     /// The input the WINDOW applies to.
     pub windowed_input: Option<NodeId>,
+    /// Index in the job's output of the hidden event-time column, for stream models.
+    pub rowtime_column: Option<usize>,
 }
 
 impl CompiledModel {
@@ -132,6 +134,20 @@ impl CompiledProject {
             NodeId::Source(n) => self.sources.get(n).map(|s| s.schema.clone()),
             NodeId::Model(n) => self.models.get(n).map(|m| m.schema.clone()),
             NodeId::Sink(_) => None,
+        }
+    }
+
+    /// How late events of a relation may be: a source's `allowed_lateness`, and for a model the
+    /// largest of its inputs' (its output keeps their disorder).
+    pub fn allowed_lateness(&self, id: &NodeId) -> i64 {
+        match id {
+            NodeId::Source(n) => self.sources.get(n).and_then(|s| s.event_time.as_ref()).map_or(0, |e| e.allowed_lateness_ms),
+            NodeId::Model(n) => self
+                .models
+                .get(n)
+                .map(|m| m.inputs.iter().map(|i| self.allowed_lateness(i)).max().unwrap_or(0))
+                .unwrap_or(0),
+            NodeId::Sink(_) => 0,
         }
     }
 
@@ -819,9 +835,20 @@ impl Compiler<'_> {
         let schema = Arc::new(Schema::new(fields));
 
         let operator = self.classify(file, r, &plan, &streaming, sources, models)?;
+        // Stream outputs carry each row's event time: plan a variant of the query that also
+        // selects the stream input's rowtime, as a hidden last column.
+        let mut job_plan = plan.clone();
+        let mut rowtime_out = None;
+        if matches!(operator, OperatorKind::Stateless | OperatorKind::StreamTableJoin) {
+            if let Some((p, sid, schema)) = self.plan_with_rowtime(&statement, &inputs, &input_schemas, sources, models).await {
+                job_plan = p;
+                input_schemas.insert(sid, schema);
+                rowtime_out = Some(job_plan.schema().fields().len() - 1);
+            }
+        }
         let job = {
             let relations = ProjectRelations { sources, models };
-            let optimized = state.optimize(&plan);
+            let optimized = state.optimize(&job_plan);
             let job = match optimized {
                 Ok(p) => crate::runtime::plan::JobPlanner::new(&state, &relations).plan(&p).await.map_err(|u| u.0),
                 Err(e) => Err(format!("cannot optimize the plan: {}", e.strip_backtrace())),
@@ -972,7 +999,82 @@ impl Compiler<'_> {
             job,
             input_schemas,
             windowed_input,
+            rowtime_column: rowtime_out,
         })
+    }
+
+    /// Plans `statement` with `<stream>.rowtime AS __streamctl_rowtime` appended to its SELECT
+    /// list. Returns the plan, the stream input and its schema with `rowtime`.
+    async fn plan_with_rowtime(
+        &self,
+        statement: &Statement,
+        inputs: &[NodeId],
+        input_schemas: &BTreeMap<NodeId, SchemaRef>,
+        sources: &BTreeMap<String, CompiledSource>,
+        models: &BTreeMap<String, CompiledModel>,
+    ) -> Option<(LogicalPlan, NodeId, SchemaRef)> {
+        use datafusion::sql::sqlparser::ast::{Expr as AstExpr, Ident, SelectItem, SetExpr, TableFactor};
+        let is_stream = |id: &NodeId| match id {
+            NodeId::Source(n) => sources.get(n).is_some_and(|s| s.decl.table.kind == RelationKind::Stream),
+            NodeId::Model(n) => models.get(n).is_some_and(|m| m.kind == RelationKind::Stream),
+            NodeId::Sink(_) => false,
+        };
+        let streams: Vec<&NodeId> = inputs.iter().filter(|i| is_stream(i)).collect();
+        let [stream] = streams.as_slice() else { return None };
+        let (schema_name, table) = match stream {
+            NodeId::Source(n) => {
+                let s = &sources[n];
+                (s.decl.group.clone(), s.decl.table.name.clone())
+            }
+            NodeId::Model(n) => (MODEL_SCHEMA.to_string(), n.clone()),
+            NodeId::Sink(_) => return None,
+        };
+        let mut stmt = statement.clone();
+        let Statement::Query(q) = &mut stmt else { return None };
+        let SetExpr::Select(select) = q.body.as_mut() else { return None };
+        // How the query names the stream: its alias, else its name.
+        let mut reference: Option<Vec<Ident>> = None;
+        let factors = select.from.iter().flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)));
+        for f in factors {
+            if let TableFactor::Table { name, alias, .. } = f {
+                let parts = rewrite::normalize_object_name(name);
+                let hit = match parts.as_slice() {
+                    [t] => schema_name == MODEL_SCHEMA && t.eq_ignore_ascii_case(&table),
+                    [s, t] => s == &schema_name && t.eq_ignore_ascii_case(&table),
+                    _ => false,
+                };
+                if hit {
+                    reference = Some(match alias {
+                        Some(a) => vec![a.name.clone()],
+                        None => name.0.iter().filter_map(|p| p.as_ident().cloned()).collect(),
+                    });
+                    break;
+                }
+            }
+        }
+        let mut parts = reference?;
+        parts.push(Ident::new(PseudoColumn::Rowtime.name()));
+        select.projection.push(SelectItem::ExprWithAlias {
+            expr: AstExpr::CompoundIdentifier(parts),
+            alias: Ident::new(crate::runtime::job::ROWTIME_COLUMN),
+        });
+        for (id, schema) in input_schemas {
+            let (sn, tn) = match id {
+                NodeId::Source(n) => (sources[n].decl.group.clone(), sources[n].decl.table.name.clone()),
+                NodeId::Model(n) => (MODEL_SCHEMA.to_string(), n.clone()),
+                NodeId::Sink(_) => continue,
+            };
+            let s = if id == *stream { with_fields(schema, [pseudo_field(PseudoColumn::Rowtime)]) } else { schema.clone() };
+            self.schemas[&sn].set_overlay(&tn, s);
+        }
+        let with_rowtime = with_fields(&input_schemas[*stream], [pseudo_field(PseudoColumn::Rowtime)]);
+        let state = self.ctx.state();
+        let planned = state.statement_to_plan(DFStatement::Statement(Box::new(stmt))).await;
+        let planned = planned.and_then(|p| state.analyzer().execute_and_check(p, state.config_options(), |_, _| {}));
+        for s in self.schemas.values() {
+            s.clear_overlay();
+        }
+        Some((planned.ok()?, (*stream).clone(), with_rowtime))
     }
 
     /// Output columns against an enforced contract; every mismatch reported at its YAML line.

@@ -18,12 +18,24 @@ use crate::compile::CompiledModel;
 use crate::graph::NodeId;
 use crate::sql::dialect::{EmitMode, PseudoColumn, WindowKind, WindowSpec, WINDOWEND, WINDOWSTART};
 
+/// Hidden output column carrying each row's event time through stream models.
+pub const ROWTIME_COLUMN: &str = "__streamctl_rowtime";
+
 /// What a push produced: output rows, and the input rows dropped because every window they
 /// belong to had already closed (to be counted and dead-lettered by the caller).
 #[derive(Debug, Default)]
 pub struct Pushed {
-    pub outputs: Vec<Chunk>,
+    pub outputs: Vec<OutputBatch>,
     pub late: Vec<usize>,
+}
+
+/// Rows of the model's output, with the event time of each (the Kafka timestamp they are
+/// produced with) and tombstone marks.
+#[derive(Debug, Clone)]
+pub struct OutputBatch {
+    pub batch: RecordBatch,
+    pub timestamps: Vec<i64>,
+    pub deletes: Option<BooleanArray>,
 }
 
 #[derive(Debug)]
@@ -37,7 +49,11 @@ pub struct Job {
     windowed_input: Option<NodeId>,
     cx: ExecContext,
     watermark: i64,
+    /// The model's output schema, and where its columns are in the operators' output.
     pub output_schema: SchemaRef,
+    output_columns: Vec<usize>,
+    rowtime_column: Option<usize>,
+    window_end_column: Option<usize>,
 }
 
 fn err(msg: impl Into<String>) -> DataFusionError {
@@ -50,7 +66,17 @@ impl Job {
         if let Some(WindowSpec { kind: WindowKind::Session { .. }, .. }) = window {
             return Err(err("SESSION windows are not run by the runtime yet"));
         }
+        let job_schema = model.job.schema.clone();
+        let output_columns = model
+            .schema
+            .fields()
+            .iter()
+            .map(|f| job_schema.index_of(f.name()).map_err(|_| err(format!("job output lacks column `{}`", f.name()))))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Job {
+            output_columns,
+            rowtime_column: model.rowtime_column,
+            window_end_column: window.and_then(|_| model.schema.index_of(WINDOWEND).ok()),
             model: model.name.clone(),
             root: Operator::new(&model.job.root),
             inputs: model.input_schemas.clone(),
@@ -58,7 +84,7 @@ impl Job {
             windowed_input: model.windowed_input.clone(),
             cx: ExecContext { task, emit: model.emit, grace_ms: window.and_then(|w| w.grace_ms).unwrap_or(0) },
             watermark: i64::MIN,
-            output_schema: model.job.schema.clone(),
+            output_schema: model.schema.clone(),
         })
     }
 
@@ -88,19 +114,56 @@ impl Job {
         } else {
             (conform(batch, &schema, None)?, deletes)
         };
+        let fallback_ts = batch
+            .column_by_name(PseudoColumn::Rowtime.name())
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>().and_then(|a| datafusion::arrow::compute::max(a)))
+            .unwrap_or(self.watermark.max(0));
         let chunk = Chunk { batch, deletes };
         let outputs = self.root.push(from, &chunk, &self.cx).await?;
-        Ok(Pushed { outputs: outputs.into_iter().filter(|c| c.batch.num_rows() > 0).collect(), late })
+        let outputs = outputs.into_iter().map(|c| self.to_output(c, fallback_ts)).collect::<Result<Vec<_>>>()?;
+        Ok(Pushed { outputs: outputs.into_iter().filter(|o| o.batch.num_rows() > 0).collect(), late })
+    }
+
+    /// The model's columns of an operator output, and each row's event time: the hidden
+    /// rowtime column (stream models), the window's last millisecond (windowed models), else
+    /// `fallback`.
+    fn to_output(&self, c: Chunk, fallback: i64) -> Result<OutputBatch> {
+        let n = c.batch.num_rows();
+        let timestamps: Vec<i64> = if let Some(i) = self.rowtime_column {
+            let a = c.batch.column(i).as_any().downcast_ref::<Int64Array>().ok_or_else(|| err("hidden rowtime is not BIGINT"))?;
+            (0..n).map(|r| if a.is_valid(r) { a.value(r) } else { fallback }).collect()
+        } else if let Some(we) = self.window_end_column {
+            let cols = c.batch.project(&self.output_columns)?;
+            let a = cols.column(we).as_any().downcast_ref::<Int64Array>().ok_or_else(|| err("windowend is not BIGINT"))?;
+            (0..n).map(|r| if a.is_valid(r) { a.value(r) - 1 } else { fallback }).collect()
+        } else {
+            vec![fallback; n]
+        };
+        let projected = c.batch.project(&self.output_columns)?;
+        // Same columns, the model's declared names and types, nullability as the data has it.
+        let fields: Vec<Field> = self
+            .output_schema
+            .fields()
+            .iter()
+            .zip(projected.columns())
+            .map(|(f, col)| f.as_ref().clone().with_nullable(f.is_nullable() || col.null_count() > 0))
+            .collect();
+        let batch = RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(fields)),
+            projected.columns().to_vec(),
+            &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(n)),
+        )?;
+        Ok(OutputBatch { batch, timestamps, deletes: c.deletes })
     }
 
     /// Moves the watermark forward (never back) and returns what closing windows emit.
-    pub async fn advance_watermark(&mut self, wm: i64) -> Result<Vec<Chunk>> {
+    pub async fn advance_watermark(&mut self, wm: i64) -> Result<Vec<OutputBatch>> {
         if wm <= self.watermark {
             return Ok(vec![]);
         }
         self.watermark = wm;
         let out = self.root.advance(wm, &self.cx).await?;
-        Ok(out.into_iter().filter(|c| c.batch.num_rows() > 0).collect())
+        out.into_iter().filter(|c| c.batch.num_rows() > 0).map(|c| self.to_output(c, wm)).collect()
     }
 
     /// Window bounds for each row (one copy per window for HOPPING); copies in windows that are

@@ -4,6 +4,8 @@
 //! * [`operators`] executes them: stateless steps, stream–table join, incremental aggregation.
 //! * [`job`] feeds a model's inputs in, assigns windows, drops late events, checkpoints state.
 
+pub mod bounded;
+pub mod codec;
 pub mod job;
 pub mod operators;
 pub mod plan;

@@ -1,0 +1,265 @@
+//! Kafka records ↔ job batches for one relation: decoding values (and tombstones from keys),
+//! event time, pseudo columns; encoding output rows and keys.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch};
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::{Field, Schema};
+
+use crate::compile::{CompiledProject, EventTimeSpec};
+use crate::formats::json::{encode_keys, encode_rows, event_times, JsonDecoder};
+use crate::formats::BadRecord;
+use crate::graph::NodeId;
+use crate::project::config::{OnError, RelationKind};
+use crate::sql::dialect::PseudoColumn;
+
+use super::job::OutputBatch;
+
+/// A record as read from or written to a topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    /// Kafka timestamp, epoch ms.
+    pub timestamp: i64,
+    pub key: Option<Vec<u8>>,
+    /// `None` is a tombstone.
+    pub value: Option<Vec<u8>>,
+}
+
+/// How one input relation is read.
+#[derive(Debug, Clone)]
+pub struct InputCodec {
+    pub id: NodeId,
+    pub topic: String,
+    pub kind: RelationKind,
+    pub lateness_ms: i64,
+    pub on_error: OnError,
+    pub dead_letter_topic: String,
+    decoder: JsonDecoder,
+    event_time: Option<EventTimeSpec>,
+    /// Key columns: SQL names and names in the data.
+    key: Vec<(String, String)>,
+}
+
+/// A decoded micro-batch: rows with the relation's columns and the pseudo columns.
+#[derive(Debug)]
+pub struct Decoded {
+    pub batch: RecordBatch,
+    pub deletes: Option<BooleanArray>,
+    /// For each row, the index of its record.
+    pub rows: Vec<usize>,
+    pub bad: Vec<BadRecord>,
+}
+
+impl InputCodec {
+    pub fn for_input(cp: &CompiledProject, id: &NodeId) -> Option<InputCodec> {
+        match id {
+            NodeId::Source(n) => {
+                let s = cp.sources.get(n)?;
+                let data_names: Vec<String> = s.columns.iter().map(|c| c.name.clone()).collect();
+                let key = s
+                    .key
+                    .iter()
+                    .map(|k| {
+                        let data = s.columns.iter().find(|c| c.name.eq_ignore_ascii_case(k)).map(|c| c.name.clone()).unwrap_or_else(|| k.clone());
+                        (k.clone(), data)
+                    })
+                    .collect();
+                Some(InputCodec {
+                    id: id.clone(),
+                    topic: s.decl.table.topic.clone(),
+                    kind: s.decl.table.kind,
+                    lateness_ms: s.event_time.as_ref().map_or(0, |e| e.allowed_lateness_ms),
+                    on_error: s.decl.table.on_error,
+                    dead_letter_topic: s.decl.table.dead_letter_topic.clone().unwrap_or_else(|| format!("{}.dlq", s.decl.table.topic)),
+                    decoder: JsonDecoder::new(s.schema.clone(), &data_names),
+                    event_time: s.event_time.clone(),
+                    key,
+                })
+            }
+            NodeId::Model(n) => {
+                let m = cp.models.get(n)?;
+                let names: Vec<String> = m.schema.fields().iter().map(|f| f.name().clone()).collect();
+                Some(InputCodec {
+                    id: id.clone(),
+                    topic: m.topic.clone(),
+                    kind: m.kind,
+                    lateness_ms: cp.allowed_lateness(id),
+                    on_error: OnError::Fail,
+                    dead_letter_topic: format!("{}.dlq", m.topic),
+                    decoder: JsonDecoder::new(m.schema.clone(), &names),
+                    event_time: None,
+                    key: m.key.iter().map(|k| (k.clone(), k.clone())).collect(),
+                })
+            }
+            NodeId::Sink(_) => None,
+        }
+    }
+
+    /// Decodes records; rows get `rowtime`, `rowpartition`, `rowoffset`.
+    pub fn decode(&self, records: &[Record]) -> Decoded {
+        let mut values: Vec<Vec<u8>> = Vec::with_capacity(records.len());
+        let mut value_of: Vec<usize> = Vec::with_capacity(records.len());
+        let mut is_delete: Vec<bool> = Vec::with_capacity(records.len());
+        let mut bad = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            match &r.value {
+                Some(v) => {
+                    values.push(v.clone());
+                    value_of.push(i);
+                    is_delete.push(false);
+                }
+                None if self.kind == RelationKind::Table => match self.key_object(r.key.as_deref()) {
+                    Ok(k) => {
+                        values.push(k);
+                        value_of.push(i);
+                        is_delete.push(true);
+                    }
+                    Err(reason) => bad.push(BadRecord { index: i, reason }),
+                },
+                None => bad.push(BadRecord { index: i, reason: "null value (a tombstone) on a stream".into() }),
+            }
+        }
+        let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+        let (batch, kept, bad_values) = self.decoder.decode(&refs);
+        bad.extend(bad_values.into_iter().map(|b| BadRecord { index: value_of[b.index], reason: b.reason }));
+        let rows: Vec<usize> = kept.iter().map(|k| value_of[*k]).collect();
+        let deletes: Vec<bool> = kept.iter().map(|k| is_delete[*k]).collect();
+
+        let kafka_ts: Vec<i64> = rows.iter().map(|r| records[*r].timestamp).collect();
+        let (mut times, time_errors) = event_times(&batch, self.event_time.as_ref(), &kafka_ts);
+        // A tombstone has no event time column: it takes the record's timestamp.
+        for (j, d) in deletes.iter().enumerate() {
+            if *d {
+                times[j] = kafka_ts[j];
+            }
+        }
+        let time_errors: Vec<(usize, String)> = time_errors.into_iter().filter(|(j, _)| !deletes[*j]).collect();
+        let (batch, rows, times, deletes) = if time_errors.is_empty() {
+            (batch, rows, times, deletes)
+        } else {
+            let drop: std::collections::HashSet<usize> = time_errors.iter().map(|(j, _)| *j).collect();
+            for (j, reason) in &time_errors {
+                bad.push(BadRecord { index: rows[*j], reason: reason.clone() });
+            }
+            let keep: BooleanArray = (0..batch.num_rows()).map(|j| Some(!drop.contains(&j))).collect();
+            let batch = datafusion::arrow::compute::filter_record_batch(&batch, &keep).unwrap_or(batch);
+            let f = |j: &usize| !drop.contains(j);
+            let idx: Vec<usize> = (0..rows.len()).filter(f).collect();
+            (batch, idx.iter().map(|j| rows[*j]).collect(), idx.iter().map(|j| times[*j]).collect(), idx.iter().map(|j| deletes[*j]).collect())
+        };
+        bad.sort_by_key(|b| b.index);
+
+        let partitions: Vec<i32> = rows.iter().map(|r| records[*r].partition).collect();
+        let offsets: Vec<i64> = rows.iter().map(|r| records[*r].offset).collect();
+        let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
+        for (pc, col) in [
+            (PseudoColumn::Rowtime, Arc::new(Int64Array::from(times)) as ArrayRef),
+            (PseudoColumn::Rowpartition, Arc::new(Int32Array::from(partitions)) as ArrayRef),
+            (PseudoColumn::Rowoffset, Arc::new(Int64Array::from(offsets)) as ArrayRef),
+        ] {
+            fields.push(crate::compile::pseudo_field(pc));
+            cols.push(col);
+        }
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).expect("columns match their fields");
+        let deletes = deletes.iter().any(|d| *d).then(|| BooleanArray::from(deletes));
+        Decoded { batch, deletes, rows, bad }
+    }
+
+    /// A tombstone's key as a JSON object with the data's column names.
+    fn key_object(&self, key: Option<&[u8]>) -> Result<Vec<u8>, String> {
+        let key = key.ok_or("tombstone without a key")?;
+        let v: serde_json::Value = serde_json::from_slice(key).map_err(|e| format!("tombstone key is not JSON: {e}"))?;
+        let mut obj = serde_json::Map::new();
+        match (&v, self.key.as_slice()) {
+            (serde_json::Value::Object(m), cols) => {
+                for (sql, data) in cols {
+                    let found = m.iter().find(|(k, _)| k.eq_ignore_ascii_case(sql)).map(|(_, v)| v.clone());
+                    obj.insert(data.clone(), found.ok_or_else(|| format!("tombstone key has no `{sql}`"))?);
+                }
+            }
+            (scalar, [(_, data)]) => {
+                obj.insert(data.clone(), scalar.clone());
+            }
+            _ => return Err("tombstone key does not match the key columns".into()),
+        }
+        serde_json::to_vec(&obj).map_err(|e| e.to_string())
+    }
+}
+
+/// Encodes a model's output rows as records (partition left to the producer: -1).
+pub fn encode_output(out: &OutputBatch, key: &[String]) -> Result<Vec<Record>, datafusion::arrow::error::ArrowError> {
+    let values = encode_rows(&out.batch)?;
+    let keys = encode_keys(&out.batch, key)?;
+    Ok(values
+        .into_iter()
+        .zip(keys)
+        .enumerate()
+        .map(|(i, (v, k))| Record {
+            partition: -1,
+            offset: -1,
+            timestamp: out.timestamps.get(i).copied().unwrap_or(0),
+            key: k,
+            value: if out.deletes.as_ref().is_some_and(|d| d.value(i)) { None } else { Some(v) },
+        })
+        .collect())
+}
+
+/// Kafka's default partitioner for keyed records (murmur2, as the Java client).
+pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
+    ((murmur2(key) & 0x7fff_ffff) % partitions.max(1) as u32) as i32
+}
+
+fn murmur2(data: &[u8]) -> u32 {
+    let seed: u32 = 0x9747_b28c;
+    let m: u32 = 0x5bd1_e995;
+    let r = 24;
+    let len = data.len();
+    let mut h: u32 = seed ^ len as u32;
+    let chunks = len / 4;
+    for i in 0..chunks {
+        let mut k = u32::from_le_bytes([data[4 * i], data[4 * i + 1], data[4 * i + 2], data[4 * i + 3]]);
+        k = k.wrapping_mul(m);
+        k ^= k >> r;
+        k = k.wrapping_mul(m);
+        h = h.wrapping_mul(m);
+        h ^= k;
+    }
+    let tail = &data[chunks * 4..];
+    if tail.len() >= 3 {
+        h ^= (tail[2] as u32) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= (tail[1] as u32) << 8;
+    }
+    if !tail.is_empty() {
+        h ^= tail[0] as u32;
+        h = h.wrapping_mul(m);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(m);
+    h ^= h >> 15;
+    h
+}
+
+/// Concatenates decoded batches of one relation (same schema).
+pub fn concat(batches: &[RecordBatch]) -> Option<RecordBatch> {
+    let first = batches.first()?;
+    concat_batches(&first.schema(), batches).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_kafka() {
+        // Values from Kafka's own partitioner tests (Utils.murmur2).
+        assert_eq!(murmur2(b"21") as i32, -973932308);
+        assert_eq!(murmur2(b"foobar") as i32, -790332482);
+        assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985981536);
+    }
+}
