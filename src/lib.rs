@@ -23,6 +23,7 @@
 
 pub mod cli;
 pub mod compile;
+pub mod connectors;
 pub mod diagnostics;
 pub mod docs;
 pub mod formats;

@@ -6,6 +6,7 @@ mod compile;
 mod docs;
 mod init;
 mod ls;
+mod run;
 mod validate;
 
 use std::process::ExitCode;
@@ -46,6 +47,8 @@ pub enum Command {
     Ls(ls::Args),
     /// Lineage as Mermaid or DOT, and a static HTML page in target/docs/.
     Docs(docs::Args),
+    /// Run the models as streaming jobs on the target (embedded: on the sample data).
+    Run(run::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -56,6 +59,7 @@ pub fn main() -> ExitCode {
         Command::Compile(a) => compile::exec(&cli.global, a),
         Command::Ls(a) => ls::exec(&cli.global, a),
         Command::Docs(a) => docs::exec(&cli.global, a),
+        Command::Run(a) => run::exec(&cli.global, a),
     };
     match result {
         Ok(code) => code,

@@ -6,7 +6,9 @@
 
 pub mod bounded;
 pub mod codec;
+pub mod host;
 pub mod job;
 pub mod operators;
 pub mod plan;
 pub mod watermark;
+pub mod worker;

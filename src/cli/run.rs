@@ -1,0 +1,157 @@
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args as ClapArgs;
+
+use super::common::{load_and_compile, plural, print_diagnostics, GlobalArgs, OutputFormat};
+use crate::connectors::kafka::Cluster;
+use crate::graph::{select::select, NodeId};
+use crate::jinja::Jinja;
+use crate::project::config::TargetKind;
+use crate::runtime::host::{job_topics, read_topic, run_embedded, run_jobs, stop_on_signals};
+use crate::runtime::worker::{JobStats, RunControl, RunOptions};
+
+#[derive(Debug, ClapArgs)]
+#[command(after_help = "\
+Each selected model runs as a job: it consumes its inputs, keeps its state in a checkpoint
+topic, and produces to its output topic. Several `streamctl run` processes on one project
+share the jobs through Kafka consumer groups and take over from one another.
+
+On the `embedded` target the broker lives inside this process: the sources' sample data is
+loaded into it, the jobs run until caught up, and each output topic's rows are printed.
+
+Examples:
+  streamctl run --project-dir example-project                     embedded: sample data in, outputs out
+  streamctl run --target prod --select tag:orders
+  streamctl run --bootstrap-servers localhost:9092 --target dev --until-caught-up")]
+pub struct Args {
+    /// Models to run (dbt selection syntax; default: all).
+    #[arg(long, short = 's', num_args = 1.., value_name = "SELECTOR")]
+    pub select: Vec<String>,
+    /// Process every input up to the end it has at start (upstream jobs: when they finish),
+    /// checkpoint, and exit 0. Always on for the embedded target.
+    #[arg(long)]
+    pub until_caught_up: bool,
+    /// Records per micro-batch at most.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_batch_records: usize,
+    /// Milliseconds between checkpoints (outputs flushed, state and offsets saved).
+    #[arg(long, default_value_t = 2_000)]
+    pub checkpoint_interval_ms: u64,
+    /// Rows of each output topic to print after an embedded run.
+    #[arg(long, default_value_t = 3)]
+    pub show: usize,
+}
+
+pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
+    let (compiled, diags) = load_and_compile(global);
+    print_diagnostics(&diags);
+    let Some(cp) = compiled.filter(|_| !diags.has_errors()) else {
+        eprintln!("not running: {}", plural(diags.error_count(), "error"));
+        return Ok(ExitCode::from(1));
+    };
+    let chosen = match select(&cp.graph, &cp.node_info, &args.select) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let models: Vec<String> = cp
+        .order()
+        .into_iter()
+        .filter(|n| chosen.contains(n))
+        .filter_map(|n| if let NodeId::Model(m) = n { Some(m) } else { None })
+        .filter(|m| cp.models.get(m).is_some_and(|c| c.config.enabled != Some(false)))
+        .collect();
+    if models.is_empty() {
+        eprintln!("no model selected");
+        return Ok(ExitCode::from(1));
+    }
+    let jinja = Jinja::new(cp.project.config.vars.clone());
+    let target = match cp.project.resolve_target(&global.overrides(), &jinja) {
+        Ok(t) => t,
+        Err(d) => {
+            eprint!("{}", crate::diagnostics::render(&d, super::common::use_color()));
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let opts = RunOptions {
+        until_caught_up: args.until_caught_up,
+        max_batch_records: args.max_batch_records.max(1),
+        checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms),
+        ..RunOptions::default()
+    };
+    let cp = Arc::new(cp);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    eprintln!("running {} on target `{}`", plural(models.len(), "job"), target.name);
+    let (results, outputs) = if target.kind == TargetKind::Embedded {
+        let run = match rt.block_on(run_embedded(cp.clone(), &models, &opts)) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        };
+        let client = Cluster::Embedded(&run.broker).client_config();
+        let mut outputs = Vec::new();
+        for m in &models {
+            let topic = &cp.models[m].topic;
+            outputs.push((m.clone(), topic.clone(), read_topic(&client, topic).unwrap_or_default()));
+        }
+        (run.results, outputs)
+    } else {
+        let cluster = Cluster::Kafka {
+            bootstrap: target.bootstrap_servers.clone().unwrap_or_default(),
+            properties: target.properties.clone().into_iter().collect(),
+            replication_factor: target.replication_factor,
+        };
+        if let Err(e) = rt.block_on(cluster.ensure_topics(&job_topics(&cp, &models))) {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+        let control = Arc::new(RunControl::default());
+        stop_on_signals(control.clone());
+        (run_jobs(cp.clone(), &models, &cluster.client_config(), &opts, control), Vec::new())
+    };
+    let mut failed = false;
+    let mut stats: Vec<JobStats> = Vec::new();
+    for (model, r) in &results {
+        match r {
+            Ok(s) => stats.push(s.clone()),
+            Err(e) => {
+                failed = true;
+                eprintln!("error: job {model}: {e}");
+            }
+        }
+    }
+    match global.format {
+        OutputFormat::Json => {
+            let outs: Vec<serde_json::Value> = outputs
+                .iter()
+                .map(|(m, t, rows)| serde_json::json!({"model": m, "topic": t, "records": rows.len()}))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"ok": !failed, "jobs": stats, "outputs": outs}))?);
+        }
+        OutputFormat::Text => {
+            println!("{:<24} {:>8} {:>8} {:>6} {:>6} {:>6} {:>5}", "job", "in", "out", "bad", "dlq", "late", "gaps");
+            for s in &stats {
+                println!(
+                    "{:<24} {:>8} {:>8} {:>6} {:>6} {:>6} {:>5}",
+                    s.model, s.records_in, s.records_out, s.bad_records, s.dead_lettered, s.late, s.gaps.len()
+                );
+            }
+            for (model, topic, rows) in &outputs {
+                println!("\n{model} → {topic}: {}", plural(rows.len(), "record"));
+                for (_, v) in rows.iter().take(args.show) {
+                    match v {
+                        Some(v) => println!("  {}", String::from_utf8_lossy(v)),
+                        None => println!("  (tombstone)"),
+                    }
+                }
+            }
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}

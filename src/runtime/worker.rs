@@ -1,0 +1,605 @@
+//! Running a job against Kafka.
+//!
+//! Each job runs on its own thread. It joins the consumer group `streamctl.<project>.<model>`
+//! on the job's one-partition checkpoint topic: the member that owns that partition runs the
+//! job, the others stand by, and when the owner dies the group hands the partition (and the
+//! job) to another worker, which restores the last checkpoint.
+//!
+//! Delivery: after a micro-batch, outputs are produced; at each checkpoint the producer is
+//! flushed (every output acknowledged), then the state and the next input offsets are written to
+//! the checkpoint topic, then the offsets are committed to the group. After a crash the job
+//! resumes from the last checkpoint: no input is lost and no aggregate counts an input twice;
+//! outputs produced after that checkpoint are produced again (at-least-once on the output topic).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
+use serde::{Deserialize, Serialize};
+
+use super::bounded::RunError;
+use super::codec::{encode_output, InputCodec, Record};
+use super::job::Job;
+use super::watermark::WatermarkTracker;
+use crate::compile::CompiledProject;
+use crate::graph::NodeId;
+use crate::project::config::{OnError, RelationKind, ReplayFrom, ReplayPolicy};
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Stop once every input has been processed up to the end it had at start (for upstream
+    /// models: after they finished), with a final checkpoint.
+    pub until_caught_up: bool,
+    pub max_batch_records: usize,
+    pub max_batch_wait: Duration,
+    pub checkpoint_interval: Duration,
+    /// A caught-up partition quiet this long stops holding the watermark back.
+    pub idle_timeout: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            until_caught_up: false,
+            max_batch_records: 10_000,
+            max_batch_wait: Duration::from_millis(100),
+            checkpoint_interval: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Names a job uses on the cluster.
+pub fn group_id(project: &str, model: &str) -> String {
+    format!("streamctl.{project}.{model}")
+}
+
+pub fn checkpoint_topic(project: &str, model: &str) -> String {
+    format!("_streamctl.{project}.{model}.checkpoints")
+}
+
+/// What a job did, for the summary and `status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JobStats {
+    pub model: String,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub bad_records: u64,
+    pub skipped: u64,
+    pub dead_lettered: u64,
+    pub late: u64,
+    pub checkpoints: u64,
+    /// Offsets that disappeared before they were read (retention or a broker's limits).
+    pub gaps: Vec<String>,
+    pub restored_epoch: Option<u64>,
+}
+
+/// Shared by the jobs of one `run`: stop requests and which jobs have caught up.
+#[derive(Debug, Default)]
+pub struct RunControl {
+    pub stop: AtomicBool,
+    done: Mutex<BTreeSet<String>>,
+}
+
+impl RunControl {
+    fn is_done(&self, model: &str) -> bool {
+        self.done.lock().map(|d| d.contains(model)).unwrap_or(false)
+    }
+    fn mark_done(&self, model: &str) {
+        if let Ok(mut d) = self.done.lock() {
+            d.insert(model.to_string());
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Manifest {
+    epoch: u64,
+    slot: u8,
+    chunks: u32,
+    semantic_hash: String,
+    /// (topic, partition, next offset to read).
+    offsets: Vec<(String, i32, i64)>,
+}
+
+const CHUNK_BYTES: usize = 512 * 1024;
+
+struct LockContext {
+    generation: Arc<AtomicU64>,
+    owned: Arc<AtomicBool>,
+}
+
+impl ClientContext for LockContext {}
+
+impl ConsumerContext for LockContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                self.owned.store(tpl.count() > 0, Ordering::SeqCst);
+                self.generation.fetch_add(1, Ordering::SeqCst);
+            }
+            Rebalance::Revoke(_) => self.owned.store(false, Ordering::SeqCst),
+            Rebalance::Error(_) => {}
+        }
+    }
+}
+
+#[derive(Default)]
+struct DeliveryErrors {
+    count: AtomicU64,
+    last: Mutex<Option<String>>,
+}
+
+struct ProduceContext(Arc<DeliveryErrors>);
+
+impl ClientContext for ProduceContext {}
+
+impl ProducerContext for ProduceContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.0.count.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut l) = self.0.last.lock() {
+                *l = Some(e.to_string());
+            }
+        }
+    }
+}
+
+fn kafka_err(what: &str, e: KafkaError) -> RunError {
+    RunError::Setup(format!("{what}: {e}"))
+}
+
+fn log(model: &str, msg: &str) {
+    eprintln!("[{model}] {msg}");
+}
+
+struct Sender {
+    producer: ThreadedProducer<ProduceContext>,
+    errors: Arc<DeliveryErrors>,
+}
+
+impl Sender {
+    fn send(&self, topic: &str, partition: Option<i32>, r: &Record, headers: Option<OwnedHeaders>) -> Result<(), RunError> {
+        loop {
+            let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).timestamp(r.timestamp);
+            if let Some(k) = &r.key {
+                rec = rec.key(k.as_slice());
+            }
+            if let Some(v) = &r.value {
+                rec = rec.payload(v.as_slice());
+            }
+            if let Some(p) = partition {
+                rec = rec.partition(p);
+            }
+            if let Some(h) = &headers {
+                rec = rec.headers(h.clone());
+            }
+            match self.producer.send(rec) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => return Err(kafka_err(&format!("producing to {topic}"), e)),
+            }
+        }
+    }
+
+    /// Waits until everything sent is acknowledged; fails if anything was not.
+    fn flush(&self) -> Result<(), RunError> {
+        self.producer.flush(Duration::from_secs(60)).map_err(|e| kafka_err("flushing the producer", e))?;
+        let n = self.errors.count.swap(0, Ordering::SeqCst);
+        if n > 0 {
+            let last = self.errors.last.lock().ok().and_then(|l| l.clone()).unwrap_or_default();
+            return Err(RunError::Setup(format!("{n} records were not delivered: {last}")));
+        }
+        Ok(())
+    }
+}
+
+/// Reads the last complete checkpoint of a job.
+fn read_checkpoint(client: &ClientConfig, topic: &str) -> Result<Option<(Manifest, Vec<u8>)>, RunError> {
+    let consumer: BaseConsumer = client
+        .clone()
+        .set("group.id", "streamctl-checkpoint-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| kafka_err("creating the checkpoint reader", e))?;
+    let (low, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(10)).map_err(|e| kafka_err("reading checkpoint offsets", e))?;
+    if high <= low {
+        return Ok(None);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning).map_err(|e| kafka_err("checkpoint partition", e))?;
+    consumer.assign(&tpl).map_err(|e| kafka_err("reading checkpoints", e))?;
+    let mut latest: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if Instant::now() > deadline {
+            return Err(RunError::Setup(format!("timed out reading checkpoints from {topic}")));
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                if let (Some(k), Some(v)) = (m.key(), m.payload()) {
+                    latest.insert(k.to_vec(), v.to_vec());
+                }
+                if m.offset() >= high - 1 {
+                    break;
+                }
+            }
+            Some(Err(e)) => return Err(kafka_err("reading checkpoints", e)),
+            None => {}
+        }
+    }
+    let Some(manifest) = latest.get(b"manifest".as_slice()) else { return Ok(None) };
+    let manifest: Manifest = serde_json::from_slice(manifest).map_err(|e| RunError::Setup(format!("corrupt checkpoint manifest: {e}")))?;
+    let mut state = Vec::new();
+    for i in 0..manifest.chunks {
+        let key = format!("chunk/{}/{i}", manifest.slot);
+        let chunk = latest.get(key.as_bytes()).ok_or_else(|| RunError::Setup(format!("checkpoint chunk {key} is missing")))?;
+        if chunk.len() < 8 || u64::from_le_bytes(chunk[..8].try_into().unwrap_or_default()) != manifest.epoch {
+            return Err(RunError::Setup(format!("checkpoint chunk {key} belongs to another epoch")));
+        }
+        state.extend_from_slice(&chunk[8..]);
+    }
+    Ok(Some((manifest, state)))
+}
+
+/// One input partition's progress.
+#[derive(Debug, Clone)]
+struct PartitionState {
+    input: NodeId,
+    kind: RelationKind,
+    next: i64,
+    /// End offset to reach before stopping (`--until-caught-up`) or before streams start (tables).
+    target: Option<i64>,
+    high: i64,
+}
+
+/// Runs one model's job until stopped (or caught up). Blocking: call on a thread of its own.
+pub fn run_job(
+    cp: Arc<CompiledProject>,
+    model: String,
+    client: ClientConfig,
+    opts: RunOptions,
+    control: Arc<RunControl>,
+) -> Result<JobStats, RunError> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| RunError::Setup(e.to_string()))?;
+    let task = datafusion::prelude::SessionContext::new().task_ctx();
+    let m = cp.models.get(&model).ok_or_else(|| RunError::Setup(format!("no model `{model}`")))?.clone();
+    let project = cp.project.config.name.clone();
+    let ck_topic = checkpoint_topic(&project, &model);
+    let mut stats = JobStats { model: model.clone(), ..Default::default() };
+
+    let owned = Arc::new(AtomicBool::new(false));
+    let generation = Arc::new(AtomicU64::new(0));
+    let lock: BaseConsumer<LockContext> = client
+        .clone()
+        .set("group.id", group_id(&project, &model))
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "1000")
+        .create_with_context(LockContext { generation: generation.clone(), owned: owned.clone() })
+        .map_err(|e| kafka_err("creating the job's group consumer", e))?;
+    lock.subscribe(&[&ck_topic]).map_err(|e| kafka_err("joining the job's group", e))?;
+
+    let errors = Arc::new(DeliveryErrors::default());
+    let producer: ThreadedProducer<ProduceContext> = client
+        .clone()
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .create_with_context(ProduceContext(errors.clone()))
+        .map_err(|e| kafka_err("creating the producer", e))?;
+    let sender = Sender { producer, errors };
+
+    let mut codecs: BTreeMap<String, InputCodec> = BTreeMap::new();
+    for id in &m.inputs {
+        let c = InputCodec::for_input(&cp, id).ok_or_else(|| RunError::Setup(format!("no input {id}")))?;
+        codecs.insert(c.topic.clone(), c);
+    }
+    let upstream_models: Vec<String> = m.inputs.iter().filter_map(|i| if let NodeId::Model(n) = i { Some(n.clone()) } else { None }).collect();
+    let streams: Vec<NodeId> = codecs.values().filter(|c| c.kind == RelationKind::Stream).map(|c| c.id.clone()).collect();
+
+    let mut standby_logged = false;
+    'outer: loop {
+        // Stand by until this worker owns the job.
+        while !owned.load(Ordering::SeqCst) {
+            if control.stop.load(Ordering::SeqCst) {
+                return Ok(stats);
+            }
+            if !standby_logged {
+                standby_logged = true;
+            }
+            let _ = lock.poll(Duration::from_millis(100));
+        }
+        let my_generation = generation.load(Ordering::SeqCst);
+        let mut job = Job::new(&m, task.clone())?;
+        let restored = read_checkpoint(&client, &ck_topic)?;
+        let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
+        let mut epoch = 0u64;
+        if let Some((manifest, state)) = restored {
+            epoch = manifest.epoch;
+            if manifest.semantic_hash == m.semantic_hash {
+                rt.block_on(async { job.restore(&state) })?;
+                for (t, p, o) in manifest.offsets {
+                    offsets.insert((t, p), o);
+                }
+                stats.restored_epoch = Some(epoch);
+                log(&model, &format!("restored checkpoint {epoch}"));
+            } else {
+                log(&model, "the model changed since its last checkpoint: starting over from its replay position");
+            }
+        }
+
+        // Assign every input partition, from the checkpoint or the replay position.
+        let data: BaseConsumer = client
+            .clone()
+            .set("group.id", format!("{}.data", group_id(&project, &model)))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .map_err(|e| kafka_err("creating the input consumer", e))?;
+        let mut parts: BTreeMap<(String, i32), PartitionState> = BTreeMap::new();
+        let mut tpl = TopicPartitionList::new();
+        let mut tracker = WatermarkTracker::new(opts.idle_timeout);
+        let start_at_end = matches!(m.config.replay, Some(ReplayPolicy::Named(ReplayFrom::Latest)));
+        for (topic, codec) in &codecs {
+            let md = data.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| kafka_err(&format!("reading metadata of {topic}"), e))?;
+            let Some(t) = md.topics().iter().find(|t| t.name() == topic) else { continue };
+            if t.error().is_some() || t.partitions().is_empty() {
+                return Err(RunError::Setup(format!("input topic {topic} ({}) does not exist", codec.id)));
+            }
+            for p in t.partitions() {
+                let (low, high) = data.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).map_err(|e| kafka_err("reading offsets", e))?;
+                let next = match offsets.get(&(topic.clone(), p.id())) {
+                    Some(o) => {
+                        if *o < low && codec.kind == RelationKind::Stream {
+                            let gap = format!("{topic} partition {} offsets {o}..{low} were deleted before being processed", p.id());
+                            log(&model, &format!("DATA LOST: {gap}"));
+                            stats.gaps.push(gap);
+                        }
+                        (*o).max(low)
+                    }
+                    None if start_at_end && codec.kind == RelationKind::Stream => high,
+                    None => low,
+                };
+                tpl.add_partition_offset(topic, p.id(), Offset::Offset(next)).map_err(|e| kafka_err("assigning", e))?;
+                let target = if codec.kind == RelationKind::Table || (opts.until_caught_up && upstream_models.is_empty()) { Some(high) } else { None };
+                parts.insert((topic.clone(), p.id()), PartitionState { input: codec.id.clone(), kind: codec.kind, next, target, high });
+                if codec.kind == RelationKind::Stream {
+                    tracker.add_partition(&codec.id, p.id(), codec.lateness_ms);
+                }
+            }
+        }
+        data.assign(&tpl).map_err(|e| kafka_err("assigning input partitions", e))?;
+        // Tables first: streams wait until every table has been read to its current end.
+        let stream_tpl = partitions_of(&parts, |p| p.kind == RelationKind::Stream);
+        let mut tables_loaded = parts.values().filter(|p| p.kind == RelationKind::Table).all(|p| p.target.is_none_or(|t| p.next >= t));
+        if !tables_loaded {
+            let _ = data.pause(&stream_tpl);
+        }
+        let mut targets_known = upstream_models.is_empty() || !opts.until_caught_up;
+        let mut last_checkpoint = Instant::now();
+        let mut dirty = false;
+
+        loop {
+            let _ = lock.poll(Duration::ZERO);
+            if !owned.load(Ordering::SeqCst) || generation.load(Ordering::SeqCst) != my_generation {
+                log(&model, "another worker took over this job; standing by");
+                continue 'outer;
+            }
+            let stopping = control.stop.load(Ordering::SeqCst);
+            // Poll a micro-batch.
+            let mut batch: Vec<(String, Record)> = Vec::new();
+            let deadline = Instant::now() + opts.max_batch_wait;
+            while !stopping && batch.len() < opts.max_batch_records {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match data.poll(left) {
+                    Some(Ok(msg)) => {
+                        let topic = msg.topic().to_string();
+                        let key = (topic.clone(), msg.partition());
+                        if let Some(p) = parts.get_mut(&key) {
+                            if msg.offset() > p.next && p.kind == RelationKind::Stream {
+                                let gap = format!("{topic} partition {} offsets {}..{} were deleted before being processed", msg.partition(), p.next, msg.offset());
+                                log(&model, &format!("DATA LOST: {gap}"));
+                                stats.gaps.push(gap);
+                            }
+                            p.next = msg.offset() + 1;
+                        }
+                        batch.push((
+                            topic,
+                            Record {
+                                partition: msg.partition(),
+                                offset: msg.offset(),
+                                timestamp: msg.timestamp().to_millis().unwrap_or(0),
+                                key: msg.key().map(<[u8]>::to_vec),
+                                value: msg.payload().map(<[u8]>::to_vec),
+                            },
+                        ));
+                    }
+                    Some(Err(e)) => return Err(kafka_err("consuming", e)),
+                    None => break,
+                }
+            }
+            stats.records_in += batch.len() as u64;
+            // Process runs of records of the same input, in arrival order.
+            let mut i = 0;
+            while i < batch.len() {
+                let topic = batch[i].0.clone();
+                let mut j = i;
+                while j < batch.len() && batch[j].0 == topic {
+                    j += 1;
+                }
+                let records: Vec<Record> = batch[i..j].iter().map(|(_, r)| r.clone()).collect();
+                i = j;
+                let Some(codec) = codecs.get(&topic) else { continue };
+                let decoded = codec.decode(&records);
+                for bad in &decoded.bad {
+                    stats.bad_records += 1;
+                    let r = &records[bad.index];
+                    match codec.on_error {
+                        OnError::Fail => {
+                            return Err(RunError::BadRecord { topic: topic.clone(), partition: r.partition, offset: r.offset, reason: bad.reason.clone() })
+                        }
+                        OnError::Skip => stats.skipped += 1,
+                        OnError::DeadLetter => {
+                            sender.send(&codec.dead_letter_topic, None, r, Some(dlq_headers(&model, &topic, r, &bad.reason)))?;
+                            stats.dead_lettered += 1;
+                        }
+                    }
+                }
+                let pushed = rt.block_on(job.push(&codec.id, &decoded.batch, decoded.deletes.clone()))?;
+                for late in &pushed.late {
+                    stats.late += 1;
+                    let r = &records[decoded.rows[*late]];
+                    sender.send(&codec.dead_letter_topic, None, r, Some(dlq_headers(&model, &topic, r, "late: its window had closed")))?;
+                    stats.dead_lettered += 1;
+                }
+                for out in &pushed.outputs {
+                    for r in encode_output(out, &m.key).map_err(datafusion::error::DataFusionError::from)? {
+                        sender.send(&m.topic, None, &r, None)?;
+                        stats.records_out += 1;
+                    }
+                }
+                if codec.kind == RelationKind::Stream {
+                    if let Some(times) = decoded.batch.column_by_name("rowtime").and_then(|c| c.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().cloned()) {
+                        for (row, t) in decoded.rows.iter().zip(times.values().iter()) {
+                            tracker.observe(&codec.id, records[*row].partition, *t, codec.lateness_ms);
+                        }
+                    }
+                }
+                dirty = true;
+            }
+            // Where each partition stands against its end.
+            if batch.is_empty() {
+                for ((topic, p), st) in parts.iter_mut() {
+                    if let Ok((_, high)) = data.fetch_watermarks(topic, *p, Duration::from_secs(5)) {
+                        st.high = high;
+                    }
+                }
+            }
+            for ((_, p), st) in &parts {
+                if st.kind == RelationKind::Stream && st.next >= st.high {
+                    tracker.caught_up(&st.input, *p);
+                }
+            }
+            if !tables_loaded && parts.values().filter(|p| p.kind == RelationKind::Table).all(|p| p.target.is_none_or(|t| p.next >= t)) {
+                tables_loaded = true;
+                let _ = data.resume(&stream_tpl);
+            }
+            let wm = tracker.watermark(&streams);
+            if wm != i64::MIN {
+                for out in rt.block_on(job.advance_watermark(wm))? {
+                    for r in encode_output(&out, &m.key).map_err(datafusion::error::DataFusionError::from)? {
+                        sender.send(&m.topic, None, &r, None)?;
+                        stats.records_out += 1;
+                        dirty = true;
+                    }
+                }
+            }
+            // Until-caught-up: the ends to reach are known once every upstream job is done.
+            if opts.until_caught_up && !targets_known && upstream_models.iter().all(|u| control.is_done(u)) {
+                for ((topic, p), st) in parts.iter_mut() {
+                    if let Ok((_, high)) = data.fetch_watermarks(topic, *p, Duration::from_secs(10)) {
+                        st.high = high;
+                        st.target = Some(high);
+                    }
+                }
+                targets_known = true;
+            }
+            let caught_up = opts.until_caught_up && targets_known && tables_loaded && parts.values().all(|p| p.target.is_none_or(|t| p.next >= t));
+            if (dirty && last_checkpoint.elapsed() >= opts.checkpoint_interval) || caught_up || stopping {
+                epoch += 1;
+                let state = rt.block_on(job.snapshot())?;
+                checkpoint(&sender, &ck_topic, epoch, &m.semantic_hash, &state, &parts)?;
+                let mut commit = TopicPartitionList::new();
+                for ((topic, p), st) in &parts {
+                    let _ = commit.add_partition_offset(topic, *p, Offset::Offset(st.next));
+                }
+                if let Err(e) = lock.commit(&commit, CommitMode::Sync) {
+                    log(&model, &format!("committing offsets to the group failed ({e}); the checkpoint holds them"));
+                }
+                stats.checkpoints += 1;
+                last_checkpoint = Instant::now();
+                dirty = false;
+            }
+            if caught_up {
+                control.mark_done(&model);
+                log(&model, &format!("caught up: {} records in, {} out", stats.records_in, stats.records_out));
+                return Ok(stats);
+            }
+            if stopping {
+                return Ok(stats);
+            }
+        }
+    }
+}
+
+fn partitions_of(parts: &BTreeMap<(String, i32), PartitionState>, f: impl Fn(&PartitionState) -> bool) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for ((t, p), st) in parts {
+        if f(st) {
+            tpl.add_partition(t, *p);
+        }
+    }
+    tpl
+}
+
+fn dlq_headers(model: &str, topic: &str, r: &Record, reason: &str) -> OwnedHeaders {
+    let partition = r.partition.to_string();
+    let offset = r.offset.to_string();
+    OwnedHeaders::new()
+        .insert(Header { key: "streamctl.error", value: Some(reason) })
+        .insert(Header { key: "streamctl.source.topic", value: Some(topic) })
+        .insert(Header { key: "streamctl.source.partition", value: Some(&partition) })
+        .insert(Header { key: "streamctl.source.offset", value: Some(&offset) })
+        .insert(Header { key: "streamctl.job", value: Some(model) })
+}
+
+/// Flushes outputs, then writes state chunks and the manifest (double-buffered slots, so a
+/// crash mid-write leaves the previous checkpoint whole).
+fn checkpoint(
+    sender: &Sender,
+    topic: &str,
+    epoch: u64,
+    semantic_hash: &str,
+    state: &[u8],
+    parts: &BTreeMap<(String, i32), PartitionState>,
+) -> Result<(), RunError> {
+    sender.flush()?;
+    let slot = (epoch % 2) as u8;
+    let chunks: Vec<&[u8]> = if state.is_empty() { vec![&[]] } else { state.chunks(CHUNK_BYTES).collect() };
+    for (i, c) in chunks.iter().enumerate() {
+        let mut value = epoch.to_le_bytes().to_vec();
+        value.extend_from_slice(c);
+        let r = Record { partition: 0, offset: -1, timestamp: now_ms(), key: Some(format!("chunk/{slot}/{i}").into_bytes()), value: Some(value) };
+        sender.send(topic, Some(0), &r, None)?;
+    }
+    let manifest = Manifest {
+        epoch,
+        slot,
+        chunks: chunks.len() as u32,
+        semantic_hash: semantic_hash.to_string(),
+        offsets: parts.iter().map(|((t, p), st)| (t.clone(), *p, st.next)).collect(),
+    };
+    let value = serde_json::to_vec(&manifest).map_err(|e| RunError::Setup(e.to_string()))?;
+    sender.flush()?;
+    sender.send(topic, Some(0), &Record { partition: 0, offset: -1, timestamp: now_ms(), key: Some(b"manifest".to_vec()), value: Some(value) }, None)?;
+    sender.flush()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
