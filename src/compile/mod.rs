@@ -932,7 +932,18 @@ impl Compiler<'_> {
             }
             None => {
                 if let Some(group_cols) = group_columns(&plan) {
-                    key = group_cols.into_iter().filter(|c| names.contains(&c.as_str())).collect();
+                    // The grouping columns are the table's key: each must be an output column,
+                    // or rows of different groups would overwrite each other on the topic.
+                    if let Some(missing) = group_cols.iter().find(|c| !names.contains(&c.as_str())) {
+                        let d = Diagnostic::error("sql-plan", format!("GROUP BY column `{missing}` is not selected: it is part of the table's key"))
+                            .with_help(format!("add `{missing}` to the SELECT list"));
+                        self.diags.push(match Self::find_word(&r.sql, "GROUP") {
+                            Some((l, c)) => self.at_rendered(file, r, l, c, 5, d),
+                            None => d.in_file(&file.source),
+                        });
+                        return None;
+                    }
+                    key = group_cols;
                 }
             }
         }
