@@ -12,7 +12,7 @@
 //! outputs produced after that checkpoint are produced again (at-least-once on the output topic).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -88,6 +88,9 @@ pub struct JobStats {
 pub struct RunControl {
     pub stop: AtomicBool,
     done: Mutex<BTreeSet<String>>,
+    /// Crash simulation for tests: after this many non-empty batches a job stops dead, after
+    /// producing the batch's outputs and before any checkpoint (0: never).
+    pub crash_after_batches: AtomicUsize,
 }
 
 impl RunControl {
@@ -390,6 +393,7 @@ pub fn run_job(
         let mut targets_known = upstream_models.is_empty() || !opts.until_caught_up;
         let mut last_checkpoint = Instant::now();
         let mut dirty = false;
+        let mut batches = 0usize;
 
         loop {
             let _ = lock.poll(Duration::ZERO);
@@ -481,6 +485,15 @@ pub fn run_job(
                     }
                 }
                 dirty = true;
+            }
+            if !batch.is_empty() {
+                batches += 1;
+                let crash_at = control.crash_after_batches.load(Ordering::SeqCst);
+                if crash_at > 0 && batches >= crash_at {
+                    let _ = sender.producer.flush(Duration::from_secs(10));
+                    log(&model, "simulated crash: stopping without a checkpoint");
+                    return Ok(stats);
+                }
             }
             // Where each partition stands against its end.
             if batch.is_empty() {
