@@ -33,3 +33,4 @@ pub mod project;
 pub mod runtime;
 pub mod scaffold;
 pub mod sql;
+pub mod testing;

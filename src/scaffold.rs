@@ -10,6 +10,7 @@ const FILES: &[(&str, &str)] = &[
     ("models/large_payments.sql", include_str!("../templates/init/models/large_payments.sql")),
     ("models/payments_per_minute.sql", include_str!("../templates/init/models/payments_per_minute.sql")),
     ("models/models.yml", include_str!("../templates/init/models/models.yml")),
+    ("tests/payments.yml", include_str!("../templates/init/tests/payments.yml")),
     ("data/payments.jsonl", include_str!("../templates/init/data/payments.jsonl")),
     ("data/accounts.jsonl", include_str!("../templates/init/data/accounts.jsonl")),
     ("README.md", include_str!("../templates/init/README.md")),

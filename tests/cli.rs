@@ -132,6 +132,8 @@ fn init_scaffolds_a_project_that_validates() {
     assert!(out.contains("created"), "{out}");
     let project = tmp.path().join("payments");
     assert_eq!(stdout(streamctl().args(["validate", "--project-dir"]).arg(&project)), "valid: 2 sources, 2 models, 0 sinks\n");
+    let tests = stdout(streamctl().args(["test", "--project-dir"]).arg(&project));
+    assert!(tests.ends_with("tests: 2 passed, 0 failed\n"), "{tests}");
     // A second init into the same place refuses.
     let again = streamctl().args(["init", "payments", "--project-dir"]).arg(tmp.path()).output().unwrap();
     assert_eq!(again.status.code(), Some(1));

@@ -7,6 +7,7 @@ mod docs;
 mod init;
 mod ls;
 mod run;
+mod test;
 mod validate;
 
 use std::process::ExitCode;
@@ -49,6 +50,8 @@ pub enum Command {
     Docs(docs::Args),
     /// Run the models as streaming jobs on the target (embedded: on the sample data).
     Run(run::Args),
+    /// Run the project's unit tests offline, through the models' real operators.
+    Test(test::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -60,6 +63,7 @@ pub fn main() -> ExitCode {
         Command::Ls(a) => ls::exec(&cli.global, a),
         Command::Docs(a) => docs::exec(&cli.global, a),
         Command::Run(a) => run::exec(&cli.global, a),
+        Command::Test(a) => test::exec(&cli.global, a),
     };
     match result {
         Ok(code) => code,

@@ -386,3 +386,75 @@ pub enum SinkConnector {
         key: Option<Vec<String>>,
     },
 }
+
+/// A file under `tests/`: unit tests of models, run offline by `streamctl test`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestsFile {
+    #[serde(default = "one")]
+    pub version: u32,
+    pub unit_tests: Vec<UnitTest>,
+}
+
+/// Given inputs, in arrival order, the model's output must be `expect`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnitTest {
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub name: String,
+    /// The model under test.
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Inputs and watermark moves, in the order they happen.
+    pub given: Vec<GivenStep>,
+    /// Close every window at the end, as if the watermark reached the end of time (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_of_input: Option<bool>,
+    pub expect: Expectation,
+}
+
+/// One step: rows arriving on an input, or the watermark moving.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum GivenStep {
+    Rows {
+        /// `source('group', 'table')`, `ref('model')`, `group.table` or `model`.
+        input: String,
+        /// Rows as the topic holds them (column names as in the data). Extra keys: `_key`,
+        /// `_partition`, `_timestamp` (ms), `_delete: true` (a tombstone of a table row's key),
+        /// `_raw` (the record value as text, for bad records).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rows: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
+        /// Rows from a `.jsonl` or `.csv` file, relative to the project directory.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<String>,
+    },
+    Watermark {
+        /// Event time to move the watermark to: epoch ms, or `yyyy-MM-dd HH:mm:ss[.SSS]` (UTC).
+        watermark: serde_json::Value,
+    },
+}
+
+/// What the model must produce.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Expectation {
+    /// Output rows; only the columns named are compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
+    /// Output rows from a `.jsonl` or `.csv` file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Compare in order (the sequence of updates) instead of as a set.
+    #[serde(default)]
+    pub ordered: bool,
+    /// Number of records that must reach the dead-letter output (bad or late).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letters: Option<usize>,
+    /// Number of late events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late: Option<usize>,
+}

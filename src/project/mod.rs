@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 use crate::diagnostics::{suggest, Diagnostic, Diagnostics, Pos, SourceText};
-use config::{ModelProperties, ModelPropertiesFile, ProjectFile, SinkDef, SinksFile, SourceTable, SourcesFile};
+use config::{ModelProperties, ModelPropertiesFile, ProjectFile, SinkDef, SinksFile, SourceTable, SourcesFile, TestsFile, UnitTest};
 use schemas::FileKind;
 use yaml::PositionIndex;
 
@@ -89,6 +89,12 @@ pub struct ModelPropsDecl {
 }
 
 #[derive(Debug, Clone)]
+pub struct UnitTestDecl {
+    pub test: UnitTest,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone)]
 pub struct SinkDecl {
     pub sink: SinkDef,
     pub origin: Origin,
@@ -108,6 +114,7 @@ pub struct Project {
     pub macro_files: Vec<SourceText>,
     /// Source files that failed to load: references to their tables are not reported again.
     pub broken_source_files: usize,
+    pub unit_tests: Vec<UnitTestDecl>,
 }
 
 fn rel(root: &Path, path: &Path) -> PathBuf {
@@ -197,10 +204,12 @@ impl Project {
             sinks: Vec::new(),
             macro_files: Vec::new(),
             broken_source_files: 0,
+            unit_tests: Vec::new(),
         };
         project.load_sources(diags);
         project.load_models(diags);
         project.load_sinks(diags);
+        project.load_tests(diags);
         for dir in project.config.paths.macros.clone() {
             for path in files_with_ext(&root.join(dir), &["sql", "jinja"]) {
                 if let Some(src) = read_source(root, &path, diags) {
@@ -309,6 +318,28 @@ impl Project {
                 }
                 seen.insert(sink.name.clone(), origin.clone());
                 self.sinks.push(SinkDecl { sink, origin });
+            }
+        }
+    }
+
+    fn load_tests(&mut self, diags: &mut Diagnostics) {
+        let mut seen: BTreeMap<(String, String), Origin> = BTreeMap::new();
+        for path in self.yaml_files(&self.config.paths.tests.clone()) {
+            let Some(src) = read_source(&self.root, &path, diags) else { continue };
+            let Some((file, doc)) = load_yaml::<TestsFile>(FileKind::Tests, src, diags) else { continue };
+            for (i, test) in file.unit_tests.into_iter().enumerate() {
+                let origin = Origin { doc: doc.clone(), pointer: format!("/unit_tests/{i}") };
+                let id = (test.model.clone(), test.name.clone());
+                if let Some(first) = seen.get(&id) {
+                    diags.push(
+                        origin
+                            .error("duplicate", "name", format!("test `{}` of model `{}` is defined twice", test.name, test.model))
+                            .with_help(format!("first defined in {}", location_of(first))),
+                    );
+                    continue;
+                }
+                seen.insert(id, origin.clone());
+                self.unit_tests.push(UnitTestDecl { test, origin });
             }
         }
     }

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use super::config::{ModelPropertiesFile, ProjectFile, SinksFile, SourcesFile};
+use super::config::{ModelPropertiesFile, ProjectFile, SinksFile, SourcesFile, TestsFile};
 use crate::diagnostics::{suggest, Diagnostic, Pos, SourceText};
 use crate::project::yaml::PositionIndex;
 
@@ -16,10 +16,11 @@ pub enum FileKind {
     Sources,
     Models,
     Sinks,
+    Tests,
 }
 
 impl FileKind {
-    pub const ALL: [FileKind; 4] = [FileKind::Project, FileKind::Sources, FileKind::Models, FileKind::Sinks];
+    pub const ALL: [FileKind; 5] = [FileKind::Project, FileKind::Sources, FileKind::Models, FileKind::Sinks, FileKind::Tests];
 
     /// File name of the schema under `schemas/`.
     pub fn schema_file(self) -> &'static str {
@@ -28,6 +29,7 @@ impl FileKind {
             FileKind::Sources => "sources.schema.json",
             FileKind::Models => "models.schema.json",
             FileKind::Sinks => "sinks.schema.json",
+            FileKind::Tests => "tests.schema.json",
         }
     }
 
@@ -42,6 +44,7 @@ impl FileKind {
                         FileKind::Sources => schemars::schema_for!(SourcesFile),
                         FileKind::Models => schemars::schema_for!(ModelPropertiesFile),
                         FileKind::Sinks => schemars::schema_for!(SinksFile),
+                        FileKind::Tests => schemars::schema_for!(TestsFile),
                     };
                     serde_json::to_value(s).expect("schemas serialize")
                 })

@@ -50,11 +50,32 @@ pub struct BoundedOptions {
     pub end_of_input: bool,
 }
 
+/// One step of a bounded run.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// A record arrives.
+    Record(NodeId, Record),
+    /// The watermark is moved to this event time (ms), as if every input had got there.
+    Watermark(i64),
+}
+
 /// Runs one model over records given in arrival order.
 pub async fn run_model(
     cp: &CompiledProject,
     model: &str,
     records: &[(NodeId, Record)],
+    opts: BoundedOptions,
+    task: Arc<TaskContext>,
+) -> Result<RunResult, RunError> {
+    let steps: Vec<Step> = records.iter().map(|(i, r)| Step::Record(i.clone(), r.clone())).collect();
+    run_model_steps(cp, model, &steps, opts, task).await
+}
+
+/// Runs one model over steps: records in arrival order, and explicit watermark moves.
+pub async fn run_model_steps(
+    cp: &CompiledProject,
+    model: &str,
+    steps: &[Step],
     opts: BoundedOptions,
     task: Arc<TaskContext>,
 ) -> Result<RunResult, RunError> {
@@ -69,14 +90,26 @@ pub async fn run_model(
     let mut tracker = WatermarkTracker::new(Duration::from_secs(3600));
     let mut result = RunResult::default();
     let mut i = 0;
-    while i < records.len() {
-        let input = &records[i].0;
-        let mut j = i;
-        while j < records.len() && &records[j].0 == input && j - i < opts.batch_size.max(1) {
-            j += 1;
+    while i < steps.len() {
+        let input = match &steps[i] {
+            Step::Watermark(wm) => {
+                i += 1;
+                for out in job.advance_watermark(*wm).await? {
+                    result.outputs.extend(encode_output(&out, &m.key).map_err(DataFusionError::from)?);
+                }
+                continue;
+            }
+            Step::Record(input, _) => input.clone(),
+        };
+        let input = &input;
+        let mut batch: Vec<Record> = Vec::new();
+        while i < steps.len() && batch.len() < opts.batch_size.max(1) {
+            match &steps[i] {
+                Step::Record(id, r) if id == input => batch.push(r.clone()),
+                _ => break,
+            }
+            i += 1;
         }
-        let batch: Vec<Record> = records[i..j].iter().map(|(_, r)| r.clone()).collect();
-        i = j;
         let Some(codec) = codecs.get(input) else { continue };
         let decoded = codec.decode(&batch);
         for bad in &decoded.bad {
@@ -94,7 +127,8 @@ pub async fn run_model(
                 OnError::DeadLetter => result.dead_letters.push(Rejected { input: input.clone(), record, reason: bad.reason.clone() }),
             }
         }
-        let pushed = job.push(input, &decoded.batch, decoded.deletes.clone()).await?;
+        let row_watermarks = observe_rows(&mut tracker, codec, &decoded, &batch, &streams);
+        let pushed = job.push(input, &decoded.batch, decoded.deletes.clone(), row_watermarks.as_deref()).await?;
         for late in pushed.late {
             result.late += 1;
             let record = batch[decoded.rows[late]].clone();
@@ -102,14 +136,6 @@ pub async fn run_model(
         }
         for out in &pushed.outputs {
             result.outputs.extend(encode_output(out, &m.key).map_err(DataFusionError::from)?);
-        }
-        if codec.kind == RelationKind::Stream {
-            let times = decoded.batch.column_by_name("rowtime").and_then(|c| c.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().cloned());
-            if let Some(times) = times {
-                for (row, t) in decoded.rows.iter().zip(times.values().iter()) {
-                    tracker.observe(input, batch[*row].partition, *t, codec.lateness_ms);
-                }
-            }
         }
         let wm = tracker.watermark(&streams);
         if wm != i64::MIN {
@@ -124,6 +150,27 @@ pub async fn run_model(
         }
     }
     Ok(result)
+}
+
+/// Feeds a stream batch's event times to the tracker, record by record, and returns the
+/// watermark each record arrived under (None for tables, which do not move event time).
+pub fn observe_rows(
+    tracker: &mut WatermarkTracker,
+    codec: &InputCodec,
+    decoded: &super::codec::Decoded,
+    records: &[Record],
+    streams: &[NodeId],
+) -> Option<Vec<i64>> {
+    if codec.kind != RelationKind::Stream {
+        return None;
+    }
+    let times = decoded.batch.column_by_name("rowtime")?.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>()?.clone();
+    let mut out = Vec::with_capacity(decoded.rows.len());
+    for (row, t) in decoded.rows.iter().zip(times.values().iter()) {
+        out.push(tracker.watermark(streams));
+        tracker.observe(&codec.id, records[*row].partition, *t, codec.lateness_ms);
+    }
+    Some(out)
 }
 
 /// Records of a sample data file (JSON Lines): keys from the source's key columns, partitions

@@ -102,13 +102,16 @@ impl Job {
 
     /// Pushes rows of relation `from`. `batch` holds the relation's columns by SQL name plus
     /// the pseudo columns `rowtime`, `rowpartition`, `rowoffset`; `deletes` marks tombstones.
-    pub async fn push(&mut self, from: &NodeId, batch: &RecordBatch, deletes: Option<BooleanArray>) -> Result<Pushed> {
+    /// `row_watermarks[i]` is the watermark as it stood when row i arrived (after the rows
+    /// before it): lateness is judged per record, so results do not depend on how records
+    /// are cut into batches.
+    pub async fn push(&mut self, from: &NodeId, batch: &RecordBatch, deletes: Option<BooleanArray>, row_watermarks: Option<&[i64]>) -> Result<Pushed> {
         let Some(schema) = self.inputs.get(from).cloned() else {
             return Ok(Pushed::default());
         };
         let mut late = Vec::new();
         let (batch, deletes) = if self.windowed_input.as_ref() == Some(from) {
-            let (b, l) = self.assign_windows(batch, &schema)?;
+            let (b, l) = self.assign_windows(batch, &schema, row_watermarks)?;
             late = l;
             (b, None)
         } else {
@@ -168,7 +171,7 @@ impl Job {
 
     /// Window bounds for each row (one copy per window for HOPPING); copies in windows that are
     /// closed already are dropped, and rows left with no window are reported late.
-    fn assign_windows(&self, batch: &RecordBatch, schema: &SchemaRef) -> Result<(RecordBatch, Vec<usize>)> {
+    fn assign_windows(&self, batch: &RecordBatch, schema: &SchemaRef, row_watermarks: Option<&[i64]>) -> Result<(RecordBatch, Vec<usize>)> {
         let Some(w) = self.window else { return Ok((conform(batch, schema, None)?, vec![])) };
         let rowtime = batch
             .column_by_name(PseudoColumn::Rowtime.name())
@@ -180,12 +183,16 @@ impl Job {
             WindowKind::Session { .. } => return Err(err("SESSION windows are not run by the runtime yet")),
         };
         let copies = size / step;
-        let closed_until = if self.watermark == i64::MIN { i64::MIN } else { self.watermark - self.cx.grace_ms };
+        let closed_until = |i: usize| {
+            let wm = row_watermarks.and_then(|w| w.get(i).copied()).unwrap_or(i64::MIN).max(self.watermark);
+            if wm == i64::MIN { i64::MIN } else { wm.saturating_sub(self.cx.grace_ms) }
+        };
         let mut take_idx = Vec::with_capacity(batch.num_rows());
         let mut starts = Vec::with_capacity(batch.num_rows());
         let mut late = Vec::new();
         for i in 0..batch.num_rows() {
             let t = rowtime.value(i);
+            let closed_until = closed_until(i);
             let last_start = t - t.rem_euclid(step);
             let mut kept = false;
             for j in (0..copies).rev() {

@@ -464,7 +464,8 @@ pub fn run_job(
                         }
                     }
                 }
-                let pushed = rt.block_on(job.push(&codec.id, &decoded.batch, decoded.deletes.clone()))?;
+                let row_watermarks = super::bounded::observe_rows(&mut tracker, codec, &decoded, &records, &streams);
+                let pushed = rt.block_on(job.push(&codec.id, &decoded.batch, decoded.deletes.clone(), row_watermarks.as_deref()))?;
                 for late in &pushed.late {
                     stats.late += 1;
                     let r = &records[decoded.rows[*late]];
@@ -475,13 +476,6 @@ pub fn run_job(
                     for r in encode_output(out, &m.key).map_err(datafusion::error::DataFusionError::from)? {
                         sender.send(&m.topic, None, &r, None)?;
                         stats.records_out += 1;
-                    }
-                }
-                if codec.kind == RelationKind::Stream {
-                    if let Some(times) = decoded.batch.column_by_name("rowtime").and_then(|c| c.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().cloned()) {
-                        for (row, t) in decoded.rows.iter().zip(times.values().iter()) {
-                            tracker.observe(&codec.id, records[*row].partition, *t, codec.lateness_ms);
-                        }
                     }
                 }
                 dirty = true;
