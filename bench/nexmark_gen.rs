@@ -1,0 +1,78 @@
+//! Writes Nexmark events (the `nexmark` crate's generator) as JSON into Kafka topics
+//! `nexmark.person`, `nexmark.auction`, `nexmark.bid`, creating them if needed.
+//! Usage: nexmark-gen BOOTSTRAP EVENTS [PARTITIONS]
+
+use std::time::{Duration, Instant};
+
+use nexmark::event::Event;
+use nexmark::EventGenerator;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use serde_json::json;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 3 {
+        eprintln!("usage: nexmark-gen BOOTSTRAP EVENTS [PARTITIONS]");
+        std::process::exit(2);
+    }
+    let bootstrap = &args[1];
+    let events: usize = args[2].parse().expect("EVENTS is a number");
+    let partitions: i32 = args.get(3).map(|p| p.parse().expect("PARTITIONS is a number")).unwrap_or(1);
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", bootstrap);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let admin: AdminClient<DefaultClientContext> = cfg.create().expect("admin client");
+    let topics: Vec<NewTopic> = ["nexmark.person", "nexmark.auction", "nexmark.bid"]
+        .iter()
+        .map(|t| NewTopic::new(t, if *t == "nexmark.bid" { partitions } else { 1 }, TopicReplication::Fixed(1)))
+        .collect();
+    for r in rt.block_on(admin.create_topics(topics.iter(), &AdminOptions::new())).expect("create topics") {
+        if let Err((t, code)) = r {
+            if code != RDKafkaErrorCode::TopicAlreadyExists {
+                panic!("creating {t}: {code}");
+            }
+        }
+    }
+    let producer: BaseProducer = cfg
+        .clone()
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
+    let started = Instant::now();
+    let mut counts = [0usize; 3];
+    for e in EventGenerator::default().take(events) {
+        let (topic, key, value, ts, i) = match e {
+            Event::Person(p) => ("nexmark.person", p.id.to_string(), json!({"id": p.id, "name": p.name, "email_address": p.email_address, "credit_card": p.credit_card, "city": p.city, "state": p.state, "date_time": p.date_time, "extra": p.extra}), p.date_time, 0),
+            Event::Auction(a) => ("nexmark.auction", a.id.to_string(), json!({"id": a.id, "item_name": a.item_name, "description": a.description, "initial_bid": a.initial_bid, "reserve": a.reserve, "date_time": a.date_time, "expires": a.expires, "seller": a.seller, "category": a.category, "extra": a.extra}), a.date_time, 1),
+            Event::Bid(b) => ("nexmark.bid", b.auction.to_string(), json!({"auction": b.auction, "bidder": b.bidder, "price": b.price, "channel": b.channel, "url": b.url, "date_time": b.date_time, "extra": b.extra}), b.date_time, 2),
+        };
+        counts[i] += 1;
+        let payload = value.to_string();
+        loop {
+            match producer.send(BaseRecord::to(topic).key(&key).payload(&payload).timestamp(ts as i64)) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => panic!("producing: {e}"),
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(300)).expect("flush");
+    eprintln!(
+        "produced {} persons, {} auctions, {} bids in {:.1}s",
+        counts[0],
+        counts[1],
+        counts[2],
+        started.elapsed().as_secs_f64()
+    );
+    println!("{} {} {}", counts[0], counts[1], counts[2]);
+}
