@@ -248,3 +248,28 @@ fn one_partition_behind_holds_the_watermark() {
     assert_eq!(v[0]["clicks"], 3, "the event at 4000 from the slow partition is not late");
     assert_eq!(r.late, 0);
 }
+
+#[test]
+fn session_windows_merge_when_an_event_bridges_them() {
+    let c = project();
+    // 1000 and 2000 make one session, 6000 another (4 s > 3 s gap); 4500 arrives late but within
+    // grace and joins them all; 20000 starts a new session and closes the first.
+    let input = vec![click(1, "a", 1000), click(1, "b", 2000), click(1, "c", 6000), click(2, "x", 6500), click(1, "bridge", 4500), click(1, "d", 20_000)];
+    for batch in [1, 2, 100] {
+        let r = run(&c, "sessions", &input, batch, true).unwrap();
+        assert_eq!(
+            values(&r),
+            vec![
+                json!({"user_id": 1, "clicks": 4, "first_ts": 1000, "last_ts": 6000, "windowstart": 1000, "windowend": 9000}),
+                json!({"user_id": 2, "clicks": 1, "first_ts": 6500, "last_ts": 6500, "windowstart": 6500, "windowend": 9500}),
+                json!({"user_id": 1, "clicks": 1, "first_ts": 20000, "last_ts": 20000, "windowstart": 20000, "windowend": 23000}),
+            ],
+            "batches of {batch}"
+        );
+    }
+    // Without the bridge the two sessions stay apart.
+    let apart = vec![click(1, "a", 1000), click(1, "b", 2000), click(1, "c", 6000)];
+    let r = run(&c, "sessions", &apart, 1, true).unwrap();
+    let counts: Vec<i64> = values(&r).iter().map(|v| v["clicks"].as_i64().unwrap()).collect();
+    assert_eq!(counts, vec![2, 1]);
+}

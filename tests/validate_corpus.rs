@@ -47,6 +47,8 @@ broken!(
     bad_window,
     stream_stream_join,
     many_errors,
+    group_by_not_selected,
+    session_changes,
 );
 
 #[test]

@@ -865,8 +865,13 @@ impl Compiler<'_> {
             }
         };
         if let Some(WindowSpec { kind: dialect::WindowKind::Session { .. }, .. }) = streaming.window {
-            self.diags.push(window_at(self, "SESSION windows are validated but the runtime does not run them yet").with_help("use TUMBLING or HOPPING windows"));
-            return None;
+            if streaming.emit != Some(EmitMode::Final) {
+                self.diags.push(
+                    window_at(self, "SESSION windows run with EMIT FINAL only: a session can still merge with another until it closes")
+                        .with_help("end the query with EMIT FINAL"),
+                );
+                return None;
+            }
         }
         let props = self.project.model_props.get(&file.name);
 

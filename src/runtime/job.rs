@@ -63,9 +63,6 @@ fn err(msg: impl Into<String>) -> DataFusionError {
 impl Job {
     pub fn new(model: &CompiledModel, task: Arc<TaskContext>) -> Result<Job> {
         let window = model.window();
-        if let Some(WindowSpec { kind: WindowKind::Session { .. }, .. }) = window {
-            return Err(err("SESSION windows are not run by the runtime yet"));
-        }
         let job_schema = model.job.schema.clone();
         let output_columns = model
             .schema
@@ -82,7 +79,12 @@ impl Job {
             inputs: model.input_schemas.clone(),
             window,
             windowed_input: model.windowed_input.clone(),
-            cx: ExecContext { task, emit: model.emit, grace_ms: window.and_then(|w| w.grace_ms).unwrap_or(0) },
+            cx: ExecContext {
+                task,
+                emit: model.emit,
+                grace_ms: window.and_then(|w| w.grace_ms).unwrap_or(0),
+                sessions: matches!(window, Some(WindowSpec { kind: WindowKind::Session { .. }, .. })),
+            },
             watermark: i64::MIN,
             output_schema: model.schema.clone(),
         })
@@ -177,10 +179,12 @@ impl Job {
             .column_by_name(PseudoColumn::Rowtime.name())
             .and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned())
             .ok_or_else(|| err("input batch has no rowtime"))?;
-        let (size, step) = match w.kind {
-            WindowKind::Tumbling { size_ms } => (size_ms, size_ms),
-            WindowKind::Hopping { size_ms, advance_ms } => (size_ms, advance_ms),
-            WindowKind::Session { .. } => return Err(err("SESSION windows are not run by the runtime yet")),
+        // A session starts as the event's own window [t, t + gap); the aggregate merges
+        // overlapping sessions of a key.
+        let (size, step, aligned) = match w.kind {
+            WindowKind::Tumbling { size_ms } => (size_ms, size_ms, true),
+            WindowKind::Hopping { size_ms, advance_ms } => (size_ms, advance_ms, true),
+            WindowKind::Session { gap_ms } => (gap_ms, gap_ms, false),
         };
         let copies = size / step;
         let closed_until = |i: usize| {
@@ -193,7 +197,7 @@ impl Job {
         for i in 0..batch.num_rows() {
             let t = rowtime.value(i);
             let closed_until = closed_until(i);
-            let last_start = t - t.rem_euclid(step);
+            let last_start = if aligned { t - t.rem_euclid(step) } else { t };
             let mut kept = false;
             for j in (0..copies).rev() {
                 let start = last_start - j * step;

@@ -199,6 +199,8 @@ pub struct ExecContext {
     pub task: Arc<TaskContext>,
     pub emit: EmitMode,
     pub grace_ms: i64,
+    /// SESSION windows: overlapping windows of a key merge.
+    pub sessions: bool,
 }
 
 impl std::fmt::Debug for ExecContext {
@@ -283,7 +285,10 @@ impl Operator {
                             out.extend(changes(node, state, &partial, cx).await?);
                         } else {
                             state.pending.push(partial);
-                            if state.pending.len() >= 16 {
+                            if cx.sessions {
+                                compact(node, state, cx).await?;
+                                merge_sessions(node, state, cx).await?;
+                            } else if state.pending.len() >= 16 {
                                 compact(node, state, cx).await?;
                             }
                         }
@@ -456,6 +461,69 @@ async fn compact(node: &AggregateNode, state: &mut AggState, cx: &ExecContext) -
     all.append(&mut state.pending);
     let merged = run_aggregate(node, AggregateMode::PartialReduce, all, cx).await?;
     state.state = (merged.num_rows() > 0).then_some(merged);
+    Ok(())
+}
+
+/// Merges overlapping sessions of each key: their rows get the union's bounds, and rows that
+/// then share a group are combined with `PartialReduce`.
+async fn merge_sessions(node: &AggregateNode, state: &mut AggState, cx: &ExecContext) -> Result<()> {
+    let (Some(ws_i), Some(we_i)) = (node.window_start, node.window_end) else { return Ok(()) };
+    let Some(current) = state.state.take() else { return Ok(()) };
+    let n_groups = node.group_by.expr().len();
+    let key_cols: Vec<usize> = (0..n_groups).filter(|i| *i != ws_i && *i != we_i).collect();
+    let starts = current.column(ws_i).as_any().downcast_ref::<Int64Array>().ok_or_else(|| internal("windowstart is not BIGINT"))?.clone();
+    let ends = current.column(we_i).as_any().downcast_ref::<Int64Array>().ok_or_else(|| internal("windowend is not BIGINT"))?.clone();
+    let fields: Vec<SortField> = key_cols.iter().map(|i| SortField::new(current.column(*i).data_type().clone())).collect();
+    let keys = if fields.is_empty() {
+        None
+    } else {
+        let cols: Vec<ArrayRef> = key_cols.iter().map(|i| current.column(*i).clone()).collect();
+        Some(RowConverter::new(fields)?.convert_columns(&cols)?)
+    };
+    let mut by_key: HashMap<Box<[u8]>, Vec<usize>> = HashMap::new();
+    for r in 0..current.num_rows() {
+        let k: Box<[u8]> = keys.as_ref().map(|k| k.row(r).as_ref().into()).unwrap_or_default();
+        by_key.entry(k).or_default().push(r);
+    }
+    let mut new_ws: Vec<i64> = starts.values().to_vec();
+    let mut new_we: Vec<i64> = ends.values().to_vec();
+    let mut merged = false;
+    for rows in by_key.values_mut() {
+        rows.sort_by_key(|r| (starts.value(*r), ends.value(*r)));
+        let mut run: Vec<usize> = Vec::new();
+        let (mut s, mut e) = (i64::MIN, i64::MIN);
+        let mut flush = |run: &mut Vec<usize>, s: i64, e: i64, merged: &mut bool| {
+            if run.len() > 1 {
+                *merged = true;
+            }
+            for r in run.drain(..) {
+                new_ws[r] = s;
+                new_we[r] = e;
+            }
+        };
+        for &r in rows.iter() {
+            let (rs, re) = (starts.value(r), ends.value(r));
+            if run.is_empty() || rs >= e {
+                flush(&mut run, s, e, &mut merged);
+                s = rs;
+                e = re;
+            } else {
+                e = e.max(re);
+            }
+            run.push(r);
+        }
+        flush(&mut run, s, e, &mut merged);
+    }
+    if !merged {
+        state.state = Some(current);
+        return Ok(());
+    }
+    let mut cols = current.columns().to_vec();
+    cols[ws_i] = Arc::new(Int64Array::from(new_ws));
+    cols[we_i] = Arc::new(Int64Array::from(new_we));
+    let relabelled = RecordBatch::try_new(current.schema(), cols)?;
+    let reduced = run_aggregate(node, AggregateMode::PartialReduce, vec![relabelled], cx).await?;
+    state.state = (reduced.num_rows() > 0).then_some(reduced);
     Ok(())
 }
 
