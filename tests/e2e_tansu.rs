@@ -218,7 +218,12 @@ fn example_project_on_a_real_broker_with_kcat() {
         .unwrap();
     assert!(out.status.success(), "streamctl run failed:\n{}", String::from_utf8_lossy(&out.stderr));
     let problems = check_outputs(&kcat, &bootstrap, &expected());
-    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(
+        problems.is_empty(),
+        "{problems:#?}\n--- streamctl run\n{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
     // The two malformed logons, once per job reading the logon topic, with their headers.
     let dlq = Command::new(&kcat).args(["-C", "-b", &bootstrap, "-t", "ora-ogg-SOE-LOGON-json.dlq", "-o", "beginning", "-e", "-q", "-f", "%h\n"]).output().unwrap();
     let headers = String::from_utf8_lossy(&dlq.stdout);
@@ -232,18 +237,20 @@ fn two_workers_and_one_killed_mid_stream() {
     let (_broker, bootstrap) = start_broker(&tansu);
     create_source_topics(&bootstrap);
     produce_samples(&kcat, &bootstrap, 0.0..0.5);
-    let worker = || {
+    let logs = tempfile::tempdir().unwrap();
+    let worker = |name: &str| {
+        let log = std::fs::File::create(logs.path().join(name)).unwrap();
         streamctl()
             .args(["run", "--project-dir"])
             .arg(root().join("example-project"))
             .args(["--target", "local", "--bootstrap-servers", &bootstrap, "--checkpoint-interval-ms", "500"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap()
     };
-    let mut a = Killed(worker());
-    let _b = Killed(worker());
+    let mut a = Killed(worker("a.log"));
+    let _b = Killed(worker("b.log"));
     std::thread::sleep(Duration::from_secs(8));
     // SIGKILL: no chance to checkpoint or leave the group.
     a.0.kill().unwrap();
@@ -256,7 +263,10 @@ fn two_workers_and_one_killed_mid_stream() {
         if problems.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "after the kill, outputs are still incomplete: {problems:#?}");
+        if Instant::now() > deadline {
+            let log = |n: &str| std::fs::read_to_string(logs.path().join(n)).unwrap_or_default();
+            panic!("after the kill, outputs are still incomplete: {problems:#?}\n--- worker a (killed)\n{}\n--- worker b\n{}", log("a.log"), log("b.log"));
+        }
         std::thread::sleep(Duration::from_secs(2));
     }
 }

@@ -80,10 +80,15 @@ pub fn run_jobs(
         let (cp, model, client, opts, control) = (cp.clone(), name.clone(), client.clone(), opts.clone(), control.clone());
         let h = std::thread::Builder::new().name(format!("job-{name}")).spawn(move || {
             let stop_all = control.clone();
-            let r = run_job(cp, model, client, opts, control);
-            if r.is_err() {
-                // One failed job stops the run: its downstream would wait for it forever.
-                stop_all.stop.store(true, Ordering::SeqCst);
+            let until_caught_up = opts.until_caught_up;
+            let r = run_job(cp, model.clone(), client, opts, control);
+            if let Err(e) = &r {
+                eprintln!("[{model}] stopped: {e}");
+                // A bounded run stops: the failed job's downstream would wait for it forever.
+                // A long-running worker keeps its other jobs going.
+                if until_caught_up {
+                    stop_all.stop.store(true, Ordering::SeqCst);
+                }
             }
             r
         });

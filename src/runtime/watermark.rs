@@ -96,6 +96,19 @@ impl WatermarkTracker {
     }
 }
 
+impl WatermarkTracker {
+    /// The watermark once every partition of these inputs has delivered everything and idles:
+    /// the largest (event time − lateness) seen.
+    pub fn watermark_at_end(&self, inputs: &[NodeId]) -> i64 {
+        self.partitions
+            .iter()
+            .filter(|((i, _), p)| inputs.contains(i) && p.max_event_time != i64::MIN)
+            .map(|(_, p)| p.max_event_time - p.lateness_ms)
+            .max()
+            .unwrap_or(i64::MIN)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

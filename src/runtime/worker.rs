@@ -1,9 +1,11 @@
 //! Running a job against Kafka.
 //!
-//! Each job runs on its own thread. It joins the consumer group `streamctl.<project>.<model>`
-//! on the job's one-partition checkpoint topic: the member that owns that partition runs the
-//! job, the others stand by, and when the owner dies the group hands the partition (and the
-//! job) to another worker, which restores the last checkpoint.
+//! Each job runs on its own thread, on the worker that holds the job's lease: a record in the
+//! job's checkpoint topic, renewed every 2 s and valid for 6 s. Other workers stand by; when the
+//! lease expires (the owner died) or is released, they contend for the next epoch and the first
+//! claim in the topic's log wins, restores the last checkpoint and runs the job. An owner that
+//! sees a newer epoch stops. This relies on nothing but producing and consuming, so it behaves
+//! the same on any Kafka-compatible broker.
 //!
 //! Delivery: after a micro-batch, outputs are produced; at each checkpoint the producer is
 //! flushed (every output acknowledged), then the state and the next input offsets are written to
@@ -17,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -116,24 +118,95 @@ struct Manifest {
 
 const CHUNK_BYTES: usize = 512 * 1024;
 
-struct LockContext {
-    generation: Arc<AtomicU64>,
-    owned: Arc<AtomicBool>,
+/// A job's lease: who runs it, under which epoch, until when (epoch ms, wall clock).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Lease {
+    worker: String,
+    epoch: u64,
+    expires_ms: i64,
 }
 
-impl ClientContext for LockContext {}
+/// How long a lease lasts without renewal, and how often the owner renews it.
+const LEASE_TTL_MS: i64 = 6_000;
+const LEASE_RENEW_MS: i64 = 2_000;
 
-impl ConsumerContext for LockContext {
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                self.owned.store(tpl.count() > 0, Ordering::SeqCst);
-                self.generation.fetch_add(1, Ordering::SeqCst);
-            }
-            Rebalance::Revoke(_) => self.owned.store(false, Ordering::SeqCst),
-            Rebalance::Error(_) => {}
-        }
+/// The job's checkpoint topic, read as it grows: the latest value of every key, and for each
+/// lease epoch the first worker that claimed it (log order decides between contenders).
+struct CheckpointLog {
+    consumer: BaseConsumer,
+    topic: String,
+    latest: HashMap<Vec<u8>, Vec<u8>>,
+    first_claim: HashMap<u64, String>,
+    lease: Option<Lease>,
+    next: i64,
+}
+
+impl CheckpointLog {
+    fn open(client: &ClientConfig, topic: &str) -> Result<CheckpointLog, RunError> {
+        let consumer: BaseConsumer = client
+            .clone()
+            .set("group.id", "streamctl-checkpoint-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| kafka_err("creating the checkpoint reader", e))?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, Offset::Beginning).map_err(|e| kafka_err("checkpoint partition", e))?;
+        consumer.assign(&tpl).map_err(|e| kafka_err("reading checkpoints", e))?;
+        Ok(CheckpointLog { consumer, topic: topic.to_string(), latest: HashMap::new(), first_claim: HashMap::new(), lease: None, next: 0 })
     }
+
+    /// Reads everything written so far.
+    fn catch_up(&mut self) -> Result<(), RunError> {
+        let (_, high) = self.consumer.fetch_watermarks(&self.topic, 0, Duration::from_secs(10)).map_err(|e| kafka_err("reading checkpoint offsets", e))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.next < high {
+            if Instant::now() > deadline {
+                return Err(RunError::Setup(format!("timed out reading {}", self.topic)));
+            }
+            match self.consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    self.next = m.offset() + 1;
+                    let (Some(k), Some(v)) = (m.key(), m.payload()) else { continue };
+                    if k == b"lease" {
+                        if let Ok(l) = serde_json::from_slice::<Lease>(v) {
+                            self.first_claim.entry(l.epoch).or_insert_with(|| l.worker.clone());
+                            // Only the epoch's first claimant's records count.
+                            if self.first_claim.get(&l.epoch) == Some(&l.worker) && self.lease.as_ref().is_none_or(|c| l.epoch >= c.epoch) {
+                                self.lease = Some(l);
+                            }
+                        }
+                    } else {
+                        self.latest.insert(k.to_vec(), v.to_vec());
+                    }
+                }
+                Some(Err(e)) => return Err(kafka_err("reading checkpoints", e)),
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The last complete checkpoint.
+    fn checkpoint(&self) -> Result<Option<(Manifest, Vec<u8>)>, RunError> {
+        let Some(manifest) = self.latest.get(b"manifest".as_slice()) else { return Ok(None) };
+        let manifest: Manifest = serde_json::from_slice(manifest).map_err(|e| RunError::Setup(format!("corrupt checkpoint manifest: {e}")))?;
+        let mut state = Vec::new();
+        for i in 0..manifest.chunks {
+            let key = format!("chunk/{}/{i}", manifest.slot);
+            let chunk = self.latest.get(key.as_bytes()).ok_or_else(|| RunError::Setup(format!("checkpoint chunk {key} is missing")))?;
+            if chunk.len() < 8 || u64::from_le_bytes(chunk[..8].try_into().unwrap_or_default()) != manifest.epoch {
+                return Err(RunError::Setup(format!("checkpoint chunk {key} belongs to another epoch")));
+            }
+            state.extend_from_slice(&chunk[8..]);
+        }
+        Ok(Some((manifest, state)))
+    }
+}
+
+fn write_lease(sender: &Sender, topic: &str, lease: &Lease) -> Result<(), RunError> {
+    let value = serde_json::to_vec(lease).map_err(|e| RunError::Setup(e.to_string()))?;
+    sender.send(topic, Some(0), &Record { partition: 0, offset: -1, timestamp: now_ms(), key: Some(b"lease".to_vec()), value: Some(value) }, None)?;
+    sender.flush()
 }
 
 #[derive(Default)]
@@ -209,54 +282,6 @@ impl Sender {
     }
 }
 
-/// Reads the last complete checkpoint of a job.
-fn read_checkpoint(client: &ClientConfig, topic: &str) -> Result<Option<(Manifest, Vec<u8>)>, RunError> {
-    let consumer: BaseConsumer = client
-        .clone()
-        .set("group.id", "streamctl-checkpoint-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(|e| kafka_err("creating the checkpoint reader", e))?;
-    let (low, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(10)).map_err(|e| kafka_err("reading checkpoint offsets", e))?;
-    if high <= low {
-        return Ok(None);
-    }
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning).map_err(|e| kafka_err("checkpoint partition", e))?;
-    consumer.assign(&tpl).map_err(|e| kafka_err("reading checkpoints", e))?;
-    let mut latest: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if Instant::now() > deadline {
-            return Err(RunError::Setup(format!("timed out reading checkpoints from {topic}")));
-        }
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                if let (Some(k), Some(v)) = (m.key(), m.payload()) {
-                    latest.insert(k.to_vec(), v.to_vec());
-                }
-                if m.offset() >= high - 1 {
-                    break;
-                }
-            }
-            Some(Err(e)) => return Err(kafka_err("reading checkpoints", e)),
-            None => {}
-        }
-    }
-    let Some(manifest) = latest.get(b"manifest".as_slice()) else { return Ok(None) };
-    let manifest: Manifest = serde_json::from_slice(manifest).map_err(|e| RunError::Setup(format!("corrupt checkpoint manifest: {e}")))?;
-    let mut state = Vec::new();
-    for i in 0..manifest.chunks {
-        let key = format!("chunk/{}/{i}", manifest.slot);
-        let chunk = latest.get(key.as_bytes()).ok_or_else(|| RunError::Setup(format!("checkpoint chunk {key} is missing")))?;
-        if chunk.len() < 8 || u64::from_le_bytes(chunk[..8].try_into().unwrap_or_default()) != manifest.epoch {
-            return Err(RunError::Setup(format!("checkpoint chunk {key} belongs to another epoch")));
-        }
-        state.extend_from_slice(&chunk[8..]);
-    }
-    Ok(Some((manifest, state)))
-}
-
 /// One input partition's progress.
 #[derive(Debug, Clone)]
 struct PartitionState {
@@ -283,17 +308,8 @@ pub fn run_job(
     let ck_topic = checkpoint_topic(&project, &model);
     let mut stats = JobStats { model: model.clone(), ..Default::default() };
 
-    let owned = Arc::new(AtomicBool::new(false));
-    let generation = Arc::new(AtomicU64::new(0));
-    let lock: BaseConsumer<LockContext> = client
-        .clone()
-        .set("group.id", group_id(&project, &model))
-        .set("enable.auto.commit", "false")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "1000")
-        .create_with_context(LockContext { generation: generation.clone(), owned: owned.clone() })
-        .map_err(|e| kafka_err("creating the job's group consumer", e))?;
-    lock.subscribe(&[&ck_topic]).map_err(|e| kafka_err("joining the job's group", e))?;
+    let me = format!("{}-{}-{:x}", hostname(), std::process::id(), now_ms());
+    let mut log_tail = CheckpointLog::open(&client, &ck_topic)?;
 
     let errors = Arc::new(DeliveryErrors::default());
     let producer: ThreadedProducer<ProduceContext> = client
@@ -312,21 +328,28 @@ pub fn run_job(
     let upstream_models: Vec<String> = m.inputs.iter().filter_map(|i| if let NodeId::Model(n) = i { Some(n.clone()) } else { None }).collect();
     let streams: Vec<NodeId> = codecs.values().filter(|c| c.kind == RelationKind::Stream).map(|c| c.id.clone()).collect();
 
-    let mut standby_logged = false;
     'outer: loop {
-        // Stand by until this worker owns the job.
-        while !owned.load(Ordering::SeqCst) {
+        // Stand by until this worker holds the job's lease: take it when it is free or expired;
+        // of several contenders, the first to write the next epoch wins.
+        let my_epoch = loop {
             if control.stop.load(Ordering::SeqCst) {
                 return Ok(stats);
             }
-            if !standby_logged {
-                standby_logged = true;
+            log_tail.catch_up()?;
+            let free = log_tail.lease.as_ref().is_none_or(|l| l.expires_ms < now_ms());
+            if free {
+                let epoch = log_tail.lease.as_ref().map_or(1, |l| l.epoch + 1);
+                write_lease(&sender, &ck_topic, &Lease { worker: me.clone(), epoch, expires_ms: now_ms() + LEASE_TTL_MS })?;
+                log_tail.catch_up()?;
+                if log_tail.first_claim.get(&epoch) == Some(&me) {
+                    break epoch;
+                }
             }
-            let _ = lock.poll(Duration::from_millis(100));
-        }
-        let my_generation = generation.load(Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        let mut renewed_at = now_ms();
         let mut job = Job::new(&m, task.clone())?;
-        let restored = read_checkpoint(&client, &ck_topic)?;
+        let restored = log_tail.checkpoint()?;
         let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
         let mut epoch = 0u64;
         if let Some((manifest, state)) = restored {
@@ -344,9 +367,11 @@ pub fn run_job(
         }
 
         // Assign every input partition, from the checkpoint or the replay position.
+        // Not a group member: offsets are committed to the job's group for monitoring only; the
+        // checkpoint holds the authoritative ones.
         let data: BaseConsumer = client
             .clone()
-            .set("group.id", format!("{}.data", group_id(&project, &model)))
+            .set("group.id", group_id(&project, &model))
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .create()
@@ -396,10 +421,22 @@ pub fn run_job(
         let mut batches = 0usize;
 
         loop {
-            let _ = lock.poll(Duration::ZERO);
-            if !owned.load(Ordering::SeqCst) || generation.load(Ordering::SeqCst) != my_generation {
-                log(&model, "another worker took over this job; standing by");
-                continue 'outer;
+            // Keep the lease: renew it, and stop if someone else holds a newer one.
+            if now_ms() - renewed_at >= LEASE_RENEW_MS {
+                log_tail.catch_up()?;
+                if log_tail.lease.as_ref().is_some_and(|l| l.epoch > my_epoch) {
+                    log(&model, "another worker took over this job; standing by");
+                    continue 'outer;
+                }
+                let renewal = Lease { worker: me.clone(), epoch: my_epoch, expires_ms: now_ms() + LEASE_TTL_MS };
+                if write_lease(&sender, &ck_topic, &renewal).is_err() {
+                    if now_ms() - renewed_at >= LEASE_TTL_MS {
+                        log(&model, "could not renew the lease in time; standing by");
+                        continue 'outer;
+                    }
+                } else {
+                    renewed_at = now_ms();
+                }
             }
             let stopping = control.stop.load(Ordering::SeqCst);
             // Poll a micro-batch.
@@ -526,21 +563,49 @@ pub fn run_job(
                 }
                 targets_known = true;
             }
-            let caught_up = opts.until_caught_up && targets_known && tables_loaded && parts.values().all(|p| p.target.is_none_or(|t| p.next >= t));
+            // Caught up: every target reached, and a poll that found nothing more (some brokers
+            // report end offsets loosely).
+            let caught_up = opts.until_caught_up
+                && targets_known
+                && tables_loaded
+                && batch.is_empty()
+                && parts.values().all(|p| p.target.is_none_or(|t| p.next >= t));
+            if caught_up {
+                // Every input is at its end: as a live job would once the idle timeout passed,
+                // the partitions stop holding the watermark back.
+                let wm = tracker.watermark_at_end(&streams);
+                if wm != i64::MIN {
+                    for out in rt.block_on(job.advance_watermark(wm))? {
+                        for r in encode_output(&out, &m.key).map_err(datafusion::error::DataFusionError::from)? {
+                            sender.send(&m.topic, None, &r, None)?;
+                            stats.records_out += 1;
+                        }
+                    }
+                }
+            }
             if (dirty && last_checkpoint.elapsed() >= opts.checkpoint_interval) || caught_up || stopping {
                 epoch += 1;
                 let state = rt.block_on(job.snapshot())?;
-                checkpoint(&sender, &ck_topic, epoch, &m.semantic_hash, &state, &parts)?;
+                if let Err(e) = checkpoint(&sender, &ck_topic, epoch, &m.semantic_hash, &state, &parts) {
+                    // Nothing since the last checkpoint is committed: replaying from it is safe.
+                    log(&model, &format!("checkpoint failed ({e}); resuming from the last checkpoint"));
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue 'outer;
+                }
                 let mut commit = TopicPartitionList::new();
                 for ((topic, p), st) in &parts {
                     let _ = commit.add_partition_offset(topic, *p, Offset::Offset(st.next));
                 }
-                if let Err(e) = lock.commit(&commit, CommitMode::Sync) {
+                if let Err(e) = data.commit(&commit, CommitMode::Sync) {
                     log(&model, &format!("committing offsets to the group failed ({e}); the checkpoint holds them"));
                 }
                 stats.checkpoints += 1;
                 last_checkpoint = Instant::now();
                 dirty = false;
+            }
+            if caught_up || stopping {
+                // Hand the job over at once: an expired lease is free to take.
+                let _ = write_lease(&sender, &ck_topic, &Lease { worker: me.clone(), epoch: my_epoch, expires_ms: 0 });
             }
             if caught_up {
                 control.mark_done(&model);
@@ -605,6 +670,10 @@ fn checkpoint(
     sender.flush()?;
     sender.send(topic, Some(0), &Record { partition: 0, offset: -1, timestamp: now_ms(), key: Some(b"manifest".to_vec()), value: Some(value) }, None)?;
     sender.flush()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "worker".into())
 }
 
 fn now_ms() -> i64 {
