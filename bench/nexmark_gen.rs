@@ -1,10 +1,12 @@
 //! Writes Nexmark events (the `nexmark` crate's generator) as JSON into Kafka topics
 //! `nexmark.person`, `nexmark.auction`, `nexmark.bid`, creating them if needed.
 //! Usage: nexmark-gen BOOTSTRAP EVENTS [PARTITIONS]
+//! With `-` as BOOTSTRAP the events go to stdout as JSON Lines (`{"topic":..., "value":...}`).
 
 use std::time::{Duration, Instant};
 
 use nexmark::event::Event;
+use nexmark::config::NexmarkConfig;
 use nexmark::EventGenerator;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -23,6 +25,17 @@ fn main() {
     let bootstrap = &args[1];
     let events: usize = args[2].parse().expect("EVENTS is a number");
     let partitions: i32 = args.get(3).map(|p| p.parse().expect("PARTITIONS is a number")).unwrap_or(1);
+    if bootstrap == "-" {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        for e in EventGenerator::new(fixed_config()).take(events) {
+            let (topic, value) = to_json(e);
+            if writeln!(out, "{}", json!({"topic": topic, "value": value})).is_err() {
+                return; // the reader went away (e.g. `| head`)
+            }
+        }
+        return;
+    }
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", bootstrap);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -47,12 +60,15 @@ fn main() {
         .expect("producer");
     let started = Instant::now();
     let mut counts = [0usize; 3];
-    for e in EventGenerator::default().take(events) {
-        let (topic, key, value, ts, i) = match e {
-            Event::Person(p) => ("nexmark.person", p.id.to_string(), json!({"id": p.id, "name": p.name, "email_address": p.email_address, "credit_card": p.credit_card, "city": p.city, "state": p.state, "date_time": p.date_time, "extra": p.extra}), p.date_time, 0),
-            Event::Auction(a) => ("nexmark.auction", a.id.to_string(), json!({"id": a.id, "item_name": a.item_name, "description": a.description, "initial_bid": a.initial_bid, "reserve": a.reserve, "date_time": a.date_time, "expires": a.expires, "seller": a.seller, "category": a.category, "extra": a.extra}), a.date_time, 1),
-            Event::Bid(b) => ("nexmark.bid", b.auction.to_string(), json!({"auction": b.auction, "bidder": b.bidder, "price": b.price, "channel": b.channel, "url": b.url, "date_time": b.date_time, "extra": b.extra}), b.date_time, 2),
+    for e in EventGenerator::new(fixed_config()).take(events) {
+        let (topic, value) = to_json(e);
+        let i = match topic {
+            "nexmark.person" => 0,
+            "nexmark.auction" => 1,
+            _ => 2,
         };
+        let key = if i == 2 { value["auction"].to_string() } else { value["id"].to_string() };
+        let ts = value["date_time"].as_u64().unwrap_or(0);
         counts[i] += 1;
         let payload = value.to_string();
         loop {
@@ -75,4 +91,19 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
     println!("{} {} {}", counts[0], counts[1], counts[2]);
+}
+
+/// An event as (topic, JSON value).
+fn to_json(e: Event) -> (&'static str, serde_json::Value) {
+    match e {
+        Event::Person(p) => ("nexmark.person", json!({"id": p.id, "name": p.name, "email_address": p.email_address, "credit_card": p.credit_card, "city": p.city, "state": p.state, "date_time": p.date_time, "extra": p.extra})),
+        Event::Auction(a) => ("nexmark.auction", json!({"id": a.id, "item_name": a.item_name, "description": a.description, "initial_bid": a.initial_bid, "reserve": a.reserve, "date_time": a.date_time, "expires": a.expires, "seller": a.seller, "category": a.category, "extra": a.extra})),
+        Event::Bid(b) => ("nexmark.bid", json!({"auction": b.auction, "bidder": b.bidder, "price": b.price, "channel": b.channel, "url": b.url, "date_time": b.date_time, "extra": b.extra})),
+    }
+}
+
+/// The crate's defaults, but starting at a fixed time (2024-01-01T00:00:00Z) instead of now, so
+/// that the same number of events is always the same data set.
+fn fixed_config() -> NexmarkConfig {
+    NexmarkConfig { base_time: 1_704_067_200_000, ..NexmarkConfig::default() }
 }

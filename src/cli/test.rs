@@ -61,7 +61,7 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let task = datafusion::prelude::SessionContext::new().task_ctx();
+    let task = crate::runtime::task_context();
     let outcomes: Vec<_> = rt.block_on(async {
         let mut v = Vec::new();
         for p in &prepared {

@@ -100,29 +100,36 @@ impl InputCodec {
 
     /// Decodes records; rows get `rowtime`, `rowpartition`, `rowoffset`.
     pub fn decode(&self, records: &[Record]) -> Decoded {
-        let mut values: Vec<Vec<u8>> = Vec::with_capacity(records.len());
-        let mut value_of: Vec<usize> = Vec::with_capacity(records.len());
-        let mut is_delete: Vec<bool> = Vec::with_capacity(records.len());
+        // Tombstones of tables become their key as a row; everything else is decoded in place.
         let mut bad = Vec::new();
+        let mut tombstones: Vec<(usize, Vec<u8>)> = Vec::new();
         for (i, r) in records.iter().enumerate() {
-            match &r.value {
-                Some(v) => {
-                    values.push(v.clone());
-                    value_of.push(i);
-                    is_delete.push(false);
+            if r.value.is_none() {
+                if self.kind != RelationKind::Table {
+                    bad.push(BadRecord { index: i, reason: "null value (a tombstone) on a stream".into() });
+                    continue;
                 }
-                None if self.kind == RelationKind::Table => match self.key_object(r.key.as_deref()) {
-                    Ok(k) => {
-                        values.push(k);
-                        value_of.push(i);
-                        is_delete.push(true);
-                    }
+                match self.key_object(r.key.as_deref()) {
+                    Ok(k) => tombstones.push((i, k)),
                     Err(reason) => bad.push(BadRecord { index: i, reason }),
-                },
-                None => bad.push(BadRecord { index: i, reason: "null value (a tombstone) on a stream".into() }),
+                }
             }
         }
-        let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+        let mut refs: Vec<&[u8]> = Vec::with_capacity(records.len());
+        let mut value_of: Vec<usize> = Vec::with_capacity(records.len());
+        let mut is_delete: Vec<bool> = Vec::with_capacity(records.len());
+        let mut t = tombstones.iter().peekable();
+        for (i, r) in records.iter().enumerate() {
+            if let Some(v) = &r.value {
+                refs.push(v);
+                value_of.push(i);
+                is_delete.push(false);
+            } else if let Some((_, k)) = t.next_if(|(ti, _)| *ti == i) {
+                refs.push(k);
+                value_of.push(i);
+                is_delete.push(true);
+            }
+        }
         let (batch, kept, bad_values) = self.decoder.decode(&refs);
         bad.extend(bad_values.into_iter().map(|b| BadRecord { index: value_of[b.index], reason: b.reason }));
         let rows: Vec<usize> = kept.iter().map(|k| value_of[*k]).collect();

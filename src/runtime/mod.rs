@@ -12,3 +12,17 @@ pub mod operators;
 pub mod plan;
 pub mod watermark;
 pub mod worker;
+
+use std::sync::Arc;
+
+use datafusion::execution::TaskContext;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+/// The DataFusion context jobs execute in: one partition, and partial aggregation always on
+/// (DataFusion would otherwise stop pre-aggregating a high-cardinality input after 100k rows,
+/// and partial states are what a job keeps).
+pub fn task_context() -> Arc<TaskContext> {
+    let mut config = SessionConfig::new().with_target_partitions(1);
+    config.options_mut().execution.skip_partial_aggregation_probe_ratio_threshold = 1.0;
+    SessionContext::new_with_config(config).task_ctx()
+}

@@ -302,7 +302,7 @@ pub fn run_job(
     control: Arc<RunControl>,
 ) -> Result<JobStats, RunError> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| RunError::Setup(e.to_string()))?;
-    let task = datafusion::prelude::SessionContext::new().task_ctx();
+    let task = super::task_context();
     let m = cp.models.get(&model).ok_or_else(|| RunError::Setup(format!("no model `{model}`")))?.clone();
     let project = cp.project.config.name.clone();
     let ck_topic = checkpoint_topic(&project, &model);
@@ -374,6 +374,10 @@ pub fn run_job(
             .set("group.id", group_id(&project, &model))
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
+            // Large fetches: a micro-batch should not wait on many small round trips.
+            .set("fetch.max.bytes", "67108864")
+            .set("max.partition.fetch.bytes", "16777216")
+            .set("fetch.wait.max.ms", "100")
             .create()
             .map_err(|e| kafka_err("creating the input consumer", e))?;
         let mut parts: BTreeMap<(String, i32), PartitionState> = BTreeMap::new();
