@@ -69,6 +69,28 @@ pub fn load_and_compile(global: &GlobalArgs) -> (Option<CompiledProject>, Diagno
     (Some(compiled), diags)
 }
 
+/// Loads and compiles the project, printing its diagnostics; `Err(exit code 1)` with a one-line
+/// reason (`not <verb>: N errors`) when it has errors.
+pub fn compiled_or_exit(global: &GlobalArgs, verb: &str) -> Result<CompiledProject, std::process::ExitCode> {
+    let (compiled, diags) = load_and_compile(global);
+    print_diagnostics(&diags);
+    compiled.filter(|_| !diags.has_errors()).ok_or_else(|| {
+        eprintln!("not {verb}: {}", plural(diags.error_count(), "error"));
+        std::process::ExitCode::from(1)
+    })
+}
+
+/// The nodes a `--select` picks, or exit code 1 with the reason.
+pub fn selected_or_exit(
+    cp: &CompiledProject,
+    selectors: &[String],
+) -> Result<std::collections::BTreeSet<crate::graph::NodeId>, std::process::ExitCode> {
+    crate::graph::select::select(&cp.graph, &cp.node_info, selectors).map_err(|e| {
+        eprintln!("error: {e}");
+        std::process::ExitCode::from(1)
+    })
+}
+
 /// Prints diagnostics to stderr, sorted by file and position.
 pub fn print_diagnostics(diags: &Diagnostics) {
     let color = use_color();

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args as ClapArgs;
 
-use super::common::{load_and_compile, plural, print_diagnostics, GlobalArgs, OutputFormat};
+use super::common::{compiled_or_exit, plural, GlobalArgs, OutputFormat};
 use crate::compile::manifest::{compiled_path, Manifest};
 use crate::compile::CompiledProject;
 
@@ -35,11 +35,9 @@ pub(crate) fn write_artifacts(c: &CompiledProject, out: &Path) -> anyhow::Result
 }
 
 pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
-    let (compiled, diags) = load_and_compile(global);
-    print_diagnostics(&diags);
-    let Some(c) = compiled.filter(|_| !diags.has_errors()) else {
-        eprintln!("not compiled: {}", plural(diags.error_count(), "error"));
-        return Ok(ExitCode::from(1));
+    let c = match compiled_or_exit(global, "compiled") {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
     };
     let out = args.target_path.clone().unwrap_or_else(|| global.project_dir.join("target"));
     let manifest = write_artifacts(&c, &out)?;

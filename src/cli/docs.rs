@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args as ClapArgs, ValueEnum};
 
-use super::common::{load_and_compile, plural, print_diagnostics, GlobalArgs};
+use super::common::{compiled_or_exit, GlobalArgs};
 use crate::compile::manifest::Manifest;
 
 #[derive(Debug, ClapArgs)]
@@ -25,11 +25,9 @@ pub enum LineageFormat {
 }
 
 pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
-    let (compiled, diags) = load_and_compile(global);
-    print_diagnostics(&diags);
-    let Some(c) = compiled.filter(|_| !diags.has_errors()) else {
-        eprintln!("no docs: {} (run `streamctl validate`)", plural(diags.error_count(), "error"));
-        return Ok(ExitCode::from(1));
+    let c = match compiled_or_exit(global, "documenting") {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
     };
     let manifest = match args.print {
         Some(_) => Manifest::build(&c),

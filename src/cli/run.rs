@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use clap::Args as ClapArgs;
 
-use super::common::{load_and_compile, plural, print_diagnostics, GlobalArgs, OutputFormat};
+use super::common::{compiled_or_exit, plural, selected_or_exit, GlobalArgs, OutputFormat};
 use crate::connectors::kafka::Cluster;
-use crate::graph::{select::select, NodeId};
+use crate::graph::NodeId;
 use crate::jinja::Jinja;
 use crate::project::config::TargetKind;
 use crate::runtime::host::{job_topics, read_topic, run_embedded, run_jobs, stop_on_signals};
@@ -45,18 +45,13 @@ pub struct Args {
 }
 
 pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
-    let (compiled, diags) = load_and_compile(global);
-    print_diagnostics(&diags);
-    let Some(cp) = compiled.filter(|_| !diags.has_errors()) else {
-        eprintln!("not running: {}", plural(diags.error_count(), "error"));
-        return Ok(ExitCode::from(1));
+    let cp = match compiled_or_exit(global, "running") {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
     };
-    let chosen = match select(&cp.graph, &cp.node_info, &args.select) {
+    let chosen = match selected_or_exit(&cp, &args.select) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(1));
-        }
+        Err(code) => return Ok(code),
     };
     let models: Vec<String> = cp
         .order()

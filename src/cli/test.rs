@@ -3,8 +3,8 @@ use std::process::ExitCode;
 
 use clap::Args as ClapArgs;
 
-use super::common::{load_and_compile, plural, print_diagnostics, GlobalArgs, OutputFormat};
-use crate::graph::{select::select, NodeId};
+use super::common::{compiled_or_exit, plural, print_diagnostics, selected_or_exit, GlobalArgs, OutputFormat};
+use crate::graph::NodeId;
 use crate::testing::{prepare, report, run_test};
 
 #[derive(Debug, ClapArgs)]
@@ -27,18 +27,13 @@ pub struct Args {
 }
 
 pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
-    let (compiled, diags) = load_and_compile(global);
-    print_diagnostics(&diags);
-    let Some(cp) = compiled.filter(|_| !diags.has_errors()) else {
-        eprintln!("not testing: {}", plural(diags.error_count(), "error"));
-        return Ok(ExitCode::from(1));
+    let cp = match compiled_or_exit(global, "testing") {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
     };
-    let chosen = match select(&cp.graph, &cp.node_info, &args.select) {
+    let chosen = match selected_or_exit(&cp, &args.select) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(1));
-        }
+        Err(code) => return Ok(code),
     };
     let mut prepared = Vec::new();
     let mut problems = crate::diagnostics::Diagnostics::new();

@@ -513,12 +513,7 @@ pub fn run_job(
                     sender.send(&codec.dead_letter_topic, None, r, Some(dlq_headers(&model, &topic, r, "late: its window had closed")))?;
                     stats.dead_lettered += 1;
                 }
-                for out in &pushed.outputs {
-                    for r in encode_output(out, &m.key).map_err(datafusion::error::DataFusionError::from)? {
-                        sender.send(&m.topic, None, &r, None)?;
-                        stats.records_out += 1;
-                    }
-                }
+                stats.records_out += produce(&sender, &m.topic, &m.key, &pushed.outputs)?;
                 dirty = true;
             }
             if !batch.is_empty() {
@@ -549,13 +544,9 @@ pub fn run_job(
             }
             let wm = tracker.watermark(&streams);
             if wm != i64::MIN {
-                for out in rt.block_on(job.advance_watermark(wm))? {
-                    for r in encode_output(&out, &m.key).map_err(datafusion::error::DataFusionError::from)? {
-                        sender.send(&m.topic, None, &r, None)?;
-                        stats.records_out += 1;
-                        dirty = true;
-                    }
-                }
+                let n = produce(&sender, &m.topic, &m.key, &rt.block_on(job.advance_watermark(wm))?)?;
+                stats.records_out += n;
+                dirty |= n > 0;
             }
             // Until-caught-up: the ends to reach are known once every upstream job is done.
             if opts.until_caught_up && !targets_known && upstream_models.iter().all(|u| control.is_done(u)) {
@@ -579,12 +570,7 @@ pub fn run_job(
                 // the partitions stop holding the watermark back.
                 let wm = tracker.watermark_at_end(&streams);
                 if wm != i64::MIN {
-                    for out in rt.block_on(job.advance_watermark(wm))? {
-                        for r in encode_output(&out, &m.key).map_err(datafusion::error::DataFusionError::from)? {
-                            sender.send(&m.topic, None, &r, None)?;
-                            stats.records_out += 1;
-                        }
-                    }
+                    stats.records_out += produce(&sender, &m.topic, &m.key, &rt.block_on(job.advance_watermark(wm))?)?;
                 }
             }
             if (dirty && last_checkpoint.elapsed() >= opts.checkpoint_interval) || caught_up || stopping {
@@ -621,6 +607,18 @@ pub fn run_job(
             }
         }
     }
+}
+
+/// Encodes a model's output batches and produces them to its topic; returns the record count.
+fn produce(sender: &Sender, topic: &str, key: &[String], outputs: &[super::job::OutputBatch]) -> Result<u64, RunError> {
+    let mut n = 0;
+    for out in outputs {
+        for r in encode_output(out, key).map_err(datafusion::error::DataFusionError::from)? {
+            sender.send(topic, None, &r, None)?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 fn partitions_of(parts: &BTreeMap<(String, i32), PartitionState>, f: impl Fn(&PartitionState) -> bool) -> TopicPartitionList {
