@@ -62,6 +62,7 @@ fn opts() -> RunOptions {
     RunOptions {
         until_caught_up: true,
         max_batch_records: 16,
+        max_batch_bytes: 1 << 20,
         max_batch_wait: Duration::from_millis(50),
         checkpoint_interval: Duration::from_secs(3600),
         idle_timeout: Duration::ZERO,

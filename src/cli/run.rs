@@ -36,6 +36,9 @@ pub struct Args {
     /// Records per micro-batch at most.
     #[arg(long, default_value_t = 10_000)]
     pub max_batch_records: usize,
+    /// Bytes of record values per micro-batch at most.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub max_batch_bytes: usize,
     /// Milliseconds between checkpoints (outputs flushed, state and offsets saved).
     #[arg(long, default_value_t = 2_000)]
     pub checkpoint_interval_ms: u64,
@@ -75,6 +78,7 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
     let opts = RunOptions {
         until_caught_up: args.until_caught_up,
         max_batch_records: args.max_batch_records.max(1),
+        max_batch_bytes: args.max_batch_bytes.max(1),
         checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms),
         ..RunOptions::default()
     };

@@ -42,6 +42,9 @@ pub struct RunOptions {
     /// models: after they finished), with a final checkpoint.
     pub until_caught_up: bool,
     pub max_batch_records: usize,
+    /// Bytes of record values per micro-batch at most (a batch ends after the record that
+    /// crosses it).
+    pub max_batch_bytes: usize,
     pub max_batch_wait: Duration,
     pub checkpoint_interval: Duration,
     /// A caught-up partition quiet this long stops holding the watermark back.
@@ -53,6 +56,7 @@ impl Default for RunOptions {
         RunOptions {
             until_caught_up: false,
             max_batch_records: 10_000,
+            max_batch_bytes: 16 * 1024 * 1024,
             max_batch_wait: Duration::from_millis(100),
             checkpoint_interval: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(5),
@@ -445,8 +449,9 @@ pub fn run_job(
             let stopping = control.stop.load(Ordering::SeqCst);
             // Poll a micro-batch.
             let mut batch: Vec<(String, Record)> = Vec::new();
+            let mut batch_bytes = 0usize;
             let deadline = Instant::now() + opts.max_batch_wait;
-            while !stopping && batch.len() < opts.max_batch_records {
+            while !stopping && batch.len() < opts.max_batch_records && batch_bytes < opts.max_batch_bytes {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     break;
@@ -463,6 +468,7 @@ pub fn run_job(
                             }
                             p.next = msg.offset() + 1;
                         }
+                        batch_bytes += msg.payload_len();
                         batch.push((
                             topic,
                             Record {
