@@ -170,3 +170,20 @@ fn bad_records_go_to_the_dead_letter_topic_with_headers() {
     assert_eq!(get("streamctl.job").as_deref(), Some("enriched"));
     assert!(get("streamctl.error").unwrap().contains("x"));
 }
+
+#[test]
+fn a_job_can_start_from_a_point_in_time() {
+    let cp = project();
+    let model = "from_time";
+    let broker = setup(&cp, &[model.to_string()]);
+    let p: ThreadedProducer<_> = Cluster::Embedded(&broker).client_config().create().unwrap();
+    for (ts, url) in [(1_000i64, "/early"), (5_000, "/on-time"), (9_000, "/late")] {
+        let v = json!({"user_id": 1, "url": url, "ts": ts}).to_string();
+        p.send(BaseRecord::<[u8], [u8]>::to("web.clicks").partition(0).payload(v.as_bytes()).timestamp(ts)).map_err(|(e, _)| e).unwrap();
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+    let s = run(&cp, &broker, model, &opts(), RunControl::default());
+    assert_eq!(s.records_in, 2, "replay starts at the first record at or after 00:00:04");
+    let out = output_values(&broker, &cp.models[model].topic);
+    assert_eq!(out, vec![r#"{"user_id":1,"url":"/on-time"}"#, r#"{"user_id":1,"url":"/late"}"#]);
+}

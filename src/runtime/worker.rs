@@ -385,9 +385,14 @@ pub fn run_job(
             .create()
             .map_err(|e| kafka_err("creating the input consumer", e))?;
         let mut parts: BTreeMap<(String, i32), PartitionState> = BTreeMap::new();
+        let mut skip_before: HashMap<(String, i32), i64> = HashMap::new();
         let mut tpl = TopicPartitionList::new();
         let mut tracker = WatermarkTracker::new(opts.idle_timeout);
         let start_at_end = matches!(m.config.replay, Some(ReplayPolicy::Named(ReplayFrom::Latest)));
+        let start_at_time: Option<i64> = match &m.config.replay {
+            Some(ReplayPolicy::Timestamp { timestamp }) => chrono::DateTime::parse_from_rfc3339(timestamp).ok().map(|t| t.timestamp_millis()),
+            _ => None,
+        };
         for (topic, codec) in &codecs {
             let md = data.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| kafka_err(&format!("reading metadata of {topic}"), e))?;
             let Some(t) = md.topics().iter().find(|t| t.name() == topic) else { continue };
@@ -406,7 +411,16 @@ pub fn run_job(
                         (*o).max(low)
                     }
                     None if start_at_end && codec.kind == RelationKind::Stream => high,
-                    None => low,
+                    None => {
+                        // Replay from a time: read from the start, skipping records stamped
+                        // earlier (works on any broker, and also skips stragglers).
+                        if codec.kind == RelationKind::Stream {
+                            if let Some(ts) = start_at_time {
+                                skip_before.insert((topic.clone(), p.id()), ts);
+                            }
+                        }
+                        low
+                    }
                 };
                 tpl.add_partition_offset(topic, p.id(), Offset::Offset(next)).map_err(|e| kafka_err("assigning", e))?;
                 let target = if codec.kind == RelationKind::Table || (opts.until_caught_up && upstream_models.is_empty()) { Some(high) } else { None };
@@ -469,6 +483,10 @@ pub fn run_job(
                             p.next = msg.offset() + 1;
                         }
                         batch_bytes += msg.payload_len();
+                        let ts = msg.timestamp().to_millis().unwrap_or(0);
+                        if skip_before.get(&key).is_some_and(|t| ts < *t) {
+                            continue;
+                        }
                         batch.push((
                             topic,
                             Record {
