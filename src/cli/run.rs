@@ -106,7 +106,7 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
             properties: target.properties.clone().into_iter().collect(),
             replication_factor: target.replication_factor,
         };
-        if let Err(e) = rt.block_on(cluster.ensure_topics(&job_topics(&cp, &models))) {
+        if let Err(e) = cluster.check_reachable().and_then(|_| rt.block_on(cluster.ensure_topics(&job_topics(&cp, &models)))) {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(1));
         }

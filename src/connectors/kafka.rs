@@ -41,6 +41,20 @@ impl Cluster<'_> {
         c
     }
 
+    /// Fails fast, with the servers named, when the cluster cannot be reached.
+    pub fn check_reachable(&self) -> Result<(), String> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let servers = match self {
+            Cluster::Embedded(b) => b.bootstrap_servers().to_string(),
+            Cluster::Kafka { bootstrap, .. } => bootstrap.clone(),
+        };
+        let consumer: BaseConsumer = self.client_config().create().map_err(|e| format!("cannot create a Kafka client: {e}"))?;
+        consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map(|_| ())
+            .map_err(|e| format!("cannot reach Kafka at {servers}: {e}"))
+    }
+
     /// Creates the topics that do not exist yet.
     pub async fn ensure_topics(&self, topics: &[TopicSpec]) -> Result<(), String> {
         match self {
