@@ -250,7 +250,7 @@ fn two_workers_and_one_killed_mid_stream() {
             .unwrap()
     };
     let mut a = Killed(worker("a.log"));
-    let _b = Killed(worker("b.log"));
+    let mut b = Killed(worker("b.log"));
     std::thread::sleep(Duration::from_secs(8));
     // SIGKILL: no chance to checkpoint or leave the group.
     a.0.kill().unwrap();
@@ -269,4 +269,16 @@ fn two_workers_and_one_killed_mid_stream() {
         }
         std::thread::sleep(Duration::from_secs(2));
     }
+    // SIGTERM: the survivor finishes its batches, checkpoints and exits 0.
+    let term = Command::new("kill").args(["-TERM", &b.0.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = b.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the worker did not stop within 30 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(status.success(), "exit status after SIGTERM: {status}");
 }
