@@ -166,9 +166,10 @@ pub fn observe_rows(
     }
     let times = decoded.batch.column_by_name("rowtime")?.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>()?.clone();
     let mut out = Vec::with_capacity(decoded.rows.len());
+    let now = std::time::Instant::now();
     for (row, t) in decoded.rows.iter().zip(times.values().iter()) {
-        out.push(tracker.watermark(streams));
-        tracker.observe(&codec.id, records[*row].partition, *t, codec.lateness_ms);
+        out.push(tracker.watermark_at(streams, now));
+        tracker.observe_at(&codec.id, records[*row].partition, *t, codec.lateness_ms, now);
     }
     Some(out)
 }

@@ -17,7 +17,7 @@ use crate::sql::dialect::PseudoColumn;
 use super::job::OutputBatch;
 
 /// A record as read from or written to a topic.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Record {
     pub partition: i32,
     pub offset: i64,

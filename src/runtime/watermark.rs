@@ -44,14 +44,18 @@ impl WatermarkTracker {
     }
 
     pub fn observe(&mut self, input: &NodeId, partition: i32, event_time: i64, lateness_ms: i64) {
-        let p = self.partitions.entry((input.clone(), partition)).or_insert(PartitionTime {
-            max_event_time: i64::MIN,
-            lateness_ms,
-            last_seen: Instant::now(),
-            caught_up: false,
-        });
+        self.observe_at(input, partition, event_time, lateness_ms, Instant::now());
+    }
+
+    /// As [`observe`](Self::observe), with the clock read once by the caller (per batch).
+    pub fn observe_at(&mut self, input: &NodeId, partition: i32, event_time: i64, lateness_ms: i64, now: Instant) {
+        let key = (input.clone(), partition);
+        let p = match self.partitions.get_mut(&key) {
+            Some(p) => p,
+            None => self.partitions.entry(key).or_insert(PartitionTime { max_event_time: i64::MIN, lateness_ms, last_seen: now, caught_up: false }),
+        };
         p.max_event_time = p.max_event_time.max(event_time);
-        p.last_seen = Instant::now();
+        p.last_seen = now;
         p.caught_up = false;
     }
 
@@ -64,7 +68,10 @@ impl WatermarkTracker {
 
     /// Only partitions of these inputs count (tables do not drive event time).
     pub fn watermark(&self, inputs: &[NodeId]) -> i64 {
-        let now = Instant::now();
+        self.watermark_at(inputs, Instant::now())
+    }
+
+    pub fn watermark_at(&self, inputs: &[NodeId], now: Instant) -> i64 {
         let mut wm: Option<i64> = None;
         let mut any_active = false;
         for ((input, _), p) in &self.partitions {

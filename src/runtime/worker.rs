@@ -462,7 +462,7 @@ pub fn run_job(
             }
             let stopping = control.stop.load(Ordering::SeqCst);
             // Poll a micro-batch.
-            let mut batch: Vec<(String, Record)> = Vec::new();
+            let mut batch: Vec<(String, Record)> = Vec::with_capacity(opts.max_batch_records.min(100_000));
             let mut batch_bytes = 0usize;
             let deadline = Instant::now() + opts.max_batch_wait;
             while !stopping && batch.len() < opts.max_batch_records && batch_bytes < opts.max_batch_bytes {
@@ -511,7 +511,8 @@ pub fn run_job(
                 while j < batch.len() && batch[j].0 == topic {
                     j += 1;
                 }
-                let records: Vec<Record> = batch[i..j].iter().map(|(_, r)| r.clone()).collect();
+                // Moved out, not copied: the batch is not used after this.
+                let records: Vec<Record> = batch[i..j].iter_mut().map(|(_, r)| std::mem::take(r)).collect();
                 i = j;
                 let Some(codec) = codecs.get(&topic) else { continue };
                 let decoded = codec.decode(&records);
