@@ -1243,13 +1243,13 @@ impl Compiler<'_> {
         if aggregates == 1 && has_table_input && joins.is_empty() {
             return fail("GROUP", "aggregating a table (with retractions) is not supported yet".into(), "aggregate a stream");
         }
-        Some(match (aggregates, streaming.window.is_some(), joins.is_empty()) {
-            (1, true, _) => OperatorKind::WindowedAggregate,
-            (1, false, _) => OperatorKind::Aggregate,
-            (_, true, _) => unreachable!("the window rewrite adds a GROUP BY"),
-            (_, false, false) => OperatorKind::StreamTableJoin,
-            _ => OperatorKind::Stateless,
-        })
+        match (aggregates, streaming.window.is_some(), joins.is_empty()) {
+            (1, true, _) => Some(OperatorKind::WindowedAggregate),
+            (1, false, _) => Some(OperatorKind::Aggregate),
+            (_, true, _) => fail("WINDOW", "a WINDOW needs an aggregation with GROUP BY in the outermost SELECT".into(), "add GROUP BY, or remove the WINDOW clause"),
+            (_, false, false) => Some(OperatorKind::StreamTableJoin),
+            _ => Some(OperatorKind::Stateless),
+        }
     }
 }
 

@@ -279,7 +279,7 @@ fn parse_window(tokens: &[TokenWithSpan], at: usize) -> Result<(WindowSpec, usiz
     let kind_tok = &tokens[at + 1];
     let kind_name = match &kind_tok.token {
         Token::Word(w) => w.value.to_uppercase(),
-        _ => unreachable!("checked by the caller"),
+        other => return Err(SqlError::at(kind_tok, format!("expected TUMBLING, HOPPING or SESSION, found `{other}`"))),
     };
     let open = tokens.get(at + 2).filter(|t| t.token == Token::LParen).ok_or_else(|| {
         SqlError::at(kind_tok, format!("expected `(` after WINDOW {kind_name}"))
