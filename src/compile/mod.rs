@@ -230,7 +230,7 @@ pub async fn compile(project: Project, mut diags: Diagnostics) -> CompiledProjec
             Err(d) => c.diags.push(d),
         }
     }
-    let (graph, unresolved) = c.build_graph(&sources, &rendered);
+    let (graph, unresolved) = c.build_graph(&rendered);
 
     let mut models: BTreeMap<String, CompiledModel> = BTreeMap::new();
     let order = match graph.topo_order() {
@@ -270,16 +270,12 @@ pub async fn compile(project: Project, mut diags: Diagnostics) -> CompiledProjec
             sinks.insert(s.sink.name.clone(), CompiledSink { decl: s.clone(), from: s.sink.from.clone() });
         }
     }
-    let node_info = node_info(&project, &sources, &models);
+    let node_info = node_info(&project, &models);
     diags.extend(c.diags.iter().cloned());
     CompiledProject { graph, sources, models, sinks, node_info, diagnostics: diags, project }
 }
 
-fn node_info(
-    project: &Project,
-    sources: &BTreeMap<String, CompiledSource>,
-    models: &BTreeMap<String, CompiledModel>,
-) -> BTreeMap<NodeId, NodeInfo> {
+fn node_info(project: &Project, models: &BTreeMap<String, CompiledModel>) -> BTreeMap<NodeId, NodeInfo> {
     let mut out = BTreeMap::new();
     for s in &project.sources {
         let mut tags = s.group_tags.clone();
@@ -298,7 +294,6 @@ fn node_info(
             NodeInfo { tags: s.sink.tags.clone(), path: Some(s.origin.doc.source.path.clone()) },
         );
     }
-    let _ = sources;
     out
 }
 
@@ -500,7 +495,7 @@ impl Compiler<'_> {
 
     /// The graph, and the models with references that resolve to nothing (not planned: their
     /// SQL would only fail again on the missing table).
-    fn build_graph(&mut self, sources: &BTreeMap<String, CompiledSource>, rendered: &BTreeMap<String, Rendered>) -> (Graph, BTreeSet<String>) {
+    fn build_graph(&mut self, rendered: &BTreeMap<String, Rendered>) -> (Graph, BTreeSet<String>) {
         let mut g = Graph::default();
         let mut unresolved = BTreeSet::new();
         for s in &self.project.sources {
@@ -566,7 +561,6 @@ impl Compiler<'_> {
                 self.diags.push(d);
             }
         }
-        let _ = sources;
         (g, unresolved)
     }
 

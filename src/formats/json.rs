@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow_json::writer::{LineDelimited, WriterBuilder};
 use arrow_json::ReaderBuilder;
-use datafusion::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
@@ -169,7 +169,6 @@ pub fn event_times(batch: &RecordBatch, spec: Option<&EventTimeSpec>, kafka_ts: 
             }
         }
     }
-    let _ = TimestampMillisecondArray::from(Vec::<i64>::new());
     (out, bad)
 }
 

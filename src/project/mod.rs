@@ -45,17 +45,7 @@ pub struct Origin {
 impl Origin {
     pub fn error(&self, code: &'static str, field: &str, message: impl Into<String>) -> Diagnostic {
         let pointer = if field.is_empty() { self.pointer.clone() } else { format!("{}/{field}", self.pointer) };
-        let len = self
-            .doc
-            .positions_value_len(&pointer)
-            .unwrap_or(1);
-        self.doc.error_at(code, &pointer, false, len, message)
-    }
-}
-
-impl YamlDoc {
-    fn positions_value_len(&self, _pointer: &str) -> Option<usize> {
-        None
+        self.doc.error_at(code, &pointer, false, 1, message)
     }
 }
 

@@ -281,10 +281,9 @@ fn parse_window(tokens: &[TokenWithSpan], at: usize) -> Result<(WindowSpec, usiz
         Token::Word(w) => w.value.to_uppercase(),
         other => return Err(SqlError::at(kind_tok, format!("expected TUMBLING, HOPPING or SESSION, found `{other}`"))),
     };
-    let open = tokens.get(at + 2).filter(|t| t.token == Token::LParen).ok_or_else(|| {
-        SqlError::at(kind_tok, format!("expected `(` after WINDOW {kind_name}"))
-    })?;
-    let _ = open;
+    if tokens.get(at + 2).is_none_or(|t| t.token != Token::LParen) {
+        return Err(SqlError::at(kind_tok, format!("expected `(` after WINDOW {kind_name}")));
+    }
     let mut i = at + 3;
     let (mut size, mut advance, mut gap, mut grace, mut retention) = (None, None, None, None, None);
     let duration = |i: &mut usize| -> Result<i64, SqlError> {
