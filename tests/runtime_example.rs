@@ -9,6 +9,7 @@ use streamctl::compile::{compile, CompiledProject};
 use streamctl::diagnostics::Diagnostics;
 use streamctl::project::Project;
 use streamctl::runtime::bounded::{run_project_on_samples, BoundedOptions, RunResult};
+use streamctl::testing::end_state;
 
 fn compiled() -> CompiledProject {
     let mut diags = Diagnostics::new();
@@ -46,33 +47,6 @@ fn example_project_outputs() {
     assert_eq!(results["orders_agg_hourly"].outputs.len(), 44);
     let bursts = rows(&results["logon_bursts"]);
     assert_eq!(bursts.len(), 4, "{bursts:?}");
-}
-
-/// The latest row per key for tables (the changelog's end state), every row for streams; floats
-/// rounded so that sums added up in another order compare equal.
-fn end_state(c: &CompiledProject, model: &str, r: &RunResult) -> Vec<String> {
-    fn round(v: &serde_json::Value) -> serde_json::Value {
-        match v {
-            serde_json::Value::Number(n) if n.is_f64() => {
-                serde_json::json!(format!("{:.6}", n.as_f64().unwrap_or_default()))
-            }
-            serde_json::Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), round(v))).collect::<serde_json::Map<_, _>>().into(),
-            other => other.clone(),
-        }
-    }
-    let m = &c.models[model];
-    let mut out: Vec<String> = if m.kind == streamctl::project::config::RelationKind::Table {
-        let mut latest: BTreeMap<Vec<u8>, String> = BTreeMap::new();
-        for o in &r.outputs {
-            let v: serde_json::Value = serde_json::from_slice(o.value.as_ref().unwrap()).unwrap();
-            latest.insert(o.key.clone().unwrap_or_default(), round(&v).to_string());
-        }
-        latest.into_values().collect()
-    } else {
-        r.outputs.iter().map(|o| round(&serde_json::from_slice(o.value.as_ref().unwrap()).unwrap()).to_string()).collect()
-    };
-    out.sort();
-    out
 }
 
 #[test]

@@ -36,10 +36,6 @@ impl RelationSchema {
         overlaid.or_else(|| read(&self.tables).get(name).cloned())
     }
 
-    pub fn base(&self, name: &str) -> Option<SchemaRef> {
-        read(&self.tables).get(name).cloned()
-    }
-
     pub fn set_overlay(&self, name: &str, schema: SchemaRef) {
         write(&self.overlay).insert(name.to_string(), schema);
     }

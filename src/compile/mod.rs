@@ -129,14 +129,6 @@ impl CompiledProject {
         self.graph.topo_order().unwrap_or_default()
     }
 
-    pub fn relation_schema(&self, id: &NodeId) -> Option<SchemaRef> {
-        match id {
-            NodeId::Source(n) => self.sources.get(n).map(|s| s.schema.clone()),
-            NodeId::Model(n) => self.models.get(n).map(|m| m.schema.clone()),
-            NodeId::Sink(_) => None,
-        }
-    }
-
     /// How late events of a relation may be: a source's `allowed_lateness`, and for a model the
     /// largest of its inputs' (its output keeps their disorder).
     pub fn allowed_lateness(&self, id: &NodeId) -> i64 {

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch};
-use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{Field, Schema};
 
 use crate::compile::{CompiledProject, EventTimeSpec};
@@ -250,12 +249,6 @@ fn murmur2(data: &[u8]) -> u32 {
     h = h.wrapping_mul(m);
     h ^= h >> 15;
     h
-}
-
-/// Concatenates decoded batches of one relation (same schema).
-pub fn concat(batches: &[RecordBatch]) -> Option<RecordBatch> {
-    let first = batches.first()?;
-    concat_batches(&first.schema(), batches).ok()
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use datafusion::execution::TaskContext;
 use super::operators::{Chunk, ExecContext, Operator};
 use crate::compile::CompiledModel;
 use crate::graph::NodeId;
-use crate::sql::dialect::{EmitMode, PseudoColumn, WindowKind, WindowSpec, WINDOWEND, WINDOWSTART};
+use crate::sql::dialect::{PseudoColumn, WindowKind, WindowSpec, WINDOWEND, WINDOWSTART};
 
 /// Hidden output column carrying each row's event time through stream models.
 pub const ROWTIME_COLUMN: &str = "__streamctl_rowtime";
@@ -88,18 +88,6 @@ impl Job {
             watermark: i64::MIN,
             output_schema: model.schema.clone(),
         })
-    }
-
-    pub fn watermark(&self) -> i64 {
-        self.watermark
-    }
-
-    pub fn emit_mode(&self) -> EmitMode {
-        self.cx.emit
-    }
-
-    pub fn input_ids(&self) -> impl Iterator<Item = &NodeId> {
-        self.inputs.keys()
     }
 
     /// Pushes rows of relation `from`. `batch` holds the relation's columns by SQL name plus

@@ -54,19 +54,6 @@ impl Node {
         }
     }
 
-    /// The input relations below this node.
-    pub fn inputs(&self) -> Vec<NodeId> {
-        match self {
-            Node::Scan { input, .. } => vec![input.clone()],
-            Node::Map { input, .. } => input.inputs(),
-            Node::Join(j) => {
-                let mut v = j.stream.inputs();
-                v.extend(j.table.inputs());
-                v
-            }
-            Node::Aggregate(a) => a.input.inputs(),
-        }
-    }
 }
 
 /// Each stream row joined to the current row of the table with the same key.

@@ -39,10 +39,6 @@ impl WatermarkTracker {
         });
     }
 
-    pub fn remove_partition(&mut self, input: &NodeId, partition: i32) {
-        self.partitions.remove(&(input.clone(), partition));
-    }
-
     pub fn observe(&mut self, input: &NodeId, partition: i32, event_time: i64, lateness_ms: i64) {
         self.observe_at(input, partition, event_time, lateness_ms, Instant::now());
     }
