@@ -24,12 +24,14 @@
 pub mod cli;
 pub mod compile;
 pub mod connectors;
+pub mod deploy;
 pub mod diagnostics;
 pub mod docs;
 pub mod formats;
 pub mod graph;
 pub mod jinja;
 pub mod project;
+pub mod registry;
 pub mod runtime;
 pub mod scaffold;
 pub mod sql;

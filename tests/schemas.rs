@@ -2,6 +2,7 @@
 //! types. Regenerate with `STREAMCTL_BLESS=1 cargo test --test schemas`.
 
 use streamctl::compile::manifest::Manifest;
+use streamctl::deploy::plan::ChangePlan;
 use streamctl::project::schemas::FileKind;
 
 fn check(file: &str, schema: &serde_json::Value) {
@@ -24,4 +25,5 @@ fn checked_in_schemas_match_the_config_types() {
         check(kind.schema_file(), kind.schema());
     }
     check("manifest.schema.json", &Manifest::schema());
+    check("plan.schema.json", &ChangePlan::schema());
 }

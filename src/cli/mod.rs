@@ -1,12 +1,16 @@
 //! The command line. One module per subcommand: each defines its arguments and an `exec`
 //! that calls into the library and turns the outcome into an exit code.
 
+mod apply;
 mod common;
 mod compile;
+mod destroy;
 mod docs;
 mod init;
 mod ls;
+mod plan;
 mod run;
+mod status;
 mod test;
 mod validate;
 
@@ -23,6 +27,8 @@ Examples:
   streamctl compile                         write target/manifest.json and target/compiled/
   streamctl ls --select +orders_agg_hourly  a model and everything upstream
   streamctl docs                            target/docs/index.html with the lineage graph
+  streamctl apply --auto-approve            embedded target: deploy, load sample data, run, show outputs
+  streamctl plan --target prod --out p.plan then: streamctl apply --target prod p.plan
 
 Environment: STREAMCTL_TARGET, STREAMCTL_BOOTSTRAP_SERVERS, STREAMCTL_SCHEMA_REGISTRY_URL, NO_COLOR";
 
@@ -52,6 +58,14 @@ pub enum Command {
     Run(run::Args),
     /// Run the project's unit tests offline, through the models' real operators.
     Test(test::Args),
+    /// Show what `apply` would change on the target, and why.
+    Plan(plan::Args),
+    /// Create topics, register schemas and deploy jobs on the target (embedded: and run them).
+    Apply(apply::Args),
+    /// Remove what the project deployed on the target.
+    Destroy(destroy::Args),
+    /// What is deployed, which worker runs each job, its lag and counters.
+    Status(status::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -64,6 +78,10 @@ pub fn main() -> ExitCode {
         Command::Docs(a) => docs::exec(&cli.global, a),
         Command::Run(a) => run::exec(&cli.global, a),
         Command::Test(a) => test::exec(&cli.global, a),
+        Command::Plan(a) => plan::exec(&cli.global, a),
+        Command::Apply(a) => apply::exec(&cli.global, a),
+        Command::Destroy(a) => destroy::exec(&cli.global, a),
+        Command::Status(a) => status::exec(&cli.global, a),
     };
     match result {
         Ok(code) => code,

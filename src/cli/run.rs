@@ -6,6 +6,8 @@ use clap::Args as ClapArgs;
 
 use super::common::{compiled_or_exit, plural, selected_or_exit, GlobalArgs, OutputFormat};
 use crate::connectors::kafka::Cluster;
+use crate::deploy::control::ControlTopic;
+use crate::deploy::follow::run_deployed;
 use crate::graph::NodeId;
 use crate::jinja::Jinja;
 use crate::project::config::TargetKind;
@@ -112,11 +114,40 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         }
         let control = Arc::new(RunControl::default());
         stop_on_signals(control.clone());
-        (run_jobs(cp.clone(), &models, &cluster.client_config(), &opts, control), Vec::new())
+        let client = cluster.client_config();
+        // A deployed project runs as deployed (and follows new generations); otherwise the
+        // local files run, as in development.
+        let ctl = ControlTopic::new(&client, &target.control_topic, &cp.project.config.name).map_err(anyhow::Error::msg)?;
+        let deployed = ctl.read().map_err(anyhow::Error::msg)?;
+        if deployed.jobs.is_empty() {
+            eprintln!("nothing deployed on target `{}`: running the local project files (`streamctl apply` deploys them)", target.name);
+            (run_jobs(cp.clone(), &models, &client, &opts, control), Vec::new())
+        } else {
+            let all = args.select.is_empty();
+            let select = |m: &str| all || models.iter().any(|x| x == m);
+            eprintln!("running the deployed project (generation {}) and following new generations", deployed.generation());
+            match run_deployed(&ctl, &client, &select, &opts, control) {
+                Ok(r) => (r, Vec::new()),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
     };
+    report(global, &results, &outputs, args.show)
+}
+
+/// Each job's counters, then (embedded target) each output topic's record count and first rows.
+pub fn report(
+    global: &GlobalArgs,
+    results: &[crate::runtime::worker::JobOutcome],
+    outputs: &[(String, String, crate::runtime::worker::TopicRows)],
+    show: usize,
+) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     let mut stats: Vec<JobStats> = Vec::new();
-    for (model, r) in &results {
+    for (model, r) in results {
         match r {
             Ok(s) => stats.push(s.clone()),
             Err(e) => {
@@ -141,9 +172,9 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
                     s.model, s.records_in, s.records_out, s.bad_records, s.dead_lettered, s.late, s.gaps.len()
                 );
             }
-            for (model, topic, rows) in &outputs {
+            for (model, topic, rows) in outputs {
                 println!("\n{model} → {topic}: {}", plural(rows.len(), "record"));
-                for (_, v) in rows.iter().take(args.show) {
+                for (_, v) in rows.iter().take(show) {
                     match v {
                         Some(v) => println!("  {}", String::from_utf8_lossy(v)),
                         None => println!("  (tombstone)"),

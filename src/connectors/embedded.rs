@@ -37,7 +37,10 @@ impl EmbeddedBroker {
                 while let Ok(cmd) = rx.recv() {
                     match cmd {
                         Command::CreateTopic { name, partitions, reply } => {
-                            let r = cluster.create_topic(&name, partitions, 1).map_err(|e| format!("creating topic {name}: {e}"));
+                            let r = match cluster.create_topic(&name, partitions, 1) {
+                                Err(e) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists) => Ok(()),
+                                r => r.map_err(|e| format!("creating topic {name}: {e}")),
+                            };
                             let _ = reply.send(r);
                         }
                         Command::Stop => break,

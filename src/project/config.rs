@@ -313,6 +313,11 @@ pub struct ModelConfig {
     /// Set to `false` to keep a model in the project but not deploy it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    /// Compatibility level checked for the output's registered schemas (default: the
+    /// registry's level for the subject, else FORWARD_TRANSITIVE: every consumer's schema can
+    /// read what a new version writes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_compatibility: Option<crate::registry::Compatibility>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
 }
@@ -327,6 +332,7 @@ impl ModelConfig {
             key: self.key.or_else(|| base.key.clone()),
             replay: self.replay.or_else(|| base.replay.clone()),
             enabled: self.enabled.or(base.enabled),
+            schema_compatibility: self.schema_compatibility.or(base.schema_compatibility),
             tags: self.tags.or_else(|| base.tags.clone()),
         }
     }

@@ -210,6 +210,22 @@ impl Project {
         Ok(project)
     }
 
+    /// Every file the project was loaded from that defines what runs (not tests or sample
+    /// data), by path relative to the root: what `apply` deploys.
+    pub fn definition_files(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let mut put = |s: &SourceText| {
+            out.insert(s.path.display().to_string().replace('\\', "/"), s.text.as_ref().clone());
+        };
+        put(&self.config_doc.source);
+        self.sources.iter().for_each(|d| put(&d.origin.doc.source));
+        self.models.iter().for_each(|m| put(&m.source));
+        self.model_props.values().for_each(|p| put(&p.origin.doc.source));
+        self.sinks.iter().for_each(|d| put(&d.origin.doc.source));
+        self.macro_files.iter().for_each(&mut put);
+        out
+    }
+
     fn yaml_files(&self, dirs: &[String]) -> Vec<PathBuf> {
         dirs.iter().flat_map(|d| files_with_ext(&self.root.join(d), &["yml", "yaml"])).collect()
     }

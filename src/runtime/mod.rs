@@ -8,6 +8,7 @@ pub mod bounded;
 pub mod codec;
 pub mod host;
 pub mod job;
+pub mod lease;
 pub mod operators;
 pub mod plan;
 pub mod watermark;

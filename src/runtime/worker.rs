@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use super::bounded::RunError;
 use super::codec::{encode_output, InputCodec, Record};
 use super::job::Job;
+use super::lease::{now_ms, Lease, LeaseBook};
 use super::watermark::WatermarkTracker;
 use crate::compile::CompiledProject;
 use crate::graph::NodeId;
@@ -73,6 +74,12 @@ pub fn checkpoint_topic(project: &str, model: &str) -> String {
     format!("_streamctl.{project}.{model}.checkpoints")
 }
 
+/// A job's name and how its run ended.
+pub type JobOutcome = (String, Result<JobStats, RunError>);
+
+/// A topic's records as (key, value), in offset order per partition.
+pub type TopicRows = Vec<(Option<Vec<u8>>, Option<Vec<u8>>)>;
+
 /// What a job did, for the summary and `status`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct JobStats {
@@ -110,25 +117,89 @@ impl RunControl {
     }
 }
 
+/// A checkpoint's manifest: the last key written, after every chunk of its state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Manifest {
-    epoch: u64,
+pub struct CheckpointManifest {
+    pub epoch: u64,
     slot: u8,
     chunks: u32,
-    semantic_hash: String,
+    pub semantic_hash: String,
+    /// Whether the job keeps state (older checkpoints did not say: assume it does).
+    #[serde(default = "yes")]
+    pub stateful: bool,
     /// (topic, partition, next offset to read).
-    offsets: Vec<(String, i32, i64)>,
+    pub offsets: Vec<(String, i32, i64)>,
+    /// Counters since the job was first deployed (carried over when the model changes).
+    #[serde(default)]
+    pub totals: Totals,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Totals {
+    pub records_in: u64,
+    pub records_out: u64,
+    pub bad_records: u64,
+    pub dead_lettered: u64,
+    pub late: u64,
+}
+
+impl Totals {
+    fn plus(self, s: &JobStats) -> Totals {
+        Totals {
+            records_in: self.records_in + s.records_in,
+            records_out: self.records_out + s.records_out,
+            bad_records: self.bad_records + s.bad_records,
+            dead_lettered: self.dead_lettered + s.dead_lettered,
+            late: self.late + s.late,
+        }
+    }
+}
+
+/// What a job keeps from its last checkpoint when it starts. `plan` shows the same decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CarryOver {
+    /// Same query: state and offsets.
+    Resume,
+    /// A changed query with no state on either side: the offsets, so no input is read twice.
+    KeepOffsets,
+    /// A changed stateful query: new state, built by reading from the replay position.
+    Replay,
+}
+
+pub fn carry_over(old_hash: &str, old_stateful: bool, new_hash: &str, new_stateful: bool) -> CarryOver {
+    if old_hash == new_hash {
+        CarryOver::Resume
+    } else if !old_stateful && !new_stateful {
+        CarryOver::KeepOffsets
+    } else {
+        CarryOver::Replay
+    }
+}
+
+/// A job's last checkpoint and lease, as `status` shows them.
+#[derive(Debug, Clone)]
+pub struct CheckpointSummary {
+    pub manifest: Option<CheckpointManifest>,
+    pub lease: Option<Lease>,
+}
+
+/// Reads a job's checkpoint topic (empty summary when it does not exist yet).
+pub fn read_checkpoint_summary(client: &ClientConfig, project: &str, model: &str) -> Result<CheckpointSummary, RunError> {
+    let topic = checkpoint_topic(project, model);
+    let mut log = CheckpointLog::open(client, &topic)?;
+    log.catch_up()?;
+    let manifest = match log.latest.get(b"manifest".as_slice()) {
+        Some(m) => serde_json::from_slice(m).ok(),
+        None => None,
+    };
+    Ok(CheckpointSummary { manifest, lease: log.leases.current().cloned() })
 }
 
 const CHUNK_BYTES: usize = 512 * 1024;
-
-/// A job's lease: who runs it, under which epoch, until when (epoch ms, wall clock).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-struct Lease {
-    worker: String,
-    epoch: u64,
-    expires_ms: i64,
-}
 
 /// How long a lease lasts without renewal, and how often the owner renews it.
 const LEASE_TTL_MS: i64 = 6_000;
@@ -140,8 +211,7 @@ struct CheckpointLog {
     consumer: BaseConsumer,
     topic: String,
     latest: HashMap<Vec<u8>, Vec<u8>>,
-    first_claim: HashMap<u64, String>,
-    lease: Option<Lease>,
+    leases: LeaseBook,
     next: i64,
 }
 
@@ -156,7 +226,7 @@ impl CheckpointLog {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, 0, Offset::Beginning).map_err(|e| kafka_err("checkpoint partition", e))?;
         consumer.assign(&tpl).map_err(|e| kafka_err("reading checkpoints", e))?;
-        Ok(CheckpointLog { consumer, topic: topic.to_string(), latest: HashMap::new(), first_claim: HashMap::new(), lease: None, next: 0 })
+        Ok(CheckpointLog { consumer, topic: topic.to_string(), latest: HashMap::new(), leases: LeaseBook::default(), next: 0 })
     }
 
     /// Reads everything written so far.
@@ -172,13 +242,7 @@ impl CheckpointLog {
                     self.next = m.offset() + 1;
                     let (Some(k), Some(v)) = (m.key(), m.payload()) else { continue };
                     if k == b"lease" {
-                        if let Ok(l) = serde_json::from_slice::<Lease>(v) {
-                            self.first_claim.entry(l.epoch).or_insert_with(|| l.worker.clone());
-                            // Only the epoch's first claimant's records count.
-                            if self.first_claim.get(&l.epoch) == Some(&l.worker) && self.lease.as_ref().is_none_or(|c| l.epoch >= c.epoch) {
-                                self.lease = Some(l);
-                            }
-                        }
+                        self.leases.observe(v);
                     } else {
                         self.latest.insert(k.to_vec(), v.to_vec());
                     }
@@ -191,9 +255,9 @@ impl CheckpointLog {
     }
 
     /// The last complete checkpoint.
-    fn checkpoint(&self) -> Result<Option<(Manifest, Vec<u8>)>, RunError> {
+    fn checkpoint(&self) -> Result<Option<(CheckpointManifest, Vec<u8>)>, RunError> {
         let Some(manifest) = self.latest.get(b"manifest".as_slice()) else { return Ok(None) };
-        let manifest: Manifest = serde_json::from_slice(manifest).map_err(|e| RunError::Setup(format!("corrupt checkpoint manifest: {e}")))?;
+        let manifest: CheckpointManifest = serde_json::from_slice(manifest).map_err(|e| RunError::Setup(format!("corrupt checkpoint manifest: {e}")))?;
         let mut state = Vec::new();
         for i in 0..manifest.chunks {
             let key = format!("chunk/{}/{i}", manifest.slot);
@@ -310,6 +374,7 @@ pub fn run_job(
     let m = cp.models.get(&model).ok_or_else(|| RunError::Setup(format!("no model `{model}`")))?.clone();
     let project = cp.project.config.name.clone();
     let ck_topic = checkpoint_topic(&project, &model);
+    let stateful = m.operator != crate::compile::OperatorKind::Stateless;
     let mut stats = JobStats { model: model.clone(), ..Default::default() };
 
     let me = format!("{}-{}-{:x}", hostname(), std::process::id(), now_ms());
@@ -340,12 +405,11 @@ pub fn run_job(
                 return Ok(stats);
             }
             log_tail.catch_up()?;
-            let free = log_tail.lease.as_ref().is_none_or(|l| l.expires_ms < now_ms());
-            if free {
-                let epoch = log_tail.lease.as_ref().map_or(1, |l| l.epoch + 1);
-                write_lease(&sender, &ck_topic, &Lease { worker: me.clone(), epoch, expires_ms: now_ms() + LEASE_TTL_MS })?;
+            if log_tail.leases.is_free(now_ms()) {
+                let epoch = log_tail.leases.next_epoch();
+                write_lease(&sender, &ck_topic, &Lease { holder: me.clone(), epoch, expires_ms: now_ms() + LEASE_TTL_MS })?;
                 log_tail.catch_up()?;
-                if log_tail.first_claim.get(&epoch) == Some(&me) {
+                if log_tail.leases.winner(epoch) == Some(me.as_str()) {
                     break epoch;
                 }
             }
@@ -356,17 +420,25 @@ pub fn run_job(
         let restored = log_tail.checkpoint()?;
         let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
         let mut epoch = 0u64;
+        let mut base_totals = Totals::default();
         if let Some((manifest, state)) = restored {
             epoch = manifest.epoch;
-            if manifest.semantic_hash == m.semantic_hash {
-                rt.block_on(async { job.restore(&state) })?;
+            base_totals = manifest.totals;
+            match carry_over(&manifest.semantic_hash, manifest.stateful, &m.semantic_hash, stateful) {
+                CarryOver::Resume => {
+                    rt.block_on(async { job.restore(&state) })?;
+                    log(&model, &format!("restored checkpoint {epoch}"));
+                }
+                CarryOver::KeepOffsets => log(&model, "the model changed; it keeps no state, so it goes on from the last checkpoint's offsets"),
+                CarryOver::Replay => {
+                    log(&model, "the model changed since its last checkpoint: new state, rebuilt from its replay position")
+                }
+            }
+            if carry_over(&manifest.semantic_hash, manifest.stateful, &m.semantic_hash, stateful) != CarryOver::Replay {
                 for (t, p, o) in manifest.offsets {
                     offsets.insert((t, p), o);
                 }
                 stats.restored_epoch = Some(epoch);
-                log(&model, &format!("restored checkpoint {epoch}"));
-            } else {
-                log(&model, "the model changed since its last checkpoint: starting over from its replay position");
             }
         }
 
@@ -446,11 +518,11 @@ pub fn run_job(
             // Keep the lease: renew it, and stop if someone else holds a newer one.
             if now_ms() - renewed_at >= LEASE_RENEW_MS {
                 log_tail.catch_up()?;
-                if log_tail.lease.as_ref().is_some_and(|l| l.epoch > my_epoch) {
+                if log_tail.leases.superseded(my_epoch) {
                     log(&model, "another worker took over this job; standing by");
                     continue 'outer;
                 }
-                let renewal = Lease { worker: me.clone(), epoch: my_epoch, expires_ms: now_ms() + LEASE_TTL_MS };
+                let renewal = Lease { holder: me.clone(), epoch: my_epoch, expires_ms: now_ms() + LEASE_TTL_MS };
                 if write_lease(&sender, &ck_topic, &renewal).is_err() {
                     if now_ms() - renewed_at >= LEASE_TTL_MS {
                         log(&model, "could not renew the lease in time; standing by");
@@ -601,7 +673,8 @@ pub fn run_job(
             if (dirty && last_checkpoint.elapsed() >= opts.checkpoint_interval) || caught_up || stopping {
                 epoch += 1;
                 let state = rt.block_on(job.snapshot())?;
-                if let Err(e) = checkpoint(&sender, &ck_topic, epoch, &m.semantic_hash, &state, &parts) {
+                let head = CheckpointHead { epoch, semantic_hash: &m.semantic_hash, stateful, totals: base_totals.plus(&stats) };
+                if let Err(e) = checkpoint(&sender, &ck_topic, &head, &state, &parts) {
                     // Nothing since the last checkpoint is committed: replaying from it is safe.
                     log(&model, &format!("checkpoint failed ({e}); resuming from the last checkpoint"));
                     std::thread::sleep(Duration::from_secs(1));
@@ -620,7 +693,7 @@ pub fn run_job(
             }
             if caught_up || stopping {
                 // Hand the job over at once: an expired lease is free to take.
-                let _ = write_lease(&sender, &ck_topic, &Lease { worker: me.clone(), epoch: my_epoch, expires_ms: 0 });
+                let _ = write_lease(&sender, &ck_topic, &Lease { holder: me.clone(), epoch: my_epoch, expires_ms: 0 });
             }
             if caught_up {
                 control.mark_done(&model);
@@ -669,15 +742,22 @@ fn dlq_headers(model: &str, topic: &str, r: &Record, reason: &str) -> OwnedHeade
 
 /// Flushes outputs, then writes state chunks and the manifest (double-buffered slots, so a
 /// crash mid-write leaves the previous checkpoint whole).
+struct CheckpointHead<'a> {
+    epoch: u64,
+    semantic_hash: &'a str,
+    stateful: bool,
+    totals: Totals,
+}
+
 fn checkpoint(
     sender: &Sender,
     topic: &str,
-    epoch: u64,
-    semantic_hash: &str,
+    head: &CheckpointHead<'_>,
     state: &[u8],
     parts: &BTreeMap<(String, i32), PartitionState>,
 ) -> Result<(), RunError> {
     sender.flush()?;
+    let epoch = head.epoch;
     let slot = (epoch % 2) as u8;
     let chunks: Vec<&[u8]> = if state.is_empty() { vec![&[]] } else { state.chunks(CHUNK_BYTES).collect() };
     for (i, c) in chunks.iter().enumerate() {
@@ -686,11 +766,13 @@ fn checkpoint(
         let r = Record { partition: 0, offset: -1, timestamp: now_ms(), key: Some(format!("chunk/{slot}/{i}").into_bytes()), value: Some(value) };
         sender.send(topic, Some(0), &r, None)?;
     }
-    let manifest = Manifest {
+    let manifest = CheckpointManifest {
         epoch,
         slot,
         chunks: chunks.len() as u32,
-        semantic_hash: semantic_hash.to_string(),
+        semantic_hash: head.semantic_hash.to_string(),
+        stateful: head.stateful,
+        totals: head.totals,
         offsets: parts.iter().map(|((t, p), st)| (t.clone(), *p, st.next)).collect(),
     };
     let value = serde_json::to_vec(&manifest).map_err(|e| RunError::Setup(e.to_string()))?;
@@ -703,6 +785,3 @@ fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "worker".into())
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}

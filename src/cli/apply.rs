@@ -1,0 +1,134 @@
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args as ClapArgs;
+
+use super::common::{plural, GlobalArgs};
+use super::plan::{make, print, session_or_exit};
+use crate::compile::CompiledProject;
+use crate::deploy::apply::apply;
+use crate::deploy::plan::ChangePlan;
+use crate::deploy::Session;
+use crate::runtime::host::{load_samples, read_topic, run_jobs, source_topics, stop_on_signals};
+use crate::runtime::worker::{RunControl, RunOptions};
+
+#[derive(Debug, ClapArgs)]
+#[command(after_help = "\
+Shows the plan, asks for confirmation on a terminal, then creates topics, registers schemas
+and records each deployed object in the target's control topic, in dependency order. Running
+`streamctl run` workers pick up the new generation of each job. Only one apply runs at a time
+per project and target (a lock in the control topic).
+
+On the embedded target (a broker inside this process) apply then loads the sources' sample
+data, runs the jobs until they have caught up, and prints each output topic's rows.
+
+Examples:
+  streamctl apply --project-dir example-project --auto-approve     embedded: deploy and run
+  streamctl apply --target prod                                      plan, confirm, apply
+  streamctl apply --target prod prod.plan                            a saved plan, as it was")]
+pub struct Args {
+    /// A plan saved with `streamctl plan --out FILE`: applied exactly, refused once stale.
+    pub plan: Option<PathBuf>,
+    /// Apply without asking (CI). Needed when stdin is not a terminal.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Rows of each output topic to print after an embedded run.
+    #[arg(long, default_value_t = 3)]
+    pub show: usize,
+}
+
+/// Asks "yes" on a terminal; refuses without one unless auto-approved.
+pub fn confirm(auto_approve: bool, question: &str) -> Result<bool, String> {
+    if auto_approve {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err("stdin is not a terminal: pass --auto-approve to apply without confirmation".into());
+    }
+    eprint!("{question} Only 'yes' will be accepted: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| e.to_string())?;
+    Ok(line.trim() == "yes")
+}
+
+pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
+    let (cp, session) = match session_or_exit(global, "applying") {
+        Ok(x) => x,
+        Err(code) => return Ok(code),
+    };
+    let plan: ChangePlan = match &args.plan {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{} is not a streamctl plan: {e}", path.display()))?
+        }
+        None => match make(&cp, &session, false, false) {
+            Ok(p) => p,
+            Err(code) => return Ok(code),
+        },
+    };
+    print(global, &plan)?;
+    if !plan.problems.is_empty() {
+        return Ok(ExitCode::from(1));
+    }
+    if plan.has_changes() && args.plan.is_none() {
+        match confirm(args.auto_approve || session.is_embedded(), "Apply these changes?") {
+            Ok(true) => {}
+            Ok(false) => {
+                eprintln!("Apply cancelled.");
+                return Ok(ExitCode::from(1));
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    match apply(&session, &plan, &cp.project.root) {
+        Ok(r) if r.applied == 0 => eprintln!("Nothing to apply."),
+        Ok(r) => eprintln!("Applied {} as generation {}.", plural(r.applied, "change"), r.generation),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    if session.is_embedded() {
+        return run_embedded_jobs(global, cp, &session, args.show);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The embedded target after apply: sample data in, every deployed job run until caught up,
+/// outputs printed.
+fn run_embedded_jobs(global: &GlobalArgs, cp: CompiledProject, session: &Session, show: usize) -> anyhow::Result<ExitCode> {
+    let deployed = session.read()?;
+    let models: Vec<String> = cp.order().into_iter().filter_map(|n| match n {
+        crate::graph::NodeId::Model(m) if deployed.jobs.contains_key(&m) => Some(m),
+        _ => None,
+    }).collect();
+    let cluster = session.cluster();
+    let client = cluster.client_config();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(cluster.ensure_topics(&source_topics(&cp, &models))).map_err(anyhow::Error::msg)?;
+    let loaded = load_samples(&cp, &client, &models)?;
+    for (topic, n) in &loaded {
+        eprintln!("loaded {n} sample records into {topic}");
+    }
+    eprintln!("running {} until caught up", plural(models.len(), "job"));
+    let cp = Arc::new(cp);
+    let control = Arc::new(RunControl::default());
+    stop_on_signals(control.clone());
+    let opts = RunOptions { until_caught_up: true, ..RunOptions::default() };
+    let results = run_jobs(cp.clone(), &models, &client, &opts, control);
+    let outputs: Vec<_> = models
+        .iter()
+        .map(|m| {
+            let topic = cp.models[m].topic.clone();
+            let rows = read_topic(&client, &topic).unwrap_or_default();
+            (m.clone(), topic, rows)
+        })
+        .collect();
+    super::run::report(global, &results, &outputs, show)
+}

@@ -1,0 +1,62 @@
+use std::process::ExitCode;
+
+use clap::Args as ClapArgs;
+
+use super::apply::confirm;
+use super::common::{plural, GlobalArgs};
+use super::plan::{make, print, session_or_exit};
+use crate::deploy::apply::apply;
+
+#[derive(Debug, ClapArgs)]
+#[command(after_help = "\
+Removes what the project deployed on the target: its jobs stop (running workers let them go)
+and their records leave the control topic. Topics and schema subjects are only forgotten,
+with their data kept, unless --delete-topics is given.
+
+Examples:
+  streamctl destroy --target staging
+  streamctl destroy --target staging --delete-topics --auto-approve")]
+pub struct Args {
+    /// Also delete the topics (with their data) and schema subjects the project created.
+    #[arg(long)]
+    pub delete_topics: bool,
+    /// Destroy without asking. Needed when stdin is not a terminal.
+    #[arg(long)]
+    pub auto_approve: bool,
+}
+
+pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
+    let (cp, session) = match session_or_exit(global, "destroying") {
+        Ok(x) => x,
+        Err(code) => return Ok(code),
+    };
+    let plan = match make(&cp, &session, true, args.delete_topics) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    print(global, &plan)?;
+    if !plan.has_changes() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    match confirm(args.auto_approve, "Destroy all of these?") {
+        Ok(true) => {}
+        Ok(false) => {
+            eprintln!("Destroy cancelled.");
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    match apply(&session, &plan, &cp.project.root) {
+        Ok(r) => {
+            eprintln!("Destroyed {}.", plural(r.applied, "object"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -1,0 +1,76 @@
+use std::process::ExitCode;
+
+use clap::Args as ClapArgs;
+
+use super::common::{GlobalArgs, OutputFormat};
+use super::plan::session_or_exit;
+use crate::deploy::status::jobs;
+
+#[derive(Debug, ClapArgs)]
+#[command(after_help = "\
+What the target's control topic records as deployed for this project (generation, when, from
+which commit), and per job: the worker running it, its lag (input records not yet processed,
+from its consumer group's committed offsets), and its counters since it was first deployed
+(records in and out, bad records, dead letters, late events).
+
+Examples:
+  streamctl status --target prod
+  streamctl status --target prod --format json")]
+pub struct Args {}
+
+pub fn exec(global: &GlobalArgs, _args: &Args) -> anyhow::Result<ExitCode> {
+    let (cp, session) = match session_or_exit(global, "reading status") {
+        Ok(x) => x,
+        Err(code) => return Ok(code),
+    };
+    if session.is_embedded() {
+        eprintln!("the embedded target lives only inside one streamctl process: `streamctl apply` prints its outcome; use a Kafka target for status");
+        return Ok(ExitCode::from(1));
+    }
+    let state = session.read()?;
+    let project = &cp.project.config.name;
+    let job_status = jobs(&session.cluster().client_config(), project, &state);
+    match global.format {
+        OutputFormat::Json => {
+            let v = serde_json::json!({
+                "project": project,
+                "target": session.target.name,
+                "generation": state.generation(),
+                "deployment": state.deployment,
+                "topics": state.topics.values().map(|t| serde_json::json!({"name": t.spec.name, "role": t.spec.role, "partitions": t.spec.partitions, "generation": t.meta.generation})).collect::<Vec<_>>(),
+                "schemas": state.schemas.values().map(|s| serde_json::json!({"subject": s.spec.subject, "version": s.version, "id": s.id, "generation": s.meta.generation})).collect::<Vec<_>>(),
+                "jobs": job_status,
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        OutputFormat::Text => {
+            match &state.deployment {
+                None => {
+                    println!("Project {project} is not deployed on target {}.", session.target.name);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Some(d) => println!(
+                    "Project {project} on target {}: generation {} ({:?}), applied {} by {}{}",
+                    session.target.name,
+                    d.meta.generation,
+                    d.status,
+                    d.meta.applied_at,
+                    d.meta.applied_by,
+                    d.meta.git_commit.as_ref().map(|c| format!(" at {c}")).unwrap_or_default()
+                ),
+            }
+            println!("{} topics, {} schemas, {} jobs\n", state.topics.len(), state.schemas.len(), state.jobs.len());
+            println!("{:<24} {:>4} {:<28} {:>8} {:>9} {:>9} {:>6} {:>6} {:>6}", "job", "gen", "worker", "lag", "in", "out", "bad", "dlq", "late");
+            for j in &job_status {
+                let t = j.totals.unwrap_or_default();
+                let worker = j.worker.clone().unwrap_or_else(|| "(not running)".into());
+                let lag = j.lag.map_or("?".into(), |l| l.to_string());
+                println!(
+                    "{:<24} {:>4} {:<28} {:>8} {:>9} {:>9} {:>6} {:>6} {:>6}",
+                    j.model, j.generation, worker, lag, t.records_in, t.records_out, t.bad_records, t.dead_lettered, t.late
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

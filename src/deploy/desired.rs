@@ -1,0 +1,258 @@
+//! The desired state of a target: what the compiled project says should exist there.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::compile::{CompiledProject, OperatorKind};
+use crate::graph::NodeId;
+use crate::project::config::{OnError, RelationKind, ReplayFrom, ReplayPolicy, TargetKind};
+use crate::project::target::ResolvedTarget;
+use crate::registry::{json_schema_of, json_schema_of_scalar, Compatibility, SchemaType};
+use crate::runtime::worker::{checkpoint_topic, group_id};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TopicRole {
+    /// A source's topic (created only on the embedded target, where it receives sample data).
+    Source,
+    /// A model's output.
+    Output,
+    /// A job's state and lease.
+    Checkpoint,
+    /// Undecodable and late records of a source.
+    DeadLetter,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TopicSpec {
+    pub name: String,
+    pub role: TopicRole,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Topic configs streamctl sets (`cleanup.policy`).
+    pub configs: BTreeMap<String, String>,
+    /// The model or source it belongs to.
+    pub owner: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SchemaSpec {
+    pub subject: String,
+    pub schema_type: SchemaType,
+    pub schema: String,
+    /// Level checked at plan time; None: the registry's own level for the subject, or the default.
+    pub compatibility: Option<Compatibility>,
+    pub model: String,
+    pub topic: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct JobSpec {
+    pub model: String,
+    pub semantic_hash: String,
+    pub config_hash: String,
+    /// Kind of operator: stateless, stream_table_join, windowed_aggregate, aggregate.
+    pub operator: OperatorKind,
+    pub stateful: bool,
+    /// Input topics, and the models among the inputs.
+    pub input_topics: Vec<String>,
+    pub input_models: Vec<String>,
+    pub output_topic: String,
+    pub consumer_group: String,
+    pub checkpoint_topic: String,
+    /// `earliest`, `latest` or an RFC 3339 time: where a new or rebuilt job starts.
+    pub replay: String,
+    /// The rendered SQL, for the plan's diff.
+    pub sql: String,
+}
+
+impl JobSpec {
+    /// What the job keeps in its state, in words.
+    pub fn state_layout(&self) -> &'static str {
+        match self.operator {
+            OperatorKind::Stateless => "no state",
+            OperatorKind::StreamTableJoin => "latest row per key of the joined table",
+            OperatorKind::WindowedAggregate => "partial aggregates per group and open window",
+            OperatorKind::Aggregate => "partial aggregates per group",
+        }
+    }
+}
+
+/// The project files a deployment runs from: workers compile the deployed generation from
+/// these, not from whatever checkout they were started in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Bundle {
+    pub hash: String,
+    pub files: BTreeMap<String, String>,
+}
+
+impl Bundle {
+    pub fn new(files: BTreeMap<String, String>) -> Bundle {
+        let mut h = Sha256::new();
+        for (p, t) in &files {
+            h.update(p.as_bytes());
+            h.update([0]);
+            h.update(t.as_bytes());
+            h.update([0]);
+        }
+        Bundle { hash: hex(&h.finalize()[..8]), files }
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DesiredState {
+    pub project: String,
+    pub topics: BTreeMap<String, TopicSpec>,
+    pub schemas: BTreeMap<String, SchemaSpec>,
+    pub jobs: BTreeMap<String, JobSpec>,
+    /// Models in dependency order.
+    pub order: Vec<String>,
+    /// Which models read which (for "downstream affected").
+    pub downstream: BTreeMap<String, Vec<String>>,
+    pub bundle: Bundle,
+}
+
+fn replay_text(p: &Option<ReplayPolicy>) -> String {
+    match p {
+        None | Some(ReplayPolicy::Named(ReplayFrom::Earliest)) => "earliest".into(),
+        Some(ReplayPolicy::Named(ReplayFrom::Latest)) => "latest".into(),
+        Some(ReplayPolicy::Timestamp { timestamp }) => timestamp.clone(),
+    }
+}
+
+impl DesiredState {
+    pub fn of(cp: &CompiledProject, target: &ResolvedTarget) -> DesiredState {
+        let project = cp.project.config.name.clone();
+        let rf = target.replication_factor;
+        let mut topics = BTreeMap::new();
+        let mut schemas = BTreeMap::new();
+        let mut jobs = BTreeMap::new();
+        let mut order = Vec::new();
+        let mut downstream: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut add_topic = |name: &str, role: TopicRole, partitions: i32, compacted: bool, owner: &str| {
+            let mut configs = BTreeMap::new();
+            if compacted {
+                configs.insert("cleanup.policy".to_string(), "compact".to_string());
+            }
+            topics.entry(name.to_string()).or_insert_with(|| TopicSpec {
+                name: name.to_string(),
+                role,
+                partitions,
+                replication_factor: rf,
+                configs,
+                owner: owner.to_string(),
+            });
+        };
+        for id in cp.order() {
+            let NodeId::Model(name) = &id else { continue };
+            let Some(m) = cp.models.get(name) else { continue };
+            if m.config.enabled == Some(false) {
+                continue;
+            }
+            order.push(name.clone());
+            add_topic(&m.topic, TopicRole::Output, m.config.partitions.unwrap_or(1), m.kind == RelationKind::Table, name);
+            add_topic(&checkpoint_topic(&project, name), TopicRole::Checkpoint, 1, true, name);
+            let mut input_topics = Vec::new();
+            let mut input_models = Vec::new();
+            for input in &m.inputs {
+                match input {
+                    NodeId::Source(s) => {
+                        let src = &cp.sources[s];
+                        input_topics.push(src.decl.table.topic.clone());
+                        if src.decl.table.on_error == OnError::DeadLetter {
+                            let t = src.decl.table.dead_letter_topic.clone().unwrap_or_else(|| format!("{}.dlq", src.decl.table.topic));
+                            add_topic(&t, TopicRole::DeadLetter, 1, false, s);
+                        }
+                        if target.kind == TargetKind::Embedded {
+                            let t = &src.decl.table;
+                            add_topic(&t.topic, TopicRole::Source, t.partitions.unwrap_or(1), t.kind == RelationKind::Table, s);
+                        }
+                    }
+                    NodeId::Model(u) => {
+                        if let Some(um) = cp.models.get(u) {
+                            input_topics.push(um.topic.clone());
+                        }
+                        input_models.push(u.clone());
+                        downstream.entry(u.clone()).or_default().push(name.clone());
+                    }
+                    NodeId::Sink(_) => {}
+                }
+            }
+            let value_subject = format!("{}-value", m.topic);
+            schemas.insert(
+                value_subject.clone(),
+                SchemaSpec {
+                    subject: value_subject,
+                    schema_type: SchemaType::Json,
+                    schema: json_schema_of(name, &m.schema, None),
+                    compatibility: m.config.schema_compatibility,
+                    model: name.clone(),
+                    topic: m.topic.clone(),
+                },
+            );
+            if !m.key.is_empty() {
+                let key_subject = format!("{}-key", m.topic);
+                let schema = match m.key.as_slice() {
+                    [one] => m
+                        .schema
+                        .fields()
+                        .iter()
+                        .find(|f| f.name().eq_ignore_ascii_case(one))
+                        .map(|f| json_schema_of_scalar(&format!("{name} key"), f.data_type()))
+                        .unwrap_or_default(),
+                    many => json_schema_of(&format!("{name} key"), &m.schema, Some(many)),
+                };
+                schemas.insert(
+                    key_subject.clone(),
+                    SchemaSpec {
+                        subject: key_subject,
+                        schema_type: SchemaType::Json,
+                        schema,
+                        compatibility: m.config.schema_compatibility,
+                        model: name.clone(),
+                        topic: m.topic.clone(),
+                    },
+                );
+            }
+            jobs.insert(
+                name.clone(),
+                JobSpec {
+                    model: name.clone(),
+                    semantic_hash: m.semantic_hash.clone(),
+                    config_hash: m.config_hash.clone(),
+                    operator: m.operator,
+                    stateful: m.operator != OperatorKind::Stateless,
+                    input_topics,
+                    input_models,
+                    output_topic: m.topic.clone(),
+                    consumer_group: group_id(&project, name),
+                    checkpoint_topic: checkpoint_topic(&project, name),
+                    replay: replay_text(&m.config.replay),
+                    sql: m.rendered_sql.trim().to_string(),
+                },
+            );
+        }
+        DesiredState { project, topics, schemas, jobs, order, downstream, bundle: Bundle::new(cp.project.definition_files()) }
+    }
+
+    /// Every model downstream of `model`, transitively, in dependency order.
+    pub fn downstream_of(&self, model: &str) -> Vec<String> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut stack = vec![model.to_string()];
+        while let Some(m) = stack.pop() {
+            for d in self.downstream.get(&m).into_iter().flatten() {
+                if seen.insert(d.clone()) {
+                    stack.push(d.clone());
+                }
+            }
+        }
+        self.order.iter().filter(|m| seen.contains(*m)).cloned().collect()
+    }
+}

@@ -1,0 +1,134 @@
+//! Workers on a deployed target: `streamctl run` runs what the control topic records, each job
+//! compiled from the project files of the generation that last changed it, and follows new
+//! generations as `apply` writes them. A job whose query did not change resumes from its
+//! checkpoint; a changed one starts as its `CarryOver` says (offsets kept, or reprocessing).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+
+use super::control::{ControlTopic, DeployedState};
+use super::desired::Bundle;
+use crate::compile::CompiledProject;
+use crate::diagnostics::Diagnostics;
+use crate::project::Project;
+use crate::runtime::bounded::RunError;
+use crate::runtime::worker::{run_job, JobOutcome, RunControl, RunOptions};
+
+/// What identifies a running job: a change to it means restarting it.
+fn running_set(state: &DeployedState, select: &dyn Fn(&str) -> bool) -> BTreeMap<String, (u64, String)> {
+    state
+        .jobs
+        .iter()
+        .filter(|(m, _)| select(m))
+        .map(|(m, j)| (m.clone(), (j.meta.generation, j.spec.semantic_hash.clone())))
+        .collect()
+}
+
+/// Writes a bundle's files to a private directory and compiles them.
+pub fn compile_bundle(project: &str, generation: u64, bundle: &Bundle) -> Result<CompiledProject, String> {
+    let dir: PathBuf = std::env::temp_dir().join(format!("streamctl-{project}-g{generation}-{}-{}", std::process::id(), bundle.hash));
+    for (path, text) in &bundle.files {
+        if path.split('/').any(|c| c == ".." ) || path.starts_with('/') {
+            return Err(format!("generation {generation}: refusing the file path {path}"));
+        }
+        let p = dir.join(path);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    let mut diags = Diagnostics::new();
+    let loaded = Project::load(&dir, &mut diags);
+    let result = match loaded {
+        Ok(project) => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+            let cp = rt.block_on(crate::compile::compile(project, diags));
+            if cp.diagnostics.has_errors() {
+                Err(format!("generation {generation} does not compile here: {} errors (was it applied by a newer streamctl?)", cp.diagnostics.error_count()))
+            } else {
+                Ok(cp)
+            }
+        }
+        Err(()) => Err(format!("generation {generation}: the deployed project does not load")),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Runs the deployed jobs (those `select` accepts) until stopped; with `until_caught_up`, until
+/// they have caught up. Returns every job run's outcome, over all generations.
+pub fn run_deployed(
+    control: &ControlTopic,
+    client: &ClientConfig,
+    select: &dyn Fn(&str) -> bool,
+    opts: &RunOptions,
+    stop: Arc<RunControl>,
+) -> Result<Vec<JobOutcome>, String> {
+    let mut results = Vec::new();
+    let mut compiled: BTreeMap<u64, Arc<CompiledProject>> = BTreeMap::new();
+    loop {
+        let state = control.read().map_err(|e| e.to_string())?;
+        let want = running_set(&state, select);
+        if want.is_empty() {
+            return Err("nothing selected is deployed on this target".into());
+        }
+        let round = Arc::new(RunControl::default());
+        let mut handles = Vec::new();
+        for (model, (generation, _)) in &want {
+            let cp = match compiled.get(generation) {
+                Some(cp) => cp.clone(),
+                None => {
+                    let bundle = state.bundles.get(generation).ok_or_else(|| format!("the project files of generation {generation} are missing from the control topic"))?;
+                    let cp = Arc::new(compile_bundle(control.project(), *generation, bundle)?);
+                    compiled.insert(*generation, cp.clone());
+                    cp
+                }
+            };
+            eprintln!("[{model}] generation {generation}");
+            let (model, client, opts, round) = (model.clone(), client.clone(), opts.clone(), round.clone());
+            let h = std::thread::Builder::new()
+                .name(format!("job-{model}"))
+                .spawn(move || {
+                    let r = run_job(cp, model.clone(), client, opts, round);
+                    if let Err(e) = &r {
+                        eprintln!("[{model}] stopped: {e}");
+                    }
+                    (model, r)
+                })
+                .map_err(|e| format!("cannot start a job thread: {e}"))?;
+            handles.push(h);
+        }
+        // Watch for a new generation (or a stop request) while the jobs run.
+        let mut switch = false;
+        let mut last_check = Instant::now();
+        while !handles.iter().all(|h| h.is_finished()) {
+            std::thread::sleep(Duration::from_millis(200));
+            if stop.stop.load(Ordering::SeqCst) {
+                round.stop.store(true, Ordering::SeqCst);
+            } else if !opts.until_caught_up && last_check.elapsed() >= Duration::from_secs(2) {
+                last_check = Instant::now();
+                if let Ok(now) = control.read() {
+                    if running_set(&now, select) != want {
+                        eprintln!("generation {} deployed: checkpointing and switching", now.generation());
+                        switch = true;
+                        round.stop.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+        for h in handles {
+            match h.join() {
+                Ok(r) => results.push(r),
+                Err(_) => results.push((String::new(), Err(RunError::Setup("a job thread panicked".into())))),
+            }
+        }
+        if !switch {
+            return Ok(results);
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! `status`: what is deployed, which worker runs each job, how far behind it is.
+
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde::Serialize;
+
+use super::control::DeployedState;
+use crate::runtime::lease::now_ms;
+use crate::runtime::worker::{read_checkpoint_summary, Totals};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobStatus {
+    pub model: String,
+    pub generation: u64,
+    pub applied_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git_commit: Option<String>,
+    /// The worker holding the job's lease, if it is alive.
+    pub worker: Option<String>,
+    /// Whether the last checkpoint comes from the deployed query.
+    pub checkpoint_current: Option<bool>,
+    /// Records in the inputs not yet processed (end offsets minus the group's committed offsets).
+    pub lag: Option<i64>,
+    pub totals: Option<Totals>,
+}
+
+pub fn jobs(client: &ClientConfig, project: &str, state: &DeployedState) -> Vec<JobStatus> {
+    let mut out = Vec::new();
+    for (model, job) in &state.jobs {
+        let summary = read_checkpoint_summary(client, project, model).ok();
+        let now = now_ms();
+        let worker = summary.as_ref().and_then(|s| s.lease.as_ref()).filter(|l| l.expires_ms >= now).map(|l| l.holder.clone());
+        let manifest = summary.as_ref().and_then(|s| s.manifest.as_ref());
+        out.push(JobStatus {
+            model: model.clone(),
+            generation: job.meta.generation,
+            applied_at: job.meta.applied_at.clone(),
+            git_commit: job.meta.git_commit.clone(),
+            worker,
+            checkpoint_current: manifest.map(|m| m.semantic_hash == job.spec.semantic_hash),
+            lag: lag(client, &job.spec.consumer_group, &job.spec.input_topics).ok(),
+            totals: manifest.map(|m| m.totals),
+        });
+    }
+    out
+}
+
+/// End offsets minus the group's committed offsets, over every partition of the topics
+/// (a partition with no commit counts from its start).
+fn lag(client: &ClientConfig, group: &str, topics: &[String]) -> Result<i64, String> {
+    let consumer: BaseConsumer = client.clone().set("group.id", group).set("enable.auto.commit", "false").create().map_err(|e| e.to_string())?;
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for t in topics {
+        let md = consumer.fetch_metadata(Some(t), Duration::from_secs(10)).map_err(|e| e.to_string())?;
+        for mt in md.topics().iter().filter(|mt| mt.name() == t) {
+            for p in mt.partitions() {
+                let (low, high) = consumer.fetch_watermarks(t, p.id(), Duration::from_secs(10)).map_err(|e| e.to_string())?;
+                tpl.add_partition(t, p.id());
+                ends.push((t.clone(), p.id(), low, high));
+            }
+        }
+    }
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let mut total = 0;
+    for (t, p, low, high) in ends {
+        let at = match committed.find_partition(&t, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o.max(low),
+            _ => low,
+        };
+        total += (high - at).max(0);
+    }
+    Ok(total)
+}

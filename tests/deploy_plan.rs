@@ -1,0 +1,239 @@
+//! `plan` as a specification: a small project, what the target has recorded, the exact plan.
+//! The deployed state is what an apply of an earlier version of the project would record, and
+//! the schema registry is a real file registry in a temporary directory.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use streamctl::compile::CompiledProject;
+use streamctl::deploy::control::{DeployedJob, DeployedSchema, DeployedState, DeployedTopic, Deployment, DeploymentStatus, Meta};
+use streamctl::deploy::desired::DesiredState;
+use streamctl::deploy::plan::{make_plan, render_text, Action, ChangePlan, ClusterFacts, PlanInput};
+use streamctl::diagnostics::Diagnostics;
+use streamctl::project::config::TargetKind;
+use streamctl::project::target::ResolvedTarget;
+use streamctl::project::Project;
+use streamctl::registry::file::FileRegistry;
+use streamctl::registry::SchemaRegistry;
+
+const BASE: &str = "tests/fixtures/deploy/shop";
+
+fn target() -> ResolvedTarget {
+    ResolvedTarget {
+        name: "staging".into(),
+        kind: TargetKind::Kafka,
+        bootstrap_servers: Some("kafka:9092".into()),
+        schema_registry_url: None,
+        properties: BTreeMap::new(),
+        replication_factor: 1,
+        control_topic: "_streamctl_deployments".into(),
+        topic_prefix: String::new(),
+    }
+}
+
+/// The fixture project copied to a temporary directory, with `edit` applied to its files.
+fn project(edit: impl FnOnce(&Path)) -> (tempfile::TempDir, DesiredState) {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(Path::new(BASE), dir.path());
+    edit(dir.path());
+    let cp = compile(dir.path());
+    let desired = DesiredState::of(&cp, &target());
+    (dir, desired)
+}
+
+fn compile(root: &Path) -> CompiledProject {
+    let mut diags = Diagnostics::new();
+    let project = Project::load(root, &mut diags).expect("loads");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cp = rt.block_on(streamctl::compile::compile(project, diags));
+    assert!(!cp.diagnostics.has_errors(), "{:?}", cp.diagnostics);
+    cp
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let dest = to.join(e.file_name());
+        if e.path().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+fn replace_in(root: &Path, file: &str, from: &str, to: &str) {
+    let p = root.join(file);
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains(from), "{file} has no `{from}`");
+    std::fs::write(&p, text.replace(from, to)).unwrap();
+}
+
+fn meta(generation: u64) -> Meta {
+    Meta { generation, applied_at: "2026-11-25T00:00:00Z".into(), applied_by: "ci@runner".into(), git_commit: Some("0123abcd".into()) }
+}
+
+/// What applying `desired` records (and registers in `registry`).
+fn deployed_after(desired: &DesiredState, registry: &dyn SchemaRegistry, generation: u64) -> DeployedState {
+    let mut s = DeployedState { deployment: Some(Deployment { status: DeploymentStatus::Applied, meta: meta(generation) }), ..Default::default() };
+    for (n, t) in &desired.topics {
+        s.topics.insert(n.clone(), DeployedTopic { spec: t.clone(), meta: meta(generation) });
+    }
+    for (n, spec) in &desired.schemas {
+        let r = registry.register(&spec.subject, spec.schema_type, &spec.schema).unwrap();
+        s.schemas.insert(n.clone(), DeployedSchema { spec: spec.clone(), id: r.id, version: r.version, meta: meta(generation) });
+    }
+    for (n, j) in &desired.jobs {
+        s.jobs.insert(n.clone(), DeployedJob { spec: j.clone(), meta: meta(generation) });
+    }
+    s.bundles.insert(generation, desired.bundle.clone());
+    s
+}
+
+/// The cluster as the base project's apply left it, `records` in the source topic and a
+/// quarter of them in paid_orders' output.
+fn facts(deployed: &DeployedState, records: i64) -> ClusterFacts {
+    let mut topics: BTreeMap<String, (i32, i64)> = deployed.topics.values().map(|t| (t.spec.name.clone(), (t.spec.partitions, 0))).collect();
+    topics.insert("shop.orders".into(), (1, records));
+    if deployed.topics.contains_key("shop.paid-orders") {
+        topics.insert("shop.paid-orders".into(), (1, records / 4));
+    }
+    ClusterFacts { topics }
+}
+
+fn plan(desired: &DesiredState, deployed: &DeployedState, registry: &dyn SchemaRegistry, facts: &ClusterFacts) -> ChangePlan {
+    make_plan(&PlanInput {
+        desired,
+        deployed,
+        registry: Some(registry),
+        cluster: Some(facts),
+        target: "staging",
+        control_topic: "_streamctl_deployments",
+        destroy: false,
+        delete_topics: false,
+    })
+}
+
+/// The registry's directory is random: show it as `REGISTRY`.
+fn text(p: &ChangePlan, registry_dir: &Path) -> String {
+    render_text(p, false).replace(&registry_dir.display().to_string(), "REGISTRY")
+}
+
+fn base_deployed() -> (tempfile::TempDir, FileRegistry, DesiredState, DeployedState) {
+    let reg_dir = tempfile::tempdir().unwrap();
+    let registry = FileRegistry::new(reg_dir.path().to_path_buf(), &reg_dir.path().display().to_string());
+    let (_d, base) = project(|_| {});
+    let deployed = deployed_after(&base, &registry, 1);
+    (reg_dir, registry, base, deployed)
+}
+
+#[test]
+fn first_plan_creates_everything_in_dependency_order() {
+    let reg_dir = tempfile::tempdir().unwrap();
+    let registry = FileRegistry::new(reg_dir.path().to_path_buf(), "REGISTRY");
+    let (_d, desired) = project(|_| {});
+    let p = plan(&desired, &DeployedState::default(), &registry, &facts(&DeployedState::default(), 1200));
+    assert!(p.problems.is_empty());
+    assert_eq!(p.count(Action::Create), p.changes.len());
+    insta::assert_snapshot!(text(&p, reg_dir.path()));
+}
+
+#[test]
+fn plan_right_after_apply_has_no_changes() {
+    let (reg_dir, registry, base, deployed) = base_deployed();
+    let p = plan(&base, &deployed, &registry, &facts(&deployed, 1200));
+    assert!(!p.has_changes(), "{}", text(&p, reg_dir.path()));
+    assert_eq!(p.base.generation, 1);
+    insta::assert_snapshot!(text(&p, reg_dir.path()));
+}
+
+#[test]
+fn stateless_change_is_in_place_and_keeps_offsets() {
+    let (reg_dir, registry, _base, deployed) = base_deployed();
+    let (_d, edited) = project(|root| {
+        replace_in(root, "models/paid_orders.sql", "WHERE STATUS = 'PAID'", "WHERE STATUS = 'PAID' AND TOTAL > 0");
+        replace_in(root, "models/paid_orders.sql", "topic='shop.paid-orders'", "topic='shop.paid-orders', partitions=3");
+    });
+    let p = plan(&edited, &deployed, &registry, &facts(&deployed, 1200));
+    assert_eq!(p.count(Action::Update), 2);
+    assert_eq!(p.count(Action::Replace), 0);
+    insta::assert_snapshot!(text(&p, reg_dir.path()));
+}
+
+#[test]
+fn changed_aggregation_replaces_its_state_and_reprocesses() {
+    let (reg_dir, registry, _base, deployed) = base_deployed();
+    let (_d, edited) = project(|root| {
+        replace_in(root, "models/totals_by_status.sql", "SIZE 1 HOUR", "SIZE 30 MINUTES");
+        replace_in(root, "models/totals_by_status.sql", "{{ config(", "{{ config(replay={'timestamp': '2026-11-01T00:00:00Z'}, ");
+    });
+    let p = plan(&edited, &deployed, &registry, &facts(&deployed, 1200));
+    assert_eq!(p.count(Action::Replace), 1);
+    insta::assert_snapshot!(text(&p, reg_dir.path()));
+}
+
+#[test]
+fn removed_model_is_destroyed_and_its_topics_kept() {
+    let (reg_dir, registry, _base, deployed) = base_deployed();
+    let (_d, edited) = project(|root| std::fs::remove_file(root.join("models/totals_by_status.sql")).unwrap());
+    let p = plan(&edited, &deployed, &registry, &facts(&deployed, 1200));
+    assert_eq!(p.count(Action::Destroy), p.changes.len());
+    insta::assert_snapshot!(text(&p, reg_dir.path()));
+}
+
+#[test]
+fn breaking_schema_change_is_a_problem() {
+    let (reg_dir, registry, _base, deployed) = base_deployed();
+    // A new column that is never null is a new required property: data written with the
+    // registered schema lacks it, so the new schema cannot read that data (BACKWARD).
+    let (_d, edited) = project(|root| {
+        replace_in(root, "models/totals_by_status.sql", "SUM(TOTAL) AS REVENUE", "SUM(TOTAL) AS REVENUE, COUNT(*) AS ORDERS");
+        replace_in(root, "models/totals_by_status.sql", "{{ config(", "{{ config(schema_compatibility='BACKWARD', ");
+    });
+    let p = plan(&edited, &deployed, &registry, &facts(&deployed, 1200));
+    assert_eq!(p.problems.len(), 2, "{:?}", p.problems);
+    assert!(p.problems[0].starts_with("totals_by_status: property orders is required"));
+    insta::assert_snapshot!(text(&p, reg_dir.path()));
+}
+
+#[test]
+fn adding_a_nullable_column_passes_the_default_level() {
+    let (reg_dir, registry, _base, deployed) = base_deployed();
+    let (_d, edited) = project(|root| {
+        replace_in(root, "models/totals_by_status.sql", "SUM(TOTAL) AS REVENUE", "SUM(TOTAL) AS REVENUE, MAX(TOTAL) AS BIGGEST");
+    });
+    let p = plan(&edited, &deployed, &registry, &facts(&deployed, 1200));
+    assert!(p.problems.is_empty(), "{}", text(&p, reg_dir.path()));
+    assert!(p.changes.iter().any(|c| c.name == "shop.totals-by-status-value" && c.action == Action::Update));
+}
+
+#[test]
+fn destroy_plans_every_deployed_object() {
+    let (reg_dir, registry, base, deployed) = base_deployed();
+    let p = make_plan(&PlanInput {
+        desired: &base,
+        deployed: &deployed,
+        registry: Some(&registry),
+        cluster: Some(&facts(&deployed, 0)),
+        target: "staging",
+        control_topic: "_streamctl_deployments",
+        destroy: true,
+        delete_topics: true,
+    });
+    assert_eq!(p.count(Action::Destroy), deployed.topics.len() + deployed.schemas.len() + deployed.jobs.len());
+    // Jobs stop before their topics go, downstream first.
+    let names: Vec<&str> = p.changes.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(&names[..2], &["totals_by_status", "paid_orders"]);
+    let _ = reg_dir;
+}
+
+#[test]
+fn saved_plan_round_trips_and_stale_base_is_visible() {
+    let (_reg_dir, registry, base, deployed) = base_deployed();
+    let p = plan(&base, &DeployedState::default(), &registry, &facts(&DeployedState::default(), 0));
+    let back: ChangePlan = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+    assert_eq!(back.changes, p.changes);
+    assert_eq!(back.desired, p.desired);
+    // The plan was made against an empty target; it has been deployed since.
+    assert_ne!(back.base.fingerprint, deployed.fingerprint());
+}
