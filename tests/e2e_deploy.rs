@@ -1,0 +1,131 @@
+//! `plan` / `apply` against a separate broker process (tansu), with kcat producing the inputs
+//! and reading the outputs: apply, a plan with nothing to do, an edited project planned and
+//! applied while a worker runs, the worker switching generation without losing input, and two
+//! applies of one saved plan at once, of which exactly one succeeds.
+
+mod e2e_common;
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e_common::*;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let name = e.file_name();
+        if name == "target" || name == "schemas" {
+            continue;
+        }
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(&name));
+        } else {
+            std::fs::copy(e.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+fn edit(root: &Path, file: &str, from: &str, to: &str) {
+    let p = root.join(file);
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains(from), "{file} has no `{from}`");
+    std::fs::write(&p, text.replace(from, to)).unwrap();
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn apply_edit_apply_while_a_worker_runs() {
+    let Some((tansu, kcat)) = tools() else { return };
+    let (_broker, bootstrap) = start_broker(&tansu);
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    copy_dir(&root().join("example-project"), &project);
+    let cmd = |args: &[&str]| {
+        let mut c = streamctl();
+        c.arg("--project-dir").arg(&project).args(["--target", "local", "--bootstrap-servers", &bootstrap, "--schema-registry-url", "file:registry"]);
+        c.args(args);
+        c
+    };
+    create_source_topics(&bootstrap);
+    produce_samples(&kcat, &bootstrap, 0.0..0.5);
+
+    let first = cmd(&["apply", "--auto-approve"]).output().unwrap();
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(text(&first).contains("as generation 1."), "{}", text(&first));
+    assert!(project.join("registry/soe.orders-by-mode-value/v1.json").is_file());
+
+    let again = cmd(&["plan", "--detailed-exitcode"]).output().unwrap();
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert!(text(&again).contains("No changes."), "{}", text(&again));
+
+    // A worker runs the deployed generation.
+    let logs = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(logs.path().join("worker.log")).unwrap();
+    let mut worker = Killed(cmd(&["run", "--checkpoint-interval-ms", "500"]).stdout(Stdio::null()).stderr(log).spawn().unwrap());
+    std::thread::sleep(Duration::from_secs(6));
+
+    // Two edits that keep the results: a stateless filter (offsets carry over) and a running
+    // aggregation (its state is rebuilt from the earliest offset).
+    edit(&project, "models/logon_prime_loyal.sql", "WHERE CUSTOMER_CLASS", "WHERE LOGON_ID > 0 AND CUSTOMER_CLASS");
+    edit(&project, "models/orders_by_mode.sql", "GROUP BY ORDER_MODE", "GROUP BY ORDER_MODE\nHAVING COUNT(*) > 0");
+    let plan = cmd(&["plan", "--detailed-exitcode"]).output().unwrap();
+    let shown = text(&plan);
+    assert_eq!(plan.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("~ job logon_prime_loyal"), "{shown}");
+    assert!(shown.contains("no state: offsets kept"), "{shown}");
+    assert!(shown.contains("-/+ job orders_by_mode"), "{shown}");
+    assert!(shown.contains("reprocesses from earliest"), "{shown}");
+
+    let second = cmd(&["apply", "--auto-approve"]).output().unwrap();
+    assert!(second.status.success(), "{}", text(&second));
+    assert!(text(&second).contains("as generation 2."), "{}", text(&second));
+    produce_samples(&kcat, &bootstrap, 0.5..1.0);
+
+    // Every expected output arrives: nothing was lost across the switch.
+    let exp = expected();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let worker_log = || std::fs::read_to_string(logs.path().join("worker.log")).unwrap_or_default();
+    loop {
+        let problems = check_outputs(&kcat, &bootstrap, &exp);
+        if problems.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "outputs incomplete after the new generation: {problems:#?}\n--- worker\n{}", worker_log());
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let wl = worker_log();
+    assert!(wl.contains("generation 2 deployed: checkpointing and switching"), "{wl}");
+    assert!(wl.contains("[logon_prime_loyal] the model changed; it keeps no state"), "{wl}");
+    assert!(wl.contains("[orders_by_mode] the model changed since its last checkpoint"), "{wl}");
+
+    let status = cmd(&["status", "--format", "json"]).output().unwrap();
+    assert!(status.status.success(), "{}", text(&status));
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(v["generation"], 2);
+    let jobs = v["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 5);
+    let job = |m: &str| jobs.iter().find(|j| j["model"] == m).unwrap().clone();
+    assert_eq!(job("orders_by_mode")["generation"], 2);
+    assert_eq!(job("logon_enriched")["generation"], 1);
+    assert!(job("logon_enriched")["worker"].is_string(), "{v:#}");
+
+    // One saved plan, applied twice at once: the lock (or, for the later one, the plan's
+    // staleness) lets exactly one through.
+    edit(&project, "models/logon_prime_loyal.sql", "WHERE LOGON_ID > 0 AND", "WHERE LOGON_ID > 1 AND");
+    let saved = dir.path().join("p.plan");
+    let out = cmd(&["plan", "--out"]).arg(&saved).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let a = cmd(&["apply"]).arg(&saved).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let b = cmd(&["apply"]).arg(&saved).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let wins = [&a, &b].iter().filter(|o| o.status.success()).count();
+    assert_eq!(wins, 1, "--- a\n{}\n--- b\n{}", text(&a), text(&b));
+    let loser = if a.status.success() { &b } else { &a };
+    assert!(text(loser).contains("another apply holds the lock") || text(loser).contains("the plan is stale"), "{}", text(loser));
+
+    let _ = worker.0.kill();
+}
