@@ -162,3 +162,40 @@ fn help_has_examples() {
     let out = stdout(streamctl().args(["validate", "--help"]));
     assert!(out.contains("Exit codes: 0 valid, 1 invalid."));
 }
+
+/// The README's main job: on the embedded target, apply deploys the example project, loads the
+/// sample data, runs every job until caught up and prints the outputs. The schemas registered
+/// in the project's file registry are the ones checked in; a second apply in another process
+/// (a fresh embedded broker) finds them registered already.
+#[test]
+fn apply_on_the_embedded_target_deploys_and_runs_the_example() {
+    let tmp = copy_project(&example());
+    let out = streamctl().arg("apply").arg("--project-dir").arg(tmp.path()).arg("--auto-approve").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("Applied 29 changes as generation 1."), "{stderr}");
+    assert!(stdout.contains("Plan: 29 to create, 0 to update in place, 0 to replace, 0 to destroy."), "{stdout}");
+    assert!(stdout.contains("already registered in file registry schemas as version 1"), "{stdout}");
+    // job, in, out (the same figures as `run`, checked against generate.py in runtime_example).
+    for (job, counts) in [("logon_enriched", "341      299"), ("orders_agg_hourly", "300       33"), ("orders_by_mode", "300        2")] {
+        let line = stdout.lines().find(|l| l.starts_with(job)).unwrap_or_default();
+        assert!(line.contains(counts), "{job}: {line}\n{stdout}");
+    }
+    assert!(stdout.contains("orders_by_mode → soe.orders-by-mode: 2 records"), "{stdout}");
+    // Registering changed nothing in the checked-in registry.
+    for subject in ["soe.orders-agg-hourly-value", "soe.logon-enriched-key"] {
+        let a = std::fs::read_to_string(example().join("schemas").join(subject).join("v1.json")).unwrap();
+        let b = std::fs::read_to_string(tmp.path().join("schemas").join(subject).join("v1.json")).unwrap();
+        assert_eq!(a, b);
+        assert!(!tmp.path().join("schemas").join(subject).join("v2.json").exists());
+    }
+}
+
+#[test]
+fn apply_without_a_terminal_needs_auto_approve() {
+    let tmp = copy_project(&example());
+    let out = streamctl().arg("apply").arg("--project-dir").arg(tmp.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --auto-approve"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -74,7 +74,7 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     if plan.has_changes() && args.plan.is_none() {
-        match confirm(args.auto_approve || session.is_embedded(), "Apply these changes?") {
+        match confirm(args.auto_approve, "Apply these changes?") {
             Ok(true) => {}
             Ok(false) => {
                 eprintln!("Apply cancelled.");

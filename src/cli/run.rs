@@ -17,8 +17,10 @@ use crate::runtime::worker::{JobStats, RunControl, RunOptions};
 #[derive(Debug, ClapArgs)]
 #[command(after_help = "\
 Each selected model runs as a job: it consumes its inputs, keeps its state in a checkpoint
-topic, and produces to its output topic. Several `streamctl run` processes on one project
-share the jobs through Kafka consumer groups and take over from one another.
+topic, and produces to its output topic. Where the project is deployed (`streamctl apply`),
+the deployed jobs run and new generations are picked up as they are applied; otherwise the
+local files run. Several `streamctl run` processes share the jobs through leases in the jobs'
+checkpoint topics and take over from one another.
 
 On the `embedded` target the broker lives inside this process: the sources' sample data is
 loaded into it, the jobs run until caught up, and each output topic's rows are printed.
