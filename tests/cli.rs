@@ -199,3 +199,27 @@ fn apply_without_a_terminal_needs_auto_approve() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("pass --auto-approve"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `plan --detailed-exitcode`: 2 with changes (the embedded broker starts empty), 1 when an
+/// output's new schema breaks its subject's compatibility level in the file registry.
+#[test]
+fn plan_exit_codes_and_a_breaking_schema_change() {
+    let tmp = copy_project(&example());
+    let out = streamctl().arg("plan").arg("--project-dir").arg(tmp.path()).arg("--detailed-exitcode").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let model = tmp.path().join("models/orders_agg_hourly.sql");
+    let sql = std::fs::read_to_string(&model).unwrap();
+    // Drop MAX_ORDER_TOTAL: consumers holding version 1 require it (FORWARD_TRANSITIVE).
+    let edited = sql.replace("MAX(ORDER_TOTAL) AS MAX_ORDER_TOTAL,", "");
+    assert_ne!(edited, sql);
+    std::fs::write(&model, edited).unwrap();
+    let yml = tmp.path().join("models/models.yml");
+    let props = std::fs::read_to_string(&yml).unwrap();
+    let relaxed = props.replace("    contract:\n      enforced: true\n", "");
+    assert_ne!(relaxed, props);
+    std::fs::write(&yml, relaxed).unwrap();
+    let out = streamctl().arg("plan").arg("--project-dir").arg(tmp.path()).arg("--detailed-exitcode").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("breaks FORWARD_TRANSITIVE compatibility of subject soe.orders-agg-hourly-value (version 1)"), "{stdout}");
+}

@@ -127,5 +127,19 @@ fn apply_edit_apply_while_a_worker_runs() {
     let loser = if a.status.success() { &b } else { &a };
     assert!(text(loser).contains("another apply holds the lock") || text(loser).contains("the plan is stale"), "{}", text(loser));
 
-    let _ = worker.0.kill();
+    // Destroy: the worker lets its jobs go, and the target is empty again.
+    let destroy = cmd(&["destroy", "--auto-approve"]).output().unwrap();
+    assert!(destroy.status.success(), "{}", text(&destroy));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = worker.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the worker kept running after destroy\n{}", worker_log());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(status.success(), "{}", worker_log());
+    let after = cmd(&["plan", "--detailed-exitcode"]).output().unwrap();
+    assert_eq!(after.status.code(), Some(2), "{}", text(&after));
+    assert!(text(&after).contains("nothing deployed yet"), "{}", text(&after));
 }

@@ -75,7 +75,11 @@ pub fn run_deployed(
         let state = control.read().map_err(|e| e.to_string())?;
         let want = running_set(&state, select);
         if want.is_empty() {
-            return Err("nothing selected is deployed on this target".into());
+            if results.is_empty() {
+                return Err("nothing selected is deployed on this target".into());
+            }
+            eprintln!("nothing selected is deployed any more (destroyed): stopping");
+            return Ok(results);
         }
         let round = Arc::new(RunControl::default());
         let mut handles = Vec::new();
