@@ -72,6 +72,9 @@ impl Session {
             delete_topics,
         });
         p.notes.extend(note);
+        if self.is_embedded() && !destroy {
+            p.notes.push("the embedded broker starts empty in every process: apply loads each source's sample data after deploying".into());
+        }
         if !self.is_embedded() && !destroy {
             if let Some(f) = &facts {
                 let mut missing: Vec<&String> = desired
