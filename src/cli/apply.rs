@@ -54,6 +54,21 @@ pub fn confirm(auto_approve: bool, question: &str) -> Result<bool, String> {
     Ok(line.trim() == "yes")
 }
 
+/// `Ok(())` to go on; the exit code when the user declined or cannot be asked.
+pub fn confirmed_or_exit(auto_approve: bool, question: &str, what: &str) -> Result<(), ExitCode> {
+    match confirm(auto_approve, question) {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            eprintln!("{what} cancelled.");
+            Err(ExitCode::from(1))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
 pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
     let (cp, session) = match session_or_exit(global, "applying") {
         Ok(x) => x,
@@ -74,16 +89,8 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     if plan.has_changes() && args.plan.is_none() {
-        match confirm(args.auto_approve, "Apply these changes?") {
-            Ok(true) => {}
-            Ok(false) => {
-                eprintln!("Apply cancelled.");
-                return Ok(ExitCode::from(1));
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(ExitCode::from(1));
-            }
+        if let Err(code) = confirmed_or_exit(args.auto_approve, "Apply these changes?", "Apply") {
+            return Ok(code);
         }
     }
     match apply(&session, &plan, &cp.project.root) {

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Args as ClapArgs;
 
-use super::apply::confirm;
+use super::apply::confirmed_or_exit;
 use super::common::{plural, GlobalArgs};
 use super::plan::{make, print, session_or_exit};
 use crate::deploy::apply::apply;
@@ -38,16 +38,8 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
     if !plan.has_changes() {
         return Ok(ExitCode::SUCCESS);
     }
-    match confirm(args.auto_approve, "Destroy all of these?") {
-        Ok(true) => {}
-        Ok(false) => {
-            eprintln!("Destroy cancelled.");
-            return Ok(ExitCode::from(1));
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(1));
-        }
+    if let Err(code) = confirmed_or_exit(args.auto_approve, "Destroy all of these?", "Destroy") {
+        return Ok(code);
     }
     match apply(&session, &plan, &cp.project.root) {
         Ok(r) => {
