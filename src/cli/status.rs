@@ -50,10 +50,10 @@ pub fn exec(global: &GlobalArgs, _args: &Args) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::SUCCESS);
                 }
                 Some(d) => println!(
-                    "Project {project} on target {}: generation {} ({:?}), applied {} by {}{}",
+                    "Project {project} on target {}: generation {} ({}), applied {} by {}{}",
                     session.target.name,
                     d.meta.generation,
-                    d.status,
+                    format!("{:?}", d.status).to_lowercase(),
                     d.meta.applied_at,
                     d.meta.applied_by,
                     d.meta.git_commit.as_ref().map(|c| format!(" at {c}")).unwrap_or_default()
