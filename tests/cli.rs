@@ -223,3 +223,18 @@ fn plan_exit_codes_and_a_breaking_schema_change() {
     assert_eq!(out.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("breaks FORWARD_TRANSITIVE compatibility of subject soe.orders-agg-hourly-value (version 1)"), "{stdout}");
 }
+
+/// `plan --format json` is what `schemas/plan.schema.json` documents.
+#[test]
+fn plan_json_follows_its_schema() {
+    let tmp = copy_project(&example());
+    let out = streamctl().arg("plan").arg("--project-dir").arg(tmp.path()).args(["--format", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/plan.schema.json")).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&plan).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(plan["changes"].as_array().unwrap().len(), 29);
+    assert_eq!(plan["changes"][0]["action"], "create");
+}
