@@ -3,7 +3,11 @@
 # same broker and the same machine, in one run (issue #6). Rewrites the comparison section of
 # docs/benchmarks.md (between the BEGIN/END compare markers) from this run's measurements.
 #
-# Usage: bench/compare.sh [EVENTS]          (default 1,000,000 Nexmark events)
+# Usage: bench/compare.sh [EVENTS] [FILE_EVENTS]
+#   EVENTS       Nexmark events for the Kafka comparison (default 1,000,000: the slowest peer,
+#                Denormalized, needs about 80 CPU-s per million events and query)
+#   FILE_EVENTS  events for the engine-only file comparison with Flink (default 5,000,000: Flink
+#                needs about 10 CPU-s just to start, so a longer input shows its running cost)
 #   BENCH_WORK=DIR   where data, outputs and results go (default /tmp/streamctl-compare)
 #   BENCH_NO_DOC=1   do not touch docs/benchmarks.md (print the section instead)
 #
@@ -24,6 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 EVENTS=${1:-1000000}
+FILE_EVENTS=${2:-5000000}
 WORK=${BENCH_WORK:-/tmp/streamctl-compare}
 export PATH="$HOME/.cargo/bin:$PATH"
 PY=python3
@@ -35,7 +40,7 @@ T0=$SECONDS
 say() { printf '\n== %s (%ds)\n' "$*" $((SECONDS - T0)) >&2; }
 
 rm -rf "$WORK"
-mkdir -p "$WORK"/{bin,data,out,res,log,empty}
+mkdir -p "$WORK"/{bin,data,files,out,res,log,empty}
 
 say "building streamctl (release)"
 cargo build --release --quiet --features bench --bin streamctl --bin nexmark-gen --bin streamctl-file
@@ -57,11 +62,12 @@ venv denorm denormalized --ignore-requires-python denormalized==0.0.13
 venv flink pyflink apache-flink==2.3.0
 QPY=$VENVS/quix/bin/python   # also has confluent-kafka, used by the harness's Kafka helpers
 
-say "generating $EVENTS Nexmark events and the reference"
+say "generating $EVENTS and $FILE_EVENTS Nexmark events (JSON Lines) and their references"
 "$BIN/nexmark-gen" - "$EVENTS" > "$WORK/data/all.jsonl"
-$PY bench/peers/reference.py "$WORK/data" > "$WORK/res/reference-summary.json"
-cat "$WORK/res/reference-summary.json" >&2
-read -r BIDS AUCTIONS < <($PY -c "import json; e=json.load(open('$WORK/data/reference.json'))['events']; print(e['bid'], e['auction'])")
+$PY bench/peers/reference.py "$WORK/data" | tee "$WORK/res/reference-kafka.json" >&2
+"$BIN/nexmark-gen" - "$FILE_EVENTS" > "$WORK/files/all.jsonl"
+$PY bench/peers/reference.py "$WORK/files" | tee "$WORK/res/reference-files.json" >&2
+counts() { $PY -c "import json; e=json.load(open('$1/reference.json'))['events']; print(e['bid'], e['auction'])"; }
 : > "$WORK/empty/bid.jsonl"; : > "$WORK/empty/auction.jsonl"
 
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -77,15 +83,17 @@ start_broker() { # -> sets BOOT
 stop_broker() { kill "${BROKERS[-1]}" 2>/dev/null || true; wait "${BROKERS[-1]}" 2>/dev/null || true; unset 'BROKERS[-1]'; }
 trap 'for b in "${BROKERS[@]}"; do kill $b 2>/dev/null || true; done' EXIT
 
-# record ENGINE QUERY SEMANTICS INPUT_EVENTS OUTPUT_FILE: checks the output and writes the
-# result (measurement + check) to res/ENGINE-QUERY.json.
+# record ENGINE QUERY SEMANTICS INPUT_EVENTS OUTPUT_FILE DATA_DIR: checks the output against
+# DATA_DIR's reference and writes the result (measurement + check + what the engine said about
+# how it stopped) to res/ENGINE-QUERY.json.
 record() {
-  local engine=$1 q=$2 sem=$3 input=$4 out=$5 check
-  check=$($PY bench/peers/check.py "$WORK/data/reference.json" "$q" "$out" "$sem")
-  $PY - "$WORK/res/$engine-$q.json" "$WORK/res/m-$engine-$q.json" "$input" "$check" <<'PY'
+  local engine=$1 q=$2 sem=$3 input=$4 out=$5 data=$6 check remark
+  check=$($PY bench/peers/check.py "$data/reference.json" "$q" "$out" "$sem")
+  remark=$(grep -h -E "STALLED|^denormalized .* rows \(" "$WORK/log/$engine-$q.err" 2>/dev/null | tail -1 || true)
+  $PY - "$WORK/res/$engine-$q.json" "$WORK/res/m-$engine-$q.json" "$input" "$check" "$remark" <<'PY'
 import json, sys
-path, m, n, check = sys.argv[1], json.load(open(sys.argv[2])), int(sys.argv[3]), json.loads(sys.argv[4])
-json.dump({**m, "input_events": n, "check": check}, open(path, "w"))
+path, m, n, check, remark = sys.argv[1], json.load(open(sys.argv[2])), int(sys.argv[3]), json.loads(sys.argv[4]), sys.argv[5]
+json.dump({**m, "input_events": n, "check": check, "remark": remark}, open(path, "w"))
 print(f"{path.rsplit('/', 1)[1]}: {n} in, cpu {m['cpu_s']} s, wall {m['wall_s']} s, "
       f"check {'ok' if check['ok'] else 'FAILED: ' + '; '.join(check['problems'])}")
 PY
@@ -99,6 +107,7 @@ measure() { # NAME -- CMD...   (name = ENGINE-QUERY)
 QUERIES="q1 q2 window join"
 model_of() { case $1 in window) echo q_window ;; join) echo q_join ;; *) echo "$1" ;; esac; }
 inputs_of() { if [ "$1" = join ]; then echo $((BIDS + AUCTIONS)); else echo "$BIDS"; fi; }
+read -r BIDS AUCTIONS < <(counts "$WORK/data")
 expected_of() { $PY -c "import json; r=json.load(open('$WORK/data/reference.json'))['$1']; print(r.get('$2', r['count']))"; }
 
 say "Kafka: loading the data set into tansu"
@@ -115,13 +124,13 @@ for q in $QUERIES; do
   measure "streamctl-$q" -- "$BIN/streamctl" run --project-dir bench/nexmark-project --target bench \
     --select "$m" --until-caught-up --format json
   $QPY bench/peers/dump_topic.py "$BOOT" "$m" "$WORK/out/streamctl-$q.jsonl" "$(expected_of $q closed_count)" > /dev/null
-  record streamctl $q $sem $n "$WORK/out/streamctl-$q.jsonl"
+  record streamctl $q $sem $n "$WORK/out/streamctl-$q.jsonl" "$WORK/data"
 
   [ $q = join ] && sem=asof
   say "Kafka $q: Quix Streams"
   measure "quix-$q" -- "$QPY" -W ignore bench/peers/quix_nexmark.py $q "$BOOT" $n "quix.$q"
   $QPY bench/peers/dump_topic.py "$BOOT" "quix.$q" "$WORK/out/quix-$q.jsonl" "$(expected_of $q closed_count)" > /dev/null
-  record quix $q $sem $n "$WORK/out/quix-$q.jsonl"
+  record quix $q $sem $n "$WORK/out/quix-$q.jsonl" "$WORK/data"
 done
 
 say "perf profile of streamctl on q1 (Kafka)"
@@ -129,12 +138,12 @@ say "perf profile of streamctl on q1 (Kafka)"
 PROFILE_PROJECT=$WORK/profile-project
 cp -r bench/nexmark-project "$PROFILE_PROJECT"
 sed -i 's/^name: nexmark$/name: nexmark_profile/' "$PROFILE_PROJECT/streamctl_project.yml"
-if perf record -F 999 -g -o "$WORK/perf.data" -- "$BIN/streamctl" run --project-dir "$PROFILE_PROJECT" --target bench \
+if perf record -F 2999 -g -o "$WORK/perf.data" -- "$BIN/streamctl" run --project-dir "$PROFILE_PROJECT" --target bench \
      --select q1 --until-caught-up > /dev/null 2> "$WORK/log/perf-record.err"; then
-  perf report -i "$WORK/perf.data" --no-children --sort symbol --comm streamctl --stdio 2>/dev/null \
-    | grep -E '^ +[0-9.]+%' | head -25 > "$WORK/res/perf-top.txt" || true
+  perf report -i "$WORK/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null \
+    | grep -E '^ +[0-9.]+%' | sed -E 's/[[:space:]-]+$//' > "$WORK/res/perf-symbols.txt" || true
 else
-  echo "perf failed: see $WORK/log/perf-record.err" > "$WORK/res/perf-top.txt"
+  echo "perf failed: see $WORK/log/perf-record.err" >&2
 fi
 stop_broker
 
@@ -152,22 +161,23 @@ for q in $QUERIES; do
   NEXMARK_TOPIC_PREFIX=nexmark_ "$BIN/nexmark-gen" "$BOOT" "$EVENTS" 1 > /dev/null
   touch "$WORK/data/produced-$q"
   wait $M || true
-  record denormalized $q $sem $n "$WORK/out/denormalized-$q.jsonl"
+  record denormalized $q $sem $n "$WORK/out/denormalized-$q.jsonl" "$WORK/data"
   stop_broker
 done
 
+read -r BIDS AUCTIONS < <(counts "$WORK/files")
 for q in $QUERIES; do
   m=$(model_of $q); n=$(inputs_of $q)
   sem=-; [ $q = window ] && sem=bounded; [ $q = join ] && sem=lookup
-  ins="nexmark.bid=$WORK/data/bid.jsonl"; [ $q = join ] && ins="nexmark.auction=$WORK/data/auction.jsonl $ins"
+  ins="nexmark.bid=$WORK/files/bid.jsonl"; [ $q = join ] && ins="nexmark.auction=$WORK/files/auction.jsonl $ins"
   say "files $q: streamctl (engine only)"
   # shellcheck disable=SC2086
   measure "streamctl_file-$q" -- "$BIN/streamctl-file" bench/nexmark-project "$m" "$WORK/out/streamctl_file-$q.jsonl" $ins
-  record streamctl_file $q $sem $n "$WORK/out/streamctl_file-$q.jsonl"
+  record streamctl_file $q $sem $n "$WORK/out/streamctl_file-$q.jsonl" "$WORK/files"
   say "files $q: Flink (engine only)"
-  measure "flink-$q" -- "$VENVS/flink/bin/python" bench/peers/flink_nexmark.py $q "$WORK/data" "$WORK/out/flink-$q"
+  measure "flink-$q" -- "$VENVS/flink/bin/python" bench/peers/flink_nexmark.py $q "$WORK/files" "$WORK/out/flink-$q"
   cat "$WORK/out/flink-$q"/* "$WORK/out/flink-$q"/.??* > "$WORK/out/flink-$q.jsonl" 2>/dev/null || true
-  record flink $q $sem $n "$WORK/out/flink-$q.jsonl"
+  record flink $q $sem $n "$WORK/out/flink-$q.jsonl" "$WORK/files"
 done
 
 say "fixed start-up costs (the same runs on empty files)"
@@ -179,6 +189,7 @@ say "versions and machine"
 {
   echo "started=$STARTED"
   echo "events=$EVENTS"
+  echo "file_events=$FILE_EVENTS"
   echo "streamctl=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml || echo '+local changes')"
   echo "tansu=$(tansu --version 2>/dev/null | head -1)"
   echo "quixstreams=$("$QPY" -c 'import importlib.metadata as m; print(m.version("quixstreams"))')"

@@ -5,7 +5,7 @@ join_asof for enrichment; results go to an output topic with .to_topic().
 Usage: quix_nexmark.py QUERY BOOTSTRAP INPUT_EVENTS OUT_TOPIC
   QUERY: q1 | q2 | window | join. Reads from the earliest offset and stops once INPUT_EVENTS
   input messages were processed (a counter step, the harness's only addition), or when no
-  input message came for 30 s (BENCH_STALL_S), reporting the stall.
+  input message came for 20 s (BENCH_STALL_S), reporting the stall.
 """
 import os, sys, tempfile, threading, time, uuid
 from datetime import timedelta
@@ -37,7 +37,7 @@ def count_input(_value):
 
 
 def watchdog():
-    stall = float(os.environ.get("BENCH_STALL_S", "30"))
+    stall = float(os.environ.get("BENCH_STALL_S", "20"))
     last, at = -1, time.monotonic()
     while True:
         time.sleep(1)

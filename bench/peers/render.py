@@ -36,8 +36,39 @@ def load(work):
         if os.path.exists(p):
             startup[e] = json.load(open(p))
     env = dict(line.rstrip("\n").split("=", 1) for line in open(os.path.join(work, "res", "env.txt")))
-    perf = open(os.path.join(work, "res", "perf-top.txt")).read().rstrip() if os.path.exists(os.path.join(work, "res", "perf-top.txt")) else ""
+    perf = []
+    p = os.path.join(work, "res", "perf-symbols.txt")
+    if os.path.exists(p):
+        for line in open(p):
+            pct, _, sym = line.strip().partition("%")
+            try:
+                perf.append((float(pct), sym.strip()))
+            except ValueError:
+                pass
     return res, startup, env, perf
+
+
+# Where a symbol's time goes, for the profile summary (first match wins).
+CATEGORIES = [
+    ("clock reads (clock_gettime)", ("clock_gettime",)),
+    ("copying memory (memmove/memcpy)", ("memmove", "memcpy")),
+    ("allocation and freeing (malloc, free)", ("malloc", "_int_free", "calloc", "realloc", "cfree", "unlink_chunk",
+                                              "free@", "[.] free", "malloc_consolidate", "tcache")),
+    ("locks (pthread mutex/rwlock)", ("pthread_mutex", "pthread_rwlock", "pthread_cond", "futex", "pthread_spin")),
+    ("JSON decoding (arrow-json reader, UTF-8 checks)", ("arrow_json::reader", "from_utf8", "ParseJsonNumber", "lexical_parse")),
+    ("JSON encoding (arrow-json writer)", ("arrow_json::writer", "ryu", "itoa")),
+    ("librdkafka (fetch, produce, queues)", ("rd_kafka", "[.] rd_", "crc32c")),
+    ("kernel (network, scheduling, page faults)", ("[k]",)),
+    ("DataFusion / Arrow compute", ("datafusion", "arrow_")),
+]
+
+
+def categorize(perf):
+    totals = {}
+    for pct, sym in perf:
+        name = next((c for c, pats in CATEGORIES if any(p in sym for p in pats)), "other")
+        totals[name] = totals.get(name, 0.0) + pct
+    return sorted(totals.items(), key=lambda kv: -kv[1])
 
 
 def k(x):
@@ -67,10 +98,15 @@ def render(work):
     root = os.getcwd()
     out = [BEGIN, "", "## streamctl against peer engines, Nexmark (issue #6)", ""]
     ev = json.load(open(os.path.join(work, "data", "reference.json")))["events"]
+    fev = json.load(open(os.path.join(work, "files", "reference.json")))["events"]
+    desc = lambda n, e: (f"{int(n):,} Nexmark events ({e['person']:,} persons, {e['auction']:,} auctions, "
+                         f"{e['bid']:,} bids)")
     out.append(
-        f"Run {env['started']} (UTC), `bench/compare.sh {env['events']}`, {int(env['duration_s']) / 60:.0f} min in all: "
-        f"{int(env['events']):,} Nexmark events ({ev['person']:,} persons, {ev['auction']:,} auctions, {ev['bid']:,} bids; "
-        "fixed start time, so the same data set every run), one partition per topic."
+        f"Run {env['started']} (UTC): `bench/compare.sh {env['events']} {env['file_events']}`, "
+        f"{int(env['duration_s']) / 60:.0f} min in all. Kafka comparison (streamctl, Quix Streams, Denormalized; "
+        f"tansu in memory, one partition per topic): {desc(env['events'], ev)}. Engine-only comparison on JSON Lines "
+        f"files (streamctl's runtime, Flink): {desc(env['file_events'], fev)}. The generator starts at a fixed time, "
+        "so each size is the same data set every run (and the smaller one is a prefix of the larger)."
     )
     out.append("")
     out.append(
@@ -90,7 +126,7 @@ def render(work):
     out.append("")
     f_start = startup.get("flink", {}).get("cpu_s")
     out.append("| query | streamctl | Quix Streams | streamctl ÷ Quix | Denormalized | streamctl ÷ Denorm. "
-               "| streamctl, files | Flink, files | streamctl ÷ Flink | ÷ Flink, start-up excluded |")
+               "| streamctl, files | Flink, files | streamctl ÷ Flink | ÷ Flink, Flink's start-up CPU excluded |")
     out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for q, title in QUERIES:
         g = lambda e: res.get((e, q))
@@ -130,6 +166,8 @@ def render(work):
             verdict = "ok" if ok(r) else "✗ " + "; ".join(c["problems"] + (["timed out"] if r["timed_out"] else []) + ([f"exit code {r['exit_code']}"] if r["exit_code"] else []))
             if c.get("note"):
                 verdict += f" ({c['note']})"
+            if r.get("remark") and not ok(r):
+                verdict += f"; the engine said: “{r['remark']}”"
             out.append(
                 f"| {title} | {name} | {r['input_events']:,} | {c['count']:,} ({c['expected']:,}) | {verdict} | "
                 f"{r['wall_s']:.1f} | {r['cpu_s']:.2f} | {k(r['input_events'] / r['wall_s'])} | {k(rate(r))} | {r['peak_rss_mib']:.0f} |"
@@ -141,7 +179,7 @@ def render(work):
                "`bench/peers/measure.py`, which records wall, CPU and peak RSS of the process tree):")
     out.append("")
     out.append("```")
-    out.append(f"bench/compare.sh {env['events']}")
+    out.append(f"bench/compare.sh {env['events']} {env['file_events']}")
     seen = set()
     for q, _ in QUERIES:
         for e in ENGINES:
@@ -155,12 +193,20 @@ def render(work):
     out.append("```")
     out.append("")
     if perf:
-        out.append("Where streamctl's time goes (q1 on Kafka, `perf record -F 999 -g` on the release binary, "
-                   "`perf report --no-children --sort symbol --comm streamctl`, top entries, share of the streamctl "
-                   "process's samples):")
+        out.append("Where streamctl's time goes (q1 on Kafka, the run above's data set; `perf record -F 2999 -g` on the "
+                   "release binary, `perf report --no-children --sort symbol`; shares of all samples of the streamctl "
+                   "process, all threads). By kind of work (symbols grouped by name):")
+        out.append("")
+        out.append("| kind of work | share of samples |")
+        out.append("|---|---:|")
+        for name, pct in categorize(perf):
+            out.append(f"| {name} | {pct:.1f}% |")
+        out.append("")
+        out.append("Top symbols:")
         out.append("")
         out.append("```")
-        out.append(perf)
+        for pct, sym in perf[:15]:
+            out.append(f"{pct:6.2f}%  {sym}")
         out.append("```")
         out.append("")
     out.append(END)
