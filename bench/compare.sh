@@ -138,10 +138,14 @@ say "perf profile of streamctl on q1 (Kafka)"
 PROFILE_PROJECT=$WORK/profile-project
 cp -r bench/nexmark-project "$PROFILE_PROJECT"
 sed -i 's/^name: nexmark$/name: nexmark_profile/' "$PROFILE_PROJECT/streamctl_project.yml"
-if perf record -F 2999 -g -o "$WORK/perf.data" -- "$BIN/streamctl" run --project-dir "$PROFILE_PROJECT" --target bench \
+if perf record -F 999 --call-graph dwarf,16384 -o "$WORK/perf.data" -- "$BIN/streamctl" run --project-dir "$PROFILE_PROJECT" --target bench \
      --select q1 --until-caught-up > /dev/null 2> "$WORK/log/perf-record.err"; then
   perf report -i "$WORK/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null \
     | grep -E '^ +[0-9.]+%' | sed -E 's/[[:space:]-]+$//' > "$WORK/res/perf-symbols.txt" || true
+  # Inclusive shares of streamctl's own steps and of librdkafka's threads.
+  perf report -i "$WORK/perf.data" --children --sort symbol --stdio -g none 2>/dev/null \
+    | grep -E '^ +[0-9.]+% +[0-9.]+%' | grep -E 'streamctl::|rdkafka::|rd_kafka_broker_thread_main' \
+    | sed -E 's/[[:space:]-]+$//' > "$WORK/res/perf-paths.txt" || true
 else
   echo "perf failed: see $WORK/log/perf-record.err" >&2
 fi

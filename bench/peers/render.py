@@ -45,7 +45,32 @@ def load(work):
                 perf.append((float(pct), sym.strip()))
             except ValueError:
                 pass
-    return res, startup, env, perf
+    paths = []
+    p = os.path.join(work, "res", "perf-paths.txt")
+    if os.path.exists(p):
+        for line in open(p):
+            parts = line.split(None, 2)
+            try:
+                paths.append((float(parts[0].rstrip("%")), parts[2].replace("[.] ", "").strip()))
+            except (ValueError, IndexError):
+                pass
+    return res, startup, env, (perf, paths)
+
+
+# Steps of streamctl's data path shown in the profile's inclusive view.
+STEPS = [
+    ("streamctl::runtime::worker::run_job", "the job's thread, in all"),
+    ("streamctl::runtime::codec::InputCodec::decode", "decoding input JSON into Arrow (arrow-json reader)"),
+    ("streamctl::runtime::worker::produce", "producing outputs (encoding + librdkafka send)"),
+    ("streamctl::runtime::codec::encode_output", "↳ of which encoding output rows to JSON (arrow-json writer)"),
+    ("rdkafka::producer::base_producer::BaseProducer<C,Part>::send", "↳ of which librdkafka's produce call"),
+    ("rdkafka::consumer::base_consumer::BaseConsumer<C>::poll_queue", "polling the consumer, one message per call"),
+    ("rd_kafka_broker_thread_main", "librdkafka's broker threads (fetch, produce requests)"),
+    ("rdkafka::producer::base_producer::BaseProducer<C,Part>::poll", "the producer's polling thread"),
+    ("streamctl::runtime::bounded::observe_rows", "watermark tracking"),
+    ("streamctl::runtime::job::Job::push::{{closure}}", "running the query (DataFusion operators)"),
+    ("streamctl::runtime::worker::checkpoint", "checkpoints"),
+]
 
 
 # Where a symbol's time goes, for the profile summary (first match wins).
@@ -53,11 +78,12 @@ CATEGORIES = [
     ("clock reads (clock_gettime)", ("clock_gettime",)),
     ("copying memory (memmove/memcpy)", ("memmove", "memcpy")),
     ("allocation and freeing (malloc, free)", ("malloc", "_int_free", "calloc", "realloc", "cfree", "unlink_chunk",
-                                              "free@", "[.] free", "malloc_consolidate", "tcache")),
+                                              "free@", "[.] free", "malloc_consolidate", "tcache", "__rust_alloc",
+                                              "__rust_dealloc", "RawVecInner", "RawVec<")),
     ("locks (pthread mutex/rwlock)", ("pthread_mutex", "pthread_rwlock", "pthread_cond", "futex", "pthread_spin")),
     ("JSON decoding (arrow-json reader, UTF-8 checks)", ("arrow_json::reader", "from_utf8", "ParseJsonNumber", "lexical_parse")),
-    ("JSON encoding (arrow-json writer)", ("arrow_json::writer", "ryu", "itoa")),
-    ("librdkafka (fetch, produce, queues)", ("rd_kafka", "[.] rd_", "crc32c")),
+    ("JSON encoding (arrow-json writer)", ("arrow_json::writer", "ryu", "itoa", "lexical_write")),
+    ("Kafka client (librdkafka, rdkafka crate)", ("rd_kafka", "[.] rd_", "crc32c", "rdkafka::")),
     ("kernel (network, scheduling, page faults)", ("[k]",)),
     ("DataFusion / Arrow compute", ("datafusion", "arrow_")),
 ]
@@ -94,7 +120,7 @@ def ratio(a, b, a_ok, b_ok):
 
 
 def render(work):
-    res, startup, env, perf = load(work)
+    res, startup, env, (perf, paths) = load(work)
     root = os.getcwd()
     out = [BEGIN, "", "## streamctl against peer engines, Nexmark (issue #6)", ""]
     ev = json.load(open(os.path.join(work, "data", "reference.json")))["events"]
@@ -193,9 +219,20 @@ def render(work):
     out.append("```")
     out.append("")
     if perf:
-        out.append("Where streamctl's time goes (q1 on Kafka, the run above's data set; `perf record -F 2999 -g` on the "
-                   "release binary, `perf report --no-children --sort symbol`; shares of all samples of the streamctl "
-                   "process, all threads). By kind of work (symbols grouped by name):")
+        out.append("Where streamctl's time goes (q1 on Kafka, the run above's data set; `perf record -F 999 --call-graph "
+                   "dwarf` on the release binary; shares of all samples of the streamctl process, all threads). "
+                   "By step of the data path (inclusive: a step's share includes what it calls; "
+                   "`perf report --children --sort symbol`):")
+        out.append("")
+        out.append("| step | share of samples |")
+        out.append("|---|---:|")
+        found = dict((sym, pct) for pct, sym in reversed(paths))
+        for sym, label in STEPS:
+            if sym in found:
+                short = "::".join([x for x in sym.split("::") if x != "{{closure}}"][-2:])
+                out.append(f"| {label} (`{short}`) | {found[sym]:.1f}% |")
+        out.append("")
+        out.append("By kind of work (self time, symbols grouped by name; `perf report --no-children --sort symbol`):")
         out.append("")
         out.append("| kind of work | share of samples |")
         out.append("|---|---:|")
