@@ -2,6 +2,8 @@
 //! `nexmark.person`, `nexmark.auction`, `nexmark.bid`, creating them if needed.
 //! Usage: nexmark-gen BOOTSTRAP EVENTS [PARTITIONS]
 //! With `-` as BOOTSTRAP the events go to stdout as JSON Lines (`{"topic":..., "value":...}`).
+//! `NEXMARK_TOPIC_PREFIX` (default `nexmark.`) changes the topics' prefix: Denormalized reads a
+//! dotted topic name as schema.table, so it gets `nexmark_`.
 
 use std::time::{Duration, Instant};
 
@@ -40,9 +42,12 @@ fn main() {
     cfg.set("bootstrap.servers", bootstrap);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let admin: AdminClient<DefaultClientContext> = cfg.create().expect("admin client");
-    let topics: Vec<NewTopic> = ["nexmark.person", "nexmark.auction", "nexmark.bid"]
+    let prefix = std::env::var("NEXMARK_TOPIC_PREFIX").unwrap_or_else(|_| "nexmark.".into());
+    let names: Vec<String> = ["person", "auction", "bid"].iter().map(|t| format!("{prefix}{t}")).collect();
+    let topics: Vec<NewTopic> = names
         .iter()
-        .map(|t| NewTopic::new(t, if *t == "nexmark.bid" { partitions } else { 1 }, TopicReplication::Fixed(1)))
+        .enumerate()
+        .map(|(i, t)| NewTopic::new(t, if i == 2 { partitions } else { 1 }, TopicReplication::Fixed(1)))
         .collect();
     for r in rt.block_on(admin.create_topics(topics.iter(), &AdminOptions::new())).expect("create topics") {
         if let Err((t, code)) = r {
@@ -72,7 +77,7 @@ fn main() {
         counts[i] += 1;
         let payload = value.to_string();
         loop {
-            match producer.send(BaseRecord::to(topic).key(&key).payload(&payload).timestamp(ts as i64)) {
+            match producer.send(BaseRecord::to(&names[i]).key(&key).payload(&payload).timestamp(ts as i64)) {
                 Ok(()) => break,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     producer.poll(Duration::from_millis(10));
