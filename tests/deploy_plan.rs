@@ -237,3 +237,18 @@ fn saved_plan_round_trips_and_stale_base_is_visible() {
     // The plan was made against an empty target; it has been deployed since.
     assert_ne!(back.base.fingerprint, deployed.fingerprint());
 }
+
+#[test]
+fn a_sources_dead_letter_topic_is_planned_with_its_first_reader() {
+    let reg_dir = tempfile::tempdir().unwrap();
+    let registry = FileRegistry::new(reg_dir.path().to_path_buf(), "REGISTRY");
+    // A dead-letter topic whose name does not start with the source's topic.
+    let (_d, desired) = project(|root| {
+        replace_in(root, "sources/shop.yml", "        event_time: {column: TS}", "        event_time: {column: TS}\n        on_error: dead_letter\n        dead_letter_topic: shop.rejects");
+    });
+    let p = plan(&desired, &DeployedState::default(), &registry, &facts(&DeployedState::default(), 0));
+    let names: Vec<&str> = p.changes.iter().map(|c| c.name.as_str()).collect();
+    let at = |n: &str| names.iter().position(|x| *x == n).unwrap_or_else(|| panic!("{n} not planned: {names:?}"));
+    assert!(at("shop.rejects") < at("paid_orders"), "{names:?}");
+    assert_eq!(names.iter().filter(|n| **n == "shop.rejects").count(), 1);
+}

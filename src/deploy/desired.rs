@@ -57,8 +57,10 @@ pub struct JobSpec {
     /// Kind of operator: stateless, stream_table_join, windowed_aggregate, aggregate.
     pub operator: OperatorKind,
     pub stateful: bool,
-    /// Input topics, and the models among the inputs.
+    /// Input topics, and the sources and models among the inputs.
     pub input_topics: Vec<String>,
+    #[serde(default)]
+    pub input_sources: Vec<String>,
     pub input_models: Vec<String>,
     pub output_topic: String,
     pub consumer_group: String,
@@ -160,12 +162,14 @@ impl DesiredState {
             add_topic(&m.topic, TopicRole::Output, m.config.partitions.unwrap_or(1), m.kind == RelationKind::Table, name);
             add_topic(&checkpoint_topic(&project, name), TopicRole::Checkpoint, 1, true, name);
             let mut input_topics = Vec::new();
+            let mut input_sources = Vec::new();
             let mut input_models = Vec::new();
             for input in &m.inputs {
                 match input {
                     NodeId::Source(s) => {
                         let src = &cp.sources[s];
                         input_topics.push(src.decl.table.topic.clone());
+                        input_sources.push(s.clone());
                         if src.decl.table.on_error == OnError::DeadLetter {
                             let t = src.decl.table.dead_letter_topic.clone().unwrap_or_else(|| format!("{}.dlq", src.decl.table.topic));
                             add_topic(&t, TopicRole::DeadLetter, 1, false, s);
@@ -230,6 +234,7 @@ impl DesiredState {
                     operator: m.operator,
                     stateful: m.operator != OperatorKind::Stateless,
                     input_topics,
+                    input_sources,
                     input_models,
                     output_topic: m.topic.clone(),
                     consumer_group: group_id(&project, name),

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::control::DeployedState;
 use super::desired::{DesiredState, JobSpec, TopicRole};
-use crate::registry::compat::{check_compatibility, Direction};
+use crate::registry::compat::check_compatibility;
 use crate::registry::{same_schema, Compatibility, SchemaRegistry, DEFAULT_OUTPUT_COMPATIBILITY};
 use crate::runtime::worker::{carry_over, CarryOver};
 
@@ -170,10 +170,16 @@ pub fn make_plan(input: &PlanInput<'_>) -> ChangePlan {
     if input.deployed.deployment.as_ref().is_some_and(|d| d.status == super::control::DeploymentStatus::Applying) {
         p.notes.push(format!("generation {} was not applied to the end: this plan includes what remains", input.deployed.generation()));
     }
-    // Creations and updates, model by model in dependency order.
+    // Creations and updates, model by model in dependency order: a model's own topics, and
+    // those of the sources it is the first to read (dead-letter topics; on the embedded target
+    // the source topics).
+    let mut placed: BTreeSet<&str> = BTreeSet::new();
     for model in &desired.order {
-        for t in desired.topics.values().filter(|t| &t.owner == model || (t.role != TopicRole::Output && t.role != TopicRole::Checkpoint && owner_reads(desired, model, &t.owner))) {
-            p.topic(t);
+        let reads = |owner: &str| desired.jobs.get(model).is_some_and(|j| j.input_sources.iter().any(|s| s == owner));
+        for t in desired.topics.values().filter(|t| &t.owner == model || reads(&t.owner)) {
+            if placed.insert(t.name.as_str()) {
+                p.topic(t);
+            }
         }
         for s in desired.schemas.values().filter(|s| &s.model == model) {
             p.schema(desired, s);
@@ -229,22 +235,6 @@ pub fn make_plan(input: &PlanInput<'_>) -> ChangePlan {
         delete_topics: input.delete_topics,
         desired: input.desired.clone(),
     }
-}
-
-/// Whether `model` reads the source or model `owner` (for the topics of a source: its
-/// dead-letter topic and, on the embedded target, its own topic).
-fn owner_reads(desired: &DesiredState, model: &str, owner: &str) -> bool {
-    // Attach a source's topics to the first model in order that reads it.
-    let first_reader = desired.order.iter().find(|m| {
-        desired.topics.values().any(|t| t.owner == owner) && desired.jobs.get(*m).is_some_and(|j| j.input_topics.iter().any(|it| desired.topics.get(it).is_some_and(|t| t.owner == owner)) || dlq_of(desired, owner, j))
-    });
-    first_reader.is_some_and(|m| m == model)
-}
-
-fn dlq_of(desired: &DesiredState, owner: &str, j: &JobSpec) -> bool {
-    // A dead-letter topic's owner is its source; a job reads that source when it reads the
-    // source's topic, whose name the DLQ starts with unless configured otherwise.
-    desired.topics.values().any(|t| t.owner == owner && t.role == TopicRole::DeadLetter && j.input_topics.iter().any(|it| t.name.starts_with(it.as_str())))
 }
 
 fn destroyed(object: ObjectKind, name: &str, owner: &str, what: &str) -> Change {
@@ -320,11 +310,9 @@ impl Planner<'_, '_> {
             }
             Some(d) => {
                 let mut reasons = Vec::new();
-                if let (Some(c), true) = (self.input.cluster, on_cluster.is_none()) {
-                    if !c.topics.is_empty() || self.input.cluster.is_some() {
-                        self.change(ObjectKind::Topic, &t.name, Action::Create, &t.owner, vec![format!("{what}: recorded as deployed but missing on the cluster")]);
-                        return;
-                    }
+                if self.input.cluster.is_some() && on_cluster.is_none() {
+                    self.change(ObjectKind::Topic, &t.name, Action::Create, &t.owner, vec![format!("{what}: recorded as deployed but missing on the cluster")]);
+                    return;
                 }
                 if d.spec.partitions != t.partitions {
                     if t.partitions < d.spec.partitions {
@@ -401,13 +389,13 @@ impl Planner<'_, '_> {
         match check_compatibility(level, s.schema_type, &s.schema, &previous) {
             Ok(broken) => {
                 for b in broken {
-                    let mode = match (level, b.direction) {
-                        (Compatibility::Full | Compatibility::FullTransitive, _) => level_name(level),
-                        (_, Direction::Backward) | (_, Direction::Forward) => level_name(level),
-                    };
                     self.problems.push(format!(
-                        "{}: {}: breaks {mode} compatibility of subject {} (version {})",
-                        s.model, b.message, s.subject, b.version
+                        "{}: {}: breaks {} compatibility of subject {} (version {})",
+                        s.model,
+                        b.message,
+                        level_name(level),
+                        s.subject,
+                        b.version
                     ));
                 }
             }
