@@ -93,6 +93,11 @@ fn failed_apply_is_resumed_by_the_next_plan() {
     assert_eq!(done_state.deployment.as_ref().map(|d| d.status), Some(DeploymentStatus::Applied));
     let last = session.plan(&desired, &done_state, false, false);
     assert!(!last.has_changes(), "{:#?}", last.changes);
+    // A plan for another project is refused before anything is read or written.
+    let mut other = last.clone();
+    other.project = "another_project".into();
+    let err = apply(&session, &other, &root).unwrap_err();
+    assert!(matches!(err, ApplyError::WrongTarget { .. }), "{err}");
     // A plan made before the last apply is stale now.
     let err = apply(&session, &rest, &root).unwrap_err();
     assert!(matches!(err, ApplyError::Stale { .. }), "{err}");

@@ -2,11 +2,12 @@
 //! followed at once by its record in the control topic. A failure midway leaves every record
 //! true to the cluster; the next plan shows what remains.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::control::{git_commit, whoami, ControlError, DeployedSchema, DeployedTopic, Deployment, DeploymentStatus, Meta};
+use super::control::{git_commit, whoami, ControlError, DeployedSchema, DeployedState, DeployedTopic, Deployment, DeploymentStatus, Meta};
 use super::plan::{Action, Change, ChangePlan, ObjectKind};
 use super::Session;
 use crate::connectors::kafka::TopicSpec as ClusterTopic;
@@ -35,12 +36,12 @@ pub fn apply(session: &Session, plan: &ChangePlan, project_root: &std::path::Pat
     if !plan.problems.is_empty() {
         return Err(ApplyError::Problems(plan.problems.len()));
     }
-    let project = &plan.desired.project;
-    if plan.target != session.target.name || plan.control_topic != session.target.control_topic {
+    let project = session.control.project();
+    if plan.project != project || plan.target != session.target.name || plan.control_topic != session.target.control_topic {
         return Err(ApplyError::WrongTarget {
-            plan: project.clone(),
+            plan: plan.project.clone(),
             plan_target: plan.target.clone(),
-            project: project.clone(),
+            project: project.to_string(),
             target: session.target.name.clone(),
         });
     }
@@ -75,11 +76,15 @@ pub fn apply(session: &Session, plan: &ChangePlan, project_root: &std::path::Pat
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| ControlError::Kafka { topic: String::new(), message: e.to_string() })?;
+    // The topics as the cluster has them now: asked once, not per change.
+    let topic_names: Vec<String> = plan.changes.iter().filter(|c| c.object == ObjectKind::Topic).map(|c| c.name.clone()).collect();
+    let on_cluster = session.cluster().topic_facts(&topic_names).map_err(|m| ControlError::Kafka { topic: String::new(), message: m })?;
+    let before = Before { state: &state, on_cluster: &on_cluster };
     let total = plan.changes.len();
     for (done, c) in plan.changes.iter().enumerate() {
         bar.set_message(format!("{} {} {}", c.action.symbol(), c.object.word(), c.name));
         let step = |message: String| ApplyError::Step { object: c.object.word(), name: c.name.clone(), message, done, total };
-        execute(session, plan, c, &meta, &rt).map_err(step)?;
+        execute(session, plan, c, &meta, &before, &rt).map_err(step)?;
         let line = format!("{} {} {}: {}", c.action.symbol(), c.object.word(), c.name, past(c.action));
         if tty {
             bar.println(line);
@@ -116,7 +121,14 @@ fn past(a: Action) -> &'static str {
     }
 }
 
-fn execute(session: &Session, plan: &ChangePlan, c: &Change, meta: &Meta, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+/// The target as it was when the apply took its lock (only this apply changes it since).
+struct Before<'a> {
+    state: &'a DeployedState,
+    /// Topic → (partitions, records).
+    on_cluster: &'a BTreeMap<String, (i32, i64)>,
+}
+
+fn execute(session: &Session, plan: &ChangePlan, c: &Change, meta: &Meta, before: &Before<'_>, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     let control = &session.control;
     let cluster = session.cluster();
     let ctl = |e: ControlError| e.to_string();
@@ -133,8 +145,7 @@ fn execute(session: &Session, plan: &ChangePlan, c: &Change, meta: &Meta, rt: &t
         }
         (ObjectKind::Topic, _) => {
             let spec = plan.desired.topics.get(&c.name).ok_or("not in the plan's desired state")?;
-            let facts = cluster.topic_facts(std::slice::from_ref(&c.name))?;
-            match facts.get(&c.name) {
+            match before.on_cluster.get(&c.name) {
                 None => rt.block_on(cluster.ensure_topics(&[ClusterTopic {
                     name: spec.name.clone(),
                     partitions: spec.partitions,
@@ -144,8 +155,8 @@ fn execute(session: &Session, plan: &ChangePlan, c: &Change, meta: &Meta, rt: &t
                     if *parts < spec.partitions {
                         rt.block_on(cluster.create_partitions(&c.name, spec.partitions))?;
                     }
-                    let recorded = session_recorded_configs(session, &c.name);
-                    if c.action == Action::Update && recorded.as_ref() != Some(&spec.configs) && !spec.configs.is_empty() {
+                    let recorded = before.state.topics.get(&c.name).map(|t| &t.spec.configs);
+                    if c.action == Action::Update && recorded != Some(&spec.configs) && !spec.configs.is_empty() {
                         rt.block_on(cluster.alter_configs(&c.name, &spec.configs))?;
                     }
                 }
@@ -179,8 +190,4 @@ fn execute(session: &Session, plan: &ChangePlan, c: &Change, meta: &Meta, rt: &t
             control.put("job", &c.name, Some(&super::control::DeployedJob { spec: spec.clone(), meta: meta.clone() })).map_err(ctl)
         }
     }
-}
-
-fn session_recorded_configs(session: &Session, topic: &str) -> Option<std::collections::BTreeMap<String, String>> {
-    session.read().ok().and_then(|s| s.topics.get(topic).map(|t| t.spec.configs.clone()))
 }
