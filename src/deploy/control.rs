@@ -319,6 +319,6 @@ pub fn git_commit(root: &std::path::Path) -> Option<String> {
 /// `user@host`, for the records and the lock.
 pub fn whoami() -> String {
     let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "someone".into());
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into());
+    let host = crate::runtime::lease::hostname().unwrap_or_else(|| "localhost".into());
     format!("{user}@{host}")
 }

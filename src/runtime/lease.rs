@@ -56,6 +56,11 @@ impl LeaseBook {
     }
 }
 
+/// This machine's name, to tell lease holders apart.
+pub fn hostname() -> Option<String> {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty())
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use super::bounded::RunError;
 use super::codec::{encode_output, InputCodec, Record};
 use super::job::Job;
-use super::lease::{now_ms, Lease, LeaseBook};
+use super::lease::{hostname, now_ms, Lease, LeaseBook};
 use super::watermark::WatermarkTracker;
 use crate::compile::CompiledProject;
 use crate::graph::NodeId;
@@ -377,7 +377,7 @@ pub fn run_job(
     let stateful = m.operator != crate::compile::OperatorKind::Stateless;
     let mut stats = JobStats { model: model.clone(), ..Default::default() };
 
-    let me = format!("{}-{}-{:x}", hostname(), std::process::id(), now_ms());
+    let me = format!("{}-{}-{:x}", hostname().unwrap_or_else(|| "worker".into()), std::process::id(), now_ms());
     let mut log_tail = CheckpointLog::open(&client, &ck_topic)?;
 
     let errors = Arc::new(DeliveryErrors::default());
@@ -424,7 +424,8 @@ pub fn run_job(
         if let Some((manifest, state)) = restored {
             epoch = manifest.epoch;
             base_totals = manifest.totals;
-            match carry_over(&manifest.semantic_hash, manifest.stateful, &m.semantic_hash, stateful) {
+            let carried = carry_over(&manifest.semantic_hash, manifest.stateful, &m.semantic_hash, stateful);
+            match carried {
                 CarryOver::Resume => {
                     rt.block_on(async { job.restore(&state) })?;
                     log(&model, &format!("restored checkpoint {epoch}"));
@@ -434,7 +435,7 @@ pub fn run_job(
                     log(&model, "the model changed since its last checkpoint: new state, rebuilt from its replay position")
                 }
             }
-            if carry_over(&manifest.semantic_hash, manifest.stateful, &m.semantic_hash, stateful) != CarryOver::Replay {
+            if carried != CarryOver::Replay {
                 for (t, p, o) in manifest.offsets {
                     offsets.insert((t, p), o);
                 }
@@ -781,7 +782,4 @@ fn checkpoint(
     sender.flush()
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "worker".into())
-}
 
