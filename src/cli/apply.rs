@@ -11,8 +11,8 @@ use crate::compile::CompiledProject;
 use crate::deploy::apply::apply;
 use crate::deploy::plan::ChangePlan;
 use crate::deploy::Session;
-use crate::runtime::host::{load_samples, read_topic, run_jobs, source_topics, stop_on_signals};
-use crate::runtime::worker::{RunControl, RunOptions};
+use crate::runtime::host::run_embedded;
+use crate::runtime::worker::RunOptions;
 
 #[derive(Debug, ClapArgs)]
 #[command(after_help = "\
@@ -101,41 +101,24 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     }
-    if session.is_embedded() {
-        return run_embedded_jobs(global, cp, &session, args.show);
-    }
-    Ok(ExitCode::SUCCESS)
+    run_embedded_jobs(global, cp, &session, args.show)
 }
 
 /// The embedded target after apply: sample data in, every deployed job run until caught up,
 /// outputs printed.
 fn run_embedded_jobs(global: &GlobalArgs, cp: CompiledProject, session: &Session, show: usize) -> anyhow::Result<ExitCode> {
+    let Some(broker) = session.embedded_broker() else { return Ok(ExitCode::SUCCESS) };
     let deployed = session.read()?;
-    let models: Vec<String> = cp.order().into_iter().filter_map(|n| match n {
-        crate::graph::NodeId::Model(m) if deployed.jobs.contains_key(&m) => Some(m),
-        _ => None,
-    }).collect();
-    let cluster = session.cluster();
-    let client = cluster.client_config();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(cluster.ensure_topics(&source_topics(&cp, &models))).map_err(anyhow::Error::msg)?;
-    let loaded = load_samples(&cp, &client, &models)?;
-    for (topic, n) in &loaded {
-        eprintln!("loaded {n} sample records into {topic}");
-    }
-    eprintln!("running {} until caught up", plural(models.len(), "job"));
-    let cp = Arc::new(cp);
-    let control = Arc::new(RunControl::default());
-    stop_on_signals(control.clone());
-    let opts = RunOptions { until_caught_up: true, ..RunOptions::default() };
-    let results = run_jobs(cp.clone(), &models, &client, &opts, control);
-    let outputs: Vec<_> = models
-        .iter()
-        .map(|m| {
-            let topic = cp.models[m].topic.clone();
-            let rows = read_topic(&client, &topic).unwrap_or_default();
-            (m.clone(), topic, rows)
+    let models: Vec<String> = cp
+        .order()
+        .into_iter()
+        .filter_map(|n| match n {
+            crate::graph::NodeId::Model(m) if deployed.jobs.contains_key(&m) => Some(m),
+            _ => None,
         })
         .collect();
-    super::run::report(global, &results, &outputs, show)
+    eprintln!("running {} until caught up", plural(models.len(), "job"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let run = rt.block_on(run_embedded(broker, Arc::new(cp), &models, &RunOptions::default()))?;
+    super::run::report(global, &run.results, &run.outputs, show)
 }

@@ -11,7 +11,8 @@ use crate::deploy::follow::run_deployed;
 use crate::graph::NodeId;
 use crate::jinja::Jinja;
 use crate::project::config::TargetKind;
-use crate::runtime::host::{job_topics, read_topic, run_embedded, run_jobs, stop_on_signals};
+use crate::connectors::embedded::EmbeddedBroker;
+use crate::runtime::host::{job_topics, run_embedded, run_jobs, stop_on_signals};
 use crate::runtime::worker::{JobStats, RunControl, RunOptions};
 
 #[derive(Debug, ClapArgs)]
@@ -90,20 +91,20 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     eprintln!("running {} on target `{}`", plural(models.len(), "job"), target.name);
     let (results, outputs) = if target.kind == TargetKind::Embedded {
-        let run = match rt.block_on(run_embedded(cp.clone(), &models, &opts)) {
-            Ok(r) => r,
+        let broker = match EmbeddedBroker::start() {
+            Ok(b) => b,
             Err(e) => {
                 eprintln!("error: {e}");
                 return Ok(ExitCode::from(1));
             }
         };
-        let client = Cluster::Embedded(&run.broker).client_config();
-        let mut outputs = Vec::new();
-        for m in &models {
-            let topic = &cp.models[m].topic;
-            outputs.push((m.clone(), topic.clone(), read_topic(&client, topic).unwrap_or_default()));
+        match rt.block_on(run_embedded(&broker, cp.clone(), &models, &opts)) {
+            Ok(run) => (run.results, run.outputs),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(1));
+            }
         }
-        (run.results, outputs)
     } else {
         let cluster = Cluster::Kafka {
             bootstrap: target.bootstrap_servers.clone().unwrap_or_default(),

@@ -48,6 +48,11 @@ impl Session {
         self.broker.is_some()
     }
 
+    /// The broker in this process, on the embedded target.
+    pub fn embedded_broker(&self) -> Option<&EmbeddedBroker> {
+        self.broker.as_ref()
+    }
+
     pub fn read(&self) -> Result<DeployedState, ControlError> {
         self.control.read()
     }

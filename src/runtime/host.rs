@@ -13,7 +13,7 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::bounded::{sample_records, RunError};
-use super::worker::{checkpoint_topic, run_job, JobStats, RunControl, RunOptions};
+use super::worker::{checkpoint_topic, run_job, JobOutcome, JobStats, RunControl, RunOptions, TopicRows};
 use crate::compile::CompiledProject;
 use crate::connectors::kafka::{Cluster, TopicSpec};
 use crate::graph::NodeId;
@@ -204,17 +204,22 @@ pub fn read_topic(client: &ClientConfig, topic: &str) -> Result<Vec<(Option<Vec<
     Ok(out)
 }
 
-/// The embedded target: a broker in this process, the sources' sample data loaded into it, and
-/// the jobs run until they have caught up.
+/// The embedded target: the sources' sample data loaded into the broker in this process, the
+/// jobs run until they have caught up, and what they wrote.
 pub struct EmbeddedRun {
-    pub broker: crate::connectors::embedded::EmbeddedBroker,
     pub loaded: BTreeMap<String, usize>,
-    pub results: Vec<(String, Result<JobStats, RunError>)>,
+    pub results: Vec<JobOutcome>,
+    /// (model, topic, records) per job.
+    pub outputs: Vec<(String, String, TopicRows)>,
 }
 
-pub async fn run_embedded(cp: Arc<CompiledProject>, models: &[String], opts: &RunOptions) -> Result<EmbeddedRun, RunError> {
-    let broker = crate::connectors::embedded::EmbeddedBroker::start().map_err(RunError::Setup)?;
-    let cluster = Cluster::Embedded(&broker);
+pub async fn run_embedded(
+    broker: &crate::connectors::embedded::EmbeddedBroker,
+    cp: Arc<CompiledProject>,
+    models: &[String],
+    opts: &RunOptions,
+) -> Result<EmbeddedRun, RunError> {
+    let cluster = Cluster::Embedded(broker);
     let mut topics = source_topics(&cp, models);
     topics.extend(job_topics(&cp, models));
     cluster.ensure_topics(&topics).await.map_err(RunError::Setup)?;
@@ -227,5 +232,13 @@ pub async fn run_embedded(cp: Arc<CompiledProject>, models: &[String], opts: &Ru
     stop_on_signals(control.clone());
     let opts = RunOptions { until_caught_up: true, ..opts.clone() };
     let results = run_jobs(cp.clone(), models, &client, &opts, control);
-    Ok(EmbeddedRun { broker, loaded, results })
+    let outputs = models
+        .iter()
+        .map(|m| {
+            let topic = cp.models[m].topic.clone();
+            let rows = read_topic(&client, &topic).unwrap_or_default();
+            (m.clone(), topic, rows)
+        })
+        .collect();
+    Ok(EmbeddedRun { loaded, results, outputs })
 }
