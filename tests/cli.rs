@@ -1,8 +1,11 @@
 //! The CLI on the example project and on scaffolded projects: exact outputs and files.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
+use common::copy_dir;
 
 fn streamctl() -> Command {
     let mut c = Command::cargo_bin("streamctl").unwrap();
@@ -17,24 +20,8 @@ fn example() -> PathBuf {
 /// A copy of a project in a temporary directory, to edit or compile into.
 fn copy_project(from: &Path) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
-    copy_dir(from, tmp.path());
+    copy_dir(from, tmp.path(), &["target"]);
     tmp
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_name() == "target" {
-            continue;
-        }
-        let dest = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }
 
 fn stdout(c: &mut Command) -> String {

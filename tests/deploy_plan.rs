@@ -2,9 +2,12 @@
 //! The deployed state is what an apply of an earlier version of the project would record, and
 //! the schema registry is a real file registry in a temporary directory.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use common::{copy_dir, replace_in};
 use streamctl::compile::CompiledProject;
 use streamctl::deploy::control::{DeployedJob, DeployedSchema, DeployedState, DeployedTopic, Deployment, DeploymentStatus, Meta};
 use streamctl::deploy::desired::DesiredState;
@@ -34,7 +37,7 @@ fn target() -> ResolvedTarget {
 /// The fixture project copied to a temporary directory, with `edit` applied to its files.
 fn project(edit: impl FnOnce(&Path)) -> (tempfile::TempDir, DesiredState) {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(Path::new(BASE), dir.path());
+    copy_dir(Path::new(BASE), dir.path(), &["target"]);
     edit(dir.path());
     let cp = compile(dir.path());
     let desired = DesiredState::of(&cp, &target());
@@ -48,25 +51,6 @@ fn compile(root: &Path) -> CompiledProject {
     let cp = rt.block_on(streamctl::compile::compile(project, diags));
     assert!(!cp.diagnostics.has_errors(), "{:?}", cp.diagnostics);
     cp
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let dest = to.join(e.file_name());
-        if e.path().is_dir() {
-            std::fs::create_dir_all(&dest).unwrap();
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
-fn replace_in(root: &Path, file: &str, from: &str, to: &str) {
-    let p = root.join(file);
-    let text = std::fs::read_to_string(&p).unwrap();
-    assert!(text.contains(from), "{file} has no `{from}`");
-    std::fs::write(&p, text.replace(from, to)).unwrap();
 }
 
 fn meta(generation: u64) -> Meta {

@@ -3,35 +3,14 @@
 //! applied while a worker runs, the worker switching generation without losing input, and two
 //! applies of one saved plan at once, of which exactly one succeeds.
 
+mod common;
 mod e2e_common;
 
-use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{copy_dir, replace_in};
 use e2e_common::*;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let name = e.file_name();
-        if name == "target" || name == "schemas" {
-            continue;
-        }
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(&name));
-        } else {
-            std::fs::copy(e.path(), to.join(&name)).unwrap();
-        }
-    }
-}
-
-fn edit(root: &Path, file: &str, from: &str, to: &str) {
-    let p = root.join(file);
-    let text = std::fs::read_to_string(&p).unwrap();
-    assert!(text.contains(from), "{file} has no `{from}`");
-    std::fs::write(&p, text.replace(from, to)).unwrap();
-}
 
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
@@ -43,7 +22,7 @@ fn apply_edit_apply_while_a_worker_runs() {
     let (_broker, bootstrap) = start_broker(&tansu);
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("project");
-    copy_dir(&root().join("example-project"), &project);
+    copy_dir(&root().join("example-project"), &project, &["target", "schemas"]);
     let cmd = |args: &[&str]| {
         let mut c = streamctl();
         c.arg("--project-dir").arg(&project).args(["--target", "local", "--bootstrap-servers", &bootstrap, "--schema-registry-url", "file:registry"]);
@@ -70,8 +49,8 @@ fn apply_edit_apply_while_a_worker_runs() {
 
     // Two edits that keep the results: a stateless filter (offsets carry over) and a running
     // aggregation (its state is rebuilt from the earliest offset).
-    edit(&project, "models/logon_prime_loyal.sql", "WHERE CUSTOMER_CLASS", "WHERE LOGON_ID > 0 AND CUSTOMER_CLASS");
-    edit(&project, "models/orders_by_mode.sql", "GROUP BY ORDER_MODE", "GROUP BY ORDER_MODE\nHAVING COUNT(*) > 0");
+    replace_in(&project, "models/logon_prime_loyal.sql", "WHERE CUSTOMER_CLASS", "WHERE LOGON_ID > 0 AND CUSTOMER_CLASS");
+    replace_in(&project, "models/orders_by_mode.sql", "GROUP BY ORDER_MODE", "GROUP BY ORDER_MODE\nHAVING COUNT(*) > 0");
     let plan = cmd(&["plan", "--detailed-exitcode"]).output().unwrap();
     let shown = text(&plan);
     assert_eq!(plan.status.code(), Some(2), "{shown}");
@@ -115,7 +94,7 @@ fn apply_edit_apply_while_a_worker_runs() {
 
     // One saved plan, applied twice at once: the lock (or, for the later one, the plan's
     // staleness) lets exactly one through.
-    edit(&project, "models/logon_prime_loyal.sql", "WHERE LOGON_ID > 0 AND", "WHERE LOGON_ID > 1 AND");
+    replace_in(&project, "models/logon_prime_loyal.sql", "WHERE LOGON_ID > 0 AND", "WHERE LOGON_ID > 1 AND");
     let saved = dir.path().join("p.plan");
     let out = cmd(&["plan", "--out"]).arg(&saved).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
