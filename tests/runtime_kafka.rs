@@ -187,3 +187,53 @@ fn a_job_can_start_from_a_point_in_time() {
     let out = output_values(&broker, &cp.models[model].topic);
     assert_eq!(out, vec![r#"{"user_id":1,"url":"/on-time"}"#, r#"{"user_id":1,"url":"/late"}"#]);
 }
+
+/// Two partitions, one far ahead of the other in event time: live, the slow one holds the
+/// watermark back until both idle. A job stopped before that point and restarted with no new
+/// input must still close the windows its inputs had passed: the event time the partitions
+/// reached is part of the checkpoint, like their offsets.
+#[test]
+fn a_restart_keeps_the_event_time_its_partitions_reached() {
+    let cp = project();
+    let model = "tumbling_final";
+    let values: Vec<String> = clicks().iter().map(|v| v.to_string()).collect();
+    let (early, late) = values.split_at(100);
+    let load = |broker: &EmbeddedBroker| {
+        let p: ThreadedProducer<_> = Cluster::Embedded(broker).client_config().create().unwrap();
+        for (part, vs) in [(1, early), (0, late)] {
+            for v in vs {
+                p.send(BaseRecord::<[u8], [u8]>::to("web.clicks").partition(part).payload(v.as_bytes())).map_err(|(e, _)| e).unwrap();
+            }
+        }
+        p.flush(Duration::from_secs(10)).unwrap();
+    };
+    // The reference: one uninterrupted run to the end of the input.
+    let uninterrupted = setup(&cp, &[model.to_string()]);
+    load(&uninterrupted);
+    run(&cp, &uninterrupted, model, &opts(), RunControl::default());
+    let want: BTreeSet<String> = output_values(&uninterrupted, &cp.models[model].topic).into_iter().collect();
+
+    let broker = setup(&cp, &[model.to_string()]);
+    load(&broker);
+    // Live, with an idle timeout far away: stopped while partition 1 still holds event time back.
+    let live = RunOptions { until_caught_up: false, idle_timeout: Duration::from_secs(3600), ..opts() };
+    let control = Arc::new(RunControl::default());
+    let stopper = {
+        let control = control.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(3));
+            control.stop.store(true, Ordering::SeqCst);
+        })
+    };
+    let client = Cluster::Embedded(&broker).client_config();
+    let first = run_jobs(cp.clone(), &[model.to_string()], &client, &live, control).pop().unwrap().1.unwrap();
+    stopper.join().unwrap();
+    assert_eq!(first.records_in, 200);
+    let before: BTreeSet<String> = output_values(&broker, &cp.models[model].topic).into_iter().collect();
+    assert!(before.len() < want.len(), "the slow partition held some windows open");
+    // Restarted with nothing new to read.
+    let second = run(&cp, &broker, model, &opts(), RunControl::default());
+    assert_eq!(second.records_in, 0);
+    let got: BTreeSet<String> = output_values(&broker, &cp.models[model].topic).into_iter().collect();
+    assert_eq!(got, want);
+}

@@ -62,6 +62,11 @@ impl WatermarkTracker {
         }
     }
 
+    /// The largest event time seen on a partition, for the checkpoint.
+    pub fn max_event_time(&self, input: &NodeId, partition: i32) -> Option<i64> {
+        self.partitions.get(&(input.clone(), partition)).map(|p| p.max_event_time).filter(|t| *t != i64::MIN)
+    }
+
     /// Only partitions of these inputs count (tables do not drive event time).
     pub fn watermark(&self, inputs: &[NodeId]) -> i64 {
         self.watermark_at(inputs, Instant::now())

@@ -129,6 +129,10 @@ pub struct CheckpointManifest {
     pub stateful: bool,
     /// (topic, partition, next offset to read).
     pub offsets: Vec<(String, i32, i64)>,
+    /// (topic, partition, largest event time read): where event time stood with those offsets,
+    /// so a restarted job closes the windows its inputs had passed without new input.
+    #[serde(default)]
+    pub event_times: Vec<(String, i32, i64)>,
     /// Counters since the job was first deployed (carried over when the model changes).
     #[serde(default)]
     pub totals: Totals,
@@ -419,6 +423,7 @@ pub fn run_job(
         let mut job = Job::new(&m, task.clone())?;
         let restored = log_tail.checkpoint()?;
         let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
+        let mut event_times: Vec<(String, i32, i64)> = Vec::new();
         let mut epoch = 0u64;
         let mut base_totals = Totals::default();
         if let Some((manifest, state)) = restored {
@@ -439,6 +444,7 @@ pub fn run_job(
                 for (t, p, o) in manifest.offsets {
                     offsets.insert((t, p), o);
                 }
+                event_times = manifest.event_times;
                 stats.restored_epoch = Some(epoch);
             }
         }
@@ -501,6 +507,12 @@ pub fn run_job(
                 if codec.kind == RelationKind::Stream {
                     tracker.add_partition(&codec.id, p.id(), codec.lateness_ms);
                 }
+            }
+        }
+        let now = Instant::now();
+        for (topic, p, t) in event_times.drain(..) {
+            if let (Some(st), Some(c)) = (parts.get(&(topic.clone(), p)), codecs.get(&topic)) {
+                tracker.observe_at(&st.input, p, t, c.lateness_ms, now);
             }
         }
         data.assign(&tpl).map_err(|e| kafka_err("assigning input partitions", e))?;
@@ -675,7 +687,7 @@ pub fn run_job(
                 epoch += 1;
                 let state = rt.block_on(job.snapshot())?;
                 let head = CheckpointHead { epoch, semantic_hash: &m.semantic_hash, stateful, totals: base_totals.plus(&stats) };
-                if let Err(e) = checkpoint(&sender, &ck_topic, &head, &state, &parts) {
+                if let Err(e) = checkpoint(&sender, &ck_topic, &head, &state, &parts, &tracker) {
                     // Nothing since the last checkpoint is committed: replaying from it is safe.
                     log(&model, &format!("checkpoint failed ({e}); resuming from the last checkpoint"));
                     std::thread::sleep(Duration::from_secs(1));
@@ -756,6 +768,7 @@ fn checkpoint(
     head: &CheckpointHead<'_>,
     state: &[u8],
     parts: &BTreeMap<(String, i32), PartitionState>,
+    tracker: &WatermarkTracker,
 ) -> Result<(), RunError> {
     sender.flush()?;
     let epoch = head.epoch;
@@ -775,6 +788,7 @@ fn checkpoint(
         stateful: head.stateful,
         totals: head.totals,
         offsets: parts.iter().map(|((t, p), st)| (t.clone(), *p, st.next)).collect(),
+        event_times: parts.iter().filter_map(|((t, p), st)| tracker.max_event_time(&st.input, *p).map(|e| (t.clone(), *p, e))).collect(),
     };
     let value = serde_json::to_vec(&manifest).map_err(|e| RunError::Setup(e.to_string()))?;
     sender.flush()?;
