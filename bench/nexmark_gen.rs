@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use nexmark::event::Event;
 use nexmark::config::NexmarkConfig;
+use nexmark::event::Event;
 use nexmark::EventGenerator;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -101,9 +101,18 @@ fn main() {
 /// An event as (topic, JSON value).
 fn to_json(e: Event) -> (&'static str, serde_json::Value) {
     match e {
-        Event::Person(p) => ("nexmark.person", json!({"id": p.id, "name": p.name, "email_address": p.email_address, "credit_card": p.credit_card, "city": p.city, "state": p.state, "date_time": p.date_time, "extra": p.extra})),
-        Event::Auction(a) => ("nexmark.auction", json!({"id": a.id, "item_name": a.item_name, "description": a.description, "initial_bid": a.initial_bid, "reserve": a.reserve, "date_time": a.date_time, "expires": a.expires, "seller": a.seller, "category": a.category, "extra": a.extra})),
-        Event::Bid(b) => ("nexmark.bid", json!({"auction": b.auction, "bidder": b.bidder, "price": b.price, "channel": b.channel, "url": b.url, "date_time": b.date_time, "extra": b.extra})),
+        Event::Person(p) => (
+            "nexmark.person",
+            json!({"id": p.id, "name": p.name, "email_address": p.email_address, "credit_card": p.credit_card, "city": p.city, "state": p.state, "date_time": p.date_time, "extra": p.extra}),
+        ),
+        Event::Auction(a) => (
+            "nexmark.auction",
+            json!({"id": a.id, "item_name": a.item_name, "description": a.description, "initial_bid": a.initial_bid, "reserve": a.reserve, "date_time": a.date_time, "expires": a.expires, "seller": a.seller, "category": a.category, "extra": a.extra}),
+        ),
+        Event::Bid(b) => (
+            "nexmark.bid",
+            json!({"auction": b.auction, "bidder": b.bidder, "price": b.price, "channel": b.channel, "url": b.url, "date_time": b.date_time, "extra": b.extra}),
+        ),
     }
 }
 

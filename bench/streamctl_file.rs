@@ -38,7 +38,8 @@ fn run() -> Result<(), String> {
     }
     let root = PathBuf::from(&args[1]);
     let model = &args[2];
-    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(&args[3]).map_err(|e| format!("{}: {e}", args[3]))?);
+    let mut out =
+        BufWriter::with_capacity(1 << 20, std::fs::File::create(&args[3]).map_err(|e| format!("{}: {e}", args[3]))?);
     let inputs: Vec<(String, String)> = args[4..]
         .iter()
         .map(|a| a.split_once('=').map(|(i, f)| (i.to_string(), f.to_string())).ok_or(format!("not INPUT=FILE: {a}")))
@@ -46,7 +47,8 @@ fn run() -> Result<(), String> {
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     let mut diags = Diagnostics::new();
-    let project = Project::load(&root, &mut diags).map_err(|_| format!("cannot load the project at {}", root.display()))?;
+    let project =
+        Project::load(&root, &mut diags).map_err(|_| format!("cannot load the project at {}", root.display()))?;
     let cp = rt.block_on(streamctl::compile::compile(project, diags));
     if cp.diagnostics.has_errors() {
         return Err(format!("the project has errors: {:?}", cp.diagnostics.sorted()));
@@ -76,7 +78,8 @@ fn run() -> Result<(), String> {
             .iter()
             .find(|c| c.id == NodeId::Source(input.clone()))
             .ok_or(format!("`{input}` is not an input of `{model}`"))?;
-        let mut lines = BufReader::with_capacity(1 << 20, std::fs::File::open(file).map_err(|e| format!("{file}: {e}"))?).lines();
+        let mut lines =
+            BufReader::with_capacity(1 << 20, std::fs::File::open(file).map_err(|e| format!("{file}: {e}"))?).lines();
         let mut offset = 0i64;
         loop {
             let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
@@ -97,7 +100,9 @@ fn run() -> Result<(), String> {
                 return Err(format!("bad record at line {}: {}", batch[bad.index].offset + 1, bad.reason));
             }
             let row_wms = streamctl::runtime::bounded::observe_rows(&mut tracker, codec, &decoded, &batch, &streams);
-            let pushed = rt.block_on(job.push(&codec.id, &decoded.batch, decoded.deletes.clone(), row_wms.as_deref())).map_err(|e| e.to_string())?;
+            let pushed = rt
+                .block_on(job.push(&codec.id, &decoded.batch, decoded.deletes.clone(), row_wms.as_deref()))
+                .map_err(|e| e.to_string())?;
             late += pushed.late.len() as u64;
             records_out += write(&pushed.outputs, &mut out)?;
             let wm = tracker.watermark(&streams);

@@ -67,11 +67,8 @@ pub fn offset_of(text: &str, line: usize, column: usize) -> usize {
     }
     let line_text = &text[start..];
     let line_end = line_text.find('\n').unwrap_or(line_text.len());
-    let col_bytes = line_text[..line_end]
-        .char_indices()
-        .nth(column.saturating_sub(1))
-        .map(|(i, _)| i)
-        .unwrap_or(line_end);
+    let col_bytes =
+        line_text[..line_end].char_indices().nth(column.saturating_sub(1)).map(|(i, _)| i).unwrap_or(line_end);
     start + col_bytes
 }
 

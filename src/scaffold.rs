@@ -53,7 +53,8 @@ pub fn scaffold(dir: &Path, name: &str) -> Result<Vec<String>, ScaffoldError> {
         if let Some(parent) = full.parent() {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
-        std::fs::write(&full, rendered).map_err(|source| ScaffoldError::Io { path: full.display().to_string(), source })?;
+        std::fs::write(&full, rendered)
+            .map_err(|source| ScaffoldError::Io { path: full.display().to_string(), source })?;
         written.push(path.to_string());
     }
     Ok(written)

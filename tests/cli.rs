@@ -39,7 +39,10 @@ fn the_example_project_is_valid() {
 #[test]
 fn ls_selects_like_dbt() {
     let ls = |sel: &str| stdout(streamctl().args(["ls", "--project-dir"]).arg(example()).args(["--select", sel]));
-    assert_eq!(ls("+logon_prime_loyal"), "source.soe.customers\nsource.soe.logon\nmodel.logon_enriched\nmodel.logon_prime_loyal\n");
+    assert_eq!(
+        ls("+logon_prime_loyal"),
+        "source.soe.customers\nsource.soe.logon\nmodel.logon_enriched\nmodel.logon_prime_loyal\n"
+    );
     assert_eq!(ls("source:soe.orders+"), "source.soe.orders\nmodel.orders_agg_hourly\nmodel.orders_by_mode\n");
     assert_eq!(ls("tag:fraud"), "model.logon_bursts\n");
     assert_eq!(ls("logon_enriched+,resource_type:sink"), "sink.prime_logons_out\n");
@@ -82,15 +85,14 @@ fn compile_writes_the_manifest_and_compiled_sql() {
     );
     assert_eq!(m["nodes"]["model.logon_enriched"]["operator"], "stream_table_join");
     assert_eq!(m["nodes"]["model.orders_by_mode"]["operator"], "aggregate");
-    assert_eq!(
-        m["nodes"]["model.logon_prime_loyal"]["depends_on"],
-        serde_json::json!(["model.logon_enriched"])
-    );
+    assert_eq!(m["nodes"]["model.logon_prime_loyal"]["depends_on"], serde_json::json!(["model.logon_enriched"]));
     let sql = std::fs::read_to_string(tmp.path().join("target/compiled/models/logon_prime_loyal.sql")).unwrap();
     assert!(sql.contains("FROM logon_enriched\nWHERE CUSTOMER_CLASS = 'Prime'\n  AND CUSTOMER_SINCE_YRS > 5"), "{sql}");
     // The manifest validates against its checked-in schema.
-    let schema: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/manifest.schema.json")).unwrap()).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/manifest.schema.json")).unwrap(),
+    )
+    .unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let errors: Vec<String> = validator.iter_errors(&m).map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{errors:?}");
@@ -100,7 +102,8 @@ fn compile_writes_the_manifest_and_compiled_sql() {
 fn semantic_hash_ignores_formatting_but_not_logic() {
     let tmp = copy_project(&example());
     let path = tmp.path().join("models/logon_prime_loyal.sql");
-    let hash = |dir: &Path| manifest(dir)["nodes"]["model.logon_prime_loyal"]["semantic_hash"].as_str().unwrap().to_string();
+    let hash =
+        |dir: &Path| manifest(dir)["nodes"]["model.logon_prime_loyal"]["semantic_hash"].as_str().unwrap().to_string();
     let original = std::fs::read_to_string(&path).unwrap();
     let before = hash(tmp.path());
 
@@ -118,7 +121,10 @@ fn init_scaffolds_a_project_that_validates() {
     let out = stdout(streamctl().args(["init", "payments", "--project-dir"]).arg(tmp.path()));
     assert!(out.contains("created"), "{out}");
     let project = tmp.path().join("payments");
-    assert_eq!(stdout(streamctl().args(["validate", "--project-dir"]).arg(&project)), "valid: 2 sources, 2 models, 0 sinks\n");
+    assert_eq!(
+        stdout(streamctl().args(["validate", "--project-dir"]).arg(&project)),
+        "valid: 2 sources, 2 models, 0 sinks\n"
+    );
     let tests = stdout(streamctl().args(["test", "--project-dir"]).arg(&project));
     assert!(tests.ends_with("tests: 2 passed, 0 failed\n"), "{tests}");
     // A second init into the same place refuses.
@@ -165,7 +171,9 @@ fn apply_on_the_embedded_target_deploys_and_runs_the_example() {
     assert!(stdout.contains("Plan: 29 to create, 0 to update in place, 0 to replace, 0 to destroy."), "{stdout}");
     assert!(stdout.contains("already registered in file registry schemas as version 1"), "{stdout}");
     // job, in, out (the same figures as `run`, checked against generate.py in runtime_example).
-    for (job, counts) in [("logon_enriched", "341      299"), ("orders_agg_hourly", "300       33"), ("orders_by_mode", "300        2")] {
+    for (job, counts) in
+        [("logon_enriched", "341      299"), ("orders_agg_hourly", "300       33"), ("orders_by_mode", "300        2")]
+    {
         let line = stdout.lines().find(|l| l.starts_with(job)).unwrap_or_default();
         assert!(line.contains(counts), "{job}: {line}\n{stdout}");
     }
@@ -184,7 +192,11 @@ fn apply_without_a_terminal_needs_auto_approve() {
     let tmp = copy_project(&example());
     let out = streamctl().arg("apply").arg("--project-dir").arg(tmp.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --auto-approve"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pass --auto-approve"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `plan --detailed-exitcode`: 2 with changes (the embedded broker starts empty), 1 when an
@@ -208,7 +220,10 @@ fn plan_exit_codes_and_a_breaking_schema_change() {
     let out = streamctl().arg("plan").arg("--project-dir").arg(tmp.path()).arg("--detailed-exitcode").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("breaks FORWARD_TRANSITIVE compatibility of subject soe.orders-agg-hourly-value (version 1)"), "{stdout}");
+    assert!(
+        stdout.contains("breaks FORWARD_TRANSITIVE compatibility of subject soe.orders-agg-hourly-value (version 1)"),
+        "{stdout}"
+    );
 }
 
 /// `plan --format json` is what `schemas/plan.schema.json` documents.
@@ -218,7 +233,10 @@ fn plan_json_follows_its_schema() {
     let out = streamctl().arg("plan").arg("--project-dir").arg(tmp.path()).args(["--format", "json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/plan.schema.json")).unwrap()).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/plan.schema.json")).unwrap(),
+    )
+    .unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let errors: Vec<String> = validator.iter_errors(&plan).map(|e| format!("{} at {}", e, e.instance_path())).collect();
     assert!(errors.is_empty(), "{errors:#?}");

@@ -40,7 +40,11 @@ impl SchemaRegistry for Refusing {
     }
     fn register(&self, subject: &str, t: SchemaType, schema: &str) -> Result<RegisteredSchema, RegistryError> {
         if subject == self.subject {
-            return Err(RegistryError::Http { url: "http://sr".into(), status: Some(503), message: "unavailable".into() });
+            return Err(RegistryError::Http {
+                url: "http://sr".into(),
+                status: Some(503),
+                message: "unavailable".into(),
+            });
         }
         self.inner.register(subject, t, schema)
     }

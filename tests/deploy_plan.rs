@@ -9,7 +9,9 @@ use std::path::Path;
 
 use common::{copy_dir, replace_in};
 use streamctl::compile::CompiledProject;
-use streamctl::deploy::control::{DeployedJob, DeployedSchema, DeployedState, DeployedTopic, Deployment, DeploymentStatus, Meta};
+use streamctl::deploy::control::{
+    DeployedJob, DeployedSchema, DeployedState, DeployedTopic, Deployment, DeploymentStatus, Meta,
+};
 use streamctl::deploy::desired::DesiredState;
 use streamctl::deploy::plan::{make_plan, render_text, Action, ChangePlan, ClusterFacts, PlanInput};
 use streamctl::diagnostics::Diagnostics;
@@ -54,18 +56,29 @@ fn compile(root: &Path) -> CompiledProject {
 }
 
 fn meta(generation: u64) -> Meta {
-    Meta { generation, applied_at: "2026-11-25T00:00:00Z".into(), applied_by: "ci@runner".into(), git_commit: Some("0123abcd".into()) }
+    Meta {
+        generation,
+        applied_at: "2026-11-25T00:00:00Z".into(),
+        applied_by: "ci@runner".into(),
+        git_commit: Some("0123abcd".into()),
+    }
 }
 
 /// What applying `desired` records (and registers in `registry`).
 fn deployed_after(desired: &DesiredState, registry: &dyn SchemaRegistry, generation: u64) -> DeployedState {
-    let mut s = DeployedState { deployment: Some(Deployment { status: DeploymentStatus::Applied, meta: meta(generation) }), ..Default::default() };
+    let mut s = DeployedState {
+        deployment: Some(Deployment { status: DeploymentStatus::Applied, meta: meta(generation) }),
+        ..Default::default()
+    };
     for (n, t) in &desired.topics {
         s.topics.insert(n.clone(), DeployedTopic { spec: t.clone(), meta: meta(generation) });
     }
     for (n, spec) in &desired.schemas {
         let r = registry.register(&spec.subject, spec.schema_type, &spec.schema).unwrap();
-        s.schemas.insert(n.clone(), DeployedSchema { spec: spec.clone(), id: r.id, version: r.version, meta: meta(generation) });
+        s.schemas.insert(
+            n.clone(),
+            DeployedSchema { spec: spec.clone(), id: r.id, version: r.version, meta: meta(generation) },
+        );
     }
     for (n, j) in &desired.jobs {
         s.jobs.insert(n.clone(), DeployedJob { spec: j.clone(), meta: meta(generation) });
@@ -77,7 +90,8 @@ fn deployed_after(desired: &DesiredState, registry: &dyn SchemaRegistry, generat
 /// The cluster as the base project's apply left it, `records` in the source topic and a
 /// quarter of them in paid_orders' output.
 fn facts(deployed: &DeployedState, records: i64) -> ClusterFacts {
-    let mut topics: BTreeMap<String, (i32, i64)> = deployed.topics.values().map(|t| (t.spec.name.clone(), (t.spec.partitions, 0))).collect();
+    let mut topics: BTreeMap<String, (i32, i64)> =
+        deployed.topics.values().map(|t| (t.spec.name.clone(), (t.spec.partitions, 0))).collect();
     topics.insert("shop.orders".into(), (1, records));
     if deployed.topics.contains_key("shop.paid-orders") {
         topics.insert("shop.paid-orders".into(), (1, records / 4));
@@ -85,7 +99,12 @@ fn facts(deployed: &DeployedState, records: i64) -> ClusterFacts {
     ClusterFacts { topics }
 }
 
-fn plan(desired: &DesiredState, deployed: &DeployedState, registry: &dyn SchemaRegistry, facts: &ClusterFacts) -> ChangePlan {
+fn plan(
+    desired: &DesiredState,
+    deployed: &DeployedState,
+    registry: &dyn SchemaRegistry,
+    facts: &ClusterFacts,
+) -> ChangePlan {
     make_plan(&PlanInput {
         desired,
         deployed,
@@ -136,7 +155,12 @@ fn stateless_change_is_in_place_and_keeps_offsets() {
     let (reg_dir, registry, _base, deployed) = base_deployed();
     let (_d, edited) = project(|root| {
         replace_in(root, "models/paid_orders.sql", "WHERE STATUS = 'PAID'", "WHERE STATUS = 'PAID' AND TOTAL > 0");
-        replace_in(root, "models/paid_orders.sql", "topic='shop.paid-orders'", "topic='shop.paid-orders', partitions=3");
+        replace_in(
+            root,
+            "models/paid_orders.sql",
+            "topic='shop.paid-orders'",
+            "topic='shop.paid-orders', partitions=3",
+        );
     });
     let p = plan(&edited, &deployed, &registry, &facts(&deployed, 1200));
     assert_eq!(p.count(Action::Update), 2);
@@ -149,7 +173,12 @@ fn changed_aggregation_replaces_its_state_and_reprocesses() {
     let (reg_dir, registry, _base, deployed) = base_deployed();
     let (_d, edited) = project(|root| {
         replace_in(root, "models/totals_by_status.sql", "SIZE 1 HOUR", "SIZE 30 MINUTES");
-        replace_in(root, "models/totals_by_status.sql", "{{ config(", "{{ config(replay={'timestamp': '2026-11-01T00:00:00Z'}, ");
+        replace_in(
+            root,
+            "models/totals_by_status.sql",
+            "{{ config(",
+            "{{ config(replay={'timestamp': '2026-11-01T00:00:00Z'}, ",
+        );
     });
     let p = plan(&edited, &deployed, &registry, &facts(&deployed, 1200));
     assert_eq!(p.count(Action::Replace), 1);
@@ -171,7 +200,12 @@ fn breaking_schema_change_is_a_problem() {
     // A new column that is never null is a new required property: data written with the
     // registered schema lacks it, so the new schema cannot read that data (BACKWARD).
     let (_d, edited) = project(|root| {
-        replace_in(root, "models/totals_by_status.sql", "SUM(TOTAL) AS REVENUE", "SUM(TOTAL) AS REVENUE, COUNT(*) AS ORDERS");
+        replace_in(
+            root,
+            "models/totals_by_status.sql",
+            "SUM(TOTAL) AS REVENUE",
+            "SUM(TOTAL) AS REVENUE, COUNT(*) AS ORDERS",
+        );
         replace_in(root, "models/totals_by_status.sql", "{{ config(", "{{ config(schema_compatibility='BACKWARD', ");
     });
     let p = plan(&edited, &deployed, &registry, &facts(&deployed, 1200));
@@ -184,7 +218,12 @@ fn breaking_schema_change_is_a_problem() {
 fn adding_a_nullable_column_passes_the_default_level() {
     let (reg_dir, registry, _base, deployed) = base_deployed();
     let (_d, edited) = project(|root| {
-        replace_in(root, "models/totals_by_status.sql", "SUM(TOTAL) AS REVENUE", "SUM(TOTAL) AS REVENUE, MAX(TOTAL) AS BIGGEST");
+        replace_in(
+            root,
+            "models/totals_by_status.sql",
+            "SUM(TOTAL) AS REVENUE",
+            "SUM(TOTAL) AS REVENUE, MAX(TOTAL) AS BIGGEST",
+        );
     });
     let p = plan(&edited, &deployed, &registry, &facts(&deployed, 1200));
     assert!(p.problems.is_empty(), "{}", text(&p, reg_dir.path()));
@@ -228,7 +267,12 @@ fn a_sources_dead_letter_topic_is_planned_with_its_first_reader() {
     let registry = FileRegistry::new(reg_dir.path().to_path_buf(), "REGISTRY");
     // A dead-letter topic whose name does not start with the source's topic.
     let (_d, desired) = project(|root| {
-        replace_in(root, "sources/shop.yml", "        event_time: {column: TS}", "        event_time: {column: TS}\n        on_error: dead_letter\n        dead_letter_topic: shop.rejects");
+        replace_in(
+            root,
+            "sources/shop.yml",
+            "        event_time: {column: TS}",
+            "        event_time: {column: TS}\n        on_error: dead_letter\n        dead_letter_topic: shop.rejects",
+        );
     });
     let p = plan(&desired, &DeployedState::default(), &registry, &facts(&DeployedState::default(), 0));
     let names: Vec<&str> = p.changes.iter().map(|c| c.name.as_str()).collect();

@@ -25,7 +25,14 @@ fn apply_edit_apply_while_a_worker_runs() {
     copy_dir(&root().join("example-project"), &project, &["target", "schemas"]);
     let cmd = |args: &[&str]| {
         let mut c = streamctl();
-        c.arg("--project-dir").arg(&project).args(["--target", "local", "--bootstrap-servers", &bootstrap, "--schema-registry-url", "file:registry"]);
+        c.arg("--project-dir").arg(&project).args([
+            "--target",
+            "local",
+            "--bootstrap-servers",
+            &bootstrap,
+            "--schema-registry-url",
+            "file:registry",
+        ]);
         c.args(args);
         c
     };
@@ -44,13 +51,24 @@ fn apply_edit_apply_while_a_worker_runs() {
     // A worker runs the deployed generation.
     let logs = tempfile::tempdir().unwrap();
     let log = std::fs::File::create(logs.path().join("worker.log")).unwrap();
-    let mut worker = Killed(cmd(&["run", "--checkpoint-interval-ms", "500"]).stdout(Stdio::null()).stderr(log).spawn().unwrap());
+    let mut worker =
+        Killed(cmd(&["run", "--checkpoint-interval-ms", "500"]).stdout(Stdio::null()).stderr(log).spawn().unwrap());
     std::thread::sleep(Duration::from_secs(6));
 
     // Two edits that keep the results: a stateless filter (offsets carry over) and a running
     // aggregation (its state is rebuilt from the earliest offset).
-    replace_in(&project, "models/logon_prime_loyal.sql", "WHERE CUSTOMER_CLASS", "WHERE LOGON_ID > 0 AND CUSTOMER_CLASS");
-    replace_in(&project, "models/orders_by_mode.sql", "GROUP BY ORDER_MODE", "GROUP BY ORDER_MODE\nHAVING COUNT(*) > 0");
+    replace_in(
+        &project,
+        "models/logon_prime_loyal.sql",
+        "WHERE CUSTOMER_CLASS",
+        "WHERE LOGON_ID > 0 AND CUSTOMER_CLASS",
+    );
+    replace_in(
+        &project,
+        "models/orders_by_mode.sql",
+        "GROUP BY ORDER_MODE",
+        "GROUP BY ORDER_MODE\nHAVING COUNT(*) > 0",
+    );
     let plan = cmd(&["plan", "--detailed-exitcode"]).output().unwrap();
     let shown = text(&plan);
     assert_eq!(plan.status.code(), Some(2), "{shown}");
@@ -73,7 +91,11 @@ fn apply_edit_apply_while_a_worker_runs() {
         if problems.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "outputs incomplete after the new generation: {problems:#?}\n--- worker\n{}", worker_log());
+        assert!(
+            Instant::now() < deadline,
+            "outputs incomplete after the new generation: {problems:#?}\n--- worker\n{}",
+            worker_log()
+        );
         std::thread::sleep(Duration::from_secs(2));
     }
     let wl = worker_log();
@@ -104,7 +126,11 @@ fn apply_edit_apply_while_a_worker_runs() {
     let wins = [&a, &b].iter().filter(|o| o.status.success()).count();
     assert_eq!(wins, 1, "--- a\n{}\n--- b\n{}", text(&a), text(&b));
     let loser = if a.status.success() { &b } else { &a };
-    assert!(text(loser).contains("another apply holds the lock") || text(loser).contains("the plan is stale"), "{}", text(loser));
+    assert!(
+        text(loser).contains("another apply holds the lock") || text(loser).contains("the plan is stale"),
+        "{}",
+        text(loser)
+    );
 
     // Destroy: the worker lets its jobs go, and the target is empty again.
     let destroy = cmd(&["destroy", "--auto-approve"]).output().unwrap();

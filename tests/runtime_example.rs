@@ -35,7 +35,13 @@ fn example_project_outputs() {
     let c = compiled();
     let results = run(&c, 1000);
     for (name, r) in &results {
-        eprintln!("{name}: {} outputs, {} dead letters, {} skipped, {} late", r.outputs.len(), r.dead_letters.len(), r.skipped, r.late);
+        eprintln!(
+            "{name}: {} outputs, {} dead letters, {} skipped, {} late",
+            r.outputs.len(),
+            r.dead_letters.len(),
+            r.skipped,
+            r.late
+        );
         for o in r.outputs.iter().take(3) {
             eprintln!("   {}", String::from_utf8_lossy(o.value.as_ref().unwrap()));
         }

@@ -69,7 +69,13 @@ fn opts() -> RunOptions {
     }
 }
 
-fn run(cp: &Arc<CompiledProject>, broker: &EmbeddedBroker, model: &str, opts: &RunOptions, control: RunControl) -> streamctl::runtime::worker::JobStats {
+fn run(
+    cp: &Arc<CompiledProject>,
+    broker: &EmbeddedBroker,
+    model: &str,
+    opts: &RunOptions,
+    control: RunControl,
+) -> streamctl::runtime::worker::JobStats {
     let client = Cluster::Embedded(broker).client_config();
     let mut r = run_jobs(cp.clone(), &[model.to_string()], &client, opts, Arc::new(control));
     r.pop().unwrap().1.unwrap()
@@ -88,11 +94,18 @@ fn reference(cp: &CompiledProject, model: &str, values: &[String]) -> BTreeSet<S
     let records: Vec<(NodeId, Record)> = values
         .iter()
         .enumerate()
-        .map(|(i, v)| (NodeId::Source("web.clicks".into()), Record { partition: 0, offset: i as i64, timestamp: 0, key: None, value: Some(v.clone().into_bytes()) }))
+        .map(|(i, v)| {
+            (
+                NodeId::Source("web.clicks".into()),
+                Record { partition: 0, offset: i as i64, timestamp: 0, key: None, value: Some(v.clone().into_bytes()) },
+            )
+        })
         .collect();
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let task = datafusion::prelude::SessionContext::new().task_ctx();
-    let r = rt.block_on(run_model(cp, model, &records, BoundedOptions { batch_size: 16, end_of_input: false }, task)).unwrap();
+    let r = rt
+        .block_on(run_model(cp, model, &records, BoundedOptions { batch_size: 16, end_of_input: false }, task))
+        .unwrap();
     r.outputs.iter().map(|o| String::from_utf8(o.value.clone().unwrap()).unwrap()).collect()
 }
 
@@ -164,7 +177,9 @@ fn bad_records_go_to_the_dead_letter_topic_with_headers() {
     };
     assert_eq!(msg.payload(), Some(values[1].as_bytes()), "the original bytes");
     let headers = msg.headers().unwrap();
-    let get = |k: &str| headers.iter().find(|h| h.key == k).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned());
+    let get = |k: &str| {
+        headers.iter().find(|h| h.key == k).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
+    };
     assert_eq!(get("streamctl.source.topic").as_deref(), Some("web.clicks"));
     assert_eq!(get("streamctl.source.offset").as_deref(), Some("1"));
     assert_eq!(get("streamctl.job").as_deref(), Some("enriched"));
@@ -179,7 +194,9 @@ fn a_job_can_start_from_a_point_in_time() {
     let p: ThreadedProducer<_> = Cluster::Embedded(&broker).client_config().create().unwrap();
     for (ts, url) in [(1_000i64, "/early"), (5_000, "/on-time"), (9_000, "/late")] {
         let v = json!({"user_id": 1, "url": url, "ts": ts}).to_string();
-        p.send(BaseRecord::<[u8], [u8]>::to("web.clicks").partition(0).payload(v.as_bytes()).timestamp(ts)).map_err(|(e, _)| e).unwrap();
+        p.send(BaseRecord::<[u8], [u8]>::to("web.clicks").partition(0).payload(v.as_bytes()).timestamp(ts))
+            .map_err(|(e, _)| e)
+            .unwrap();
     }
     p.flush(Duration::from_secs(10)).unwrap();
     let s = run(&cp, &broker, model, &opts(), RunControl::default());
@@ -202,7 +219,9 @@ fn a_restart_keeps_the_event_time_its_partitions_reached() {
         let p: ThreadedProducer<_> = Cluster::Embedded(broker).client_config().create().unwrap();
         for (part, vs) in [(1, early), (0, late)] {
             for v in vs {
-                p.send(BaseRecord::<[u8], [u8]>::to("web.clicks").partition(part).payload(v.as_bytes())).map_err(|(e, _)| e).unwrap();
+                p.send(BaseRecord::<[u8], [u8]>::to("web.clicks").partition(part).payload(v.as_bytes()))
+                    .map_err(|(e, _)| e)
+                    .unwrap();
             }
         }
         p.flush(Duration::from_secs(10)).unwrap();

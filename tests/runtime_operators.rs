@@ -32,11 +32,17 @@ fn click(user: i64, url: &str, ts: i64) -> (NodeId, Record) {
 
 fn click_on(partition: i32, user: i64, url: &str, ts: i64) -> (NodeId, Record) {
     let v = json!({"user_id": user, "url": url, "ts": ts});
-    (source("clicks"), Record { partition, offset: 0, timestamp: 0, key: None, value: Some(v.to_string().into_bytes()) })
+    (
+        source("clicks"),
+        Record { partition, offset: 0, timestamp: 0, key: None, value: Some(v.to_string().into_bytes()) },
+    )
 }
 
 fn raw(value: &str) -> (NodeId, Record) {
-    (source("clicks"), Record { partition: 0, offset: 7, timestamp: 0, key: None, value: Some(value.as_bytes().to_vec()) })
+    (
+        source("clicks"),
+        Record { partition: 0, offset: 7, timestamp: 0, key: None, value: Some(value.as_bytes().to_vec()) },
+    )
 }
 
 fn user(id: i64, name: Option<&str>) -> (NodeId, Record) {
@@ -51,7 +57,13 @@ fn with_source(mut records: Vec<(NodeId, Record)>, name: &str) -> Vec<(NodeId, R
     records
 }
 
-fn run(c: &CompiledProject, model: &str, records: &[(NodeId, Record)], batch_size: usize, end: bool) -> Result<RunResult, RunError> {
+fn run(
+    c: &CompiledProject,
+    model: &str,
+    records: &[(NodeId, Record)],
+    batch_size: usize,
+    end: bool,
+) -> Result<RunResult, RunError> {
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let task = datafusion::prelude::SessionContext::new().task_ctx();
     rt.block_on(run_model(c, model, records, BoundedOptions { batch_size, end_of_input: end }, task))
@@ -68,7 +80,8 @@ fn window(start_s: i64, size_s: i64) -> (i64, i64) {
 #[test]
 fn tumbling_emit_final_closes_windows_on_the_watermark() {
     let c = project();
-    let input = vec![click(1, "a", 1000), click(1, "b", 2000), click(2, "a", 4999), click(1, "c", 6000), click(2, "c", 12_000)];
+    let input =
+        vec![click(1, "a", 1000), click(1, "b", 2000), click(2, "a", 4999), click(1, "c", 6000), click(2, "c", 12_000)];
     let r = run(&c, "tumbling_final", &input, 1, false).unwrap();
     let (s0, e0) = window(0, 5);
     let (s1, e1) = window(5, 5);
@@ -82,7 +95,10 @@ fn tumbling_emit_final_closes_windows_on_the_watermark() {
         ]
     );
     // Keys are the group columns and the window bounds.
-    assert_eq!(r.outputs[0].key.as_deref(), Some(format!(r#"{{"user_id":1,"windowstart":{s0},"windowend":{e0}}}"#).as_bytes()));
+    assert_eq!(
+        r.outputs[0].key.as_deref(),
+        Some(format!(r#"{{"user_id":1,"windowstart":{s0},"windowend":{e0}}}"#).as_bytes())
+    );
     // Output timestamps are the windows' last millisecond.
     assert_eq!(r.outputs[0].timestamp, e0 - 1);
     // End of input closes the rest.
@@ -108,7 +124,13 @@ fn late_events_are_dead_lettered_not_counted() {
 fn grace_period_keeps_windows_open_for_late_events() {
     let c = project();
     // With 2 s of grace, [0, 5s) closes only when the watermark reaches 7 s.
-    let input = vec![click(1, "a", 1000), click(1, "b", 6000), click(1, "late-but-graced", 4000), click(1, "c", 7000), click(1, "too-late", 2000)];
+    let input = vec![
+        click(1, "a", 1000),
+        click(1, "b", 6000),
+        click(1, "late-but-graced", 4000),
+        click(1, "c", 7000),
+        click(1, "too-late", 2000),
+    ];
     let r = run(&c, "tumbling_grace", &input, 1, false).unwrap();
     let v = values(&r);
     assert_eq!(v, vec![json!({"user_id": 1, "clicks": 2, "windowstart": 0, "windowend": 5000})]);
@@ -127,7 +149,8 @@ fn emit_changes_emits_every_update() {
     assert_eq!(counts, vec![(1, 1, 0), (1, 2, 0), (2, 1, 0), (1, 1, 5000)]);
     // Batched input emits once per batch per touched group, with the same end state.
     let r = run(&c, "tumbling_changes", &input, 10, false).unwrap();
-    let counts: Vec<(i64, i64)> = values(&r).iter().map(|v| (v["user_id"].as_i64().unwrap(), v["clicks"].as_i64().unwrap())).collect();
+    let counts: Vec<(i64, i64)> =
+        values(&r).iter().map(|v| (v["user_id"].as_i64().unwrap(), v["clicks"].as_i64().unwrap())).collect();
     assert_eq!(counts, vec![(1, 2), (2, 1), (1, 1)]);
 }
 
@@ -138,7 +161,14 @@ fn hopping_windows_count_each_event_in_every_window_it_falls_in() {
     let r = run(&c, "hopping", &input, 2, true).unwrap();
     let got: Vec<(String, i64, i64, i64)> = values(&r)
         .iter()
-        .map(|v| (v["url"].as_str().unwrap().to_string(), v["clicks"].as_i64().unwrap(), v["users"].as_i64().unwrap(), v["windowstart"].as_i64().unwrap()))
+        .map(|v| {
+            (
+                v["url"].as_str().unwrap().to_string(),
+                v["clicks"].as_i64().unwrap(),
+                v["users"].as_i64().unwrap(),
+                v["windowstart"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -184,7 +214,14 @@ fn stream_table_join_sees_the_table_as_of_each_event() {
 #[test]
 fn inner_join_drops_unmatched_rows_and_applies_extra_conditions() {
     let c = project();
-    let input = vec![user(1, Some("ada")), click(1, "x", 10), click(1, "skip", 11), click(2, "y", 12), user(2, Some("bob")), click(2, "z", 13)];
+    let input = vec![
+        user(1, Some("ada")),
+        click(1, "x", 10),
+        click(1, "skip", 11),
+        click(2, "y", 12),
+        user(2, Some("bob")),
+        click(2, "z", 13),
+    ];
     let r = run(&c, "enriched_inner", &input, 2, true).unwrap();
     assert_eq!(
         values(&r),
@@ -220,7 +257,8 @@ fn running_aggregate_updates_its_groups() {
 #[test]
 fn bad_records_fail_skip_or_go_to_the_dead_letter_topic() {
     let c = project();
-    let input = vec![click(1, "a", 1), raw(r#"{"user_id": "one", "url": "a", "ts": 2}"#), raw("not json"), click(2, "b", 3)];
+    let input =
+        vec![click(1, "a", 1), raw(r#"{"user_id": "one", "url": "a", "ts": 2}"#), raw("not json"), click(2, "b", 3)];
     // dead_letter: the two bad records, with reasons, and the good ones go through.
     let r = run(&c, "enriched", &input, 10, true).unwrap();
     assert_eq!(values(&r).len(), 2);
@@ -241,7 +279,13 @@ fn bad_records_fail_skip_or_go_to_the_dead_letter_topic() {
 fn one_partition_behind_holds_the_watermark() {
     let c = project();
     // Partition 1 is behind: windows close only when both partitions have passed them.
-    let input = vec![click_on(0, 1, "a", 1000), click_on(1, 1, "b", 2000), click_on(0, 1, "c", 9000), click_on(1, 1, "d", 4000), click_on(1, 1, "e", 8000)];
+    let input = vec![
+        click_on(0, 1, "a", 1000),
+        click_on(1, 1, "b", 2000),
+        click_on(0, 1, "c", 9000),
+        click_on(1, 1, "d", 4000),
+        click_on(1, 1, "e", 8000),
+    ];
     let r = run(&c, "tumbling_final", &input, 1, false).unwrap();
     let v = values(&r);
     assert_eq!(v.len(), 1, "{v:?}");
@@ -254,7 +298,14 @@ fn session_windows_merge_when_an_event_bridges_them() {
     let c = project();
     // 1000 and 2000 make one session, 6000 another (4 s > 3 s gap); 4500 arrives late but within
     // grace and joins them all; 20000 starts a new session and closes the first.
-    let input = vec![click(1, "a", 1000), click(1, "b", 2000), click(1, "c", 6000), click(2, "x", 6500), click(1, "bridge", 4500), click(1, "d", 20_000)];
+    let input = vec![
+        click(1, "a", 1000),
+        click(1, "b", 2000),
+        click(1, "c", 6000),
+        click(2, "x", 6500),
+        click(1, "bridge", 4500),
+        click(1, "d", 20_000),
+    ];
     for batch in [1, 2, 100] {
         let r = run(&c, "sessions", &input, batch, true).unwrap();
         assert_eq!(

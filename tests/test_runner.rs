@@ -17,12 +17,17 @@ fn fixture(name: &str) -> String {
 
 fn streamctl(args: &[&str]) -> (i32, String, String) {
     let out = Command::cargo_bin("streamctl").unwrap().args(args).env("NO_COLOR", "1").output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn the_example_project_tests_pass() {
-    let (code, stdout, _) = streamctl(&["test", "--project-dir", &format!("{}/example-project", env!("CARGO_MANIFEST_DIR"))]);
+    let (code, stdout, _) =
+        streamctl(&["test", "--project-dir", &format!("{}/example-project", env!("CARGO_MANIFEST_DIR"))]);
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.ends_with("tests: 8 passed, 0 failed\n"), "{stdout}");
 }
@@ -38,13 +43,19 @@ fn the_runtime_fixture_tests_pass() {
 fn a_broken_expectation_fails_with_a_diff() {
     let tmp = tempfile::tempdir().unwrap();
     let junit = tmp.path().join("junit.xml");
-    let (code, stdout, _) = streamctl(&["test", "--project-dir", &fixture("testing/failing"), "--junit", junit.to_str().unwrap()]);
+    let (code, stdout, _) =
+        streamctl(&["test", "--project-dir", &fixture("testing/failing"), "--junit", junit.to_str().unwrap()]);
     assert_eq!(code, 1);
     insta::assert_snapshot!("failing_tests", stdout);
     let xml = std::fs::read_to_string(junit).unwrap();
     assert!(xml.contains(r#"<testsuites name="streamctl" tests="3" failures="2""#), "{xml}");
     assert!(xml.contains(r#"<testcase classname="long_urls" name="this_one_passes""#), "{xml}");
-    assert!(xml.contains("<failure message=\"rows differ (1 expected but not produced: -, 1 produced but not expected: +)\">"), "{xml}");
+    assert!(
+        xml.contains(
+            "<failure message=\"rows differ (1 expected but not produced: -, 1 produced but not expected: +)\">"
+        ),
+        "{xml}"
+    );
 }
 
 #[test]
@@ -77,18 +88,31 @@ fn the_batch_check_catches_an_operator_that_depends_on_batch_boundaries() {
             let mut steps: Vec<Step> = t.steps.clone();
             steps.push(Step::Record(
                 streamctl::graph::NodeId::Source("web.clicks".into()),
-                streamctl::runtime::codec::Record { partition: 0, offset: 1, timestamp: 0, key: None, value: Some(br#"{"user_id": 2, "url": "xyz", "ts": 4}"#.to_vec()) },
+                streamctl::runtime::codec::Record {
+                    partition: 0,
+                    offset: 1,
+                    timestamp: 0,
+                    key: None,
+                    value: Some(br#"{"user_id": 2, "url": "xyz", "ts": 4}"#.to_vec()),
+                },
             ));
             if batch >= 2 {
                 steps.pop();
             }
-            run_model_steps(cp, &t.decl.test.model, &steps, BoundedOptions { batch_size: batch, end_of_input: true }, task)
-                .await
-                .map_err(|e| e.to_string())
+            run_model_steps(
+                cp,
+                &t.decl.test.model,
+                &steps,
+                BoundedOptions { batch_size: batch, end_of_input: true },
+                task,
+            )
+            .await
+            .map_err(|e| e.to_string())
         })
     }));
     assert!(!outcome.passed());
-    let batch_failures: Vec<&Failure> = outcome.failures.iter().filter(|f| matches!(f, Failure::BatchDependence { .. })).collect();
+    let batch_failures: Vec<&Failure> =
+        outcome.failures.iter().filter(|f| matches!(f, Failure::BatchDependence { .. })).collect();
     assert_eq!(batch_failures.len(), 2, "{:?}", outcome.failures);
     let report = streamctl::testing::report::describe(batch_failures[0]);
     assert!(report.contains("depends on batch boundaries: with batches of 2"), "{report}");

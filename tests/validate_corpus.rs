@@ -67,7 +67,9 @@ fn json_output_lists_every_problem_with_positions() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| format!("{}:{}:{} {}", d["file"].as_str().unwrap(), d["line"], d["column"], d["code"].as_str().unwrap()))
+        .map(|d| {
+            format!("{}:{}:{} {}", d["file"].as_str().unwrap(), d["line"], d["column"], d["code"].as_str().unwrap())
+        })
         .collect();
     assert_eq!(
         located,

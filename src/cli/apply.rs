@@ -76,8 +76,10 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
     };
     let plan: ChangePlan = match &args.plan {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{} is not a streamctl plan: {e}", path.display()))?
+            let text =
+                std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{} is not a streamctl plan: {e}", path.display()))?
         }
         None => match make(&cp, &session, false, false) {
             Ok(p) => p,
@@ -106,7 +108,12 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
 
 /// The embedded target after apply: sample data in, every deployed job run until caught up,
 /// outputs printed.
-fn run_embedded_jobs(global: &GlobalArgs, cp: CompiledProject, session: &Session, show: usize) -> anyhow::Result<ExitCode> {
+fn run_embedded_jobs(
+    global: &GlobalArgs,
+    cp: CompiledProject,
+    session: &Session,
+    show: usize,
+) -> anyhow::Result<ExitCode> {
     let Some(broker) = session.embedded_broker() else { return Ok(ExitCode::SUCCESS) };
     let deployed = session.read()?;
     let models: Vec<String> = cp

@@ -60,7 +60,10 @@ pub fn load_and_compile(global: &GlobalArgs) -> (Option<CompiledProject>, Diagno
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            diags.push(crate::diagnostics::Diagnostic::error("internal", format!("cannot start the async runtime: {e}")));
+            diags.push(crate::diagnostics::Diagnostic::error(
+                "internal",
+                format!("cannot start the async runtime: {e}"),
+            ));
             return (None, diags);
         }
     };

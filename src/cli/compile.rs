@@ -9,7 +9,9 @@ use crate::compile::manifest::{compiled_path, Manifest};
 use crate::compile::CompiledProject;
 
 #[derive(Debug, ClapArgs)]
-#[command(after_help = "Examples:\n  streamctl compile --project-dir example-project\n  jq '.nodes[\"model.orders_agg_hourly\"].columns' example-project/target/manifest.json")]
+#[command(
+    after_help = "Examples:\n  streamctl compile --project-dir example-project\n  jq '.nodes[\"model.orders_agg_hourly\"].columns' example-project/target/manifest.json"
+)]
 pub struct Args {
     /// Where to write (default: <project-dir>/target).
     #[arg(long, value_name = "DIR")]
@@ -30,7 +32,8 @@ pub(crate) fn write_artifacts(c: &CompiledProject, out: &Path) -> anyhow::Result
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let path = out.join("manifest.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&manifest)? + "\n").with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(manifest)
 }
 
@@ -43,11 +46,9 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
     let manifest = write_artifacts(&c, &out)?;
     match global.format {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&manifest)?),
-        OutputFormat::Text => println!(
-            "compiled {} to {}",
-            plural(c.models.len(), "model"),
-            out.join("manifest.json").display()
-        ),
+        OutputFormat::Text => {
+            println!("compiled {} to {}", plural(c.models.len(), "model"), out.join("manifest.json").display())
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

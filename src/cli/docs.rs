@@ -8,7 +8,9 @@ use super::common::{compiled_or_exit, GlobalArgs};
 use crate::compile::manifest::Manifest;
 
 #[derive(Debug, ClapArgs)]
-#[command(after_help = "Examples:\n  streamctl docs --project-dir example-project     writes target/docs/{index.html,lineage.mmd,lineage.dot}\n  streamctl docs --print dot | dot -Tsvg > lineage.svg")]
+#[command(
+    after_help = "Examples:\n  streamctl docs --project-dir example-project     writes target/docs/{index.html,lineage.mmd,lineage.dot}\n  streamctl docs --print dot | dot -Tsvg > lineage.svg"
+)]
 pub struct Args {
     /// Print the lineage in this format to stdout instead of writing files.
     #[arg(long, value_enum)]
@@ -40,7 +42,8 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         None => {
             let out = args.out.clone().unwrap_or_else(|| global.project_dir.join("target").join("docs"));
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            let html = crate::docs::html(&manifest, &crate::docs::compiled_sql(&c)).context("rendering the docs page")?;
+            let html =
+                crate::docs::html(&manifest, &crate::docs::compiled_sql(&c)).context("rendering the docs page")?;
             std::fs::write(out.join("index.html"), html)?;
             std::fs::write(out.join("lineage.mmd"), crate::docs::mermaid(&manifest))?;
             std::fs::write(out.join("lineage.dot"), crate::docs::dot(&manifest))?;

@@ -6,7 +6,9 @@ use super::common::{load_and_compile, print_diagnostics, GlobalArgs, OutputForma
 use crate::graph::select::select;
 
 #[derive(Debug, ClapArgs)]
-#[command(after_help = "Selection (dbt syntax): `m`, `+m` (and upstream), `m+` (and downstream), `2+m`, `tag:x`,\n`path:models/x`, `source:soe`, `resource_type:model`; spaces = union, commas = intersection.\n\nExamples:\n  streamctl ls --select '+logon_prime_loyal'\n  streamctl ls --select 'tag:orders,resource_type:model' --output path")]
+#[command(
+    after_help = "Selection (dbt syntax): `m`, `+m` (and upstream), `m+` (and downstream), `2+m`, `tag:x`,\n`path:models/x`, `source:soe`, `resource_type:model`; spaces = union, commas = intersection.\n\nExamples:\n  streamctl ls --select '+logon_prime_loyal'\n  streamctl ls --select 'tag:orders,resource_type:model' --output path"
+)]
 pub struct Args {
     /// Nodes to list (default: all).
     #[arg(long, short = 's', num_args = 1.., value_name = "SELECTOR")]

@@ -57,7 +57,12 @@ pub fn session_or_exit(global: &GlobalArgs, verb: &str) -> Result<(CompiledProje
 }
 
 /// Makes the plan for the project as it is on disk.
-pub fn make(cp: &CompiledProject, session: &Session, destroy: bool, delete_topics: bool) -> Result<ChangePlan, ExitCode> {
+pub fn make(
+    cp: &CompiledProject,
+    session: &Session,
+    destroy: bool,
+    delete_topics: bool,
+) -> Result<ChangePlan, ExitCode> {
     let deployed = session.read().map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(1)
@@ -97,7 +102,8 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
     };
     print(global, &plan)?;
     if let Some(path) = &args.out {
-        std::fs::write(path, serde_json::to_string_pretty(&plan)?).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&plan)?)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         eprintln!("Saved the plan to {}. Apply exactly it with: streamctl apply {}", path.display(), path.display());
     }
     Ok(if !plan.problems.is_empty() {

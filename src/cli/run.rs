@@ -5,13 +5,13 @@ use std::time::Duration;
 use clap::Args as ClapArgs;
 
 use super::common::{compiled_or_exit, plural, selected_or_exit, GlobalArgs, OutputFormat};
+use crate::connectors::embedded::EmbeddedBroker;
 use crate::connectors::kafka::Cluster;
 use crate::deploy::control::ControlTopic;
 use crate::deploy::follow::run_deployed;
 use crate::graph::NodeId;
 use crate::jinja::Jinja;
 use crate::project::config::TargetKind;
-use crate::connectors::embedded::EmbeddedBroker;
 use crate::runtime::host::{job_topics, run_embedded, run_jobs, stop_on_signals};
 use crate::runtime::worker::{JobStats, RunControl, RunOptions};
 
@@ -111,7 +111,9 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
             properties: target.properties.clone().into_iter().collect(),
             replication_factor: target.replication_factor,
         };
-        if let Err(e) = cluster.check_reachable().and_then(|_| rt.block_on(cluster.ensure_topics(&job_topics(&cp, &models)))) {
+        if let Err(e) =
+            cluster.check_reachable().and_then(|_| rt.block_on(cluster.ensure_topics(&job_topics(&cp, &models))))
+        {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(1));
         }
@@ -120,15 +122,22 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         let client = cluster.client_config();
         // A deployed project runs as deployed (and follows new generations); otherwise the
         // local files run, as in development.
-        let ctl = ControlTopic::new(&client, &target.control_topic, &cp.project.config.name).map_err(anyhow::Error::msg)?;
+        let ctl =
+            ControlTopic::new(&client, &target.control_topic, &cp.project.config.name).map_err(anyhow::Error::msg)?;
         let deployed = ctl.read().map_err(anyhow::Error::msg)?;
         if deployed.jobs.is_empty() {
-            eprintln!("nothing deployed on target `{}`: running the local project files (`streamctl apply` deploys them)", target.name);
+            eprintln!(
+                "nothing deployed on target `{}`: running the local project files (`streamctl apply` deploys them)",
+                target.name
+            );
             (run_jobs(cp.clone(), &models, &client, &opts, control), Vec::new())
         } else {
             let all = args.select.is_empty();
             let select = |m: &str| all || models.iter().any(|x| x == m);
-            eprintln!("running the deployed project (generation {}) and following new generations", deployed.generation());
+            eprintln!(
+                "running the deployed project (generation {}) and following new generations",
+                deployed.generation()
+            );
             match run_deployed(&ctl, &client, &select, &opts, control) {
                 Ok(r) => (r, Vec::new()),
                 Err(e) => {
@@ -165,14 +174,23 @@ pub fn report(
                 .iter()
                 .map(|(m, t, rows)| serde_json::json!({"model": m, "topic": t, "records": rows.len()}))
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"ok": !failed, "jobs": stats, "outputs": outs}))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"ok": !failed, "jobs": stats, "outputs": outs}))?
+            );
         }
         OutputFormat::Text => {
             println!("{:<24} {:>8} {:>8} {:>6} {:>6} {:>6} {:>5}", "job", "in", "out", "bad", "dlq", "late", "gaps");
             for s in &stats {
                 println!(
                     "{:<24} {:>8} {:>8} {:>6} {:>6} {:>6} {:>5}",
-                    s.model, s.records_in, s.records_out, s.bad_records, s.dead_lettered, s.late, s.gaps.len()
+                    s.model,
+                    s.records_in,
+                    s.records_out,
+                    s.bad_records,
+                    s.dead_lettered,
+                    s.late,
+                    s.gaps.len()
                 );
             }
             for (model, topic, rows) in outputs {

@@ -60,14 +60,25 @@ pub fn exec(global: &GlobalArgs, _args: &Args) -> anyhow::Result<ExitCode> {
                 ),
             }
             println!("{} topics, {} schemas, {} jobs\n", state.topics.len(), state.schemas.len(), state.jobs.len());
-            println!("{:<24} {:>4} {:<28} {:>8} {:>9} {:>9} {:>6} {:>6} {:>6}", "job", "gen", "worker", "lag", "in", "out", "bad", "dlq", "late");
+            println!(
+                "{:<24} {:>4} {:<28} {:>8} {:>9} {:>9} {:>6} {:>6} {:>6}",
+                "job", "gen", "worker", "lag", "in", "out", "bad", "dlq", "late"
+            );
             for j in &job_status {
                 let t = j.totals.unwrap_or_default();
                 let worker = j.worker.clone().unwrap_or_else(|| "(not running)".into());
                 let lag = j.lag.map_or("?".into(), |l| l.to_string());
                 println!(
                     "{:<24} {:>4} {:<28} {:>8} {:>9} {:>9} {:>6} {:>6} {:>6}",
-                    j.model, j.generation, worker, lag, t.records_in, t.records_out, t.bad_records, t.dead_lettered, t.late
+                    j.model,
+                    j.generation,
+                    worker,
+                    lag,
+                    t.records_in,
+                    t.records_out,
+                    t.bad_records,
+                    t.dead_lettered,
+                    t.late
                 );
             }
         }

@@ -86,7 +86,12 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"passed": outcomes.len() - failed, "failed": failed, "tests": items}))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"passed": outcomes.len() - failed, "failed": failed, "tests": items})
+                )?
+            );
         }
         OutputFormat::Text => print!("{}", report::text(&outcomes)),
     }

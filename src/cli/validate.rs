@@ -6,7 +6,9 @@ use serde_json::json;
 use super::common::{load_and_compile, plural, print_diagnostics, GlobalArgs, OutputFormat};
 
 #[derive(Debug, ClapArgs)]
-#[command(after_help = "Exit codes: 0 valid, 1 invalid.\n\nExamples:\n  streamctl validate --project-dir example-project\n  streamctl validate --format json | jq '.diagnostics[] | .file + \":\" + (.line|tostring)'")]
+#[command(
+    after_help = "Exit codes: 0 valid, 1 invalid.\n\nExamples:\n  streamctl validate --project-dir example-project\n  streamctl validate --format json | jq '.diagnostics[] | .file + \":\" + (.line|tostring)'"
+)]
 pub struct Args {}
 
 pub fn exec(global: &GlobalArgs, _args: &Args) -> anyhow::Result<ExitCode> {
@@ -33,7 +35,14 @@ pub fn exec(global: &GlobalArgs, _args: &Args) -> anyhow::Result<ExitCode> {
             print_diagnostics(&diags);
             let what = format!("{}, {}, {}", plural(sources, "source"), plural(models, "model"), plural(sinks, "sink"));
             if ok {
-                println!("valid: {what}{}", if diags.warning_count() > 0 { format!(" ({})", plural(diags.warning_count(), "warning")) } else { String::new() });
+                println!(
+                    "valid: {what}{}",
+                    if diags.warning_count() > 0 {
+                        format!(" ({})", plural(diags.warning_count(), "warning"))
+                    } else {
+                        String::new()
+                    }
+                );
             } else {
                 eprintln!("invalid: {} in {what}", plural(diags.error_count(), "error"));
             }

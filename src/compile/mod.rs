@@ -133,7 +133,9 @@ impl CompiledProject {
     /// largest of its inputs' (its output keeps their disorder).
     pub fn allowed_lateness(&self, id: &NodeId) -> i64 {
         match id {
-            NodeId::Source(n) => self.sources.get(n).and_then(|s| s.event_time.as_ref()).map_or(0, |e| e.allowed_lateness_ms),
+            NodeId::Source(n) => {
+                self.sources.get(n).and_then(|s| s.event_time.as_ref()).map_or(0, |e| e.allowed_lateness_ms)
+            }
             NodeId::Model(n) => self
                 .models
                 .get(n)
@@ -275,9 +277,10 @@ fn node_info(project: &Project, models: &BTreeMap<String, CompiledModel>) -> BTr
         out.insert(NodeId::Source(s.full_name()), NodeInfo { tags, path: Some(s.origin.doc.source.path.clone()) });
     }
     for m in &project.models {
-        let tags = models.get(&m.name).map(|c| c.tags.clone()).unwrap_or_else(|| {
-            project.model_props.get(&m.name).map(|p| p.props.tags.clone()).unwrap_or_default()
-        });
+        let tags = models
+            .get(&m.name)
+            .map(|c| c.tags.clone())
+            .unwrap_or_else(|| project.model_props.get(&m.name).map(|p| p.props.tags.clone()).unwrap_or_default());
         out.insert(NodeId::Model(m.name.clone()), NodeInfo { tags, path: Some(m.source.path.clone()) });
     }
     for s in &project.sinks {
@@ -320,7 +323,11 @@ impl Compiler<'_> {
         let full = decl.full_name();
         let columns = match (&t.schema, t.columns.is_empty()) {
             (Some(_), false) => {
-                self.diags.push(o.error("source", "schema", format!("source `{full}` gives both `columns` and `schema`; give one")));
+                self.diags.push(o.error(
+                    "source",
+                    "schema",
+                    format!("source `{full}` gives both `columns` and `schema`; give one"),
+                ));
                 return None;
             }
             (None, true) => {
@@ -358,7 +365,11 @@ impl Compiler<'_> {
         for (i, c) in columns.iter().enumerate() {
             let sql_name = c.name.to_lowercase();
             if !seen.insert(sql_name.clone()) {
-                self.diags.push(o.error("source", &format!("columns/{i}/name"), format!("column `{}` is declared twice (names are case-insensitive)", c.name)));
+                self.diags.push(o.error(
+                    "source",
+                    &format!("columns/{i}/name"),
+                    format!("column `{}` is declared twice (names are case-insensitive)", c.name),
+                ));
                 return None;
             }
             fields.push(Field::new(sql_name, c.data_type.clone(), c.nullable));
@@ -372,7 +383,8 @@ impl Compiler<'_> {
             match find(k) {
                 Some(ci) => key.push(columns[ci].name.to_lowercase()),
                 None => {
-                    let mut d = o.error("source", &format!("key/{i}"), format!("key column `{k}` is not a column of `{full}`"));
+                    let mut d =
+                        o.error("source", &format!("key/{i}"), format!("key column `{k}` is not a column of `{full}`"));
                     if let Some(s) = suggest(k, names.iter().map(String::as_str)) {
                         d = d.with_help(format!("did you mean `{s}`?"));
                     }
@@ -392,7 +404,11 @@ impl Compiler<'_> {
             None => None,
             Some(et) => {
                 let Some(ci) = find(&et.column) else {
-                    let mut d = o.error("source", "event_time/column", format!("event time column `{}` is not a column of `{full}`", et.column));
+                    let mut d = o.error(
+                        "source",
+                        "event_time/column",
+                        format!("event time column `{}` is not a column of `{full}`", et.column),
+                    );
                     if let Some(s) = suggest(&et.column, names.iter().map(String::as_str)) {
                         d = d.with_help(format!("did you mean `{s}`?"));
                     }
@@ -410,21 +426,33 @@ impl Compiler<'_> {
                     },
                     (DataType::Utf8, None) => {
                         self.diags.push(
-                            o.error("source", "event_time", format!("event time column `{}` is a STRING: give its `format`", col.name))
-                                .with_help("for example `format: 'yyyy-MM-dd HH:mm:ss'`"),
+                            o.error(
+                                "source",
+                                "event_time",
+                                format!("event time column `{}` is a STRING: give its `format`", col.name),
+                            )
+                            .with_help("for example `format: 'yyyy-MM-dd HH:mm:ss'`"),
                         );
                         return None;
                     }
                     (DataType::Int64 | DataType::Timestamp(..), None) => None,
                     (DataType::Int64 | DataType::Timestamp(..), Some(_)) => {
-                        self.diags.push(o.error("source", "event_time/format", "`format` applies only to STRING event time columns"));
+                        self.diags.push(o.error(
+                            "source",
+                            "event_time/format",
+                            "`format` applies only to STRING event time columns",
+                        ));
                         return None;
                     }
                     (other, _) => {
                         self.diags.push(o.error(
                             "source",
                             "event_time/column",
-                            format!("event time column `{}` is {}: it must be TIMESTAMP, BIGINT (epoch ms) or STRING", col.name, types::sql_type_name(other)),
+                            format!(
+                                "event time column `{}` is {}: it must be TIMESTAMP, BIGINT (epoch ms) or STRING",
+                                col.name,
+                                types::sql_type_name(other)
+                            ),
                         ));
                         return None;
                     }
@@ -443,16 +471,29 @@ impl Compiler<'_> {
             }
         };
         if t.format != ValueFormat::Json {
-            self.diags.push(Diagnostic::warning(
-                "format",
-                format!("source `{full}`: format `{}` is validated but the runtime reads only json so far", serde_json::to_value(t.format).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()),
-            ).at(&o.doc.source, {
-                let (l, c) = o.doc.positions.value(&format!("{}/format", o.pointer));
-                Pos::new(l, c, 1)
-            }));
+            self.diags.push(
+                Diagnostic::warning(
+                    "format",
+                    format!(
+                        "source `{full}`: format `{}` is validated but the runtime reads only json so far",
+                        serde_json::to_value(t.format)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default()
+                    ),
+                )
+                .at(&o.doc.source, {
+                    let (l, c) = o.doc.positions.value(&format!("{}/format", o.pointer));
+                    Pos::new(l, c, 1)
+                }),
+            );
         }
         if t.on_error != OnError::DeadLetter && t.dead_letter_topic.is_some() {
-            self.diags.push(o.error("source", "dead_letter_topic", "`dead_letter_topic` is set but `on_error` is not `dead_letter`"));
+            self.diags.push(o.error(
+                "source",
+                "dead_letter_topic",
+                "`dead_letter_topic` is set but `on_error` is not `dead_letter`",
+            ));
             return None;
         }
         Some(CompiledSource { decl: decl.clone(), columns, schema, key, event_time })
@@ -471,11 +512,18 @@ impl Compiler<'_> {
         let value: serde_json::Value = match serde_json::from_str(&src.text) {
             Ok(v) => v,
             Err(e) => {
-                self.diags.push(Diagnostic::error("schema-file", format!("invalid JSON: {e}")).at(&src, Pos::new(e.line(), e.column(), 1)));
+                self.diags.push(
+                    Diagnostic::error("schema-file", format!("invalid JSON: {e}"))
+                        .at(&src, Pos::new(e.line(), e.column(), 1)),
+                );
                 return None;
             }
         };
-        let result = if file.ends_with(".avsc") { source_schema::from_avro(&value) } else { source_schema::from_json_schema(&value) };
+        let result = if file.ends_with(".avsc") {
+            source_schema::from_avro(&value)
+        } else {
+            source_schema::from_json_schema(&value)
+        };
         match result {
             Ok(c) => Some(c),
             Err(e) => {
@@ -530,8 +578,11 @@ impl Compiler<'_> {
                         // The table is most likely in the source file that did not load.
                         continue;
                     }
-                    let mut d = Diagnostic::error("unknown-source", format!("`source('{group}', '{table}')`: no source table `{full}`"))
-                        .at(&m.source, at(*off, group.chars().count() + 2));
+                    let mut d = Diagnostic::error(
+                        "unknown-source",
+                        format!("`source('{group}', '{table}')`: no source table `{full}`"),
+                    )
+                    .at(&m.source, at(*off, group.chars().count() + 2));
                     if let Some(s) = suggest(&full, source_names.iter().map(String::as_str)) {
                         let (sg, st) = s.split_once('.').unwrap_or((s, ""));
                         d = d.with_help(format!("did you mean `source('{sg}', '{st}')`?"));
@@ -546,7 +597,11 @@ impl Compiler<'_> {
                 g.add_edge(&NodeId::Model(s.sink.from.clone()), &me, EdgeAt(None));
             } else {
                 g.add_node(me);
-                let mut d = s.origin.error("unknown-ref", "from", format!("sink `{}` reads from `{}`, which is not a model", s.sink.name, s.sink.from));
+                let mut d = s.origin.error(
+                    "unknown-ref",
+                    "from",
+                    format!("sink `{}` reads from `{}`, which is not a model", s.sink.name, s.sink.from),
+                );
                 if let Some(x) = suggest(&s.sink.from, model_names.iter().copied()) {
                     d = d.with_help(format!("did you mean `{x}`?"));
                 }
@@ -579,7 +634,15 @@ impl Compiler<'_> {
     }
 
     /// A diagnostic at a (line, column) of the rendered SQL, mapped back into the model file.
-    fn at_rendered(&self, file: &ModelFile, r: &Rendered, line: usize, column: usize, len: usize, d: Diagnostic) -> Diagnostic {
+    fn at_rendered(
+        &self,
+        file: &ModelFile,
+        r: &Rendered,
+        line: usize,
+        column: usize,
+        len: usize,
+        d: Diagnostic,
+    ) -> Diagnostic {
         let out = crate::diagnostics::offset_of(&r.sql, line, column);
         let src = r.map.source_offset(out);
         let (l, c) = pos_of(&file.source.text, src);
@@ -661,24 +724,24 @@ impl Compiler<'_> {
         }
         if let DataFusionError::SchemaError(schema_err, _) = root {
             if let datafusion::common::SchemaError::FieldNotFound { field, valid_fields } = schema_err.as_ref() {
-            let names: Vec<String> = valid_fields.iter().map(|c| c.name.clone()).collect();
-            message = format!("unknown column `{}`", field.name);
-            help.clear();
-            if let Some(s) = suggest(&field.name, names.iter().map(String::as_str)) {
-                help.push(format!("did you mean `{s}`?"));
-            } else if !names.is_empty() {
-                let mut uniq: Vec<String> = names.clone();
-                uniq.sort();
-                uniq.dedup();
-                help.push(format!("available columns: {}", uniq.join(", ")));
-            }
-            if line == 0 {
-                if let Some((l, c)) = Self::find_word(&r.sql, &field.name) {
-                    line = l;
-                    col = c;
-                    len = field.name.chars().count();
+                let names: Vec<String> = valid_fields.iter().map(|c| c.name.clone()).collect();
+                message = format!("unknown column `{}`", field.name);
+                help.clear();
+                if let Some(s) = suggest(&field.name, names.iter().map(String::as_str)) {
+                    help.push(format!("did you mean `{s}`?"));
+                } else if !names.is_empty() {
+                    let mut uniq: Vec<String> = names.clone();
+                    uniq.sort();
+                    uniq.dedup();
+                    help.push(format!("available columns: {}", uniq.join(", ")));
                 }
-            }
+                if line == 0 {
+                    if let Some((l, c)) = Self::find_word(&r.sql, &field.name) {
+                        line = l;
+                        col = c;
+                        len = field.name.chars().count();
+                    }
+                }
             }
         }
         let code = match root {
@@ -726,7 +789,11 @@ impl Compiler<'_> {
         let mut statement = match (statements.pop_front(), statements.is_empty()) {
             (Some(DFStatement::Statement(s)), true) if matches!(*s, Statement::Query(_)) => *s,
             (None, _) => {
-                self.diags.push(Diagnostic::error("sql-syntax", "the model has no SQL").in_file(&file.source).with_help("a model is one SELECT statement"));
+                self.diags.push(
+                    Diagnostic::error("sql-syntax", "the model has no SQL")
+                        .in_file(&file.source)
+                        .with_help("a model is one SELECT statement"),
+                );
                 return None;
             }
             _ => {
@@ -826,7 +893,9 @@ impl Compiler<'_> {
         let mut job_plan = plan.clone();
         let mut rowtime_out = None;
         if matches!(operator, OperatorKind::Stateless | OperatorKind::StreamTableJoin) {
-            if let Some((p, sid, schema)) = self.plan_with_rowtime(&statement, &inputs, &input_schemas, sources, models).await {
+            if let Some((p, sid, schema)) =
+                self.plan_with_rowtime(&statement, &inputs, &input_schemas, sources, models).await
+            {
                 job_plan = p;
                 input_schemas.insert(sid, schema);
                 rowtime_out = Some(job_plan.schema().fields().len() - 1);
@@ -843,8 +912,11 @@ impl Compiler<'_> {
                 Ok(j) => j,
                 Err(reason) => {
                     self.diags.push(
-                        Diagnostic::error("streaming", format!("the streaming runtime cannot run this query: {reason}"))
-                            .in_file(&file.source),
+                        Diagnostic::error(
+                            "streaming",
+                            format!("the streaming runtime cannot run this query: {reason}"),
+                        )
+                        .in_file(&file.source),
                     );
                     return None;
                 }
@@ -862,33 +934,43 @@ impl Compiler<'_> {
         let props = self.project.model_props.get(&file.name);
 
         // Configuration: project defaults < properties YAML < config() in the SQL.
-        let from_sql = match serde_json::from_value::<ModelConfig>(serde_json::Value::Object(r.captured.config.clone())) {
+        let from_sql = match serde_json::from_value::<ModelConfig>(serde_json::Value::Object(r.captured.config.clone()))
+        {
             Ok(c) => c,
             Err(e) => {
                 let (l, c) = r.captured.config_offset.map(|o| pos_of(&file.source.text, o)).unwrap_or((1, 1));
-                self.diags.push(Diagnostic::error("config", format!("config(): {e}")).at(&file.source, Pos::new(l, c, 6)));
+                self.diags
+                    .push(Diagnostic::error("config", format!("config(): {e}")).at(&file.source, Pos::new(l, c, 6)));
                 return None;
             }
         };
-        let config = from_sql
-            .or(&props.map(|p| p.props.config.clone()).unwrap_or_default())
-            .or(&self.project.config.models);
+        let config =
+            from_sql.or(&props.map(|p| p.props.config.clone()).unwrap_or_default()).or(&self.project.config.models);
         let config_pos = r.captured.config_offset.map(|o| pos_of(&file.source.text, o)).unwrap_or((1, 1));
-        let config_err = |msg: String| Diagnostic::error("config", msg).at(&file.source, Pos::new(config_pos.0, config_pos.1, 6));
+        let config_err =
+            |msg: String| Diagnostic::error("config", msg).at(&file.source, Pos::new(config_pos.0, config_pos.1, 6));
 
         let kind = match (operator, config.materialized) {
             (OperatorKind::Aggregate, Some(RelationKind::Stream)) => {
-                self.diags.push(config_err(format!(
-                    "model `{}` is an aggregation without a WINDOW: its result is a table, not a stream",
-                    file.name
-                )).with_help("remove materialized='stream' or add a WINDOW ... EMIT FINAL"));
+                self.diags.push(
+                    config_err(format!(
+                        "model `{}` is an aggregation without a WINDOW: its result is a table, not a stream",
+                        file.name
+                    ))
+                    .with_help("remove materialized='stream' or add a WINDOW ... EMIT FINAL"),
+                );
                 return None;
             }
-            (OperatorKind::WindowedAggregate, Some(RelationKind::Stream)) if streaming.emit != Some(EmitMode::Final) => {
-                self.diags.push(config_err(format!(
-                    "model `{}` emits window updates (EMIT CHANGES): it is a table, not a stream",
-                    file.name
-                )).with_help("use EMIT FINAL for a stream of final window results"));
+            (OperatorKind::WindowedAggregate, Some(RelationKind::Stream))
+                if streaming.emit != Some(EmitMode::Final) =>
+            {
+                self.diags.push(
+                    config_err(format!(
+                        "model `{}` emits window updates (EMIT CHANGES): it is a table, not a stream",
+                        file.name
+                    ))
+                    .with_help("use EMIT FINAL for a stream of final window results"),
+                );
                 return None;
             }
             (_, Some(k)) => k,
@@ -898,7 +980,11 @@ impl Compiler<'_> {
                     matches!(i, NodeId::Source(n) if sources[n].decl.table.kind == RelationKind::Table)
                         || matches!(i, NodeId::Model(n) if models[n].kind == RelationKind::Table)
                 });
-                if all_tables && !inputs.is_empty() { RelationKind::Table } else { RelationKind::Stream }
+                if all_tables && !inputs.is_empty() {
+                    RelationKind::Table
+                } else {
+                    RelationKind::Stream
+                }
             }
         };
 
@@ -911,7 +997,8 @@ impl Compiler<'_> {
                     match names.iter().find(|n| n.eq_ignore_ascii_case(col)) {
                         Some(n) => key.push(n.to_string()),
                         None => {
-                            let mut d = config_err(format!("key column `{col}` is not an output column of `{}`", file.name));
+                            let mut d =
+                                config_err(format!("key column `{col}` is not an output column of `{}`", file.name));
                             if let Some(s) = suggest(col, names.iter().copied()) {
                                 d = d.with_help(format!("did you mean `{s}`?"));
                             }
@@ -926,8 +1013,11 @@ impl Compiler<'_> {
                     // The grouping columns are the table's key: each must be an output column,
                     // or rows of different groups would overwrite each other on the topic.
                     if let Some(missing) = group_cols.iter().find(|c| !names.contains(&c.as_str())) {
-                        let d = Diagnostic::error("sql-plan", format!("GROUP BY column `{missing}` is not selected: it is part of the table's key"))
-                            .with_help(format!("add `{missing}` to the SELECT list"));
+                        let d = Diagnostic::error(
+                            "sql-plan",
+                            format!("GROUP BY column `{missing}` is not selected: it is part of the table's key"),
+                        )
+                        .with_help(format!("add `{missing}` to the SELECT list"));
                         self.diags.push(match Self::find_word(&r.sql, "GROUP") {
                             Some((l, c)) => self.at_rendered(file, r, l, c, 5, d),
                             None => d.in_file(&file.source),
@@ -946,7 +1036,10 @@ impl Compiler<'_> {
             }
         }
         if kind == RelationKind::Table && key.is_empty() {
-            self.diags.push(config_err(format!("model `{}` is a table but has no key", file.name)).with_help("set key=[...] in config()"));
+            self.diags.push(
+                config_err(format!("model `{}` is a table but has no key", file.name))
+                    .with_help("set key=[...] in config()"),
+            );
             return None;
         }
         if let Some(p) = config.partitions {
@@ -957,7 +1050,9 @@ impl Compiler<'_> {
         }
         if let Some(ReplayPolicy::Timestamp { timestamp }) = &config.replay {
             if chrono::DateTime::parse_from_rfc3339(timestamp).is_err() {
-                self.diags.push(config_err(format!("replay timestamp `{timestamp}` is not RFC 3339 (e.g. 2024-01-31T00:00:00Z)")));
+                self.diags.push(config_err(format!(
+                    "replay timestamp `{timestamp}` is not RFC 3339 (e.g. 2024-01-31T00:00:00Z)"
+                )));
                 return None;
             }
         }
@@ -976,7 +1071,8 @@ impl Compiler<'_> {
         let emit = streaming.emit.unwrap_or(EmitMode::Changes);
         let plan_text = plan.display_indent_schema().to_string();
         let window_text = streaming.window.map(|w| w.to_string()).unwrap_or_default();
-        let semantic_hash = short_hash(&[&plan_text, &window_text, &format!("{emit:?}"), &format!("{kind:?}"), &key.join(",")]);
+        let semantic_hash =
+            short_hash(&[&plan_text, &window_text, &format!("{emit:?}"), &format!("{kind:?}"), &key.join(",")]);
         let config_hash = short_hash(&[&serde_json::to_string(&config).unwrap_or_default()]);
         let topic = config.topic.clone().unwrap_or_else(|| file.name.clone());
         Some(CompiledModel {
@@ -1036,7 +1132,8 @@ impl Compiler<'_> {
         let SetExpr::Select(select) = q.body.as_mut() else { return None };
         // How the query names the stream: its alias, else its name.
         let mut reference: Option<Vec<Ident>> = None;
-        let factors = select.from.iter().flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)));
+        let factors =
+            select.from.iter().flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)));
         for f in factors {
             if let TableFactor::Table { name, alias, .. } = f {
                 let parts = rewrite::normalize_object_name(name);
@@ -1066,7 +1163,8 @@ impl Compiler<'_> {
                 NodeId::Model(n) => (MODEL_SCHEMA.to_string(), n.clone()),
                 NodeId::Sink(_) => continue,
             };
-            let s = if id == *stream { with_fields(schema, [pseudo_field(PseudoColumn::Rowtime)]) } else { schema.clone() };
+            let s =
+                if id == *stream { with_fields(schema, [pseudo_field(PseudoColumn::Rowtime)]) } else { schema.clone() };
             self.schemas[&sn].set_overlay(&tn, s);
         }
         let with_rowtime = with_fields(&input_schemas[*stream], [pseudo_field(PseudoColumn::Rowtime)]);
@@ -1090,7 +1188,11 @@ impl Compiler<'_> {
         let declared: Vec<&str> = p.props.columns.iter().map(|c| c.name.as_str()).collect();
         for (i, col) in p.props.columns.iter().enumerate() {
             let Some(field) = schema.fields().iter().find(|f| f.name().eq_ignore_ascii_case(&col.name)) else {
-                let mut d = o.error("contract", &format!("columns/{i}/name"), format!("contract of `{name}`: column `{}` is not in the model's output", col.name));
+                let mut d = o.error(
+                    "contract",
+                    &format!("columns/{i}/name"),
+                    format!("contract of `{name}`: column `{}` is not in the model's output", col.name),
+                );
                 let outs: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
                 if let Some(s) = suggest(&col.name, outs.iter().copied()) {
                     d = d.with_help(format!("the output has `{s}`"));
@@ -1100,26 +1202,40 @@ impl Compiler<'_> {
                 continue;
             };
             let Some(t) = &col.data_type else {
-                self.diags.push(o.error("contract", &format!("columns/{i}"), format!("contract of `{name}`: column `{}` needs a `type`", col.name)));
+                self.diags.push(o.error(
+                    "contract",
+                    &format!("columns/{i}"),
+                    format!("contract of `{name}`: column `{}` needs a `type`", col.name),
+                ));
                 ok = false;
                 continue;
             };
             match types::parse_sql_type(t) {
                 Err(e) => {
-                    self.diags.push(o.error("contract", &format!("columns/{i}/type"), format!("contract of `{name}`: column `{}`: {e}", col.name)));
-                    ok = false;
-                }
-                Ok(dt) if !types::same_sql_type(&dt, field.data_type()) => {
                     self.diags.push(o.error(
                         "contract",
                         &format!("columns/{i}/type"),
-                        format!(
-                            "contract of `{name}`: column `{}` is declared {} but the query produces {}",
-                            col.name,
-                            types::sql_type_name(&dt),
-                            types::sql_type_name(field.data_type())
-                        ),
-                    ).with_help(format!("change the declared type, or CAST the column to {} in the SELECT", types::sql_type_name(&dt))));
+                        format!("contract of `{name}`: column `{}`: {e}", col.name),
+                    ));
+                    ok = false;
+                }
+                Ok(dt) if !types::same_sql_type(&dt, field.data_type()) => {
+                    self.diags.push(
+                        o.error(
+                            "contract",
+                            &format!("columns/{i}/type"),
+                            format!(
+                                "contract of `{name}`: column `{}` is declared {} but the query produces {}",
+                                col.name,
+                                types::sql_type_name(&dt),
+                                types::sql_type_name(field.data_type())
+                            ),
+                        )
+                        .with_help(format!(
+                            "change the declared type, or CAST the column to {} in the SELECT",
+                            types::sql_type_name(&dt)
+                        )),
+                    );
                     ok = false;
                 }
                 Ok(_) => {
@@ -1132,11 +1248,18 @@ impl Compiler<'_> {
         }
         for f in schema.fields() {
             if !declared.iter().any(|d| d.eq_ignore_ascii_case(f.name())) {
-                self.diags.push(o.error("contract", "columns", format!(
-                    "contract of `{name}`: the output column `{}` ({}) is not declared",
-                    f.name(),
-                    types::sql_type_name(f.data_type())
-                )).with_help("declare it under `columns:` or remove it from the SELECT"));
+                self.diags.push(
+                    o.error(
+                        "contract",
+                        "columns",
+                        format!(
+                            "contract of `{name}`: the output column `{}` ({}) is not declared",
+                            f.name(),
+                            types::sql_type_name(f.data_type())
+                        ),
+                    )
+                    .with_help("declare it under `columns:` or remove it from the SELECT"),
+                );
                 ok = false;
             }
         }
@@ -1169,11 +1292,37 @@ impl Compiler<'_> {
                 LogicalPlan::Join(j) => {
                     joins.push((j.join_type, relation_kind(&j.left, &kind_of), relation_kind(&j.right, &kind_of)));
                 }
-                LogicalPlan::Sort(_) => problem = Some(("ORDER", "ORDER BY has no meaning on an unbounded stream".into(), "sort downstream, where the data is read")),
-                LogicalPlan::Limit(_) => problem = Some(("LIMIT", "LIMIT has no meaning on a continuous query".into(), "filter with WHERE instead")),
-                LogicalPlan::Window(_) => problem = Some(("OVER", "window functions (OVER ...) are not supported on streams".into(), "use a WINDOW clause with GROUP BY")),
-                LogicalPlan::Union(_) => problem = Some(("UNION", "UNION is not supported yet".into(), "write one model per input")),
-                LogicalPlan::Distinct(_) => problem = Some(("DISTINCT", "SELECT DISTINCT is not supported on streams yet".into(), "use GROUP BY, which makes a table")),
+                LogicalPlan::Sort(_) => {
+                    problem = Some((
+                        "ORDER",
+                        "ORDER BY has no meaning on an unbounded stream".into(),
+                        "sort downstream, where the data is read",
+                    ))
+                }
+                LogicalPlan::Limit(_) => {
+                    problem = Some((
+                        "LIMIT",
+                        "LIMIT has no meaning on a continuous query".into(),
+                        "filter with WHERE instead",
+                    ))
+                }
+                LogicalPlan::Window(_) => {
+                    problem = Some((
+                        "OVER",
+                        "window functions (OVER ...) are not supported on streams".into(),
+                        "use a WINDOW clause with GROUP BY",
+                    ))
+                }
+                LogicalPlan::Union(_) => {
+                    problem = Some(("UNION", "UNION is not supported yet".into(), "write one model per input"))
+                }
+                LogicalPlan::Distinct(_) => {
+                    problem = Some((
+                        "DISTINCT",
+                        "SELECT DISTINCT is not supported on streams yet".into(),
+                        "use GROUP BY, which makes a table",
+                    ))
+                }
                 _ => {}
             }
             Ok(TreeNodeRecursion::Continue)
@@ -1191,7 +1340,11 @@ impl Compiler<'_> {
             return fail(word, msg, help);
         }
         if aggregates > 1 {
-            return fail("GROUP", "a model may hold one aggregation".into(), "put the inner aggregation in its own model and ref() it");
+            return fail(
+                "GROUP",
+                "a model may hold one aggregation".into(),
+                "put the inner aggregation in its own model and ref() it",
+            );
         }
         for (jt, l, rk) in &joins {
             use RelationKind::*;
@@ -1227,12 +1380,20 @@ impl Compiler<'_> {
             t
         };
         if aggregates == 1 && has_table_input && joins.is_empty() {
-            return fail("GROUP", "aggregating a table (with retractions) is not supported yet".into(), "aggregate a stream");
+            return fail(
+                "GROUP",
+                "aggregating a table (with retractions) is not supported yet".into(),
+                "aggregate a stream",
+            );
         }
         match (aggregates, streaming.window.is_some(), joins.is_empty()) {
             (1, true, _) => Some(OperatorKind::WindowedAggregate),
             (1, false, _) => Some(OperatorKind::Aggregate),
-            (_, true, _) => fail("WINDOW", "a WINDOW needs an aggregation with GROUP BY in the outermost SELECT".into(), "add GROUP BY, or remove the WINDOW clause"),
+            (_, true, _) => fail(
+                "WINDOW",
+                "a WINDOW needs an aggregation with GROUP BY in the outermost SELECT".into(),
+                "add GROUP BY, or remove the WINDOW clause",
+            ),
             (_, false, false) => Some(OperatorKind::StreamTableJoin),
             _ => Some(OperatorKind::Stateless),
         }
@@ -1248,7 +1409,9 @@ struct ProjectRelations<'a> {
 impl crate::runtime::plan::Relations for ProjectRelations<'_> {
     fn resolve(&self, table: &datafusion::common::TableReference) -> Option<(NodeId, RelationKind)> {
         match table.schema() {
-            Some(MODEL_SCHEMA) | None => self.models.get(table.table()).map(|m| (NodeId::Model(m.name.clone()), m.kind)),
+            Some(MODEL_SCHEMA) | None => {
+                self.models.get(table.table()).map(|m| (NodeId::Model(m.name.clone()), m.kind))
+            }
             Some(group) => {
                 let full = format!("{group}.{}", table.table());
                 self.sources.get(&full).map(|s| (NodeId::Source(full.clone()), s.decl.table.kind))

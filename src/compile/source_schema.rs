@@ -42,8 +42,8 @@ pub fn from_avro(schema: &Value) -> Result<Vec<ResolvedColumn>, String> {
         .iter()
         .map(|f| {
             let name = f.get("name").and_then(Value::as_str).ok_or("an Avro field has no `name`")?;
-            let (data_type, nullable) = avro_type(f.get("type").unwrap_or(&Value::Null))
-                .map_err(|e| format!("field `{name}`: {e}"))?;
+            let (data_type, nullable) =
+                avro_type(f.get("type").unwrap_or(&Value::Null)).map_err(|e| format!("field `{name}`: {e}"))?;
             Ok(ResolvedColumn {
                 name: name.to_string(),
                 data_type,
@@ -70,7 +70,10 @@ fn avro_type(t: &Value) -> Result<(DataType, bool), String> {
             match base {
                 "array" => {
                     let (item, n) = avro_type(o.get("items").unwrap_or(&Value::Null))?;
-                    Ok((DataType::List(std::sync::Arc::new(datafusion::arrow::datatypes::Field::new("item", item, n))), false))
+                    Ok((
+                        DataType::List(std::sync::Arc::new(datafusion::arrow::datatypes::Field::new("item", item, n))),
+                        false,
+                    ))
                 }
                 "record" => {
                     let cols = from_avro(t)?;

@@ -38,7 +38,12 @@ impl EmbeddedBroker {
                     match cmd {
                         Command::CreateTopic { name, partitions, reply } => {
                             let r = match cluster.create_topic(&name, partitions, 1) {
-                                Err(e) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists) => Ok(()),
+                                Err(e)
+                                    if e.rdkafka_error_code()
+                                        == Some(rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists) =>
+                                {
+                                    Ok(())
+                                }
                                 r => r.map_err(|e| format!("creating topic {name}: {e}")),
                             };
                             let _ = reply.send(r);

@@ -48,7 +48,8 @@ impl Cluster<'_> {
             Cluster::Embedded(b) => b.bootstrap_servers().to_string(),
             Cluster::Kafka { bootstrap, .. } => bootstrap.clone(),
         };
-        let consumer: BaseConsumer = self.client_config().create().map_err(|e| format!("cannot create a Kafka client: {e}"))?;
+        let consumer: BaseConsumer =
+            self.client_config().create().map_err(|e| format!("cannot create a Kafka client: {e}"))?;
         consumer
             .fetch_metadata(None, Duration::from_secs(10))
             .map(|_| ())
@@ -82,7 +83,8 @@ impl Cluster<'_> {
                     return Ok(());
                 }
                 let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-                let results = admin.create_topics(new.iter(), &opts).await.map_err(|e| format!("creating topics: {e}"))?;
+                let results =
+                    admin.create_topics(new.iter(), &opts).await.map_err(|e| format!("creating topics: {e}"))?;
                 for r in results {
                     match r {
                         Ok(_) => {}
@@ -102,7 +104,9 @@ impl Cluster<'_> {
     fn admin(&self) -> Result<AdminClient<DefaultClientContext>, String> {
         match self {
             Cluster::Embedded(_) => Err("the embedded broker supports creating topics only".into()),
-            Cluster::Kafka { .. } => self.client_config().create().map_err(|e| format!("cannot create a Kafka admin client: {e}")),
+            Cluster::Kafka { .. } => {
+                self.client_config().create().map_err(|e| format!("cannot create a Kafka admin client: {e}"))
+            }
         }
     }
 
@@ -111,13 +115,19 @@ impl Cluster<'_> {
         let admin = self.admin()?;
         let np = rdkafka::admin::NewPartitions::new(topic, total as usize);
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        for r in admin.create_partitions([&np], &opts).await.map_err(|e| format!("adding partitions to {topic}: {e}"))? {
+        for r in
+            admin.create_partitions([&np], &opts).await.map_err(|e| format!("adding partitions to {topic}: {e}"))?
+        {
             r.map_err(|(t, code)| format!("adding partitions to {t}: {code}"))?;
         }
         Ok(())
     }
 
-    pub async fn alter_configs(&self, topic: &str, configs: &std::collections::BTreeMap<String, String>) -> Result<(), String> {
+    pub async fn alter_configs(
+        &self,
+        topic: &str,
+        configs: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), String> {
         let admin = self.admin()?;
         let mut ac = rdkafka::admin::AlterConfig::new(rdkafka::admin::ResourceSpecifier::Topic(topic));
         for (k, v) in configs {
@@ -145,8 +155,11 @@ impl Cluster<'_> {
     /// Partitions and records held (end minus start offsets) of each of these topics that exists.
     pub fn topic_facts(&self, topics: &[String]) -> Result<std::collections::BTreeMap<String, (i32, i64)>, String> {
         use rdkafka::consumer::{BaseConsumer, Consumer};
-        let consumer: BaseConsumer = self.client_config().create().map_err(|e| format!("cannot create a Kafka client: {e}"))?;
-        let md = consumer.fetch_metadata(None, Duration::from_secs(10)).map_err(|e| format!("reading cluster metadata: {e}"))?;
+        let consumer: BaseConsumer =
+            self.client_config().create().map_err(|e| format!("cannot create a Kafka client: {e}"))?;
+        let md = consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map_err(|e| format!("reading cluster metadata: {e}"))?;
         let mut out = std::collections::BTreeMap::new();
         for t in md.topics() {
             if !topics.iter().any(|n| n == t.name()) || t.error().is_some() || t.partitions().is_empty() {

@@ -7,7 +7,9 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::control::{git_commit, whoami, ControlError, DeployedSchema, DeployedState, DeployedTopic, Deployment, DeploymentStatus, Meta};
+use super::control::{
+    git_commit, whoami, ControlError, DeployedSchema, DeployedState, DeployedTopic, Deployment, DeploymentStatus, Meta,
+};
 use super::plan::{Action, Change, ChangePlan, ObjectKind};
 use super::Session;
 use crate::connectors::kafka::TopicSpec as ClusterTopic;
@@ -37,7 +39,10 @@ pub fn apply(session: &Session, plan: &ChangePlan, project_root: &std::path::Pat
         return Err(ApplyError::Problems(plan.problems.len()));
     }
     let project = session.control.project();
-    if plan.project != project || plan.target != session.target.name || plan.control_topic != session.target.control_topic {
+    if plan.project != project
+        || plan.target != session.target.name
+        || plan.control_topic != session.target.control_topic
+    {
         return Err(ApplyError::WrongTarget {
             plan: plan.project.clone(),
             plan_target: plan.target.clone(),
@@ -46,7 +51,10 @@ pub fn apply(session: &Session, plan: &ChangePlan, project_root: &std::path::Pat
         });
     }
     let holder = format!("{} pid {}", whoami(), std::process::id());
-    session.cluster().ensure_control_topic(&session.target.control_topic).map_err(|m| ControlError::Kafka { topic: session.target.control_topic.clone(), message: m })?;
+    session
+        .cluster()
+        .ensure_control_topic(&session.target.control_topic)
+        .map_err(|m| ControlError::Kafka { topic: session.target.control_topic.clone(), message: m })?;
     let _lock = session.control.lock(&holder)?;
     let state = session.read()?;
     if state.fingerprint() != plan.base.fingerprint {
@@ -71,19 +79,31 @@ pub fn apply(session: &Session, plan: &ChangePlan, project_root: &std::path::Pat
     let tty = std::io::stderr().is_terminal();
     let bar = ProgressBar::new(plan.changes.len() as u64);
     if tty {
-        bar.set_style(ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
     } else {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| ControlError::Kafka { topic: String::new(), message: e.to_string() })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ControlError::Kafka { topic: String::new(), message: e.to_string() })?;
     // The topics as the cluster has them now: asked once, not per change.
-    let topic_names: Vec<String> = plan.changes.iter().filter(|c| c.object == ObjectKind::Topic).map(|c| c.name.clone()).collect();
-    let on_cluster = session.cluster().topic_facts(&topic_names).map_err(|m| ControlError::Kafka { topic: String::new(), message: m })?;
+    let topic_names: Vec<String> =
+        plan.changes.iter().filter(|c| c.object == ObjectKind::Topic).map(|c| c.name.clone()).collect();
+    let on_cluster = session
+        .cluster()
+        .topic_facts(&topic_names)
+        .map_err(|m| ControlError::Kafka { topic: String::new(), message: m })?;
     let before = Before { state: &state, on_cluster: &on_cluster };
     let total = plan.changes.len();
     for (done, c) in plan.changes.iter().enumerate() {
         bar.set_message(format!("{} {} {}", c.action.symbol(), c.object.word(), c.name));
-        let step = |message: String| ApplyError::Step { object: c.object.word(), name: c.name.clone(), message, done, total };
+        let step =
+            |message: String| ApplyError::Step { object: c.object.word(), name: c.name.clone(), message, done, total };
         execute(session, plan, c, &meta, &before, &rt).map_err(step)?;
         let line = format!("{} {} {}: {}", c.action.symbol(), c.object.word(), c.name, past(c.action));
         if tty {
@@ -128,7 +148,14 @@ struct Before<'a> {
     on_cluster: &'a BTreeMap<String, (i32, i64)>,
 }
 
-fn execute(session: &Session, plan: &ChangePlan, c: &Change, meta: &Meta, before: &Before<'_>, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+fn execute(
+    session: &Session,
+    plan: &ChangePlan,
+    c: &Change,
+    meta: &Meta,
+    before: &Before<'_>,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(), String> {
     let control = &session.control;
     let cluster = session.cluster();
     let ctl = |e: ControlError| e.to_string();
@@ -179,15 +206,23 @@ fn execute(session: &Session, plan: &ChangePlan, c: &Change, meta: &Meta, before
             if let Some(level) = spec.compatibility {
                 r.set_compatibility(&spec.subject, level).map_err(|e| e.to_string())?;
             } else if r.compatibility(&spec.subject).map_err(|e| e.to_string())?.is_none() {
-                r.set_compatibility(&spec.subject, crate::registry::DEFAULT_OUTPUT_COMPATIBILITY).map_err(|e| e.to_string())?;
+                r.set_compatibility(&spec.subject, crate::registry::DEFAULT_OUTPUT_COMPATIBILITY)
+                    .map_err(|e| e.to_string())?;
             }
-            let rec = DeployedSchema { spec: spec.clone(), id: registered.id, version: registered.version, meta: meta.clone() };
+            let rec = DeployedSchema {
+                spec: spec.clone(),
+                id: registered.id,
+                version: registered.version,
+                meta: meta.clone(),
+            };
             control.put("schema", &c.name, Some(&rec)).map_err(ctl)
         }
         (ObjectKind::Job, Action::Destroy) => control.put::<()>("job", &c.name, None).map_err(ctl),
         (ObjectKind::Job, _) => {
             let spec = plan.desired.jobs.get(&c.name).ok_or("not in the plan's desired state")?;
-            control.put("job", &c.name, Some(&super::control::DeployedJob { spec: spec.clone(), meta: meta.clone() })).map_err(ctl)
+            control
+                .put("job", &c.name, Some(&super::control::DeployedJob { spec: spec.clone(), meta: meta.clone() }))
+                .map_err(ctl)
         }
     }
 }

@@ -131,12 +131,10 @@ pub struct ControlTopic {
 
 impl ControlTopic {
     pub fn new(client: &ClientConfig, topic: &str, project: &str) -> Result<ControlTopic, ControlError> {
-        let producer: FutureProducer = client
-            .clone()
-            .set("message.max.bytes", "8000000")
-            .set("compression.type", "gzip")
-            .create()
-            .map_err(|e| ControlError::Kafka { topic: topic.into(), message: format!("creating a producer: {e}") })?;
+        let producer: FutureProducer =
+            client.clone().set("message.max.bytes", "8000000").set("compression.type", "gzip").create().map_err(
+                |e| ControlError::Kafka { topic: topic.into(), message: format!("creating a producer: {e}") },
+            )?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -171,12 +169,17 @@ impl ControlTopic {
             .set("fetch.message.max.bytes", "8000000")
             .create()
             .map_err(|e| self.err(format!("creating a consumer: {e}")))?;
-        let md = consumer.fetch_metadata(Some(&self.topic), Duration::from_secs(10)).map_err(|e| self.err(format!("metadata: {e}")))?;
-        let exists = md.topics().iter().any(|t| t.name() == self.topic && t.error().is_none() && !t.partitions().is_empty());
+        let md = consumer
+            .fetch_metadata(Some(&self.topic), Duration::from_secs(10))
+            .map_err(|e| self.err(format!("metadata: {e}")))?;
+        let exists =
+            md.topics().iter().any(|t| t.name() == self.topic && t.error().is_none() && !t.partitions().is_empty());
         if !exists {
             return Ok(state);
         }
-        let (_, high) = consumer.fetch_watermarks(&self.topic, 0, Duration::from_secs(10)).map_err(|e| self.err(format!("offsets: {e}")))?;
+        let (_, high) = consumer
+            .fetch_watermarks(&self.topic, 0, Duration::from_secs(10))
+            .map_err(|e| self.err(format!("offsets: {e}")))?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.topic, 0, Offset::Beginning).map_err(|e| self.err(e.to_string()))?;
         consumer.assign(&tpl).map_err(|e| self.err(e.to_string()))?;
@@ -295,7 +298,11 @@ pub struct ApplyLock<'a> {
 
 impl Drop for ApplyLock<'_> {
     fn drop(&mut self) {
-        let _ = self.control.put("lock", "", Some(&Lease { holder: self.holder.clone(), epoch: self.epoch, expires_ms: 0 }));
+        let _ = self.control.put(
+            "lock",
+            "",
+            Some(&Lease { holder: self.holder.clone(), epoch: self.epoch, expires_ms: 0 }),
+        );
     }
 }
 

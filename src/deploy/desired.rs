@@ -159,7 +159,13 @@ impl DesiredState {
                 continue;
             }
             order.push(name.clone());
-            add_topic(&m.topic, TopicRole::Output, m.config.partitions.unwrap_or(1), m.kind == RelationKind::Table, name);
+            add_topic(
+                &m.topic,
+                TopicRole::Output,
+                m.config.partitions.unwrap_or(1),
+                m.kind == RelationKind::Table,
+                name,
+            );
             add_topic(&checkpoint_topic(&project, name), TopicRole::Checkpoint, 1, true, name);
             let mut input_topics = Vec::new();
             let mut input_sources = Vec::new();
@@ -171,12 +177,23 @@ impl DesiredState {
                         input_topics.push(src.decl.table.topic.clone());
                         input_sources.push(s.clone());
                         if src.decl.table.on_error == OnError::DeadLetter {
-                            let t = src.decl.table.dead_letter_topic.clone().unwrap_or_else(|| format!("{}.dlq", src.decl.table.topic));
+                            let t = src
+                                .decl
+                                .table
+                                .dead_letter_topic
+                                .clone()
+                                .unwrap_or_else(|| format!("{}.dlq", src.decl.table.topic));
                             add_topic(&t, TopicRole::DeadLetter, 1, false, s);
                         }
                         if target.kind == TargetKind::Embedded {
                             let t = &src.decl.table;
-                            add_topic(&t.topic, TopicRole::Source, t.partitions.unwrap_or(1), t.kind == RelationKind::Table, s);
+                            add_topic(
+                                &t.topic,
+                                TopicRole::Source,
+                                t.partitions.unwrap_or(1),
+                                t.kind == RelationKind::Table,
+                                s,
+                            );
                         }
                     }
                     NodeId::Model(u) => {
@@ -244,7 +261,15 @@ impl DesiredState {
                 },
             );
         }
-        DesiredState { project, topics, schemas, jobs, order, downstream, bundle: Bundle::new(cp.project.definition_files()) }
+        DesiredState {
+            project,
+            topics,
+            schemas,
+            jobs,
+            order,
+            downstream,
+            bundle: Bundle::new(cp.project.definition_files()),
+        }
     }
 
     /// Every model downstream of `model`, transitively, in dependency order.

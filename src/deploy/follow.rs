@@ -31,9 +31,10 @@ fn running_set(state: &DeployedState, select: &dyn Fn(&str) -> bool) -> BTreeMap
 
 /// Writes a bundle's files to a private directory and compiles them.
 pub fn compile_bundle(project: &str, generation: u64, bundle: &Bundle) -> Result<CompiledProject, String> {
-    let dir: PathBuf = std::env::temp_dir().join(format!("streamctl-{project}-g{generation}-{}-{}", std::process::id(), bundle.hash));
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("streamctl-{project}-g{generation}-{}-{}", std::process::id(), bundle.hash));
     for (path, text) in &bundle.files {
-        if path.split('/').any(|c| c == ".." ) || path.starts_with('/') {
+        if path.split('/').any(|c| c == "..") || path.starts_with('/') {
             return Err(format!("generation {generation}: refusing the file path {path}"));
         }
         let p = dir.join(path);
@@ -49,7 +50,10 @@ pub fn compile_bundle(project: &str, generation: u64, bundle: &Bundle) -> Result
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
             let cp = rt.block_on(crate::compile::compile(project, diags));
             if cp.diagnostics.has_errors() {
-                Err(format!("generation {generation} does not compile here: {} errors (was it applied by a newer streamctl?)", cp.diagnostics.error_count()))
+                Err(format!(
+                    "generation {generation} does not compile here: {} errors (was it applied by a newer streamctl?)",
+                    cp.diagnostics.error_count()
+                ))
             } else {
                 Ok(cp)
             }
@@ -87,7 +91,9 @@ pub fn run_deployed(
             let cp = match compiled.get(generation) {
                 Some(cp) => cp.clone(),
                 None => {
-                    let bundle = state.bundles.get(generation).ok_or_else(|| format!("the project files of generation {generation} are missing from the control topic"))?;
+                    let bundle = state.bundles.get(generation).ok_or_else(|| {
+                        format!("the project files of generation {generation} are missing from the control topic")
+                    })?;
                     let cp = Arc::new(compile_bundle(control.project(), *generation, bundle)?);
                     compiled.insert(*generation, cp.clone());
                     cp

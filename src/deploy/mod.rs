@@ -31,10 +31,15 @@ pub struct Session {
 impl Session {
     pub fn open(cp: &CompiledProject, target: ResolvedTarget) -> Result<Session, String> {
         let broker = if target.kind == TargetKind::Embedded { Some(EmbeddedBroker::start()?) } else { None };
-        let registry = crate::registry::open(target.schema_registry_url.as_deref(), target.kind == TargetKind::Embedded, &cp.project.root)
-            .map_err(|e| e.to_string())?;
+        let registry = crate::registry::open(
+            target.schema_registry_url.as_deref(),
+            target.kind == TargetKind::Embedded,
+            &cp.project.root,
+        )
+        .map_err(|e| e.to_string())?;
         let client = cluster_of(&target, broker.as_ref()).client_config();
-        let control = ControlTopic::new(&client, &target.control_topic, &cp.project.config.name).map_err(|e| e.to_string())?;
+        let control =
+            ControlTopic::new(&client, &target.control_topic, &cp.project.config.name).map_err(|e| e.to_string())?;
         let s = Session { target, broker, control, registry };
         s.cluster().check_reachable()?;
         Ok(s)
@@ -58,7 +63,13 @@ impl Session {
     }
 
     /// The plan for this project against what the target has recorded now.
-    pub fn plan(&self, desired: &DesiredState, deployed: &DeployedState, destroy: bool, delete_topics: bool) -> ChangePlan {
+    pub fn plan(
+        &self,
+        desired: &DesiredState,
+        deployed: &DeployedState,
+        destroy: bool,
+        delete_topics: bool,
+    ) -> ChangePlan {
         let mut names: Vec<String> = desired.topics.keys().cloned().collect();
         names.extend(desired.jobs.values().flat_map(|j| j.input_topics.iter().cloned()));
         names.extend(deployed.topics.keys().cloned());

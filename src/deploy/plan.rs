@@ -159,16 +159,28 @@ pub fn make_plan(input: &PlanInput<'_>) -> ChangePlan {
     let mut p = Planner { input, changes: Vec::new(), problems: Vec::new(), notes: Vec::new() };
     let empty;
     let desired = if input.destroy {
-        empty = DesiredState { topics: BTreeMap::new(), schemas: BTreeMap::new(), jobs: BTreeMap::new(), order: Vec::new(), ..input.desired.clone() };
+        empty = DesiredState {
+            topics: BTreeMap::new(),
+            schemas: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            order: Vec::new(),
+            ..input.desired.clone()
+        };
         &empty
     } else {
         input.desired
     };
     if !input.deployed.unreadable.is_empty() {
-        p.notes.push(format!("unreadable records in the control topic (ignored): {}", input.deployed.unreadable.join("; ")));
+        p.notes.push(format!(
+            "unreadable records in the control topic (ignored): {}",
+            input.deployed.unreadable.join("; ")
+        ));
     }
     if input.deployed.deployment.as_ref().is_some_and(|d| d.status == super::control::DeploymentStatus::Applying) {
-        p.notes.push(format!("generation {} was not applied to the end: this plan includes what remains", input.deployed.generation()));
+        p.notes.push(format!(
+            "generation {} was not applied to the end: this plan includes what remains",
+            input.deployed.generation()
+        ));
     }
     // Creations and updates, model by model in dependency order: a model's own topics, and
     // those of the sources it is the first to read (dead-letter topics; on the embedded target
@@ -198,7 +210,11 @@ pub fn make_plan(input: &PlanInput<'_>) -> ChangePlan {
             name: m.clone(),
             action: Action::Destroy,
             owner: m.clone(),
-            reasons: vec![if input.destroy { "destroy".into() } else { "no longer in the project (or disabled): the job stops".into() }],
+            reasons: vec![if input.destroy {
+                "destroy".into()
+            } else {
+                "no longer in the project (or disabled): the job stops".into()
+            }],
             start: None,
             replay_records: None,
             downstream: Vec::new(),
@@ -207,18 +223,29 @@ pub fn make_plan(input: &PlanInput<'_>) -> ChangePlan {
     }
     for (subject, s) in &deployed.schemas {
         if !desired.schemas.contains_key(subject) {
-            let what = if input.delete_topics { "the subject is deleted from the registry" } else { "the registry keeps the subject (--delete-topics deletes it)" };
+            let what = if input.delete_topics {
+                "the subject is deleted from the registry"
+            } else {
+                "the registry keeps the subject (--delete-topics deletes it)"
+            };
             p.push(destroyed(ObjectKind::Schema, subject, &s.spec.model, what));
         }
     }
     for (name, t) in &deployed.topics {
         if !desired.topics.contains_key(name) {
-            let what = if input.delete_topics { "the topic and its data are deleted" } else { "the topic and its data stay (--delete-topics deletes them)" };
+            let what = if input.delete_topics {
+                "the topic and its data are deleted"
+            } else {
+                "the topic and its data stay (--delete-topics deletes them)"
+            };
             p.push(destroyed(ObjectKind::Topic, name, &t.spec.owner, what));
         }
     }
     if input.registry.is_none() && !desired.schemas.is_empty() {
-        p.notes.push(format!("target `{}` has no schema registry (schema_registry_url): output schemas are not registered or checked", input.target));
+        p.notes.push(format!(
+            "target `{}` has no schema registry (schema_registry_url): output schemas are not registered or checked",
+            input.target
+        ));
     }
     ChangePlan {
         plan_version: PLAN_VERSION,
@@ -265,7 +292,14 @@ impl Planner<'_, '_> {
         }
     }
 
-    fn change(&mut self, object: ObjectKind, name: &str, action: Action, owner: &str, reasons: Vec<String>) -> &mut Change {
+    fn change(
+        &mut self,
+        object: ObjectKind,
+        name: &str,
+        action: Action,
+        owner: &str,
+        reasons: Vec<String>,
+    ) -> &mut Change {
         self.push(Change {
             object,
             name: name.into(),
@@ -277,7 +311,8 @@ impl Planner<'_, '_> {
             downstream: Vec::new(),
             diff: None,
         });
-        let i = self.changes.iter().position(|x| x.object == object && x.name == name).unwrap_or(self.changes.len() - 1);
+        let i =
+            self.changes.iter().position(|x| x.object == object && x.name == name).unwrap_or(self.changes.len() - 1);
         &mut self.changes[i]
     }
 
@@ -289,11 +324,18 @@ impl Planner<'_, '_> {
             TopicRole::Checkpoint => format!("state of {}", t.owner),
             TopicRole::DeadLetter => format!("dead letters of {}", t.owner),
         };
-        let shape = format!("{} partition{}{}", t.partitions, if t.partitions == 1 { "" } else { "s" }, if t.configs.get("cleanup.policy").is_some_and(|p| p == "compact") { ", compacted" } else { "" });
+        let shape = format!(
+            "{} partition{}{}",
+            t.partitions,
+            if t.partitions == 1 { "" } else { "s" },
+            if t.configs.get("cleanup.policy").is_some_and(|p| p == "compact") { ", compacted" } else { "" }
+        );
         match self.input.deployed.topics.get(&t.name) {
             None => {
                 let reason = match on_cluster {
-                    Some((parts, _)) if parts == t.partitions => format!("{what}: exists on the cluster ({shape}), recorded as deployed"),
+                    Some((parts, _)) if parts == t.partitions => {
+                        format!("{what}: exists on the cluster ({shape}), recorded as deployed")
+                    }
                     Some((parts, _)) if parts < t.partitions => {
                         format!("{what}: exists on the cluster with {parts} partitions, grows to {}", t.partitions)
                     }
@@ -311,7 +353,13 @@ impl Planner<'_, '_> {
             Some(d) => {
                 let mut reasons = Vec::new();
                 if self.input.cluster.is_some() && on_cluster.is_none() {
-                    self.change(ObjectKind::Topic, &t.name, Action::Create, &t.owner, vec![format!("{what}: recorded as deployed but missing on the cluster")]);
+                    self.change(
+                        ObjectKind::Topic,
+                        &t.name,
+                        Action::Create,
+                        &t.owner,
+                        vec![format!("{what}: recorded as deployed but missing on the cluster")],
+                    );
                     return;
                 }
                 if d.spec.partitions != t.partitions {
@@ -328,7 +376,11 @@ impl Planner<'_, '_> {
                 for k in keys {
                     let (a, b) = (d.spec.configs.get(k), t.configs.get(k));
                     if a != b {
-                        reasons.push(format!("{k} {} → {}", a.map_or("(default)", String::as_str), b.map_or("(default)", String::as_str)));
+                        reasons.push(format!(
+                            "{k} {} → {}",
+                            a.map_or("(default)", String::as_str),
+                            b.map_or("(default)", String::as_str)
+                        ));
                     }
                 }
                 if d.spec.replication_factor != t.replication_factor {
@@ -354,7 +406,9 @@ impl Planner<'_, '_> {
             }
         };
         let recorded = self.input.deployed.schemas.get(&s.subject);
-        if let Some(same) = versions.iter().find(|v| v.schema_type == s.schema_type && same_schema(&v.schema, &s.schema)) {
+        if let Some(same) =
+            versions.iter().find(|v| v.schema_type == s.schema_type && same_schema(&v.schema, &s.schema))
+        {
             // Registered already: only the record may be missing or point elsewhere.
             let level = |l: Option<Compatibility>| l.map_or("(registry's or default)".to_string(), level_name);
             match recorded {
@@ -367,7 +421,8 @@ impl Planner<'_, '_> {
                     self.change(ObjectKind::Schema, &s.subject, Action::Update, &s.model, vec![reason]);
                 }
                 Some(r) if r.spec.compatibility != s.compatibility => {
-                    let reason = format!("compatibility level {} → {}", level(r.spec.compatibility), level(s.compatibility));
+                    let reason =
+                        format!("compatibility level {} → {}", level(r.spec.compatibility), level(s.compatibility));
                     self.change(ObjectKind::Schema, &s.subject, Action::Update, &s.model, vec![reason]);
                 }
                 Some(_) => {}
@@ -385,7 +440,8 @@ impl Planner<'_, '_> {
                 }
             },
         };
-        let previous: Vec<(i32, crate::registry::SchemaType, &str)> = versions.iter().map(|v| (v.version, v.schema_type, v.schema.as_str())).collect();
+        let previous: Vec<(i32, crate::registry::SchemaType, &str)> =
+            versions.iter().map(|v| (v.version, v.schema_type, v.schema.as_str())).collect();
         match check_compatibility(level, s.schema_type, &s.schema, &previous) {
             Ok(broken) => {
                 for b in broken {
@@ -403,8 +459,23 @@ impl Planner<'_, '_> {
         }
         let next = versions.last().map_or(1, |v| v.version + 1);
         let (action, reason) = match versions.last() {
-            None => (Action::Create, format!("register version 1 ({}) in {}, compatibility {}", s.schema_type, registry.describe(), level_name(level))),
-            Some(last) => (Action::Update, format!("register version {next}: the output's columns changed since version {} ({} checked)", last.version, level_name(level))),
+            None => (
+                Action::Create,
+                format!(
+                    "register version 1 ({}) in {}, compatibility {}",
+                    s.schema_type,
+                    registry.describe(),
+                    level_name(level)
+                ),
+            ),
+            Some(last) => (
+                Action::Update,
+                format!(
+                    "register version {next}: the output's columns changed since version {} ({} checked)",
+                    last.version,
+                    level_name(level)
+                ),
+            ),
         };
         let diff = versions.last().map(|last| unified_diff(&pretty(&last.schema), &pretty(&s.schema)));
         let downstream = desired.downstream_of(&s.model);
@@ -419,7 +490,11 @@ impl Planner<'_, '_> {
         let replay_records = self.replay_volume(j);
         let from_time = j.replay != "earliest" && j.replay != "latest";
         let volume = |n: Option<i64>| match n {
-            Some(n) => format!("{} {n} record{} in its inputs now", if from_time { "at most" } else { "about" }, if n == 1 { "" } else { "s" }),
+            Some(n) => format!(
+                "{} {n} record{} in its inputs now",
+                if from_time { "at most" } else { "about" },
+                if n == 1 { "" } else { "s" }
+            ),
             None => "input size unknown".into(),
         };
         match self.input.deployed.jobs.get(&j.model) {
@@ -439,7 +514,11 @@ impl Planner<'_, '_> {
                     config_reasons.push(format!("output topic {} → {}", old.output_topic, j.output_topic));
                 }
                 if old.input_topics != j.input_topics {
-                    config_reasons.push(format!("inputs {} → {}", old.input_topics.join(", "), j.input_topics.join(", ")));
+                    config_reasons.push(format!(
+                        "inputs {} → {}",
+                        old.input_topics.join(", "),
+                        j.input_topics.join(", ")
+                    ));
                 }
                 if old.semantic_hash == j.semantic_hash {
                     if old.config_hash != j.config_hash && config_reasons.is_empty() {
@@ -451,7 +530,13 @@ impl Planner<'_, '_> {
                         c.start = Some(JobStart::KeepState);
                     } else if old != j {
                         // Only the SQL's text changed (whitespace, comments, Jinja): same plan.
-                        let c = self.change(ObjectKind::Job, &j.model, Action::Update, &j.model, vec!["SQL text changed, same query plan: state and offsets kept".into()]);
+                        let c = self.change(
+                            ObjectKind::Job,
+                            &j.model,
+                            Action::Update,
+                            &j.model,
+                            vec!["SQL text changed, same query plan: state and offsets kept".into()],
+                        );
                         c.start = Some(JobStart::KeepState);
                         c.diff = Some(unified_diff(&old.sql, &j.sql)).filter(|d| !d.is_empty());
                     }
@@ -475,7 +560,12 @@ impl Planner<'_, '_> {
                         c.downstream = downstream;
                     }
                     CarryOver::Replay | CarryOver::Resume => {
-                        reasons.push(format!("state replaced ({}): reprocesses from {} ({})", j.state_layout(), j.replay, volume(replay_records)));
+                        reasons.push(format!(
+                            "state replaced ({}): reprocesses from {} ({})",
+                            j.state_layout(),
+                            j.replay,
+                            volume(replay_records)
+                        ));
                         let c = self.change(ObjectKind::Job, &j.model, Action::Replace, &j.model, reasons);
                         c.start = Some(JobStart::Reprocess);
                         c.replay_records = replay_records;
@@ -516,7 +606,10 @@ pub fn level_name(l: Compatibility) -> String {
 }
 
 fn pretty(schema: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(schema).ok().and_then(|v| serde_json::to_string_pretty(&v).ok()).unwrap_or_else(|| schema.to_string())
+    serde_json::from_str::<serde_json::Value>(schema)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| schema.to_string())
 }
 
 /// Changed lines only, `-` old / `+` new, with one line of context.
@@ -545,7 +638,11 @@ pub fn unified_diff(old: &str, new: &str) -> String {
 pub fn render_text(plan: &ChangePlan, color: bool) -> String {
     let paint = |code: &str, s: &str| if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() };
     let mut out = String::new();
-    let base = if plan.base.generation == 0 { "nothing deployed yet".to_string() } else { format!("generation {} deployed", plan.base.generation) };
+    let base = if plan.base.generation == 0 {
+        "nothing deployed yet".to_string()
+    } else {
+        format!("generation {} deployed", plan.base.generation)
+    };
     out.push_str(&format!("Project {} on target {} ({base}).\n", plan.project, plan.target));
     for n in &plan.notes {
         out.push_str(&format!("{} {n}\n", paint("33", "note:")));
@@ -596,7 +693,10 @@ pub fn render_text(plan: &ChangePlan, color: bool) -> String {
         plan.count(Action::Destroy)
     ));
     if !plan.problems.is_empty() {
-        out.push_str(&format!("{}\n", paint("31;1", &format!("The plan cannot be applied: {} problem(s).", plan.problems.len()))));
+        out.push_str(&format!(
+            "{}\n",
+            paint("31;1", &format!("The plan cannot be applied: {} problem(s).", plan.problems.len()))
+        ));
     }
     out
 }

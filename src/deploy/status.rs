@@ -32,7 +32,8 @@ pub fn jobs(client: &ClientConfig, project: &str, state: &DeployedState) -> Vec<
     for (model, job) in &state.jobs {
         let summary = read_checkpoint_summary(client, project, model).ok();
         let now = now_ms();
-        let worker = summary.as_ref().and_then(|s| s.lease.as_ref()).filter(|l| l.expires_ms >= now).map(|l| l.holder.clone());
+        let worker =
+            summary.as_ref().and_then(|s| s.lease.as_ref()).filter(|l| l.expires_ms >= now).map(|l| l.holder.clone());
         let manifest = summary.as_ref().and_then(|s| s.manifest.as_ref());
         out.push(JobStatus {
             model: model.clone(),
@@ -51,14 +52,16 @@ pub fn jobs(client: &ClientConfig, project: &str, state: &DeployedState) -> Vec<
 /// End offsets minus the group's committed offsets, over every partition of the topics
 /// (a partition with no commit counts from its start).
 fn lag(client: &ClientConfig, group: &str, topics: &[String]) -> Result<i64, String> {
-    let consumer: BaseConsumer = client.clone().set("group.id", group).set("enable.auto.commit", "false").create().map_err(|e| e.to_string())?;
+    let consumer: BaseConsumer =
+        client.clone().set("group.id", group).set("enable.auto.commit", "false").create().map_err(|e| e.to_string())?;
     let mut tpl = TopicPartitionList::new();
     let mut ends = Vec::new();
     for t in topics {
         let md = consumer.fetch_metadata(Some(t), Duration::from_secs(10)).map_err(|e| e.to_string())?;
         for mt in md.topics().iter().filter(|mt| mt.name() == t) {
             for p in mt.partitions() {
-                let (low, high) = consumer.fetch_watermarks(t, p.id(), Duration::from_secs(10)).map_err(|e| e.to_string())?;
+                let (low, high) =
+                    consumer.fetch_watermarks(t, p.id(), Duration::from_secs(10)).map_err(|e| e.to_string())?;
                 tpl.add_partition(t, p.id());
                 ends.push((t.clone(), p.id(), low, high));
             }

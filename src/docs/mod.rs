@@ -95,7 +95,14 @@ fn layout(m: &Manifest) -> (Vec<SvgNode>, Vec<SvgEdge>, i64, i64) {
         *row += 1;
         pos.insert(id, (x, y));
         let n = &m.nodes[id];
-        nodes.push(SvgNode { id: id.clone(), anchor: mermaid_id(id), name: n.name.clone(), kind: n.resource_type.clone(), x, y });
+        nodes.push(SvgNode {
+            id: id.clone(),
+            anchor: mermaid_id(id),
+            name: n.name.clone(),
+            kind: n.resource_type.clone(),
+            x,
+            y,
+        });
     }
     let edges = m
         .edges
@@ -149,8 +156,5 @@ pub fn html(m: &Manifest, compiled_sql: &BTreeMap<String, String>) -> Result<Str
 
 /// Unique id → rendered SQL, for the page.
 pub fn compiled_sql(c: &crate::compile::CompiledProject) -> BTreeMap<String, String> {
-    c.models
-        .iter()
-        .map(|(n, m)| (NodeId::Model(n.clone()).unique_id(), m.rendered_sql.trim().to_string()))
-        .collect()
+    c.models.iter().map(|(n, m)| (NodeId::Model(n.clone()).unique_id(), m.rendered_sql.trim().to_string())).collect()
 }

@@ -36,7 +36,8 @@ impl JsonDecoder {
             // as nullable, the contract is checked downstream.
             .map(|(f, n)| Field::new(n, f.data_type().clone(), true))
             .collect();
-        let sql_fields: Vec<Field> = sql_schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+        let sql_fields: Vec<Field> =
+            sql_schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
         JsonDecoder { data_schema: Arc::new(Schema::new(fields)), sql_schema: Arc::new(Schema::new(sql_fields)) }
     }
 
@@ -102,7 +103,8 @@ impl JsonDecoder {
                 Err(e) => bad.push(BadRecord { index: i, reason: clean_error(&e) }),
             }
         }
-        let batch = concat_batches(&self.data_schema, &good).unwrap_or_else(|_| RecordBatch::new_empty(self.data_schema.clone()));
+        let batch = concat_batches(&self.data_schema, &good)
+            .unwrap_or_else(|_| RecordBatch::new_empty(self.data_schema.clone()));
         (self.rename(batch), kept, bad)
     }
 
@@ -122,7 +124,11 @@ fn clean_error(e: &ArrowError) -> String {
 
 /// Event time of each row in epoch milliseconds: from the declared column, else the Kafka
 /// timestamps. `Err((row, reason))` for rows whose event time cannot be read.
-pub fn event_times(batch: &RecordBatch, spec: Option<&EventTimeSpec>, kafka_ts: &[i64]) -> (Vec<i64>, Vec<(usize, String)>) {
+pub fn event_times(
+    batch: &RecordBatch,
+    spec: Option<&EventTimeSpec>,
+    kafka_ts: &[i64],
+) -> (Vec<i64>, Vec<(usize, String)>) {
     let n = batch.num_rows();
     let Some(spec) = spec else { return (kafka_ts[..n].to_vec(), vec![]) };
     let mut out = Vec::with_capacity(n);
@@ -130,7 +136,9 @@ pub fn event_times(batch: &RecordBatch, spec: Option<&EventTimeSpec>, kafka_ts: 
     let Some(col) = batch.column_by_name(&spec.column) else {
         return (kafka_ts[..n].to_vec(), vec![]);
     };
-    let missing = |i: usize, bad: &mut Vec<(usize, String)>| bad.push((i, format!("event time column `{}` is null", spec.column)));
+    let missing = |i: usize, bad: &mut Vec<(usize, String)>| {
+        bad.push((i, format!("event time column `{}` is null", spec.column)))
+    };
     match col.data_type() {
         DataType::Utf8 => {
             let a = col.as_any().downcast_ref::<StringArray>().expect("utf8");
@@ -144,7 +152,10 @@ pub fn event_times(batch: &RecordBatch, spec: Option<&EventTimeSpec>, kafka_ts: 
                 match parse_millis(a.value(i), fmt) {
                     Some(ms) => out.push(ms),
                     None => {
-                        bad.push((i, format!("event time `{}` does not match the format of `{}`", a.value(i), spec.column)));
+                        bad.push((
+                            i,
+                            format!("event time `{}` does not match the format of `{}`", a.value(i), spec.column),
+                        ));
                         out.push(0);
                     }
                 }
@@ -196,7 +207,8 @@ pub fn encode_keys(batch: &RecordBatch, key: &[String]) -> Result<Vec<Option<Vec
     rows.into_iter()
         .map(|r| {
             if key.len() == 1 {
-                let v: serde_json::Value = serde_json::from_slice(&r).map_err(|e| ArrowError::JsonError(e.to_string()))?;
+                let v: serde_json::Value =
+                    serde_json::from_slice(&r).map_err(|e| ArrowError::JsonError(e.to_string()))?;
                 let inner = v.as_object().and_then(|o| o.values().next().cloned()).unwrap_or(serde_json::Value::Null);
                 Ok(Some(serde_json::to_vec(&inner).map_err(|e| ArrowError::JsonError(e.to_string()))?))
             } else {

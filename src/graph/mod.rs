@@ -126,11 +126,8 @@ impl Graph {
         // Kahn's algorithm with a sorted ready set: deterministic whatever the insertion order.
         let mut indegree: BTreeMap<NodeIndex, usize> =
             self.g.node_indices().map(|n| (n, self.g.neighbors_directed(n, Direction::Incoming).count())).collect();
-        let mut ready: std::collections::BTreeSet<(NodeId, NodeIndex)> = indegree
-            .iter()
-            .filter(|(_, d)| **d == 0)
-            .map(|(n, _)| (self.g[*n].clone(), *n))
-            .collect();
+        let mut ready: std::collections::BTreeSet<(NodeId, NodeIndex)> =
+            indegree.iter().filter(|(_, d)| **d == 0).map(|(n, _)| (self.g[*n].clone(), *n)).collect();
         let mut order = Vec::new();
         while let Some(first) = ready.iter().next().cloned() {
             ready.remove(&first);
@@ -170,7 +167,8 @@ impl Graph {
         let mut stack: Vec<(NodeIndex, Vec<NodeIndex>)> = vec![(start, vec![start])];
         let mut visited = std::collections::BTreeSet::new();
         while let Some((n, path)) = stack.pop() {
-            let mut next: Vec<_> = self.g.edges_directed(n, Direction::Outgoing).filter(|e| members.contains(&e.target())).collect();
+            let mut next: Vec<_> =
+                self.g.edges_directed(n, Direction::Outgoing).filter(|e| members.contains(&e.target())).collect();
             next.sort_by_key(|e| std::cmp::Reverse(self.g[e.target()].clone()));
             for e in next {
                 if e.target() == start {

@@ -123,9 +123,8 @@ fn select_atom(graph: &Graph, info: &BTreeMap<NodeId, NodeInfo>, atom: &str) -> 
     }
     if base.is_empty() && !core.contains(':') && core != "*" {
         let names: Vec<&str> = graph.nodes().map(NodeId::name).collect();
-        let hint = crate::diagnostics::suggest(core, names)
-            .map(|s| format!(" (did you mean `{s}`?)"))
-            .unwrap_or_default();
+        let hint =
+            crate::diagnostics::suggest(core, names).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
         return Err(SelectError(format!("selector `{atom}` matches no node{hint}")));
     }
     let mut out = base.clone();
@@ -137,7 +136,11 @@ fn select_atom(graph: &Graph, info: &BTreeMap<NodeId, NodeInfo>, atom: &str) -> 
 }
 
 /// Nodes selected by `--select` words (each word may hold spaces: they are split too).
-pub fn select(graph: &Graph, info: &BTreeMap<NodeId, NodeInfo>, selectors: &[String]) -> Result<BTreeSet<NodeId>, SelectError> {
+pub fn select(
+    graph: &Graph,
+    info: &BTreeMap<NodeId, NodeInfo>,
+    selectors: &[String],
+) -> Result<BTreeSet<NodeId>, SelectError> {
     let terms: Vec<&str> = selectors.iter().flat_map(|s| s.split_whitespace()).collect();
     if terms.is_empty() {
         return Ok(graph.nodes().cloned().collect());

@@ -255,7 +255,11 @@ impl Jinja {
                 .iter()
                 .map(|s| {
                     let r = s.source_range();
-                    (s.output_range(), r.start.saturating_sub(shift)..r.end.saturating_sub(shift), s.kind() == OutputSpanKind::Raw)
+                    (
+                        s.output_range(),
+                        r.start.saturating_sub(shift)..r.end.saturating_sub(shift),
+                        s.kind() == OutputSpanKind::Raw,
+                    )
                 })
                 .collect(),
         };
@@ -286,7 +290,8 @@ pub fn jinja_diagnostic(e: &Error, file: &SourceText, shift: usize) -> Diagnosti
     }
     match (e.range(), e.line()) {
         (Some(r), _) if in_this_file => {
-            let r = r.start.saturating_sub(shift).min(file.text.len())..r.end.saturating_sub(shift).min(file.text.len());
+            let r =
+                r.start.saturating_sub(shift).min(file.text.len())..r.end.saturating_sub(shift).min(file.text.len());
             let (line, column) = pos_of(&file.text, r.start);
             let len = file.text[r.clone()].chars().count().max(1);
             d.at(file, Pos::new(line, column, len))
@@ -341,10 +346,8 @@ mod tests {
     #[test]
     fn macros_are_global() {
         let mut j = Jinja::new(BTreeMap::new());
-        let diags = j.add_macro_files(&[SourceText::new(
-            "macros/m.sql",
-            "{% macro cents(x) %}({{ x }} / 100.0){% endmacro %}",
-        )]);
+        let diags = j
+            .add_macro_files(&[SourceText::new("macros/m.sql", "{% macro cents(x) %}({{ x }} / 100.0){% endmacro %}")]);
         assert!(diags.is_empty(), "{diags:?}");
         let r = j.render(&file("SELECT {{ cents('amount') }} FROM t")).unwrap();
         assert_eq!(r.sql, "SELECT (amount / 100.0) FROM t");

@@ -14,7 +14,10 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 use crate::diagnostics::{suggest, Diagnostic, Diagnostics, Pos, SourceText};
-use config::{ModelProperties, ModelPropertiesFile, ProjectFile, SinkDef, SinksFile, SourceTable, SourcesFile, TestsFile, UnitTest};
+use config::{
+    ModelProperties, ModelPropertiesFile, ProjectFile, SinkDef, SinksFile, SourceTable, SourcesFile, TestsFile,
+    UnitTest,
+};
 use schemas::FileKind;
 use yaml::PositionIndex;
 
@@ -29,7 +32,14 @@ pub struct YamlDoc {
 
 impl YamlDoc {
     /// A diagnostic at the value (or, with `key`, the key) of a JSON pointer.
-    pub fn error_at(&self, code: &'static str, pointer: &str, key: bool, len: usize, message: impl Into<String>) -> Diagnostic {
+    pub fn error_at(
+        &self,
+        code: &'static str,
+        pointer: &str,
+        key: bool,
+        len: usize,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         let (line, column) = if key { self.positions.key(pointer) } else { self.positions.value(pointer) };
         Diagnostic::error(code, message).at(&self.source, Pos::new(line, column, len))
     }
@@ -144,7 +154,11 @@ fn read_source(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<Sour
 }
 
 /// Parses and validates one YAML file of a known kind.
-pub fn load_yaml<T: DeserializeOwned>(kind: FileKind, source: SourceText, diags: &mut Diagnostics) -> Option<(T, Arc<YamlDoc>)> {
+pub fn load_yaml<T: DeserializeOwned>(
+    kind: FileKind,
+    source: SourceText,
+    diags: &mut Diagnostics,
+) -> Option<(T, Arc<YamlDoc>)> {
     let (value, positions) = match yaml::parse(&source.text) {
         Ok(v) => v,
         Err(e) => {
@@ -269,7 +283,10 @@ impl Project {
                     diags.push(
                         Diagnostic::error("duplicate", format!("model `{name}` is defined twice"))
                             .in_file(&src)
-                            .with_help(format!("first defined in {}; model names come from file names and must be unique", first.display())),
+                            .with_help(format!(
+                                "first defined in {}; model names come from file names and must be unique",
+                                first.display()
+                            )),
                     );
                     continue;
                 }
@@ -339,7 +356,11 @@ impl Project {
                 if let Some(first) = seen.get(&id) {
                     diags.push(
                         origin
-                            .error("duplicate", "name", format!("test `{}` of model `{}` is defined twice", test.name, test.model))
+                            .error(
+                                "duplicate",
+                                "name",
+                                format!("test `{}` of model `{}` is defined twice", test.name, test.model),
+                            )
                             .with_help(format!("first defined in {}", location_of(first))),
                     );
                     continue;

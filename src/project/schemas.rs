@@ -20,7 +20,8 @@ pub enum FileKind {
 }
 
 impl FileKind {
-    pub const ALL: [FileKind; 5] = [FileKind::Project, FileKind::Sources, FileKind::Models, FileKind::Sinks, FileKind::Tests];
+    pub const ALL: [FileKind; 5] =
+        [FileKind::Project, FileKind::Sources, FileKind::Models, FileKind::Sinks, FileKind::Tests];
 
     /// File name of the schema under `schemas/`.
     pub fn schema_file(self) -> &'static str {
@@ -124,7 +125,8 @@ pub fn validate(kind: FileKind, value: &Value, positions: &PositionIndex, file: 
                 (format!("missing required field `{name}`"), None)
             }
             K::Enum { options } => {
-                let opts: Vec<String> = options.as_array().map(|a| a.iter().map(value_text).collect()).unwrap_or_default();
+                let opts: Vec<String> =
+                    options.as_array().map(|a| a.iter().map(value_text).collect()).unwrap_or_default();
                 let help = instance.as_str().and_then(|s| {
                     let names: Vec<&str> = options.as_array()?.iter().filter_map(Value::as_str).collect();
                     suggest(s, names).map(|x| format!("did you mean `{x}`?"))

@@ -78,13 +78,20 @@ impl Project {
         for (k, v) in &target.properties {
             properties.insert(k.clone(), render(&format!("properties/{k}"), v)?);
         }
-        let bootstrap_servers = overrides.bootstrap_servers.clone().or(opt("bootstrap_servers", &target.bootstrap_servers)?);
+        let bootstrap_servers =
+            overrides.bootstrap_servers.clone().or(opt("bootstrap_servers", &target.bootstrap_servers)?);
         let schema_registry_url =
             overrides.schema_registry_url.clone().or(opt("schema_registry_url", &target.schema_registry_url)?);
         if target.kind == TargetKind::Kafka && bootstrap_servers.is_none() {
             return Err(self
                 .config_doc
-                .error_at("target", &pointer, true, name.chars().count(), format!("target `{name}` has no bootstrap_servers"))
+                .error_at(
+                    "target",
+                    &pointer,
+                    true,
+                    name.chars().count(),
+                    format!("target `{name}` has no bootstrap_servers"),
+                )
                 .with_help("set `bootstrap_servers:`, pass --bootstrap-servers, or set STREAMCTL_BOOTSTRAP_SERVERS"));
         }
         Ok(ResolvedTarget {

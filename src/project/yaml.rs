@@ -226,7 +226,10 @@ mod tests {
     fn values_and_positions() {
         let text = "name: demo\nsources:\n  - name: soe\n    tables:\n      - {name: a, partitions: 3}\n";
         let (v, idx) = parse(text).unwrap();
-        assert_eq!(v, json!({"name": "demo", "sources": [{"name": "soe", "tables": [{"name": "a", "partitions": 3}]}]}));
+        assert_eq!(
+            v,
+            json!({"name": "demo", "sources": [{"name": "soe", "tables": [{"name": "a", "partitions": 3}]}]})
+        );
         assert_eq!(idx.value("/name"), (1, 7));
         assert_eq!(idx.key("/sources/0/tables"), (4, 5));
         assert_eq!(idx.value("/sources/0/tables/0/partitions"), (5, 31));

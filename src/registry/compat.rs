@@ -50,10 +50,7 @@ const LEVELS: [(Compatibility, &str); 7] = [
 
 impl fmt::Display for Compatibility {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = LEVELS
-            .iter()
-            .find(|(level, _)| level == self)
-            .map_or("NONE", |(_, name)| name);
+        let name = LEVELS.iter().find(|(level, _)| level == self).map_or("NONE", |(_, name)| name);
         f.write_str(name)
     }
 }
@@ -64,18 +61,10 @@ impl FromStr for Compatibility {
     /// Case-insensitive; `-` is accepted for `_` ("full-transitive").
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let wanted = s.trim().to_ascii_uppercase().replace('-', "_");
-        LEVELS
-            .iter()
-            .find(|(_, name)| *name == wanted)
-            .map(|(level, _)| *level)
-            .ok_or_else(|| {
-                let names: Vec<&str> = LEVELS.iter().map(|(_, name)| *name).collect();
-                format!(
-                    "unknown compatibility level '{}' (expected one of {})",
-                    s.trim(),
-                    names.join(", ")
-                )
-            })
+        LEVELS.iter().find(|(_, name)| *name == wanted).map(|(level, _)| *level).ok_or_else(|| {
+            let names: Vec<&str> = LEVELS.iter().map(|(_, name)| *name).collect();
+            format!("unknown compatibility level '{}' (expected one of {})", s.trim(), names.join(", "))
+        })
     }
 }
 
@@ -107,11 +96,7 @@ pub struct Incompatibility {
 
 impl fmt::Display for Incompatibility {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "version {} ({}): {}",
-            self.version, self.direction, self.message
-        )
+        write!(f, "version {} ({}): {}", self.version, self.direction, self.message)
     }
 }
 
@@ -144,53 +129,22 @@ pub fn check_compatibility(
         if old_type != new_type {
             out.push(Incompatibility {
                 version,
-                direction: if backward {
-                    Direction::Backward
-                } else {
-                    Direction::Forward
-                },
-                message: format!(
-                    "schema type changed from {} to {}",
-                    type_name(old_type),
-                    type_name(new_type)
-                ),
+                direction: if backward { Direction::Backward } else { Direction::Forward },
+                message: format!("schema type changed from {} to {}", type_name(old_type), type_name(new_type)),
             });
             continue;
         }
-        let old =
-            parse(old_type, old_text).map_err(|e| format!("registered version {version}: {e}"))?;
+        let old = parse(old_type, old_text).map_err(|e| format!("registered version {version}: {e}"))?;
         let mut push = |direction, messages: Vec<String>| {
             for message in dedup(messages) {
-                out.push(Incompatibility {
-                    version,
-                    direction,
-                    message,
-                });
+                out.push(Incompatibility { version, direction, message });
             }
         };
         if backward {
-            push(
-                Direction::Backward,
-                problems(
-                    &new,
-                    &old,
-                    Roles {
-                        reader_is_new: true,
-                    },
-                ),
-            );
+            push(Direction::Backward, problems(&new, &old, Roles { reader_is_new: true }));
         }
         if forward {
-            push(
-                Direction::Forward,
-                problems(
-                    &old,
-                    &new,
-                    Roles {
-                        reader_is_new: false,
-                    },
-                ),
-            );
+            push(Direction::Forward, problems(&old, &new, Roles { reader_is_new: false }));
         }
     }
     Ok(out)
@@ -274,10 +228,7 @@ fn at(path: &str) -> String {
 
 fn dedup(messages: Vec<String>) -> Vec<String> {
     let mut seen = HashSet::new();
-    messages
-        .into_iter()
-        .filter(|m| seen.insert(m.clone()))
-        .collect()
+    messages.into_iter().filter(|m| seen.insert(m.clone())).collect()
 }
 
 mod avro {
@@ -318,10 +269,7 @@ mod avro {
     #[derive(Debug)]
     enum Kind {
         Record(Vec<Field>),
-        Enum {
-            symbols: Vec<String>,
-            default: Option<String>,
-        },
+        Enum { symbols: Vec<String>, default: Option<String> },
         Fixed(u64),
     }
 
@@ -350,19 +298,10 @@ mod avro {
     }
 
     pub(super) fn parse(text: &str) -> Result<Schema, String> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| format!("invalid Avro schema JSON: {e}"))?;
-        let mut parser = Parser {
-            named: Vec::new(),
-            by_name: HashMap::new(),
-        };
-        let root = parser
-            .ty(&value, "")
-            .map_err(|e| format!("invalid Avro schema: {e}"))?;
-        Ok(Schema {
-            root,
-            named: parser.named,
-        })
+        let value: Value = serde_json::from_str(text).map_err(|e| format!("invalid Avro schema JSON: {e}"))?;
+        let mut parser = Parser { named: Vec::new(), by_name: HashMap::new() };
+        let root = parser.ty(&value, "").map_err(|e| format!("invalid Avro schema: {e}"))?;
+        Ok(Schema { root, named: parser.named })
     }
 
     struct Parser {
@@ -398,9 +337,7 @@ mod avro {
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|item| {
-                    item.as_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| format!("{what} must be strings, found {item}"))
+                    item.as_str().map(str::to_string).ok_or_else(|| format!("{what} must be strings, found {item}"))
                 })
                 .collect(),
             Some(other) => Err(format!("{what} must be an array, found {other}")),
@@ -434,10 +371,7 @@ mod avro {
             if let Some(ty) = primitive(name) {
                 return Ok(ty);
             }
-            let found = self
-                .by_name
-                .get(&qualify(name, namespace))
-                .or_else(|| self.by_name.get(name));
+            let found = self.by_name.get(&qualify(name, namespace)).or_else(|| self.by_name.get(name));
             match found {
                 Some(&index) => Ok(Ty::Named(index)),
                 None => Err(format!(
@@ -450,12 +384,7 @@ mod avro {
             let kind = match map.get("type") {
                 Some(Value::String(kind)) => kind.as_str(),
                 Some(nested) => return self.ty(nested, namespace),
-                None => {
-                    return Err(format!(
-                        "schema object without \"type\": {}",
-                        Value::Object(map.clone())
-                    ))
-                }
+                None => return Err(format!("schema object without \"type\": {}", Value::Object(map.clone()))),
             };
             match kind {
                 "record" | "error" | "enum" | "fixed" => self.named(kind, map, namespace),
@@ -472,12 +401,7 @@ mod avro {
             }
         }
 
-        fn named(
-            &mut self,
-            kind: &str,
-            map: &Map<String, Value>,
-            enclosing: &str,
-        ) -> Result<Ty, String> {
+        fn named(&mut self, kind: &str, map: &Map<String, Value>, enclosing: &str) -> Result<Ty, String> {
             let name = match map.get("name") {
                 Some(Value::String(name)) if !name.trim().is_empty() => name.as_str(),
                 _ => return Err(format!("{kind} schema without a \"name\"")),
@@ -488,11 +412,7 @@ mod avro {
                     let ns = match map.get("namespace") {
                         Some(Value::String(ns)) => ns.clone(),
                         Some(Value::Null) | None => enclosing.to_string(),
-                        Some(other) => {
-                            return Err(format!(
-                                "{name}: namespace must be a string, found {other}"
-                            ))
-                        }
+                        Some(other) => return Err(format!("{name}: namespace must be a string, found {other}")),
                     };
                     (qualify(name, &ns), name.to_string(), ns)
                 }
@@ -516,9 +436,7 @@ mod avro {
                         None | Some(Value::Null) => None,
                         Some(Value::String(d)) if symbols.contains(d) => Some(d.clone()),
                         Some(other) => {
-                            return Err(format!(
-                                "enum {fullname}: default {other} is not one of its symbols"
-                            ))
+                            return Err(format!("enum {fullname}: default {other} is not one of its symbols"))
                         }
                     };
                     Kind::Enum { symbols, default }
@@ -531,12 +449,7 @@ mod avro {
             };
             let is_record = matches!(kind, Kind::Record(_));
             let index = self.named.len();
-            self.named.push(Named {
-                fullname: fullname.clone(),
-                name: short,
-                aliases,
-                kind,
-            });
+            self.named.push(Named { fullname: fullname.clone(), name: short, aliases, kind });
             self.by_name.insert(fullname.clone(), index);
             if is_record {
                 // Registered before its fields are parsed, so a record can refer to itself.
@@ -548,21 +461,14 @@ mod avro {
             Ok(Ty::Named(index))
         }
 
-        fn fields(
-            &mut self,
-            map: &Map<String, Value>,
-            fullname: &str,
-            namespace: &str,
-        ) -> Result<Vec<Field>, String> {
+        fn fields(&mut self, map: &Map<String, Value>, fullname: &str, namespace: &str) -> Result<Vec<Field>, String> {
             let Some(Value::Array(raw)) = map.get("fields") else {
                 return Err(format!("record {fullname} has no \"fields\" array"));
             };
             let mut fields: Vec<Field> = Vec::with_capacity(raw.len());
             for field in raw {
                 let Value::Object(field) = field else {
-                    return Err(format!(
-                        "record {fullname}: a field must be an object, found {field}"
-                    ));
+                    return Err(format!("record {fullname}: a field must be an object, found {field}"));
                 };
                 let name = match field.get("name") {
                     Some(Value::String(name)) if !name.is_empty() => name.clone(),
@@ -574,29 +480,16 @@ mod avro {
                 let Some(ty) = field.get("type") else {
                     return Err(format!("record {fullname}: field {name} has no \"type\""));
                 };
-                let ty = self
-                    .ty(ty, namespace)
-                    .map_err(|e| format!("record {fullname}, field {name}: {e}"))?;
+                let ty = self.ty(ty, namespace).map_err(|e| format!("record {fullname}, field {name}: {e}"))?;
                 let aliases = strings(field.get("aliases"), &format!("aliases of field {name}"))?;
-                fields.push(Field {
-                    name,
-                    aliases,
-                    ty,
-                    has_default: field.contains_key("default"),
-                });
+                fields.push(Field { name, aliases, ty, has_default: field.contains_key("default") });
             }
             Ok(fields)
         }
     }
 
     pub(super) fn check(reader: &Schema, writer: &Schema, roles: Roles) -> Vec<String> {
-        let mut checker = Checker {
-            r: reader,
-            w: writer,
-            roles,
-            in_progress: HashSet::new(),
-            out: Vec::new(),
-        };
+        let mut checker = Checker { r: reader, w: writer, roles, in_progress: HashSet::new(), out: Vec::new() };
         checker.check(&reader.root, &writer.root, "");
         checker.out
     }
@@ -625,10 +518,9 @@ mod avro {
                 let names: Vec<String> = branches.iter().map(|b| display(schema, b)).collect();
                 format!("[{}]", names.join(", "))
             }
-            Ty::Named(index) => schema.named.get(*index).map_or_else(
-                || "?".to_string(),
-                |n| format!("{} {}", n.kind_word(), n.name),
-            ),
+            Ty::Named(index) => {
+                schema.named.get(*index).map_or_else(|| "?".to_string(), |n| format!("{} {}", n.kind_word(), n.name))
+            }
         }
     }
 
@@ -651,9 +543,7 @@ mod avro {
             };
             discriminant(&r.kind) == discriminant(&w.kind)
                 && (r.name == w.name
-                    || r.aliases
-                        .iter()
-                        .any(|a| *a == w.fullname || a.rsplit('.').next() == Some(&w.name)))
+                    || r.aliases.iter().any(|a| *a == w.fullname || a.rsplit('.').next() == Some(&w.name)))
         }
 
         /// Same kind of type (and same name for named types), ignoring promotions.
@@ -671,21 +561,13 @@ mod avro {
 
         /// The reader union branch a writer (non-union) value resolves to.
         fn pick<'t>(&self, branches: &'t [Ty], w: &Ty) -> Option<&'t Ty> {
-            branches
-                .iter()
-                .find(|b| self.same_shape(b, w))
-                .or_else(|| branches.iter().find(|b| promotes(b, w)))
+            branches.iter().find(|b| self.same_shape(b, w)).or_else(|| branches.iter().find(|b| promotes(b, w)))
         }
 
         fn type_changed(&mut self, r: &Ty, w: &Ty, path: &str) {
             let (old, new) = self.roles.old_new(display(self.w, w), display(self.r, r));
-            let subject = if path.is_empty() {
-                "schema".to_string()
-            } else {
-                format!("field {path}")
-            };
-            self.out
-                .push(format!("{subject} changed type from {old} to {new}"));
+            let subject = if path.is_empty() { "schema".to_string() } else { format!("field {path}") };
+            self.out.push(format!("{subject} changed type from {old} to {new}"));
         }
 
         fn check(&mut self, r: &'a Ty, w: &'a Ty, path: &str) {
@@ -741,15 +623,10 @@ mod avro {
                 (Kind::Record(reader_fields), Kind::Record(writer_fields)) => {
                     for field in reader_fields {
                         let field_path = join(path, &field.name);
-                        let matched =
-                            writer_fields
-                                .iter()
-                                .find(|w| w.name == field.name)
-                                .or_else(|| {
-                                    writer_fields
-                                        .iter()
-                                        .find(|w| field.aliases.contains(&w.name))
-                                });
+                        let matched = writer_fields
+                            .iter()
+                            .find(|w| w.name == field.name)
+                            .or_else(|| writer_fields.iter().find(|w| field.aliases.contains(&w.name)));
                         match matched {
                             Some(w) => self.check(&field.ty, &w.ty, &field_path),
                             None if field.has_default => {}
@@ -762,25 +639,11 @@ mod avro {
                         }
                     }
                 }
-                (
-                    Kind::Enum {
-                        symbols: reader_symbols,
-                        default,
-                    },
-                    Kind::Enum {
-                        symbols: writer_symbols,
-                        ..
-                    },
-                ) if default.is_none() => {
-                    let label = if path.is_empty() {
-                        rn.name.as_str()
-                    } else {
-                        path
-                    };
-                    for symbol in writer_symbols
-                        .iter()
-                        .filter(|s| !reader_symbols.contains(s))
-                    {
+                (Kind::Enum { symbols: reader_symbols, default }, Kind::Enum { symbols: writer_symbols, .. })
+                    if default.is_none() =>
+                {
+                    let label = if path.is_empty() { rn.name.as_str() } else { path };
+                    for symbol in writer_symbols.iter().filter(|s| !reader_symbols.contains(s)) {
                         self.out.push(if self.roles.reader_is_new {
                                 format!("enum {label} lost symbol {symbol}")
                             } else {
@@ -790,17 +653,10 @@ mod avro {
                             });
                     }
                 }
-                (Kind::Fixed(reader_size), Kind::Fixed(writer_size))
-                    if reader_size != writer_size =>
-                {
+                (Kind::Fixed(reader_size), Kind::Fixed(writer_size)) if reader_size != writer_size => {
                     let (old, new) = self.roles.old_new(writer_size, reader_size);
-                    let label = if path.is_empty() {
-                        rn.name.as_str()
-                    } else {
-                        path
-                    };
-                    self.out
-                        .push(format!("fixed {label} changed size from {old} to {new}"));
+                    let label = if path.is_empty() { rn.name.as_str() } else { path };
+                    self.out.push(format!("fixed {label} changed size from {old} to {new}"));
                 }
                 _ => {}
             }
@@ -819,9 +675,7 @@ mod json {
 
     use super::{at, dedup, join, Roles};
 
-    const TYPES: [&str; 7] = [
-        "null", "boolean", "object", "array", "number", "string", "integer",
-    ];
+    const TYPES: [&str; 7] = ["null", "boolean", "object", "array", "number", "string", "integer"];
 
     /// Keywords that constrain documents; everything else is an annotation and is ignored.
     const VALIDATION: [&str; 44] = [
@@ -895,8 +749,7 @@ mod json {
     static TRUE_SCHEMA: Value = Value::Bool(true);
 
     pub(super) fn parse(text: &str) -> Result<Value, String> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| format!("invalid JSON Schema JSON: {e}"))?;
+        let value: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON Schema JSON: {e}"))?;
         validate(&value, "#").map_err(|e| format!("invalid JSON Schema: {e}"))?;
         Ok(value)
     }
@@ -906,31 +759,22 @@ mod json {
         let map = match value {
             Value::Bool(_) => return Ok(()),
             Value::Object(map) => map,
-            other => {
-                return Err(format!(
-                    "{pointer}: a schema must be an object or a boolean, found {other}"
-                ))
-            }
+            other => return Err(format!("{pointer}: a schema must be an object or a boolean, found {other}")),
         };
         for (key, v) in map {
             let here = format!("{pointer}/{key}");
             let schemas_in_object = |v: &Value| -> Result<(), String> {
                 match v {
-                    Value::Object(m) => m
-                        .iter()
-                        .try_for_each(|(k, s)| validate(s, &format!("{here}/{k}"))),
+                    Value::Object(m) => m.iter().try_for_each(|(k, s)| validate(s, &format!("{here}/{k}"))),
                     other => Err(format!("{here}: must be an object, found {other}")),
                 }
             };
             let schemas_in_array = |v: &Value, non_empty: bool| -> Result<(), String> {
                 match v {
-                    Value::Array(items) if !(non_empty && items.is_empty()) => items
-                        .iter()
-                        .enumerate()
-                        .try_for_each(|(i, s)| validate(s, &format!("{here}/{i}"))),
-                    other => Err(format!(
-                        "{here}: must be a non-empty array of schemas, found {other}"
-                    )),
+                    Value::Array(items) if !(non_empty && items.is_empty()) => {
+                        items.iter().enumerate().try_for_each(|(i, s)| validate(s, &format!("{here}/{i}")))
+                    }
+                    other => Err(format!("{here}: must be a non-empty array of schemas, found {other}")),
                 }
             };
             match key.as_str() {
@@ -945,8 +789,9 @@ mod json {
                         }
                     }
                 }
-                "properties" | "patternProperties" | "definitions" | "$defs"
-                | "dependentSchemas" => schemas_in_object(v)?,
+                "properties" | "patternProperties" | "definitions" | "$defs" | "dependentSchemas" => {
+                    schemas_in_object(v)?
+                }
                 "dependencies" => match v {
                     Value::Object(m) => {
                         for (k, dep) in m {
@@ -957,14 +802,8 @@ mod json {
                     }
                     other => return Err(format!("{here}: must be an object, found {other}")),
                 },
-                "required"
-                    if !v
-                        .as_array()
-                        .is_some_and(|items| items.iter().all(Value::is_string)) =>
-                {
-                    return Err(format!(
-                        "{here}: must be an array of property names, found {v}"
-                    ));
+                "required" if !v.as_array().is_some_and(|items| items.iter().all(Value::is_string)) => {
+                    return Err(format!("{here}: must be an array of property names, found {v}"));
                 }
                 "items" => {
                     if v.is_array() {
@@ -991,16 +830,14 @@ mod json {
                 "$ref" | "pattern" if !v.is_string() => {
                     return Err(format!("{here}: must be a string, found {v}"));
                 }
-                "minLength" | "maxLength" | "minItems" | "maxItems" | "minProperties"
-                | "maxProperties" | "minimum" | "maximum"
+                "minLength" | "maxLength" | "minItems" | "maxItems" | "minProperties" | "maxProperties" | "minimum"
+                | "maximum"
                     if !v.is_number() =>
                 {
                     return Err(format!("{here}: must be a number, found {v}"));
                 }
                 "multipleOf" if !v.as_f64().is_some_and(|m| m > 0.0) => {
-                    return Err(format!(
-                        "{here}: must be a number greater than 0, found {v}"
-                    ));
+                    return Err(format!("{here}: must be a number greater than 0, found {v}"));
                 }
                 "exclusiveMinimum" | "exclusiveMaximum" if !(v.is_number() || v.is_boolean()) => {
                     return Err(format!("{here}: must be a number, found {v}"));
@@ -1012,13 +849,7 @@ mod json {
     }
 
     pub(super) fn check(reader: &Value, writer: &Value, roles: Roles) -> Vec<String> {
-        let mut checker = Checker {
-            w_root: writer,
-            r_root: reader,
-            roles,
-            in_progress: HashSet::new(),
-            depth: 0,
-        };
+        let mut checker = Checker { w_root: writer, r_root: reader, roles, in_progress: HashSet::new(), depth: 0 };
         checker.sub(S::new(writer), S::new(reader), "")
     }
 
@@ -1037,17 +868,10 @@ mod json {
 
     impl<'v> S<'v> {
         fn new(v: &'v Value) -> Self {
-            S {
-                v,
-                skip: 0,
-                ty: None,
-            }
+            S { v, skip: 0, ty: None }
         }
         fn without(self, flag: u8) -> Self {
-            S {
-                skip: self.skip | flag,
-                ..self
-            }
+            S { skip: self.skip | flag, ..self }
         }
         fn hidden(&self, key: &str) -> bool {
             (self.skip & SKIP_REF != 0 && key == "$ref")
@@ -1068,9 +892,7 @@ mod json {
             self.ty.is_none()
                 && match self.v {
                     Value::Bool(b) => *b,
-                    Value::Object(map) => !map
-                        .keys()
-                        .any(|k| !self.hidden(k) && VALIDATION.contains(&k.as_str())),
+                    Value::Object(map) => !map.keys().any(|k| !self.hidden(k) && VALIDATION.contains(&k.as_str())),
                     _ => false,
                 }
         }
@@ -1094,9 +916,7 @@ mod json {
             if let Some(c) = self.get("const") {
                 return Some(vec![c]);
             }
-            self.get("enum")
-                .and_then(Value::as_array)
-                .map(|items| items.iter().collect())
+            self.get("enum").and_then(Value::as_array).map(|items| items.iter().collect())
         }
         /// The JSON types the schema admits; None: any.
         fn types(&self) -> Option<Vec<&'static str>> {
@@ -1146,33 +966,13 @@ mod json {
                 ),
                 (
                     "array",
-                    &[
-                        "items",
-                        "prefixItems",
-                        "additionalItems",
-                        "minItems",
-                        "maxItems",
-                        "uniqueItems",
-                        "contains",
-                    ],
+                    &["items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems", "contains"],
                 ),
                 ("string", &["minLength", "maxLength", "pattern"]),
-                (
-                    "number",
-                    &[
-                        "minimum",
-                        "maximum",
-                        "exclusiveMinimum",
-                        "exclusiveMaximum",
-                        "multipleOf",
-                    ],
-                ),
+                ("number", &["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"]),
             ];
-            let present: Vec<&'static str> = GROUPS
-                .iter()
-                .filter(|(_, keys)| keys.iter().any(|k| self.get(k).is_some()))
-                .map(|(t, _)| *t)
-                .collect();
+            let present: Vec<&'static str> =
+                GROUPS.iter().filter(|(_, keys)| keys.iter().any(|k| self.get(k).is_some())).map(|(t, _)| *t).collect();
             match present.as_slice() {
                 [single] => Some(vec![*single]),
                 _ => None,
@@ -1196,13 +996,9 @@ mod json {
     fn json_eq(a: &Value, b: &Value) -> bool {
         match (a, b) {
             (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-            (Value::Array(x), Value::Array(y)) => {
-                x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q))
-            }
+            (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q)),
             (Value::Object(x), Value::Object(y)) => {
-                x.len() == y.len()
-                    && x.iter()
-                        .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+                x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
             }
             _ => a == b,
         }
@@ -1309,13 +1105,7 @@ mod json {
         }
 
         fn guarded(&mut self, w: S<'a>, r: S<'a>, path: &str) -> Vec<String> {
-            let key = (
-                w.v as *const Value as usize,
-                w.skip,
-                w.ty,
-                r.v as *const Value as usize,
-                r.skip,
-            );
+            let key = (w.v as *const Value as usize, w.skip, w.ty, r.v as *const Value as usize, r.skip);
             if !self.in_progress.insert(key) {
                 return Vec::new();
             }
@@ -1324,13 +1114,7 @@ mod json {
             out
         }
 
-        fn constraint(
-            &self,
-            path: &str,
-            keyword: &str,
-            writer: Option<String>,
-            reader: String,
-        ) -> String {
+        fn constraint(&self, path: &str, keyword: &str, writer: Option<String>, reader: String) -> String {
             let a = at(path);
             match (self.roles.reader_is_new, writer) {
                 (true, None) => format!("{a}{keyword} {reader} was added"),
@@ -1346,30 +1130,14 @@ mod json {
             let roles = self.roles;
             if let Some(reference) = w.str("$ref") {
                 return match resolve(self.w_root, reference) {
-                    Some(target) => self.guarded(
-                        S {
-                            v: target,
-                            skip: 0,
-                            ty: w.ty,
-                        },
-                        r,
-                        path,
-                    ),
+                    Some(target) => self.guarded(S { v: target, skip: 0, ty: w.ty }, r, path),
                     None if r.str("$ref") == Some(reference) => Vec::new(),
-                    None => vec![format!(
-                        "{}cannot resolve $ref \"{reference}\" of the {}",
-                        at(path),
-                        roles.writer()
-                    )],
+                    None => vec![format!("{}cannot resolve $ref \"{reference}\" of the {}", at(path), roles.writer())],
                 };
             }
             if let Some(reference) = r.str("$ref") {
                 let Some(target) = resolve(self.r_root, reference) else {
-                    return vec![format!(
-                        "{}cannot resolve $ref \"{reference}\" of the {}",
-                        at(path),
-                        roles.reader()
-                    )];
+                    return vec![format!("{}cannot resolve $ref \"{reference}\" of the {}", at(path), roles.reader())];
                 };
                 let mut out = self.guarded(w, S::new(target), path);
                 let siblings = r.without(SKIP_REF);
@@ -1382,11 +1150,7 @@ mod json {
                 return Vec::new();
             }
             if r.is_false() {
-                return vec![format!(
-                    "{}the {} accepts no value here",
-                    at(path),
-                    roles.reader()
-                )];
+                return vec![format!("{}the {} accepts no value here", at(path), roles.reader())];
             }
 
             // Writer combinators: every alternative must be readable.
@@ -1397,22 +1161,14 @@ mod json {
                 }
                 let mut out = Vec::new();
                 for branch in branches {
-                    out.extend(self.sub(
-                        S {
-                            ty: w.ty,
-                            ..S::new(branch)
-                        },
-                        r,
-                        path,
-                    ));
+                    out.extend(self.sub(S { ty: w.ty, ..S::new(branch) }, r, path));
                 }
                 return out;
             }
             if let Some(Value::Array(members)) = w.get("allOf") {
                 let siblings = w.without(SKIP_ALL);
-                let candidates = std::iter::once(siblings)
-                    .filter(|s| !s.is_trivial())
-                    .chain(members.iter().map(S::new));
+                let candidates =
+                    std::iter::once(siblings).filter(|s| !s.is_trivial()).chain(members.iter().map(S::new));
                 let mut first: Option<Vec<String>> = None;
                 for candidate in candidates {
                     let errors = self.sub(candidate, r, path);
@@ -1468,10 +1224,7 @@ mod json {
                     };
                     let better = match &best {
                         None => true,
-                        Some((fits, errs)) => {
-                            (type_fits && !fits)
-                                || (type_fits == *fits && errors.len() < errs.len())
-                        }
+                        Some((fits, errs)) => (type_fits && !fits) || (type_fits == *fits && errors.len() < errs.len()),
                     };
                     if better {
                         best = Some((type_fits, errors));
@@ -1515,10 +1268,7 @@ mod json {
                         if accepts(&rt, t) {
                             kept.push(t);
                         } else {
-                            out.push(format!(
-                                "{a}type \"{t}\" is not accepted by {}",
-                                show_types(&rt)
-                            ));
+                            out.push(format!("{a}type \"{t}\" is not accepted by {}", show_types(&rt)));
                         }
                     }
                     Some(kept)
@@ -1528,12 +1278,14 @@ mod json {
             if let Some(reader_values) = r.values() {
                 match &writer_values {
                     None => {
-                        let shown: Vec<String> =
-                            reader_values.iter().map(|v| v.to_string()).collect();
+                        let shown: Vec<String> = reader_values.iter().map(|v| v.to_string()).collect();
                         out.push(if roles.reader_is_new {
                             format!("{a}values are now restricted to [{}]", shown.join(", "))
                         } else {
-                            format!("{a}the older schema restricts values to [{}], the new schema does not", shown.join(", "))
+                            format!(
+                                "{a}the older schema restricts values to [{}], the new schema does not",
+                                shown.join(", ")
+                            )
                         });
                     }
                     Some(values) => {
@@ -1551,11 +1303,9 @@ mod json {
             }
 
             let admits = |t: &str| {
-                effective.as_ref().is_none_or(|types| {
-                    types
-                        .iter()
-                        .any(|x| *x == t || (t == "number" && *x == "integer"))
-                })
+                effective
+                    .as_ref()
+                    .is_none_or(|types| types.iter().any(|x| *x == t || (t == "number" && *x == "integer")))
             };
             match &writer_values {
                 None => {
@@ -1582,12 +1332,7 @@ mod json {
             if let Some(rv) = r.num(keyword) {
                 let wv = w.num(keyword);
                 if wv.is_none_or(|wv| wv > rv) {
-                    out.push(self.constraint(
-                        path,
-                        keyword,
-                        wv.map(|v| v.to_string()),
-                        rv.to_string(),
-                    ));
+                    out.push(self.constraint(path, keyword, wv.map(|v| v.to_string()), rv.to_string()));
                 }
             }
         }
@@ -1597,12 +1342,7 @@ mod json {
             if let Some(rv) = r.num(keyword) {
                 let wv = w.num(keyword);
                 if wv.unwrap_or(0.0) < rv {
-                    out.push(self.constraint(
-                        path,
-                        keyword,
-                        wv.map(|v| v.to_string()),
-                        rv.to_string(),
-                    ));
+                    out.push(self.constraint(path, keyword, wv.map(|v| v.to_string()), rv.to_string()));
                 }
             }
         }
@@ -1613,12 +1353,7 @@ mod json {
             if let Some(rp) = r.str("pattern") {
                 let wp = w.str("pattern");
                 if wp != Some(rp) {
-                    out.push(self.constraint(
-                        path,
-                        "pattern",
-                        wp.map(|p| format!("\"{p}\"")),
-                        format!("\"{rp}\""),
-                    ));
+                    out.push(self.constraint(path, "pattern", wp.map(|p| format!("\"{p}\"")), format!("\"{rp}\"")));
                 }
             }
         }
@@ -1638,12 +1373,7 @@ mod json {
                     (if lower { wv > rb.0 } else { wv < rb.0 }) || (wv == rb.0 && (we || !rb.1))
                 });
                 if !implied {
-                    out.push(self.constraint(
-                        path,
-                        name,
-                        wb.map(|b| show_bound(b, lower)),
-                        show_bound(rb, lower),
-                    ));
+                    out.push(self.constraint(path, name, wb.map(|b| show_bound(b, lower)), show_bound(rb, lower)));
                 }
             }
             if let Some(rm) = r.num("multipleOf") {
@@ -1654,12 +1384,7 @@ mod json {
                     None => integer_only && rm == 1.0,
                 };
                 if !ok {
-                    out.push(self.constraint(
-                        path,
-                        "multipleOf",
-                        wm.map(|m| m.to_string()),
-                        rm.to_string(),
-                    ));
+                    out.push(self.constraint(path, "multipleOf", wm.map(|m| m.to_string()), rm.to_string()));
                 }
             }
         }
@@ -1674,27 +1399,22 @@ mod json {
                         let len = s.chars().count() as f64;
                         r.num("maxLength").is_some_and(|m| len > m)
                             || r.num("minLength").is_some_and(|m| len < m)
-                            || r.str("pattern")
-                                .is_some_and(|p| w.str("pattern") != Some(p))
+                            || r.str("pattern").is_some_and(|p| w.str("pattern") != Some(p))
                     }
                     Value::Number(n) => {
                         let x = n.as_f64().unwrap_or(f64::NAN);
-                        let below = bound(&r, "minimum", "exclusiveMinimum", true)
-                            .is_some_and(|(v, e)| x < v || (e && x == v));
+                        let below =
+                            bound(&r, "minimum", "exclusiveMinimum", true).is_some_and(|(v, e)| x < v || (e && x == v));
                         let above = bound(&r, "maximum", "exclusiveMaximum", false)
                             .is_some_and(|(v, e)| x > v || (e && x == v));
-                        let not_multiple = r
-                            .num("multipleOf")
-                            .is_some_and(|m| ((x / m) - (x / m).round()).abs() > 1e-9);
+                        let not_multiple =
+                            r.num("multipleOf").is_some_and(|m| ((x / m) - (x / m).round()).abs() > 1e-9);
                         below || above || not_multiple
                     }
                     _ => false,
                 };
                 if reject {
-                    out.push(format!(
-                        "{a}value {value} is not accepted by the {}",
-                        self.roles.reader()
-                    ));
+                    out.push(format!("{a}value {value} is not accepted by the {}", self.roles.reader()));
                 }
             }
         }
@@ -1702,9 +1422,7 @@ mod json {
         fn arrays(&mut self, w: S<'a>, r: S<'a>, path: &str, out: &mut Vec<String>) {
             self.upper(w, r, "maxItems", path, out);
             self.lower(w, r, "minItems", path, out);
-            if r.get("uniqueItems") == Some(&Value::Bool(true))
-                && w.get("uniqueItems") != Some(&Value::Bool(true))
-            {
+            if r.get("uniqueItems") == Some(&Value::Bool(true)) && w.get("uniqueItems") != Some(&Value::Bool(true)) {
                 out.push(self.constraint(path, "uniqueItems", None, "true".into()));
             }
             let item_path = format!("{path}[]");
@@ -1716,41 +1434,26 @@ mod json {
                         (x, y) => x.is_none() && y.is_none(),
                     };
                     if !same("items") || !same("additionalItems") {
-                        out.push(format!(
-                            "{}tuple-form \"items\" differ and cannot be checked",
-                            at(path)
-                        ));
+                        out.push(format!("{}tuple-form \"items\" differ and cannot be checked", at(path)));
                     }
                 }
                 Some(reader_items) => {
                     let reader_items = S::new(reader_items);
                     if let Some(Value::Array(prefix)) = w.get("prefixItems") {
                         for (i, item) in prefix.iter().enumerate() {
-                            out.extend(self.sub(
-                                S::new(item),
-                                reader_items,
-                                &format!("{path}[{i}]"),
-                            ));
+                            out.extend(self.sub(S::new(item), reader_items, &format!("{path}[{i}]")));
                         }
                     }
                     match w.get("items") {
                         Some(Value::Array(tuple)) => {
                             for (i, item) in tuple.iter().enumerate() {
-                                out.extend(self.sub(
-                                    S::new(item),
-                                    reader_items,
-                                    &format!("{path}[{i}]"),
-                                ));
+                                out.extend(self.sub(S::new(item), reader_items, &format!("{path}[{i}]")));
                             }
                             let rest = w.get("additionalItems").unwrap_or(&TRUE_SCHEMA);
                             out.extend(self.sub(S::new(rest), reader_items, &item_path));
                         }
-                        Some(writer_items) => {
-                            out.extend(self.sub(S::new(writer_items), reader_items, &item_path))
-                        }
-                        None => {
-                            out.extend(self.sub(S::new(&TRUE_SCHEMA), reader_items, &item_path))
-                        }
+                        Some(writer_items) => out.extend(self.sub(S::new(writer_items), reader_items, &item_path)),
+                        None => out.extend(self.sub(S::new(&TRUE_SCHEMA), reader_items, &item_path)),
                     }
                 }
             }
@@ -1770,11 +1473,7 @@ mod json {
                     continue;
                 }
                 // Confluent accepts a newly required property that has a default.
-                if reader_props
-                    .get(name)
-                    .and_then(|p| p.get("default"))
-                    .is_some()
-                {
+                if reader_props.get(name).and_then(|p| p.get("default")).is_some() {
                     continue;
                 }
                 let p = join(path, name);
@@ -1788,9 +1487,7 @@ mod json {
             for (name, reader_prop) in reader_props {
                 let p = join(path, name);
                 match (writer_props.get(name), writer_extra) {
-                    (Some(writer_prop), _) => {
-                        out.extend(self.sub(S::new(writer_prop), S::new(reader_prop), &p))
-                    }
+                    (Some(writer_prop), _) => out.extend(self.sub(S::new(writer_prop), S::new(reader_prop), &p)),
                     (None, Extra::Closed) => {}
                     (None, Extra::Schema(additional)) => {
                         out.extend(self.sub(S::new(additional), S::new(reader_prop), &p))
@@ -1814,9 +1511,7 @@ mod json {
                 let p = join(path, name);
                 match reader_extra {
                     Extra::Open => {}
-                    Extra::Schema(additional) => {
-                        out.extend(self.sub(S::new(writer_prop), S::new(additional), &p))
-                    }
+                    Extra::Schema(additional) => out.extend(self.sub(S::new(writer_prop), S::new(additional), &p)),
                     Extra::Closed => {
                         if !S::new(writer_prop).is_false() {
                             out.push(if roles.reader_is_new {
@@ -1831,20 +1526,11 @@ mod json {
 
             match (writer_extra, reader_extra) {
                 (Extra::Closed, _) | (_, Extra::Open) => {}
-                (Extra::Schema(a), Extra::Schema(b)) => {
-                    out.extend(self.sub(S::new(a), S::new(b), &join(path, "*")))
-                }
+                (Extra::Schema(a), Extra::Schema(b)) => out.extend(self.sub(S::new(a), S::new(b), &join(path, "*"))),
                 (we, re) => {
                     let (old, new) = roles.old_new(show_extra(we), show_extra(re));
-                    let verb = if roles.reader_is_new {
-                        "narrowed"
-                    } else {
-                        "widened"
-                    };
-                    out.push(format!(
-                        "{}additionalProperties {verb} from {old} to {new}",
-                        at(path)
-                    ));
+                    let verb = if roles.reader_is_new { "narrowed" } else { "widened" };
+                    out.push(format!("{}additionalProperties {verb} from {old} to {new}", at(path)));
                 }
             }
 
@@ -1878,17 +1564,9 @@ mod tests {
         }
     }
 
-    fn run(
-        mode: Compatibility,
-        t: SchemaType,
-        new: &str,
-        previous: &[&str],
-    ) -> Vec<Incompatibility> {
-        let versions: Vec<(i32, SchemaType, &str)> = previous
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (i as i32 + 1, t, *s))
-            .collect();
+    fn run(mode: Compatibility, t: SchemaType, new: &str, previous: &[&str]) -> Vec<Incompatibility> {
+        let versions: Vec<(i32, SchemaType, &str)> =
+            previous.iter().enumerate().map(|(i, s)| (i as i32 + 1, t, *s)).collect();
         match check_compatibility(mode, t, new, &versions) {
             Ok(found) => found,
             Err(e) => panic!("unexpected Err for {mode}: {e}\nnew: {new}"),
@@ -1918,10 +1596,7 @@ mod tests {
                         Direction::Backward => !backward_ok,
                         Direction::Forward => !forward_ok,
                     };
-                    assert!(
-                        direction_allowed,
-                        "case '{name}' under {mode}: unexpected {i}"
-                    );
+                    assert!(direction_allowed, "case '{name}' under {mode}: unexpected {i}");
                     assert!(!i.message.is_empty());
                 }
             }
@@ -1983,9 +1658,7 @@ mod tests {
     }
 
     fn obj(props: &str, required: &str, additional: &str) -> String {
-        format!(
-            r#"{{"type":"object","properties":{{{props}}},"required":[{required}]{additional}}}"#
-        )
+        format!(r#"{{"type":"object","properties":{{{props}}},"required":[{required}]{additional}}}"#)
     }
     const CLOSED: &str = r#","additionalProperties":false"#;
     const A: &str = r#""a":{"type":"string"}"#;
@@ -2053,64 +1726,35 @@ mod tests {
     #[test]
     fn avro_messages() {
         let backward = |old: String, new: String| {
-            messages(&run(
-                Compatibility::Backward,
-                SchemaType::Avro,
-                &new,
-                &[&old],
-            ))
-            .into_iter()
-            .map(str::to_string)
-            .collect::<Vec<_>>()
+            messages(&run(Compatibility::Backward, SchemaType::Avro, &new, &[&old]))
+                .into_iter()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
         };
         let forward = |old: String, new: String| {
-            messages(&run(
-                Compatibility::Forward,
-                SchemaType::Avro,
-                &new,
-                &[&old],
-            ))
-            .into_iter()
-            .map(str::to_string)
-            .collect::<Vec<_>>()
+            messages(&run(Compatibility::Forward, SchemaType::Avro, &new, &[&old]))
+                .into_iter()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
         };
         assert_eq!(
-            backward(
-                rec(ID),
-                rec(&format!(
-                    r#"{ID},{{"name":"MAX_ORDER_TOTAL","type":"double"}}"#
-                ))
-            ),
+            backward(rec(ID), rec(&format!(r#"{ID},{{"name":"MAX_ORDER_TOTAL","type":"double"}}"#))),
             ["new required field MAX_ORDER_TOTAL has no default"]
         );
         assert_eq!(
-            backward(
-                rec(r#"{"name":"ORDER_TOTAL","type":"double"}"#),
-                rec(r#"{"name":"ORDER_TOTAL","type":"int"}"#)
-            ),
+            backward(rec(r#"{"name":"ORDER_TOTAL","type":"double"}"#), rec(r#"{"name":"ORDER_TOTAL","type":"int"}"#)),
             ["field ORDER_TOTAL changed type from double to int"]
         );
         assert_eq!(
-            forward(
-                rec(r#"{"name":"qty","type":"int"}"#),
-                rec(r#"{"name":"qty","type":"long"}"#)
-            ),
+            forward(rec(r#"{"name":"qty","type":"int"}"#), rec(r#"{"name":"qty","type":"long"}"#)),
             ["field qty changed type from int to long"]
         );
         let status = |symbols: &str| {
-            rec(&format!(
-                r#"{{"name":"STATUS","type":{{"type":"enum","name":"Status","symbols":[{symbols}]}}}}"#
-            ))
+            rec(&format!(r#"{{"name":"STATUS","type":{{"type":"enum","name":"Status","symbols":[{symbols}]}}}}"#))
         };
+        assert_eq!(backward(status(r#""NEW","SHIPPED""#), status(r#""NEW""#)), ["enum STATUS lost symbol SHIPPED"]);
         assert_eq!(
-            backward(status(r#""NEW","SHIPPED""#), status(r#""NEW""#)),
-            ["enum STATUS lost symbol SHIPPED"]
-        );
-        assert_eq!(
-            forward(
-                rec(&format!(r#"{ID},{{"name":"note","type":"string"}}"#)),
-                rec(ID)
-            ),
+            forward(rec(&format!(r#"{ID},{{"name":"note","type":"string"}}"#)), rec(ID)),
             ["field note was removed but the older schema has no default for it"]
         );
         assert_eq!(
@@ -2143,10 +1787,7 @@ mod tests {
     #[test]
     fn json_messages() {
         let check = |mode, old: String, new: String| {
-            messages(&run(mode, SchemaType::Json, &new, &[&old]))
-                .into_iter()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
+            messages(&run(mode, SchemaType::Json, &new, &[&old])).into_iter().map(str::to_string).collect::<Vec<_>>()
         };
         let total = |amount: &str| {
             format!(
@@ -2165,11 +1806,7 @@ mod tests {
             check(
                 Compatibility::Backward,
                 obj(r#""max_order_total":{"type":"number"}"#, "", CLOSED),
-                obj(
-                    r#""max_order_total":{"type":"number"}"#,
-                    r#""max_order_total""#,
-                    CLOSED
-                )
+                obj(r#""max_order_total":{"type":"number"}"#, r#""max_order_total""#, CLOSED)
             ),
             ["property max_order_total is required but the older schema does not guarantee it"]
         );
@@ -2178,11 +1815,7 @@ mod tests {
             ["property b was added to an open content model, where older data may already hold any value for it"]
         );
         assert_eq!(
-            check(
-                Compatibility::Backward,
-                obj(AB, "", CLOSED),
-                obj(A, "", CLOSED)
-            ),
+            check(Compatibility::Backward, obj(AB, "", CLOSED), obj(A, "", CLOSED)),
             ["property b was removed from a closed content model (additionalProperties: false)"]
         );
         assert_eq!(
@@ -2205,11 +1838,7 @@ mod tests {
 
     #[test]
     fn transitive_modes_check_every_version() {
-        let avro_back = [
-            rec(&format!(r#"{ID},{{"name":"a","type":"string"}}"#)),
-            rec(ID),
-            rec(ID),
-        ];
+        let avro_back = [rec(&format!(r#"{ID},{{"name":"a","type":"string"}}"#)), rec(ID), rec(ID)];
         let avro_back_new = rec(&format!(r#"{ID},{{"name":"a","type":"int","default":0}}"#));
         let avro_fwd = [
             rec(&format!(r#"{ID},{{"name":"a","type":"int"}}"#)),
@@ -2223,15 +1852,7 @@ mod tests {
 
         /// (type, versions oldest first, new schema, plain mode, transitive mode, failing
         /// direction, message); under the transitive mode only version 1 fails.
-        type Case<'a> = (
-            SchemaType,
-            &'a [String],
-            String,
-            Compatibility,
-            Compatibility,
-            Direction,
-            &'a str,
-        );
+        type Case<'a> = (SchemaType, &'a [String], String, Compatibility, Compatibility, Direction, &'a str);
         let cases: Vec<Case> = vec![
             (
                 SchemaType::Avro,
@@ -2295,11 +1916,7 @@ mod tests {
             let all = run(transitive, t, &new, &versions);
             assert_eq!(
                 all,
-                vec![Incompatibility {
-                    version: 1,
-                    direction,
-                    message: message.to_string()
-                }],
+                vec![Incompatibility { version: 1, direction, message: message.to_string() }],
                 "{t:?} {transitive}"
             );
             assert!(run(Compatibility::None, t, &new, &versions).is_empty());
@@ -2318,16 +1935,9 @@ mod tests {
 
     #[test]
     fn schema_type_change_is_one_incompatibility() {
-        let previous = [
-            (1, SchemaType::Json, r#"{"type":"object"}"#),
-            (2, SchemaType::Avro, r#""int""#),
-        ];
-        let found = check_compatibility(
-            Compatibility::FullTransitive,
-            SchemaType::Json,
-            r#"{"type":"object"}"#,
-            &previous,
-        );
+        let previous = [(1, SchemaType::Json, r#"{"type":"object"}"#), (2, SchemaType::Avro, r#""int""#)];
+        let found =
+            check_compatibility(Compatibility::FullTransitive, SchemaType::Json, r#"{"type":"object"}"#, &previous);
         assert_eq!(
             found,
             Ok(vec![Incompatibility {
@@ -2336,49 +1946,26 @@ mod tests {
                 message: "schema type changed from AVRO to JSON".into()
             }])
         );
-        let found = check_compatibility(
-            Compatibility::Forward,
-            SchemaType::Avro,
-            r#""int""#,
-            &previous[..1],
-        );
+        let found = check_compatibility(Compatibility::Forward, SchemaType::Avro, r#""int""#, &previous[..1]);
         assert_eq!(
-            found.map(|f| f
-                .iter()
-                .map(|i| (i.direction, i.message.clone()))
-                .collect::<Vec<_>>()),
-            Ok(vec![(
-                Direction::Forward,
-                "schema type changed from JSON to AVRO".to_string()
-            )])
+            found.map(|f| f.iter().map(|i| (i.direction, i.message.clone())).collect::<Vec<_>>()),
+            Ok(vec![(Direction::Forward, "schema type changed from JSON to AVRO".to_string())])
         );
     }
 
     #[test]
     fn nothing_to_check() {
-        let none = check_compatibility(
-            Compatibility::None,
-            SchemaType::Avro,
-            "not even json",
-            &[(1, SchemaType::Avro, "{")],
-        );
+        let none =
+            check_compatibility(Compatibility::None, SchemaType::Avro, "not even json", &[(1, SchemaType::Avro, "{")]);
         assert_eq!(none, Ok(vec![]));
-        let first = check_compatibility(
-            Compatibility::FullTransitive,
-            SchemaType::Avro,
-            r#""int""#,
-            &[],
-        );
+        let first = check_compatibility(Compatibility::FullTransitive, SchemaType::Avro, r#""int""#, &[]);
         assert_eq!(first, Ok(vec![]));
         // A non-transitive mode does not even parse older versions.
         let latest = check_compatibility(
             Compatibility::Backward,
             SchemaType::Avro,
             r#""long""#,
-            &[
-                (1, SchemaType::Avro, "{broken"),
-                (2, SchemaType::Avro, r#""int""#),
-            ],
+            &[(1, SchemaType::Avro, "{broken"), (2, SchemaType::Avro, r#""int""#)],
         );
         assert_eq!(latest, Ok(vec![]));
     }
@@ -2423,24 +2010,8 @@ mod tests {
         let good_avro = rec(ID);
         let good_json = obj(A, "", "");
         for (t, bad, good) in [
-            (
-                SchemaType::Avro,
-                bad_avro
-                    .iter()
-                    .copied()
-                    .chain([deep.as_str()])
-                    .collect::<Vec<_>>(),
-                good_avro.as_str(),
-            ),
-            (
-                SchemaType::Json,
-                bad_json
-                    .iter()
-                    .copied()
-                    .chain([deep.as_str()])
-                    .collect::<Vec<_>>(),
-                good_json.as_str(),
-            ),
+            (SchemaType::Avro, bad_avro.iter().copied().chain([deep.as_str()]).collect::<Vec<_>>(), good_avro.as_str()),
+            (SchemaType::Json, bad_json.iter().copied().chain([deep.as_str()]).collect::<Vec<_>>(), good_json.as_str()),
         ] {
             for text in bad {
                 let as_new = check_compatibility(Compatibility::Full, t, text, &[(1, t, good)]);
@@ -2450,10 +2021,7 @@ mod tests {
                 }
                 let as_old = check_compatibility(Compatibility::Full, t, good, &[(7, t, text)]);
                 match as_old {
-                    Err(e) => assert!(
-                        e.starts_with("registered version 7: invalid"),
-                        "{t:?} {text}: {e}"
-                    ),
+                    Err(e) => assert!(e.starts_with("registered version 7: invalid"), "{t:?} {text}: {e}"),
                     Ok(found) => panic!("{t:?} accepted invalid schema {text}: {found:?}"),
                 }
             }
@@ -2467,10 +2035,7 @@ mod tests {
         assert!(same.is_empty(), "{same:?}");
         let new = r##"{"type":"object","properties":{"a":{"$ref":"other.json#/X"}}}"##;
         let found = run(Compatibility::Backward, SchemaType::Json, new, &[old]);
-        assert_eq!(
-            messages(&found),
-            [r##"field a: cannot resolve $ref "#/definitions/Nope" of the older schema"##]
-        );
+        assert_eq!(messages(&found), [r##"field a: cannot resolve $ref "#/definitions/Nope" of the older schema"##]);
     }
 
     #[test]
@@ -2482,19 +2047,9 @@ mod tests {
             let serde_name = serde_json::to_string(&mode).map_err(|e| e.to_string());
             assert_eq!(serde_name, Ok(format!("\"{text}\"")));
         }
-        assert_eq!(
-            Compatibility::BackwardTransitive.to_string(),
-            "BACKWARD_TRANSITIVE"
-        );
-        assert_eq!(
-            " full-transitive ".parse::<Compatibility>(),
-            Ok(Compatibility::FullTransitive)
-        );
+        assert_eq!(Compatibility::BackwardTransitive.to_string(), "BACKWARD_TRANSITIVE");
+        assert_eq!(" full-transitive ".parse::<Compatibility>(), Ok(Compatibility::FullTransitive));
         let err = "sideways".parse::<Compatibility>();
-        assert!(
-            err.as_ref()
-                .is_err_and(|e| e.contains("'sideways'") && e.contains("FULL_TRANSITIVE")),
-            "{err:?}"
-        );
+        assert!(err.as_ref().is_err_and(|e| e.contains("'sideways'") && e.contains("FULL_TRANSITIVE")), "{err:?}");
     }
 }

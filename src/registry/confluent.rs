@@ -92,34 +92,18 @@ impl ConfluentRegistry {
         let result = match (method, body) {
             ("GET", None) => self.with_headers_get(self.agent.get(&url)).call(),
             ("DELETE", None) => self.with_headers_get(self.agent.delete(&url)).call(),
-            ("POST", Some(body)) => self
-                .with_headers_post(self.agent.post(&url))
-                .send(body.to_string()),
-            ("PUT", Some(body)) => self
-                .with_headers_post(self.agent.put(&url))
-                .send(body.to_string()),
-            _ => {
-                return Err(RegistryError::Other(format!(
-                    "unsupported request {method} {path}"
-                )))
-            }
+            ("POST", Some(body)) => self.with_headers_post(self.agent.post(&url)).send(body.to_string()),
+            ("PUT", Some(body)) => self.with_headers_post(self.agent.put(&url)).send(body.to_string()),
+            _ => return Err(RegistryError::Other(format!("unsupported request {method} {path}"))),
         };
         let response = result.map_err(|e| self.transport_error(method, path, e))?;
         let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .read_to_string()
-            .map_err(|e| RegistryError::Http {
-                url: self.base.clone(),
-                status: Some(status),
-                message: format!("{method} {path}: cannot read the response: {e}"),
-            })?;
-        Ok(Reply {
-            method: method.to_string(),
-            path: path.to_string(),
-            status,
-            body,
-        })
+        let body = response.into_body().read_to_string().map_err(|e| RegistryError::Http {
+            url: self.base.clone(),
+            status: Some(status),
+            message: format!("{method} {path}: cannot read the response: {e}"),
+        })?;
+        Ok(Reply { method: method.to_string(), path: path.to_string(), status, body })
     }
 
     fn with_headers_get(
@@ -137,9 +121,7 @@ impl ConfluentRegistry {
         &self,
         mut request: ureq::RequestBuilder<ureq::typestate::WithBody>,
     ) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
-        request = request
-            .header("Accept", ACCEPT)
-            .header("Content-Type", CONTENT_TYPE);
+        request = request.header("Accept", ACCEPT).header("Content-Type", CONTENT_TYPE);
         if let Some(auth) = &self.authorization {
             request = request.header("Authorization", auth);
         }
@@ -148,12 +130,8 @@ impl ConfluentRegistry {
 
     fn transport_error(&self, method: &str, path: &str, error: ureq::Error) -> RegistryError {
         use ureq::Timeout;
-        let unreachable = |detail: String| {
-            RegistryError::Other(format!(
-                "cannot reach schema registry at {}: {detail}",
-                self.base
-            ))
-        };
+        let unreachable =
+            |detail: String| RegistryError::Other(format!("cannot reach schema registry at {}: {detail}", self.base));
         match error {
             ureq::Error::Io(e) => unreachable(e.to_string()),
             ureq::Error::HostNotFound => unreachable("host not found".into()),
@@ -165,10 +143,7 @@ impl ConfluentRegistry {
             ureq::Error::Timeout(_) => RegistryError::Http {
                 url: self.base.clone(),
                 status: None,
-                message: format!(
-                    "{method} {path}: no complete response within {:?}",
-                    self.timeout
-                ),
+                message: format!("{method} {path}: no complete response within {:?}", self.timeout),
             },
             other => RegistryError::Http {
                 url: self.base.clone(),
@@ -186,33 +161,19 @@ impl ConfluentRegistry {
         serde_json::from_str(&reply.body).map_err(|e| RegistryError::Http {
             url: self.base.clone(),
             status: Some(reply.status),
-            message: format!(
-                "{} {}: unexpected response ({e}): {}",
-                reply.method,
-                reply.path,
-                snippet(&reply.body)
-            ),
+            message: format!("{} {}: unexpected response ({e}): {}", reply.method, reply.path, snippet(&reply.body)),
         })
     }
 
     fn api_error(&self, reply: &Reply) -> RegistryError {
         let detail = match reply.error_body() {
-            Some(ErrorBody {
-                error_code: Some(code),
-                message: Some(message),
-            }) => {
+            Some(ErrorBody { error_code: Some(code), message: Some(message) }) => {
                 format!("{message} (error code {code}, HTTP {})", reply.status)
             }
-            Some(ErrorBody {
-                error_code: None,
-                message: Some(message),
-            }) => {
+            Some(ErrorBody { error_code: None, message: Some(message) }) => {
                 format!("{message} (HTTP {})", reply.status)
             }
-            Some(ErrorBody {
-                error_code: Some(code),
-                message: None,
-            }) => {
+            Some(ErrorBody { error_code: Some(code), message: None }) => {
                 format!("error code {code} (HTTP {})", reply.status)
             }
             _ if reply.body.trim().is_empty() => format!("HTTP {}", reply.status),
@@ -272,20 +233,14 @@ impl SchemaRegistry for ConfluentRegistry {
         let mut numbers: Vec<i32> = self.expect(reply)?;
         numbers.sort_unstable();
         numbers.dedup();
-        numbers
-            .into_iter()
-            .map(|v| self.get_version(subject, v))
-            .collect()
+        numbers.into_iter().map(|v| self.get_version(subject, v)).collect()
     }
 
     fn compatibility(&self, subject: &str) -> Result<Option<Compatibility>, RegistryError> {
         let path = format!("/config/{}", escape_path_segment(subject));
         let reply = self.send("GET", &path, None)?;
         if reply.status == 404
-            && matches!(
-                reply.error_code(),
-                Some(SUBJECT_COMPATIBILITY_NOT_CONFIGURED | SUBJECT_NOT_FOUND)
-            )
+            && matches!(reply.error_code(), Some(SUBJECT_COMPATIBILITY_NOT_CONFIGURED | SUBJECT_NOT_FOUND))
         {
             return Ok(None);
         }
@@ -399,15 +354,9 @@ struct ParsedUrl {
 
 fn parse_url(url: &str) -> Result<ParsedUrl, RegistryError> {
     let url = url.trim();
-    let invalid = |why: &str| {
-        RegistryError::Other(format!(
-            "invalid schema registry URL '{}': {why}",
-            redact_userinfo(url)
-        ))
-    };
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| invalid("expected http:// or https://"))?;
+    let invalid =
+        |why: &str| RegistryError::Other(format!("invalid schema registry URL '{}': {why}", redact_userinfo(url)));
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| invalid("expected http:// or https://"))?;
     let scheme = scheme.to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
         return Err(invalid("expected http:// or https://"));
@@ -430,17 +379,12 @@ fn parse_url(url: &str) -> Result<ParsedUrl, RegistryError> {
         None => None,
         Some(info) => {
             let (user, password) = info.split_once(':').unwrap_or((info, ""));
-            let user = percent_decode(user)
-                .ok_or_else(|| invalid("bad percent-encoding in the user name"))?;
-            let password = percent_decode(password)
-                .ok_or_else(|| invalid("bad percent-encoding in the password"))?;
+            let user = percent_decode(user).ok_or_else(|| invalid("bad percent-encoding in the user name"))?;
+            let password = percent_decode(password).ok_or_else(|| invalid("bad percent-encoding in the password"))?;
             Some((user, password))
         }
     };
-    Ok(ParsedUrl {
-        base: format!("{scheme}://{host}{}", path.trim_end_matches('/')),
-        credentials,
-    })
+    Ok(ParsedUrl { base: format!("{scheme}://{host}{}", path.trim_end_matches('/')), credentials })
 }
 
 fn redact_userinfo(url: &str) -> String {
@@ -590,33 +534,19 @@ mod tests {
                         }
                         let Ok(stream) = stream else { continue };
                         if let Err(e) = serve_connection(stream, &exchanges, &state, &stop) {
-                            state
-                                .lock()
-                                .unwrap()
-                                .failures
-                                .push(format!("replay server I/O: {e}"));
+                            state.lock().unwrap().failures.push(format!("replay server I/O: {e}"));
                         }
                     }
                 })
             };
-            Replay {
-                addr,
-                total,
-                state,
-                stop,
-                thread: Some(thread),
-            }
+            Replay { addr, total, state, stop, thread: Some(thread) }
         }
 
         /// Stops the server: Err lists mismatched requests and recorded requests never made.
         fn finish(mut self) -> Result<(), String> {
             self.stop.store(true, Ordering::SeqCst);
             let _ = TcpStream::connect(self.addr); // wake the accept loop
-            self.thread
-                .take()
-                .unwrap()
-                .join()
-                .map_err(|_| "replay server panicked".to_string())?;
+            self.thread.take().unwrap().join().map_err(|_| "replay server panicked".to_string())?;
             let state = self.state.lock().unwrap();
             let mut failures = state.failures.clone();
             if state.served < self.total {
@@ -655,8 +585,9 @@ mod tests {
                         request.path,
                         exchanges.len()
                     )),
-                    Some(exchange) => compare(&exchange.request, &request)
-                        .map(|why| format!("request #{index}: {why}")),
+                    Some(exchange) => {
+                        compare(&exchange.request, &request).map(|why| format!("request #{index}: {why}"))
+                    }
                 };
                 match mismatch {
                     Some(why) => {
@@ -694,40 +625,22 @@ mod tests {
         }
         for (name, value) in &expected.headers {
             if actual.headers.get(name) != Some(value) {
-                return Some(format!(
-                    "{got}: header {name} expected {value:?}, got {:?}",
-                    actual.headers.get(name)
-                ));
+                return Some(format!("{got}: header {name} expected {value:?}, got {:?}", actual.headers.get(name)));
             }
         }
-        if !actual
-            .headers
-            .get("accept")
-            .is_some_and(|a| a.contains(CONTENT_TYPE))
-        {
-            return Some(format!(
-                "{got}: Accept header {:?} lacks {CONTENT_TYPE}",
-                actual.headers.get("accept")
-            ));
+        if !actual.headers.get("accept").is_some_and(|a| a.contains(CONTENT_TYPE)) {
+            return Some(format!("{got}: Accept header {:?} lacks {CONTENT_TYPE}", actual.headers.get("accept")));
         }
         match &expected.body {
             None if actual.body.is_empty() => None,
-            None => Some(format!(
-                "{got}: expected no body, got {}",
-                String::from_utf8_lossy(&actual.body)
-            )),
+            None => Some(format!("{got}: expected no body, got {}", String::from_utf8_lossy(&actual.body))),
             Some(want_body) => {
                 if actual.headers.get("content-type").map(String::as_str) != Some(CONTENT_TYPE) {
-                    return Some(format!(
-                        "{got}: content-type {:?}",
-                        actual.headers.get("content-type")
-                    ));
+                    return Some(format!("{got}: content-type {:?}", actual.headers.get("content-type")));
                 }
                 match serde_json::from_slice::<Value>(&actual.body) {
                     Ok(body) if &body == want_body => None,
-                    Ok(body) => Some(format!(
-                        "{got}: body {body} differs from recorded {want_body}"
-                    )),
+                    Ok(body) => Some(format!("{got}: body {body} differs from recorded {want_body}")),
                     Err(e) => Some(format!("{got}: body is not JSON ({e})")),
                 }
             }
@@ -735,36 +648,20 @@ mod tests {
     }
 
     /// Reads one request; Ok(None) on a cleanly closed connection or when stopping between requests.
-    fn read_request(
-        reader: &mut BufReader<TcpStream>,
-        stop: &AtomicBool,
-    ) -> io::Result<Option<Incoming>> {
+    fn read_request(reader: &mut BufReader<TcpStream>, stop: &AtomicBool) -> io::Result<Option<Incoming>> {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut head = Vec::new();
         while !head.ends_with(b"\r\n\r\n") {
             match reader.read_until(b'\n', &mut head) {
                 Ok(0) if head.is_empty() => return Ok(None),
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "truncated request head",
-                    ))
-                }
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "truncated request head")),
                 Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                     if head.is_empty() && stop.load(Ordering::SeqCst) {
                         return Ok(None);
                     }
                     if Instant::now() > deadline {
-                        return Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "request head not completed",
-                        ));
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, "request head not completed"));
                     }
                 }
                 Err(e) => return Err(e),
@@ -782,52 +679,28 @@ mod tests {
             }
         }
         if headers.contains_key("transfer-encoding") {
-            return Err(io::Error::other(
-                "chunked request bodies are not supported by the replay server",
-            ));
+            return Err(io::Error::other("chunked request bodies are not supported by the replay server"));
         }
-        let length: usize = headers
-            .get("content-length")
-            .map_or(Ok(0), |v| v.parse())
-            .map_err(io::Error::other)?;
+        let length: usize = headers.get("content-length").map_or(Ok(0), |v| v.parse()).map_err(io::Error::other)?;
         let mut body = vec![0; length];
         let mut filled = 0;
         while filled < length {
             match reader.read(&mut body[filled..]) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "truncated body",
-                    ))
-                }
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "truncated body")),
                 Ok(n) => filled += n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                     if Instant::now() > deadline {
-                        return Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "request body not completed",
-                        ));
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, "request body not completed"));
                     }
                 }
                 Err(e) => return Err(e),
             }
         }
-        Ok(Some(Incoming {
-            method,
-            path,
-            headers,
-            body,
-        }))
+        Ok(Some(Incoming { method, path, headers, body }))
     }
 
     fn fixture() -> Vec<Exchange> {
-        serde_json::from_str(EXCHANGE)
-            .expect("confluent_exchange.json is a list of {request, response}")
+        serde_json::from_str(EXCHANGE).expect("confluent_exchange.json is a list of {request, response}")
     }
 
     fn http_error(err: RegistryError) -> (Option<u16>, String) {
@@ -848,20 +721,14 @@ mod tests {
     fn replays_recorded_confluent_exchange() {
         let server = Replay::start(fixture());
         // Userinfo is percent-decoded: the password is "s3cr@t" → Basic c3RyZWFtY3RsOnMzY3JAdA==.
-        let sr =
-            ConfluentRegistry::new(&format!("http://streamctl:s3cr%40t@{}/", server.addr)).unwrap();
+        let sr = ConfluentRegistry::new(&format!("http://streamctl:s3cr%40t@{}/", server.addr)).unwrap();
         assert_eq!(sr.describe(), format!("http://{}", server.addr));
 
-        assert_eq!(
-            sr.subjects().unwrap(),
-            vec!["orders-value".to_string(), "payments-value".to_string()]
-        );
+        assert_eq!(sr.subjects().unwrap(), vec!["orders-value".to_string(), "payments-value".to_string()]);
         // Missing subject (404, 40401) → no versions; the '/' is escaped into one path segment.
         assert_eq!(sr.versions("shop/orders-value").unwrap(), vec![]);
 
-        let v1 = sr
-            .register("orders-value", SchemaType::Json, ORDERS_V1)
-            .unwrap();
+        let v1 = sr.register("orders-value", SchemaType::Json, ORDERS_V1).unwrap();
         let expected_v1 = RegisteredSchema {
             subject: "orders-value".into(),
             version: 1,
@@ -870,45 +737,22 @@ mod tests {
             schema: ORDERS_V1.into(),
         };
         assert_eq!(v1, expected_v1);
-        assert_eq!(
-            sr.versions("orders-value").unwrap(),
-            vec![expected_v1.clone()]
-        );
+        assert_eq!(sr.versions("orders-value").unwrap(), vec![expected_v1.clone()]);
 
         assert_eq!(sr.compatibility("orders-value").unwrap(), None); // 404, 40408
-        sr.set_compatibility("orders-value", Compatibility::Full)
-            .unwrap();
-        assert_eq!(
-            sr.compatibility("orders-value").unwrap(),
-            Some(Compatibility::Full)
-        );
+        sr.set_compatibility("orders-value", Compatibility::Full).unwrap();
+        assert_eq!(sr.compatibility("orders-value").unwrap(), Some(Compatibility::Full));
 
-        let v2 = sr
-            .register("orders-value", SchemaType::Json, ORDERS_V2)
-            .unwrap();
-        let expected_v2 = RegisteredSchema {
-            version: 2,
-            id: 2,
-            schema: ORDERS_V2.into(),
-            ..expected_v1.clone()
-        };
+        let v2 = sr.register("orders-value", SchemaType::Json, ORDERS_V2).unwrap();
+        let expected_v2 = RegisteredSchema { version: 2, id: 2, schema: ORDERS_V2.into(), ..expected_v1.clone() };
         assert_eq!(v2, expected_v2);
         // Registering the identical schema again answers the existing version.
-        assert_eq!(
-            sr.register("orders-value", SchemaType::Json, ORDERS_V2)
-                .unwrap(),
-            expected_v2
-        );
+        assert_eq!(sr.register("orders-value", SchemaType::Json, ORDERS_V2).unwrap(), expected_v2);
 
-        let (status, text) = http_error(
-            sr.register("orders-value", SchemaType::Json, ORDERS_INCOMPATIBLE)
-                .unwrap_err(),
-        );
+        let (status, text) =
+            http_error(sr.register("orders-value", SchemaType::Json, ORDERS_INCOMPATIBLE).unwrap_err());
         assert_eq!(status, Some(409));
-        assert!(
-            text.contains("incompatible with an earlier schema"),
-            "{text}"
-        );
+        assert!(text.contains("incompatible with an earlier schema"), "{text}");
         assert!(text.contains("error code 409, HTTP 409"), "{text}");
         assert!(
             text.starts_with(&format!(
@@ -918,22 +762,14 @@ mod tests {
             "{text}"
         );
 
-        let (status, text) = http_error(
-            sr.register("orders-value", SchemaType::Json, ORDERS_INVALID)
-                .unwrap_err(),
-        );
+        let (status, text) = http_error(sr.register("orders-value", SchemaType::Json, ORDERS_INVALID).unwrap_err());
         assert_eq!(status, Some(422));
         assert!(text.contains("error code 42201, HTTP 422"), "{text}");
 
-        assert_eq!(
-            sr.versions("orders-value").unwrap(),
-            vec![expected_v1, expected_v2]
-        );
+        assert_eq!(sr.versions("orders-value").unwrap(), vec![expected_v1, expected_v2]);
 
         // AVRO: schemaType omitted in the request and absent from the responses.
-        let payment = sr
-            .register("payments-value", SchemaType::Avro, PAYMENT_AVRO)
-            .unwrap();
+        let payment = sr.register("payments-value", SchemaType::Avro, PAYMENT_AVRO).unwrap();
         assert_eq!(payment.schema_type, SchemaType::Avro);
         assert_eq!((payment.id, payment.version), (3, 1));
         assert_eq!(sr.versions("payments-value").unwrap(), vec![payment]);
@@ -944,18 +780,12 @@ mod tests {
         // Deleting again: 404 40401 is an error here, with the registry's message.
         let (status, text) = http_error(sr.delete_subject("orders-value").unwrap_err());
         assert_eq!(status, Some(404));
-        assert!(
-            text.contains("Subject 'orders-value' not found. (error code 40401, HTTP 404)"),
-            "{text}"
-        );
+        assert!(text.contains("Subject 'orders-value' not found. (error code 40401, HTTP 404)"), "{text}");
 
         // Bad responses are errors, never panics.
         let (status, text) = http_error(sr.subjects().unwrap_err()); // 401 JSON error
         assert_eq!(status, Some(401));
-        assert!(
-            text.contains("Unauthorized (error code 401, HTTP 401)"),
-            "{text}"
-        );
+        assert!(text.contains("Unauthorized (error code 401, HTTP 401)"), "{text}");
         let (status, text) = http_error(sr.subjects().unwrap_err()); // 502 HTML from a proxy
         assert_eq!(status, Some(502));
         assert!(text.contains("HTTP 502: <html>"), "{text}");
@@ -983,36 +813,21 @@ mod tests {
         let server = Replay::start(exchanges);
         let sr = ConfluentRegistry::new(&format!("http://{}", server.addr)).unwrap();
         // Same method and path, different body: the replay answers 500 and records the mismatch.
-        let err = sr
-            .register("a", SchemaType::Avro, "\"int\"")
-            .unwrap_err()
-            .to_string();
+        let err = sr.register("a", SchemaType::Avro, "\"int\"").unwrap_err().to_string();
         assert!(err.contains("replay mismatch"), "{err}");
         drop(sr);
         let report = server.finish().unwrap_err();
         assert!(report.contains("differs from recorded"), "{report}");
-        assert!(
-            report.contains("3 recorded request(s) never made"),
-            "{report}"
-        );
+        assert!(report.contains("3 recorded request(s) never made"), "{report}");
     }
 
     #[test]
     fn unreachable_registry_is_a_clear_error() {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port(); // now closed
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(); // now closed
         let sr = ConfluentRegistry::new(&format!("http://user:secret@127.0.0.1:{port}")).unwrap();
         let err = sr.subjects().unwrap_err();
         let text = err.to_string();
-        assert!(
-            text.starts_with(&format!(
-                "cannot reach schema registry at http://127.0.0.1:{port}: "
-            )),
-            "{text}"
-        );
+        assert!(text.starts_with(&format!("cannot reach schema registry at http://127.0.0.1:{port}: ")), "{text}");
         assert!(text.to_lowercase().contains("refused"), "{text}");
         assert!(!text.contains("secret"), "{text}");
     }
@@ -1031,65 +846,29 @@ mod tests {
 
     #[test]
     fn parses_urls_and_credentials() {
-        let sr =
-            ConfluentRegistry::new("https://KEY:p%3Ass@psrc-123.eu-west-1.aws.confluent.cloud/")
-                .unwrap();
-        assert_eq!(
-            sr.describe(),
-            "https://psrc-123.eu-west-1.aws.confluent.cloud"
-        );
-        assert_eq!(
-            sr.authorization.as_deref(),
-            Some(format!("Basic {}", base64_encode(b"KEY:p:ss")).as_str())
-        );
+        let sr = ConfluentRegistry::new("https://KEY:p%3Ass@psrc-123.eu-west-1.aws.confluent.cloud/").unwrap();
+        assert_eq!(sr.describe(), "https://psrc-123.eu-west-1.aws.confluent.cloud");
+        assert_eq!(sr.authorization.as_deref(), Some(format!("Basic {}", base64_encode(b"KEY:p:ss")).as_str()));
         assert!(!format!("{sr:?}").contains("KEY"));
 
-        let sr = ConfluentRegistry::new("http://sr:8081/prefix/")
-            .unwrap()
-            .with_basic_auth("u", "p");
+        let sr = ConfluentRegistry::new("http://sr:8081/prefix/").unwrap().with_basic_auth("u", "p");
         assert_eq!(sr.describe(), "http://sr:8081/prefix");
         assert_eq!(sr.authorization.as_deref(), Some("Basic dTpw"));
-        assert_eq!(
-            ConfluentRegistry::new("http://sr:8081")
-                .unwrap()
-                .authorization,
-            None
-        );
+        assert_eq!(ConfluentRegistry::new("http://sr:8081").unwrap().authorization, None);
 
-        for bad in [
-            "sr:8081",
-            "ftp://sr",
-            "http://",
-            "http://u:p@/x",
-            "http://sr:8081/?x=1",
-            "http://u:%zz@sr",
-        ] {
+        for bad in ["sr:8081", "ftp://sr", "http://", "http://u:p@/x", "http://sr:8081/?x=1", "http://u:%zz@sr"] {
             let err = ConfluentRegistry::new(bad).unwrap_err().to_string();
-            assert!(
-                err.starts_with("invalid schema registry URL"),
-                "{bad}: {err}"
-            );
+            assert!(err.starts_with("invalid schema registry URL"), "{bad}: {err}");
         }
-        let err = ConfluentRegistry::new("ftp://u:hunter2@sr")
-            .unwrap_err()
-            .to_string();
+        let err = ConfluentRegistry::new("ftp://u:hunter2@sr").unwrap_err().to_string();
         assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]
     fn encodes_path_segments_and_base64() {
         assert_eq!(escape_path_segment("orders-value"), "orders-value");
-        assert_eq!(
-            escape_path_segment("shop/orders value%:é"),
-            "shop%2Forders%20value%25%3A%C3%A9"
-        );
-        for (input, want) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-        ] {
+        assert_eq!(escape_path_segment("shop/orders value%:é"), "shop%2Forders%20value%25%3A%C3%A9");
+        for (input, want) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg==")] {
             assert_eq!(base64_encode(input.as_bytes()), want);
         }
     }

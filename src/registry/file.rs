@@ -33,7 +33,9 @@ impl FileRegistry {
 
 /// A stable id for a schema text: the registry is files, so there is no counter to share.
 fn schema_id(schema_type: SchemaType, schema: &str) -> i32 {
-    let canonical = serde_json::from_str::<serde_json::Value>(schema).map(|v| v.to_string()).unwrap_or_else(|_| schema.trim().to_string());
+    let canonical = serde_json::from_str::<serde_json::Value>(schema)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| schema.trim().to_string());
     let d = Sha256::digest(format!("{schema_type}:{canonical}").as_bytes());
     (u32::from_be_bytes([d[0], d[1], d[2], d[3]]) & 0x7fff_ffff) as i32
 }
@@ -77,7 +79,13 @@ impl SchemaRegistry for FileRegistry {
             };
             let Some(version) = stem.strip_prefix('v').and_then(|v| v.parse::<i32>().ok()) else { continue };
             let schema = std::fs::read_to_string(e.path()).map_err(|err| self.io("cannot read", &e.path(), err))?;
-            out.push(RegisteredSchema { subject: subject.to_string(), version, id: schema_id(schema_type, &schema), schema_type, schema });
+            out.push(RegisteredSchema {
+                subject: subject.to_string(),
+                version,
+                id: schema_id(schema_type, &schema),
+                schema_type,
+                schema,
+            });
         }
         out.sort_by_key(|s| s.version);
         Ok(out)
@@ -103,11 +111,17 @@ impl SchemaRegistry for FileRegistry {
         let dir = self.dir(subject)?;
         std::fs::create_dir_all(&dir).map_err(|e| self.io("cannot create", &dir, e))?;
         let path = dir.join("config.json");
-        let text = serde_json::to_string_pretty(&serde_json::json!({ "compatibility": level })).unwrap_or_default() + "\n";
+        let text =
+            serde_json::to_string_pretty(&serde_json::json!({ "compatibility": level })).unwrap_or_default() + "\n";
         std::fs::write(&path, text).map_err(|e| self.io("cannot write", &path, e))
     }
 
-    fn register(&self, subject: &str, schema_type: SchemaType, schema: &str) -> Result<RegisteredSchema, RegistryError> {
+    fn register(
+        &self,
+        subject: &str,
+        schema_type: SchemaType,
+        schema: &str,
+    ) -> Result<RegisteredSchema, RegistryError> {
         let existing = self.versions(subject)?;
         if let Some(same) = existing.iter().find(|s| s.schema_type == schema_type && same_schema(&s.schema, schema)) {
             return Ok(same.clone());
@@ -125,7 +139,13 @@ impl SchemaRegistry for FileRegistry {
             text.push('\n');
         }
         std::fs::write(&path, &text).map_err(|e| self.io("cannot write", &path, e))?;
-        Ok(RegisteredSchema { subject: subject.to_string(), version, id: schema_id(schema_type, schema), schema_type, schema: text })
+        Ok(RegisteredSchema {
+            subject: subject.to_string(),
+            version,
+            id: schema_id(schema_type, schema),
+            schema_type,
+            schema: text,
+        })
     }
 
     fn delete_subject(&self, subject: &str) -> Result<Vec<i32>, RegistryError> {
@@ -158,7 +178,10 @@ mod tests {
         assert_ne!(v2.id, v1.id);
         assert!(dir.path().join("schemas/t-value/v2.avsc").is_file());
         let all = r.versions("t-value").unwrap();
-        assert_eq!(all.iter().map(|s| (s.version, s.schema_type)).collect::<Vec<_>>(), vec![(1, SchemaType::Json), (2, SchemaType::Avro)]);
+        assert_eq!(
+            all.iter().map(|s| (s.version, s.schema_type)).collect::<Vec<_>>(),
+            vec![(1, SchemaType::Json), (2, SchemaType::Avro)]
+        );
         assert_eq!(r.compatibility("t-value").unwrap(), None);
         r.set_compatibility("t-value", Compatibility::FullTransitive).unwrap();
         assert_eq!(r.compatibility("t-value").unwrap(), Some(Compatibility::FullTransitive));

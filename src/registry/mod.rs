@@ -78,14 +78,19 @@ pub trait SchemaRegistry {
     fn compatibility(&self, subject: &str) -> Result<Option<Compatibility>, RegistryError>;
     fn set_compatibility(&self, subject: &str, level: Compatibility) -> Result<(), RegistryError>;
     /// Registers (idempotent: an identical schema returns the existing version).
-    fn register(&self, subject: &str, schema_type: SchemaType, schema: &str) -> Result<RegisteredSchema, RegistryError>;
+    fn register(&self, subject: &str, schema_type: SchemaType, schema: &str)
+        -> Result<RegisteredSchema, RegistryError>;
     /// Deletes the subject; returns the deleted versions.
     fn delete_subject(&self, subject: &str) -> Result<Vec<i32>, RegistryError>;
 }
 
 /// The registry a target names: `file:DIR` (relative to the project) or an http(s) URL.
 /// The embedded target uses the project's `schemas/` directory when it names none.
-pub fn open(url: Option<&str>, embedded: bool, project_root: &Path) -> Result<Option<Box<dyn SchemaRegistry>>, RegistryError> {
+pub fn open(
+    url: Option<&str>,
+    embedded: bool,
+    project_root: &Path,
+) -> Result<Option<Box<dyn SchemaRegistry>>, RegistryError> {
     let url = match url {
         Some(u) => u.to_string(),
         None if embedded => "file:schemas".to_string(),

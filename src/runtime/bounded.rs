@@ -86,7 +86,8 @@ pub async fn run_model_steps(
         let c = InputCodec::for_input(cp, id).ok_or_else(|| RunError::Setup(format!("no input `{id}`")))?;
         codecs.insert(id.clone(), c);
     }
-    let streams: Vec<NodeId> = codecs.values().filter(|c| c.kind == RelationKind::Stream).map(|c| c.id.clone()).collect();
+    let streams: Vec<NodeId> =
+        codecs.values().filter(|c| c.kind == RelationKind::Stream).map(|c| c.id.clone()).collect();
     let mut tracker = WatermarkTracker::new(Duration::from_secs(3600));
     let mut result = RunResult::default();
     let mut i = 0;
@@ -124,7 +125,9 @@ pub async fn run_model_steps(
                     })
                 }
                 OnError::Skip => result.skipped += 1,
-                OnError::DeadLetter => result.dead_letters.push(Rejected { input: input.clone(), record, reason: bad.reason.clone() }),
+                OnError::DeadLetter => {
+                    result.dead_letters.push(Rejected { input: input.clone(), record, reason: bad.reason.clone() })
+                }
             }
         }
         let row_watermarks = observe_rows(&mut tracker, codec, &decoded, &batch, &streams);
@@ -132,7 +135,11 @@ pub async fn run_model_steps(
         for late in pushed.late {
             result.late += 1;
             let record = batch[decoded.rows[late]].clone();
-            result.dead_letters.push(Rejected { input: input.clone(), record, reason: "late: its window had closed".into() });
+            result.dead_letters.push(Rejected {
+                input: input.clone(),
+                record,
+                reason: "late: its window had closed".into(),
+            });
         }
         for out in &pushed.outputs {
             result.outputs.extend(encode_output(out, &m.key).map_err(DataFusionError::from)?);
@@ -164,7 +171,12 @@ pub fn observe_rows(
     if codec.kind != RelationKind::Stream {
         return None;
     }
-    let times = decoded.batch.column_by_name("rowtime")?.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>()?.clone();
+    let times = decoded
+        .batch
+        .column_by_name("rowtime")?
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::Int64Array>()?
+        .clone();
     let mut out = Vec::with_capacity(decoded.rows.len());
     let now = std::time::Instant::now();
     for (row, t) in decoded.rows.iter().zip(times.values().iter()) {
@@ -192,10 +204,7 @@ pub fn sample_records(cp: &CompiledProject, source: &str, text: &str) -> Vec<Rec
             Some(k) => partition_for_key(k, partitions),
             None => (line_no as i32) % partitions,
         };
-        let timestamp = parsed
-            .as_ref()
-            .and_then(|v| event_time_of(v, s))
-            .unwrap_or(line_no as i64);
+        let timestamp = parsed.as_ref().and_then(|v| event_time_of(v, s)).unwrap_or(line_no as i64);
         let off = next_offset.entry(partition).or_insert(0);
         out.push(Record { partition, offset: *off, timestamp, key, value: Some(line.as_bytes().to_vec()) });
         *off += 1;

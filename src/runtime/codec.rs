@@ -62,7 +62,12 @@ impl InputCodec {
                     .key
                     .iter()
                     .map(|k| {
-                        let data = s.columns.iter().find(|c| c.name.eq_ignore_ascii_case(k)).map(|c| c.name.clone()).unwrap_or_else(|| k.clone());
+                        let data = s
+                            .columns
+                            .iter()
+                            .find(|c| c.name.eq_ignore_ascii_case(k))
+                            .map(|c| c.name.clone())
+                            .unwrap_or_else(|| k.clone());
                         (k.clone(), data)
                     })
                     .collect();
@@ -72,7 +77,12 @@ impl InputCodec {
                     kind: s.decl.table.kind,
                     lateness_ms: s.event_time.as_ref().map_or(0, |e| e.allowed_lateness_ms),
                     on_error: s.decl.table.on_error,
-                    dead_letter_topic: s.decl.table.dead_letter_topic.clone().unwrap_or_else(|| format!("{}.dlq", s.decl.table.topic)),
+                    dead_letter_topic: s
+                        .decl
+                        .table
+                        .dead_letter_topic
+                        .clone()
+                        .unwrap_or_else(|| format!("{}.dlq", s.decl.table.topic)),
                     decoder: JsonDecoder::new(s.schema.clone(), &data_names),
                     event_time: s.event_time.clone(),
                     key,
@@ -154,7 +164,12 @@ impl InputCodec {
             let batch = datafusion::arrow::compute::filter_record_batch(&batch, &keep).unwrap_or(batch);
             let f = |j: &usize| !drop.contains(j);
             let idx: Vec<usize> = (0..rows.len()).filter(f).collect();
-            (batch, idx.iter().map(|j| rows[*j]).collect(), idx.iter().map(|j| times[*j]).collect(), idx.iter().map(|j| deletes[*j]).collect())
+            (
+                batch,
+                idx.iter().map(|j| rows[*j]).collect(),
+                idx.iter().map(|j| times[*j]).collect(),
+                idx.iter().map(|j| deletes[*j]).collect(),
+            )
         };
         bad.sort_by_key(|b| b.index);
 
@@ -178,7 +193,8 @@ impl InputCodec {
     /// A tombstone's key as a JSON object with the data's column names.
     fn key_object(&self, key: Option<&[u8]>) -> Result<Vec<u8>, String> {
         let key = key.ok_or("tombstone without a key")?;
-        let v: serde_json::Value = serde_json::from_slice(key).map_err(|e| format!("tombstone key is not JSON: {e}"))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(key).map_err(|e| format!("tombstone key is not JSON: {e}"))?;
         let mut obj = serde_json::Map::new();
         match (&v, self.key.as_slice()) {
             (serde_json::Value::Object(m), cols) => {

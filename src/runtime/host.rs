@@ -27,7 +27,11 @@ pub fn job_topics(cp: &CompiledProject, models: &[String]) -> Vec<TopicSpec> {
         let Some(m) = cp.models.get(name) else { continue };
         out.insert(
             m.topic.clone(),
-            TopicSpec { name: m.topic.clone(), partitions: m.config.partitions.unwrap_or(1), compacted: m.kind == RelationKind::Table },
+            TopicSpec {
+                name: m.topic.clone(),
+                partitions: m.config.partitions.unwrap_or(1),
+                compacted: m.kind == RelationKind::Table,
+            },
         );
         let ck = checkpoint_topic(project, name);
         out.insert(ck.clone(), TopicSpec { name: ck, partitions: 1, compacted: true });
@@ -35,7 +39,12 @@ pub fn job_topics(cp: &CompiledProject, models: &[String]) -> Vec<TopicSpec> {
             if let NodeId::Source(s) = input {
                 let src = &cp.sources[s];
                 if src.decl.table.on_error == OnError::DeadLetter {
-                    let t = src.decl.table.dead_letter_topic.clone().unwrap_or_else(|| format!("{}.dlq", src.decl.table.topic));
+                    let t = src
+                        .decl
+                        .table
+                        .dead_letter_topic
+                        .clone()
+                        .unwrap_or_else(|| format!("{}.dlq", src.decl.table.topic));
                     out.insert(t.clone(), TopicSpec { name: t, partitions: 1, compacted: false });
                 }
             }
@@ -77,7 +86,8 @@ pub fn run_jobs(
 ) -> Vec<(String, Result<JobStats, RunError>)> {
     let mut handles = Vec::new();
     for name in models {
-        let (cp, model, client, opts, control) = (cp.clone(), name.clone(), client.clone(), opts.clone(), control.clone());
+        let (cp, model, client, opts, control) =
+            (cp.clone(), name.clone(), client.clone(), opts.clone(), control.clone());
         let h = std::thread::Builder::new().name(format!("job-{name}")).spawn(move || {
             let stop_all = control.clone();
             let until_caught_up = opts.until_caught_up;
@@ -125,7 +135,11 @@ pub fn stop_on_signals(control: Arc<RunControl>) {
 }
 
 /// Produces every selected source's sample data file into its topic. Returns records per topic.
-pub fn load_samples(cp: &CompiledProject, client: &ClientConfig, models: &[String]) -> Result<BTreeMap<String, usize>, RunError> {
+pub fn load_samples(
+    cp: &CompiledProject,
+    client: &ClientConfig,
+    models: &[String],
+) -> Result<BTreeMap<String, usize>, RunError> {
     let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> =
         client.create().map_err(|e| RunError::Setup(format!("creating a producer: {e}")))?;
     let mut counts = BTreeMap::new();
@@ -144,14 +158,17 @@ pub fn load_samples(cp: &CompiledProject, client: &ClientConfig, models: &[Strin
             let topic = &src.decl.table.topic;
             let records = sample_records(cp, s, &text);
             for r in &records {
-                let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(r.partition).timestamp(r.timestamp);
+                let mut rec: BaseRecord<'_, [u8], [u8]> =
+                    BaseRecord::to(topic).partition(r.partition).timestamp(r.timestamp);
                 if let Some(k) = &r.key {
                     rec = rec.key(k.as_slice());
                 }
                 if let Some(v) = &r.value {
                     rec = rec.payload(v.as_slice());
                 }
-                producer.send(rec).map_err(|(e, _)| RunError::Setup(format!("producing sample data to {topic}: {e}")))?;
+                producer
+                    .send(rec)
+                    .map_err(|(e, _)| RunError::Setup(format!("producing sample data to {topic}: {e}")))?;
             }
             counts.insert(topic.clone(), records.len());
         }
@@ -168,15 +185,20 @@ pub fn read_topic(client: &ClientConfig, topic: &str) -> Result<Vec<(Option<Vec<
         .set("enable.auto.commit", "false")
         .create()
         .map_err(|e| RunError::Setup(format!("creating a consumer: {e}")))?;
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| RunError::Setup(format!("metadata of {topic}: {e}")))?;
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| RunError::Setup(format!("metadata of {topic}: {e}")))?;
     let mut tpl = TopicPartitionList::new();
     let mut remaining = 0i64;
     let mut ends = BTreeMap::new();
     for t in md.topics().iter().filter(|t| t.name() == topic) {
         for p in t.partitions() {
-            let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).map_err(|e| RunError::Setup(e.to_string()))?;
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .map_err(|e| RunError::Setup(e.to_string()))?;
             if high > low {
-                tpl.add_partition_offset(topic, p.id(), Offset::Offset(low)).map_err(|e| RunError::Setup(e.to_string()))?;
+                tpl.add_partition_offset(topic, p.id(), Offset::Offset(low))
+                    .map_err(|e| RunError::Setup(e.to_string()))?;
                 remaining += high - low;
                 ends.insert(p.id(), high);
             }

@@ -95,7 +95,13 @@ impl Job {
     /// `row_watermarks[i]` is the watermark as it stood when row i arrived (after the rows
     /// before it): lateness is judged per record, so results do not depend on how records
     /// are cut into batches.
-    pub async fn push(&mut self, from: &NodeId, batch: &RecordBatch, deletes: Option<BooleanArray>, row_watermarks: Option<&[i64]>) -> Result<Pushed> {
+    pub async fn push(
+        &mut self,
+        from: &NodeId,
+        batch: &RecordBatch,
+        deletes: Option<BooleanArray>,
+        row_watermarks: Option<&[i64]>,
+    ) -> Result<Pushed> {
         let Some(schema) = self.inputs.get(from).cloned() else {
             return Ok(Pushed::default());
         };
@@ -123,11 +129,17 @@ impl Job {
     fn to_output(&self, c: Chunk, fallback: i64) -> Result<OutputBatch> {
         let n = c.batch.num_rows();
         let timestamps: Vec<i64> = if let Some(i) = self.rowtime_column {
-            let a = c.batch.column(i).as_any().downcast_ref::<Int64Array>().ok_or_else(|| err("hidden rowtime is not BIGINT"))?;
+            let a = c
+                .batch
+                .column(i)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .ok_or_else(|| err("hidden rowtime is not BIGINT"))?;
             (0..n).map(|r| if a.is_valid(r) { a.value(r) } else { fallback }).collect()
         } else if let Some(we) = self.window_end_column {
             let cols = c.batch.project(&self.output_columns)?;
-            let a = cols.column(we).as_any().downcast_ref::<Int64Array>().ok_or_else(|| err("windowend is not BIGINT"))?;
+            let a =
+                cols.column(we).as_any().downcast_ref::<Int64Array>().ok_or_else(|| err("windowend is not BIGINT"))?;
             (0..n).map(|r| if a.is_valid(r) { a.value(r) - 1 } else { fallback }).collect()
         } else {
             vec![fallback; n]
@@ -161,7 +173,12 @@ impl Job {
 
     /// Window bounds for each row (one copy per window for HOPPING); copies in windows that are
     /// closed already are dropped, and rows left with no window are reported late.
-    fn assign_windows(&self, batch: &RecordBatch, schema: &SchemaRef, row_watermarks: Option<&[i64]>) -> Result<(RecordBatch, Vec<usize>)> {
+    fn assign_windows(
+        &self,
+        batch: &RecordBatch,
+        schema: &SchemaRef,
+        row_watermarks: Option<&[i64]>,
+    ) -> Result<(RecordBatch, Vec<usize>)> {
         let Some(w) = self.window else { return Ok((conform(batch, schema, None)?, vec![])) };
         let rowtime = batch
             .column_by_name(PseudoColumn::Rowtime.name())
@@ -177,7 +194,11 @@ impl Job {
         let copies = size / step;
         let closed_until = |i: usize| {
             let wm = row_watermarks.and_then(|w| w.get(i).copied()).unwrap_or(i64::MIN).max(self.watermark);
-            if wm == i64::MIN { i64::MIN } else { wm.saturating_sub(self.cx.grace_ms) }
+            if wm == i64::MIN {
+                i64::MIN
+            } else {
+                wm.saturating_sub(self.cx.grace_ms)
+            }
         };
         let mut take_idx = Vec::with_capacity(batch.num_rows());
         let mut starts = Vec::with_capacity(batch.num_rows());
@@ -251,7 +272,8 @@ impl Job {
                 states.push_back(None);
                 continue;
             }
-            let len = u64::from_le_bytes(bytes.get(pos..pos + 8).ok_or_else(bad)?.try_into().map_err(|_| bad())?) as usize;
+            let len =
+                u64::from_le_bytes(bytes.get(pos..pos + 8).ok_or_else(bad)?.try_into().map_err(|_| bad())?) as usize;
             pos += 8;
             let data = bytes.get(pos..pos + len).ok_or_else(bad)?;
             pos += len;
@@ -279,11 +301,8 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef, extra: Option<&[(&str, Array
             .and_then(|e| e.iter().find(|(n, _)| *n == f.name()).map(|(_, c)| c.clone()))
             .or_else(|| batch.column_by_name(f.name()).cloned())
             .ok_or_else(|| err(format!("input has no column `{}`", f.name())))?;
-        let col = if col.data_type() == f.data_type() {
-            col
-        } else {
-            datafusion::arrow::compute::cast(&col, f.data_type())?
-        };
+        let col =
+            if col.data_type() == f.data_type() { col } else { datafusion::arrow::compute::cast(&col, f.data_type())? };
         fields.push(Field::new(f.name(), f.data_type().clone(), f.is_nullable() || col.null_count() > 0));
         cols.push(col);
     }

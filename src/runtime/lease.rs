@@ -27,7 +27,8 @@ impl LeaseBook {
     pub fn observe(&mut self, value: &[u8]) {
         let Ok(l) = serde_json::from_slice::<Lease>(value) else { return };
         self.first_claim.entry(l.epoch).or_insert_with(|| l.holder.clone());
-        if self.first_claim.get(&l.epoch) == Some(&l.holder) && self.current.as_ref().is_none_or(|c| l.epoch >= c.epoch) {
+        if self.first_claim.get(&l.epoch) == Some(&l.holder) && self.current.as_ref().is_none_or(|c| l.epoch >= c.epoch)
+        {
             self.current = Some(l);
         }
     }

@@ -9,12 +9,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{concat_batches, filter_record_batch, interleave, lexsort_to_indices, take, SortColumn};
+use datafusion::arrow::compute::{
+    concat_batches, filter_record_batch, interleave, lexsort_to_indices, take, SortColumn,
+};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::logical_expr::JoinType;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::{collect, ExecutionPlan};
@@ -52,7 +54,9 @@ pub fn apply_steps(steps: &[Step], mut chunk: Chunk) -> Result<Chunk> {
             Step::Filter(pred) => {
                 let mask = bool_array(pred.evaluate(&chunk.batch)?.into_array(chunk.batch.num_rows())?)?;
                 let mask = match &chunk.deletes {
-                    Some(d) => datafusion::arrow::compute::or(&datafusion::arrow::compute::prep_null_mask_filter(&mask), d)?,
+                    Some(d) => {
+                        datafusion::arrow::compute::or(&datafusion::arrow::compute::prep_null_mask_filter(&mask), d)?
+                    }
                     None => mask,
                 };
                 let batch = filter_record_batch(&chunk.batch, &mask)?;
@@ -73,9 +77,12 @@ pub fn apply_steps(steps: &[Step], mut chunk: Chunk) -> Result<Chunk> {
                 .or_else(|_| {
                     // Nullability inferred by the planner can be stricter than the data (a
                     // tombstone's null value columns): relax to the data.
-                    let cols = exprs.iter().map(|e| e.evaluate(&chunk.batch)?.into_array(n)).collect::<Result<Vec<_>>>()?;
-                    let fields: Vec<_> = schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
-                    RecordBatch::try_new(Arc::new(datafusion::arrow::datatypes::Schema::new(fields)), cols).map_err(DataFusionError::from)
+                    let cols =
+                        exprs.iter().map(|e| e.evaluate(&chunk.batch)?.into_array(n)).collect::<Result<Vec<_>>>()?;
+                    let fields: Vec<_> =
+                        schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+                    RecordBatch::try_new(Arc::new(datafusion::arrow::datatypes::Schema::new(fields)), cols)
+                        .map_err(DataFusionError::from)
                 })?;
                 chunk = Chunk { batch, deletes: chunk.deletes };
             }
@@ -155,7 +162,8 @@ impl TableState {
 }
 
 fn null_row(schema: &SchemaRef) -> Result<RecordBatch> {
-    let cols: Vec<ArrayRef> = schema.fields().iter().map(|f| datafusion::arrow::array::new_null_array(f.data_type(), 1)).collect();
+    let cols: Vec<ArrayRef> =
+        schema.fields().iter().map(|f| datafusion::arrow::array::new_null_array(f.data_type(), 1)).collect();
     let fields: Vec<_> = schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
     Ok(RecordBatch::try_new(Arc::new(datafusion::arrow::datatypes::Schema::new(fields)), cols)?)
 }
@@ -168,7 +176,11 @@ fn interleave_rows(batches: &[&RecordBatch], at: &[(usize, usize)]) -> Result<Re
             interleave(&arrays, at)
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new_with_options(schema, cols, &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(at.len())))?)
+    Ok(RecordBatch::try_new_with_options(
+        schema,
+        cols,
+        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(at.len())),
+    )?)
 }
 
 fn eval_all(exprs: &[Arc<dyn datafusion::physical_expr::PhysicalExpr>], batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
@@ -212,15 +224,23 @@ impl std::fmt::Debug for ExecContext {
 impl Operator {
     pub fn new(node: &Node) -> Operator {
         match node {
-            Node::Scan { input, projection, .. } => Operator::Scan { input: input.clone(), projection: projection.clone() },
-            Node::Map { input, steps, .. } => Operator::Map { input: Box::new(Operator::new(input)), steps: steps.clone() },
+            Node::Scan { input, projection, .. } => {
+                Operator::Scan { input: input.clone(), projection: projection.clone() }
+            }
+            Node::Map { input, steps, .. } => {
+                Operator::Map { input: Box::new(Operator::new(input)), steps: steps.clone() }
+            }
             Node::Join(j) => Operator::Join {
                 stream: Box::new(Operator::new(&j.stream)),
                 table: Box::new(Operator::new(&j.table)),
                 node: j.clone(),
                 state: TableStateCell::default(),
             },
-            Node::Aggregate(a) => Operator::Aggregate { input: Box::new(Operator::new(&a.input)), node: a.clone(), state: AggState::default() },
+            Node::Aggregate(a) => Operator::Aggregate {
+                input: Box::new(Operator::new(&a.input)),
+                node: a.clone(),
+                state: AggState::default(),
+            },
         }
     }
 
@@ -300,7 +320,11 @@ impl Operator {
     }
 
     /// The watermark moved to `wm`: windows ending at or before `wm - grace` close.
-    pub fn advance<'a>(&'a mut self, wm: i64, cx: &'a ExecContext) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Chunk>>> + Send + 'a>> {
+    pub fn advance<'a>(
+        &'a mut self,
+        wm: i64,
+        cx: &'a ExecContext,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Chunk>>> + Send + 'a>> {
         Box::pin(async move {
             match self {
                 Operator::Scan { .. } => Ok(vec![]),
@@ -342,7 +366,11 @@ impl Operator {
         Ok(out)
     }
 
-    fn snapshot_into<'a>(&'a mut self, out: &'a mut Vec<Option<RecordBatch>>, cx: &'a ExecContext) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>> {
+    fn snapshot_into<'a>(
+        &'a mut self,
+        out: &'a mut Vec<Option<RecordBatch>>,
+        cx: &'a ExecContext,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>> {
         Box::pin(async move {
             match self {
                 Operator::Scan { .. } => {}
@@ -440,14 +468,20 @@ fn probe(node: &JoinNode, state: &TableStateCell, c: &Chunk) -> Result<Chunk> {
     Ok(Chunk::rows(batch))
 }
 
-async fn run_aggregate(node: &AggregateNode, mode: AggregateMode, batches: Vec<RecordBatch>, cx: &ExecContext) -> Result<RecordBatch> {
+async fn run_aggregate(
+    node: &AggregateNode,
+    mode: AggregateMode,
+    batches: Vec<RecordBatch>,
+    cx: &ExecContext,
+) -> Result<RecordBatch> {
     let (group_by, filters, input_schema) = match mode {
         AggregateMode::Partial => (node.group_by.clone(), node.filter_expr.clone(), node.input_schema.clone()),
         _ => (node.group_by.as_final(), vec![None; node.aggr_expr.len()], node.state_schema.clone()),
     };
     let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| input_schema.clone());
     let source = MemorySourceConfig::try_new_exec(&[batches], schema, None)?;
-    let exec = AggregateExec::try_new(mode, group_by, node.aggr_expr.clone(), filters, source, node.input_schema.clone())?;
+    let exec =
+        AggregateExec::try_new(mode, group_by, node.aggr_expr.clone(), filters, source, node.input_schema.clone())?;
     let out_schema = exec.schema();
     let out = collect(Arc::new(exec) as Arc<dyn ExecutionPlan>, cx.task.clone()).await?;
     Ok(concat_batches(&out_schema, &out)?)
@@ -471,9 +505,20 @@ async fn merge_sessions(node: &AggregateNode, state: &mut AggState, cx: &ExecCon
     let Some(current) = state.state.take() else { return Ok(()) };
     let n_groups = node.group_by.expr().len();
     let key_cols: Vec<usize> = (0..n_groups).filter(|i| *i != ws_i && *i != we_i).collect();
-    let starts = current.column(ws_i).as_any().downcast_ref::<Int64Array>().ok_or_else(|| internal("windowstart is not BIGINT"))?.clone();
-    let ends = current.column(we_i).as_any().downcast_ref::<Int64Array>().ok_or_else(|| internal("windowend is not BIGINT"))?.clone();
-    let fields: Vec<SortField> = key_cols.iter().map(|i| SortField::new(current.column(*i).data_type().clone())).collect();
+    let starts = current
+        .column(ws_i)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or_else(|| internal("windowstart is not BIGINT"))?
+        .clone();
+    let ends = current
+        .column(we_i)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or_else(|| internal("windowend is not BIGINT"))?
+        .clone();
+    let fields: Vec<SortField> =
+        key_cols.iter().map(|i| SortField::new(current.column(*i).data_type().clone())).collect();
     let keys = if fields.is_empty() {
         None
     } else {
@@ -528,7 +573,12 @@ async fn merge_sessions(node: &AggregateNode, state: &mut AggState, cx: &ExecCon
 }
 
 /// Final values of the groups a batch touched (EMIT CHANGES).
-async fn changes(node: &AggregateNode, state: &AggState, touched: &RecordBatch, cx: &ExecContext) -> Result<Vec<Chunk>> {
+async fn changes(
+    node: &AggregateNode,
+    state: &AggState,
+    touched: &RecordBatch,
+    cx: &ExecContext,
+) -> Result<Vec<Chunk>> {
     let Some(current) = &state.state else { return Ok(vec![]) };
     let n_groups = node.group_by.expr().len();
     let types: Vec<SortField> = (0..n_groups).map(|i| SortField::new(current.column(i).data_type().clone())).collect();
@@ -536,7 +586,8 @@ async fn changes(node: &AggregateNode, state: &AggState, touched: &RecordBatch, 
     let touched_rows = converter.convert_columns(&touched.columns()[..n_groups])?;
     let wanted: HashSet<Box<[u8]>> = (0..touched.num_rows()).map(|i| touched_rows.row(i).as_ref().into()).collect();
     let state_rows = converter.convert_columns(&current.columns()[..n_groups])?;
-    let mask: BooleanArray = (0..current.num_rows()).map(|i| Some(wanted.contains(state_rows.row(i).as_ref()))).collect();
+    let mask: BooleanArray =
+        (0..current.num_rows()).map(|i| Some(wanted.contains(state_rows.row(i).as_ref()))).collect();
     let rows = filter_record_batch(current, &mask)?;
     let finals = run_aggregate(node, AggregateMode::Final, vec![rows], cx).await?;
     Ok(vec![Chunk::rows(sort_by_groups(node, finals)?)])
@@ -553,7 +604,8 @@ fn sort_by_groups(node: &AggregateNode, batch: RecordBatch) -> Result<RecordBatc
         order.push(e);
     }
     order.extend((0..n_groups).filter(|i| Some(*i) != node.window_end));
-    let cols: Vec<SortColumn> = order.iter().map(|i| SortColumn { values: batch.column(*i).clone(), options: None }).collect();
+    let cols: Vec<SortColumn> =
+        order.iter().map(|i| SortColumn { values: batch.column(*i).clone(), options: None }).collect();
     let idx: UInt32Array = lexsort_to_indices(&cols, None)?;
     let cols = batch.columns().iter().map(|c| take(c, &idx, None)).collect::<std::result::Result<Vec<_>, _>>()?;
     Ok(RecordBatch::try_new(batch.schema(), cols)?)

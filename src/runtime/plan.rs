@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::common::{DFSchema, DFSchemaRef, TableReference};
+use datafusion::execution::context::ExecutionProps;
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{Aggregate, EmptyRelation, Expr, JoinType, LogicalPlan};
@@ -18,7 +19,6 @@ use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, PhysicalGroupBy};
 use datafusion::physical_plan::udaf::AggregateFunctionExpr;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::execution::context::ExecutionProps;
 
 use crate::graph::NodeId;
 use crate::project::config::RelationKind;
@@ -38,9 +38,18 @@ pub enum Node {
     /// An input relation. `projection` picks columns of the input batch (which has the schema
     /// the model was planned against: the relation's columns plus the pseudo and window
     /// columns it uses).
-    Scan { input: NodeId, kind: RelationKind, projection: Vec<usize>, schema: SchemaRef },
+    Scan {
+        input: NodeId,
+        kind: RelationKind,
+        projection: Vec<usize>,
+        schema: SchemaRef,
+    },
     /// Stateless steps over the child's output.
-    Map { input: Box<Node>, steps: Vec<Step>, schema: SchemaRef },
+    Map {
+        input: Box<Node>,
+        steps: Vec<Step>,
+        schema: SchemaRef,
+    },
     Join(Box<JoinNode>),
     Aggregate(Box<AggregateNode>),
 }
@@ -53,7 +62,6 @@ impl Node {
             Node::Aggregate(a) => a.output_schema.clone(),
         }
     }
-
 }
 
 /// Each stream row joined to the current row of the table with the same key.
@@ -138,7 +146,10 @@ impl<'a> JobPlanner<'a> {
         Ok(JobPlan { schema: root.schema(), root })
     }
 
-    fn node<'p>(&'p self, plan: &'p LogicalPlan) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Node>> + 'p>> {
+    fn node<'p>(
+        &'p self,
+        plan: &'p LogicalPlan,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Node>> + 'p>> {
         Box::pin(async move {
             match plan {
                 LogicalPlan::TableScan(scan) => {
@@ -158,7 +169,8 @@ impl<'a> JobPlanner<'a> {
                 LogicalPlan::SubqueryAlias(a) => self.node(&a.input).await,
                 LogicalPlan::Projection(p) => {
                     let input = self.node(&p.input).await?;
-                    let exprs = p.expr.iter().map(|e| self.physical(e, p.input.schema())).collect::<Result<Vec<_>>>()?;
+                    let exprs =
+                        p.expr.iter().map(|e| self.physical(e, p.input.schema())).collect::<Result<Vec<_>>>()?;
                     Ok(push_step(input, Step::Project(exprs, arrow_schema(plan.schema())), arrow_schema(plan.schema())))
                 }
                 LogicalPlan::Filter(f) => {
@@ -238,7 +250,8 @@ impl<'a> JobPlanner<'a> {
         }
         // Plan the aggregate alone over an empty input of the same schema, and take the
         // expressions DataFusion's planner made for it.
-        let empty = LogicalPlan::EmptyRelation(EmptyRelation { produce_one_row: false, schema: a.input.schema().clone() });
+        let empty =
+            LogicalPlan::EmptyRelation(EmptyRelation { produce_one_row: false, schema: a.input.schema().clone() });
         let alone = df(Aggregate::try_new(Arc::new(empty), a.group_expr.clone(), a.aggr_expr.clone()))?;
         // The physical planner alone: the logical optimizer would fold an aggregate over an
         // empty relation away.

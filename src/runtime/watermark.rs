@@ -48,7 +48,12 @@ impl WatermarkTracker {
         let key = (input.clone(), partition);
         let p = match self.partitions.get_mut(&key) {
             Some(p) => p,
-            None => self.partitions.entry(key).or_insert(PartitionTime { max_event_time: i64::MIN, lateness_ms, last_seen: now, caught_up: false }),
+            None => self.partitions.entry(key).or_insert(PartitionTime {
+                max_event_time: i64::MIN,
+                lateness_ms,
+                last_seen: now,
+                caught_up: false,
+            }),
         };
         p.max_event_time = p.max_event_time.max(event_time);
         p.last_seen = now;

@@ -192,7 +192,11 @@ pub struct CheckpointSummary {
 }
 
 /// Reads a job's checkpoint topic (empty summary when it does not exist yet).
-pub fn read_checkpoint_summary(client: &ClientConfig, project: &str, model: &str) -> Result<CheckpointSummary, RunError> {
+pub fn read_checkpoint_summary(
+    client: &ClientConfig,
+    project: &str,
+    model: &str,
+) -> Result<CheckpointSummary, RunError> {
     let topic = checkpoint_topic(project, model);
     let mut log = CheckpointLog::open(client, &topic)?;
     log.catch_up()?;
@@ -230,12 +234,21 @@ impl CheckpointLog {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, 0, Offset::Beginning).map_err(|e| kafka_err("checkpoint partition", e))?;
         consumer.assign(&tpl).map_err(|e| kafka_err("reading checkpoints", e))?;
-        Ok(CheckpointLog { consumer, topic: topic.to_string(), latest: HashMap::new(), leases: LeaseBook::default(), next: 0 })
+        Ok(CheckpointLog {
+            consumer,
+            topic: topic.to_string(),
+            latest: HashMap::new(),
+            leases: LeaseBook::default(),
+            next: 0,
+        })
     }
 
     /// Reads everything written so far.
     fn catch_up(&mut self) -> Result<(), RunError> {
-        let (_, high) = self.consumer.fetch_watermarks(&self.topic, 0, Duration::from_secs(10)).map_err(|e| kafka_err("reading checkpoint offsets", e))?;
+        let (_, high) = self
+            .consumer
+            .fetch_watermarks(&self.topic, 0, Duration::from_secs(10))
+            .map_err(|e| kafka_err("reading checkpoint offsets", e))?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.next < high {
             if Instant::now() > deadline {
@@ -261,11 +274,15 @@ impl CheckpointLog {
     /// The last complete checkpoint.
     fn checkpoint(&self) -> Result<Option<(CheckpointManifest, Vec<u8>)>, RunError> {
         let Some(manifest) = self.latest.get(b"manifest".as_slice()) else { return Ok(None) };
-        let manifest: CheckpointManifest = serde_json::from_slice(manifest).map_err(|e| RunError::Setup(format!("corrupt checkpoint manifest: {e}")))?;
+        let manifest: CheckpointManifest = serde_json::from_slice(manifest)
+            .map_err(|e| RunError::Setup(format!("corrupt checkpoint manifest: {e}")))?;
         let mut state = Vec::new();
         for i in 0..manifest.chunks {
             let key = format!("chunk/{}/{i}", manifest.slot);
-            let chunk = self.latest.get(key.as_bytes()).ok_or_else(|| RunError::Setup(format!("checkpoint chunk {key} is missing")))?;
+            let chunk = self
+                .latest
+                .get(key.as_bytes())
+                .ok_or_else(|| RunError::Setup(format!("checkpoint chunk {key} is missing")))?;
             if chunk.len() < 8 || u64::from_le_bytes(chunk[..8].try_into().unwrap_or_default()) != manifest.epoch {
                 return Err(RunError::Setup(format!("checkpoint chunk {key} belongs to another epoch")));
             }
@@ -277,7 +294,12 @@ impl CheckpointLog {
 
 fn write_lease(sender: &Sender, topic: &str, lease: &Lease) -> Result<(), RunError> {
     let value = serde_json::to_vec(lease).map_err(|e| RunError::Setup(e.to_string()))?;
-    sender.send(topic, Some(0), &Record { partition: 0, offset: -1, timestamp: now_ms(), key: Some(b"lease".to_vec()), value: Some(value) }, None)?;
+    sender.send(
+        topic,
+        Some(0),
+        &Record { partition: 0, offset: -1, timestamp: now_ms(), key: Some(b"lease".to_vec()), value: Some(value) },
+        None,
+    )?;
     sender.flush()
 }
 
@@ -317,7 +339,13 @@ struct Sender {
 }
 
 impl Sender {
-    fn send(&self, topic: &str, partition: Option<i32>, r: &Record, headers: Option<OwnedHeaders>) -> Result<(), RunError> {
+    fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        r: &Record,
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(), RunError> {
         loop {
             let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).timestamp(r.timestamp);
             if let Some(k) = &r.key {
@@ -373,7 +401,10 @@ pub fn run_job(
     opts: RunOptions,
     control: Arc<RunControl>,
 ) -> Result<JobStats, RunError> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| RunError::Setup(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::Setup(e.to_string()))?;
     let task = super::task_context();
     let m = cp.models.get(&model).ok_or_else(|| RunError::Setup(format!("no model `{model}`")))?.clone();
     let project = cp.project.config.name.clone();
@@ -398,8 +429,10 @@ pub fn run_job(
         let c = InputCodec::for_input(&cp, id).ok_or_else(|| RunError::Setup(format!("no input {id}")))?;
         codecs.insert(c.topic.clone(), c);
     }
-    let upstream_models: Vec<String> = m.inputs.iter().filter_map(|i| if let NodeId::Model(n) = i { Some(n.clone()) } else { None }).collect();
-    let streams: Vec<NodeId> = codecs.values().filter(|c| c.kind == RelationKind::Stream).map(|c| c.id.clone()).collect();
+    let upstream_models: Vec<String> =
+        m.inputs.iter().filter_map(|i| if let NodeId::Model(n) = i { Some(n.clone()) } else { None }).collect();
+    let streams: Vec<NodeId> =
+        codecs.values().filter(|c| c.kind == RelationKind::Stream).map(|c| c.id.clone()).collect();
 
     'outer: loop {
         // Stand by until this worker holds the job's lease: take it when it is free or expired;
@@ -411,7 +444,11 @@ pub fn run_job(
             log_tail.catch_up()?;
             if log_tail.leases.is_free(now_ms()) {
                 let epoch = log_tail.leases.next_epoch();
-                write_lease(&sender, &ck_topic, &Lease { holder: me.clone(), epoch, expires_ms: now_ms() + LEASE_TTL_MS })?;
+                write_lease(
+                    &sender,
+                    &ck_topic,
+                    &Lease { holder: me.clone(), epoch, expires_ms: now_ms() + LEASE_TTL_MS },
+                )?;
                 log_tail.catch_up()?;
                 if log_tail.leases.winner(epoch) == Some(me.as_str()) {
                     break epoch;
@@ -435,10 +472,14 @@ pub fn run_job(
                     rt.block_on(async { job.restore(&state) })?;
                     log(&model, &format!("restored checkpoint {epoch}"));
                 }
-                CarryOver::KeepOffsets => log(&model, "the model changed; it keeps no state, so it goes on from the last checkpoint's offsets"),
-                CarryOver::Replay => {
-                    log(&model, "the model changed since its last checkpoint: new state, rebuilt from its replay position")
-                }
+                CarryOver::KeepOffsets => log(
+                    &model,
+                    "the model changed; it keeps no state, so it goes on from the last checkpoint's offsets",
+                ),
+                CarryOver::Replay => log(
+                    &model,
+                    "the model changed since its last checkpoint: new state, rebuilt from its replay position",
+                ),
             }
             if carried != CarryOver::Replay {
                 for (t, p, o) in manifest.offsets {
@@ -469,21 +510,30 @@ pub fn run_job(
         let mut tracker = WatermarkTracker::new(opts.idle_timeout);
         let start_at_end = matches!(m.config.replay, Some(ReplayPolicy::Named(ReplayFrom::Latest)));
         let start_at_time: Option<i64> = match &m.config.replay {
-            Some(ReplayPolicy::Timestamp { timestamp }) => chrono::DateTime::parse_from_rfc3339(timestamp).ok().map(|t| t.timestamp_millis()),
+            Some(ReplayPolicy::Timestamp { timestamp }) => {
+                chrono::DateTime::parse_from_rfc3339(timestamp).ok().map(|t| t.timestamp_millis())
+            }
             _ => None,
         };
         for (topic, codec) in &codecs {
-            let md = data.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| kafka_err(&format!("reading metadata of {topic}"), e))?;
+            let md = data
+                .fetch_metadata(Some(topic), Duration::from_secs(10))
+                .map_err(|e| kafka_err(&format!("reading metadata of {topic}"), e))?;
             let Some(t) = md.topics().iter().find(|t| t.name() == topic) else { continue };
             if t.error().is_some() || t.partitions().is_empty() {
                 return Err(RunError::Setup(format!("input topic {topic} ({}) does not exist", codec.id)));
             }
             for p in t.partitions() {
-                let (low, high) = data.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).map_err(|e| kafka_err("reading offsets", e))?;
+                let (low, high) = data
+                    .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                    .map_err(|e| kafka_err("reading offsets", e))?;
                 let next = match offsets.get(&(topic.clone(), p.id())) {
                     Some(o) => {
                         if *o < low && codec.kind == RelationKind::Stream {
-                            let gap = format!("{topic} partition {} offsets {o}..{low} were deleted before being processed", p.id());
+                            let gap = format!(
+                                "{topic} partition {} offsets {o}..{low} were deleted before being processed",
+                                p.id()
+                            );
                             log(&model, &format!("DATA LOST: {gap}"));
                             stats.gaps.push(gap);
                         }
@@ -502,8 +552,16 @@ pub fn run_job(
                     }
                 };
                 tpl.add_partition_offset(topic, p.id(), Offset::Offset(next)).map_err(|e| kafka_err("assigning", e))?;
-                let target = if codec.kind == RelationKind::Table || (opts.until_caught_up && upstream_models.is_empty()) { Some(high) } else { None };
-                parts.insert((topic.clone(), p.id()), PartitionState { input: codec.id.clone(), kind: codec.kind, next, target, high });
+                let target =
+                    if codec.kind == RelationKind::Table || (opts.until_caught_up && upstream_models.is_empty()) {
+                        Some(high)
+                    } else {
+                        None
+                    };
+                parts.insert(
+                    (topic.clone(), p.id()),
+                    PartitionState { input: codec.id.clone(), kind: codec.kind, next, target, high },
+                );
                 if codec.kind == RelationKind::Stream {
                     tracker.add_partition(&codec.id, p.id(), codec.lateness_ms);
                 }
@@ -518,7 +576,8 @@ pub fn run_job(
         data.assign(&tpl).map_err(|e| kafka_err("assigning input partitions", e))?;
         // Tables first: streams wait until every table has been read to its current end.
         let stream_tpl = partitions_of(&parts, |p| p.kind == RelationKind::Stream);
-        let mut tables_loaded = parts.values().filter(|p| p.kind == RelationKind::Table).all(|p| p.target.is_none_or(|t| p.next >= t));
+        let mut tables_loaded =
+            parts.values().filter(|p| p.kind == RelationKind::Table).all(|p| p.target.is_none_or(|t| p.next >= t));
         if !tables_loaded {
             let _ = data.pause(&stream_tpl);
         }
@@ -561,7 +620,12 @@ pub fn run_job(
                         let key = (topic.clone(), msg.partition());
                         if let Some(p) = parts.get_mut(&key) {
                             if msg.offset() > p.next && p.kind == RelationKind::Stream {
-                                let gap = format!("{topic} partition {} offsets {}..{} were deleted before being processed", msg.partition(), p.next, msg.offset());
+                                let gap = format!(
+                                    "{topic} partition {} offsets {}..{} were deleted before being processed",
+                                    msg.partition(),
+                                    p.next,
+                                    msg.offset()
+                                );
                                 log(&model, &format!("DATA LOST: {gap}"));
                                 stats.gaps.push(gap);
                             }
@@ -606,21 +670,41 @@ pub fn run_job(
                     let r = &records[bad.index];
                     match codec.on_error {
                         OnError::Fail => {
-                            return Err(RunError::BadRecord { topic: topic.clone(), partition: r.partition, offset: r.offset, reason: bad.reason.clone() })
+                            return Err(RunError::BadRecord {
+                                topic: topic.clone(),
+                                partition: r.partition,
+                                offset: r.offset,
+                                reason: bad.reason.clone(),
+                            })
                         }
                         OnError::Skip => stats.skipped += 1,
                         OnError::DeadLetter => {
-                            sender.send(&codec.dead_letter_topic, None, r, Some(dlq_headers(&model, &topic, r, &bad.reason)))?;
+                            sender.send(
+                                &codec.dead_letter_topic,
+                                None,
+                                r,
+                                Some(dlq_headers(&model, &topic, r, &bad.reason)),
+                            )?;
                             stats.dead_lettered += 1;
                         }
                     }
                 }
                 let row_watermarks = super::bounded::observe_rows(&mut tracker, codec, &decoded, &records, &streams);
-                let pushed = rt.block_on(job.push(&codec.id, &decoded.batch, decoded.deletes.clone(), row_watermarks.as_deref()))?;
+                let pushed = rt.block_on(job.push(
+                    &codec.id,
+                    &decoded.batch,
+                    decoded.deletes.clone(),
+                    row_watermarks.as_deref(),
+                ))?;
                 for late in &pushed.late {
                     stats.late += 1;
                     let r = &records[decoded.rows[*late]];
-                    sender.send(&codec.dead_letter_topic, None, r, Some(dlq_headers(&model, &topic, r, "late: its window had closed")))?;
+                    sender.send(
+                        &codec.dead_letter_topic,
+                        None,
+                        r,
+                        Some(dlq_headers(&model, &topic, r, "late: its window had closed")),
+                    )?;
                     stats.dead_lettered += 1;
                 }
                 stats.records_out += produce(&sender, &m.topic, &m.key, &pushed.outputs)?;
@@ -648,7 +732,12 @@ pub fn run_job(
                     tracker.caught_up(&st.input, *p);
                 }
             }
-            if !tables_loaded && parts.values().filter(|p| p.kind == RelationKind::Table).all(|p| p.target.is_none_or(|t| p.next >= t)) {
+            if !tables_loaded
+                && parts
+                    .values()
+                    .filter(|p| p.kind == RelationKind::Table)
+                    .all(|p| p.target.is_none_or(|t| p.next >= t))
+            {
                 tables_loaded = true;
                 let _ = data.resume(&stream_tpl);
             }
@@ -686,7 +775,12 @@ pub fn run_job(
             if (dirty && last_checkpoint.elapsed() >= opts.checkpoint_interval) || caught_up || stopping {
                 epoch += 1;
                 let state = rt.block_on(job.snapshot())?;
-                let head = CheckpointHead { epoch, semantic_hash: &m.semantic_hash, stateful, totals: base_totals.plus(&stats) };
+                let head = CheckpointHead {
+                    epoch,
+                    semantic_hash: &m.semantic_hash,
+                    stateful,
+                    totals: base_totals.plus(&stats),
+                };
                 if let Err(e) = checkpoint(&sender, &ck_topic, &head, &state, &parts, &tracker) {
                     // Nothing since the last checkpoint is committed: replaying from it is safe.
                     log(&model, &format!("checkpoint failed ({e}); resuming from the last checkpoint"));
@@ -732,7 +826,10 @@ fn produce(sender: &Sender, topic: &str, key: &[String], outputs: &[super::job::
     Ok(n)
 }
 
-fn partitions_of(parts: &BTreeMap<(String, i32), PartitionState>, f: impl Fn(&PartitionState) -> bool) -> TopicPartitionList {
+fn partitions_of(
+    parts: &BTreeMap<(String, i32), PartitionState>,
+    f: impl Fn(&PartitionState) -> bool,
+) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
     for ((t, p), st) in parts {
         if f(st) {
@@ -777,7 +874,13 @@ fn checkpoint(
     for (i, c) in chunks.iter().enumerate() {
         let mut value = epoch.to_le_bytes().to_vec();
         value.extend_from_slice(c);
-        let r = Record { partition: 0, offset: -1, timestamp: now_ms(), key: Some(format!("chunk/{slot}/{i}").into_bytes()), value: Some(value) };
+        let r = Record {
+            partition: 0,
+            offset: -1,
+            timestamp: now_ms(),
+            key: Some(format!("chunk/{slot}/{i}").into_bytes()),
+            value: Some(value),
+        };
         sender.send(topic, Some(0), &r, None)?;
     }
     let manifest = CheckpointManifest {
@@ -788,12 +891,18 @@ fn checkpoint(
         stateful: head.stateful,
         totals: head.totals,
         offsets: parts.iter().map(|((t, p), st)| (t.clone(), *p, st.next)).collect(),
-        event_times: parts.iter().filter_map(|((t, p), st)| tracker.max_event_time(&st.input, *p).map(|e| (t.clone(), *p, e))).collect(),
+        event_times: parts
+            .iter()
+            .filter_map(|((t, p), st)| tracker.max_event_time(&st.input, *p).map(|e| (t.clone(), *p, e)))
+            .collect(),
     };
     let value = serde_json::to_vec(&manifest).map_err(|e| RunError::Setup(e.to_string()))?;
     sender.flush()?;
-    sender.send(topic, Some(0), &Record { partition: 0, offset: -1, timestamp: now_ms(), key: Some(b"manifest".to_vec()), value: Some(value) }, None)?;
+    sender.send(
+        topic,
+        Some(0),
+        &Record { partition: 0, offset: -1, timestamp: now_ms(), key: Some(b"manifest".to_vec()), value: Some(value) },
+        None,
+    )?;
     sender.flush()
 }
-
-

@@ -74,12 +74,9 @@ impl fmt::Display for WindowSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             WindowKind::Tumbling { size_ms } => write!(f, "TUMBLING (SIZE {}", fmt_duration(size_ms))?,
-            WindowKind::Hopping { size_ms, advance_ms } => write!(
-                f,
-                "HOPPING (SIZE {}, ADVANCE BY {}",
-                fmt_duration(size_ms),
-                fmt_duration(advance_ms)
-            )?,
+            WindowKind::Hopping { size_ms, advance_ms } => {
+                write!(f, "HOPPING (SIZE {}, ADVANCE BY {}", fmt_duration(size_ms), fmt_duration(advance_ms))?
+            }
             WindowKind::Session { gap_ms } => write!(f, "SESSION ({}", fmt_duration(gap_ms))?,
         }
         if let Some(g) = self.grace_ms {
@@ -220,9 +217,9 @@ pub fn extract(sql: &str) -> Result<StreamingSql, SqlError> {
             _ => {}
         }
         let opens_window = word_is(tok, "WINDOW")
-            && tokens.get(i + 1).is_some_and(|t| {
-                word_is(t, "TUMBLING") || word_is(t, "HOPPING") || word_is(t, "SESSION")
-            });
+            && tokens
+                .get(i + 1)
+                .is_some_and(|t| word_is(t, "TUMBLING") || word_is(t, "HOPPING") || word_is(t, "SESSION"));
         if opens_window {
             if depth != 0 {
                 return Err(SqlError::at(tok, "a WINDOW clause is only allowed in the outermost SELECT")
@@ -260,8 +257,13 @@ pub fn extract(sql: &str) -> Result<StreamingSql, SqlError> {
         i += 1;
     }
     for (from, to) in blanks {
-        let start = crate::diagnostics::offset_of(sql, tokens[from].span.start.line as usize, tokens[from].span.start.column as usize);
-        let end = crate::diagnostics::offset_of(sql, tokens[to].span.end.line as usize, tokens[to].span.end.column as usize);
+        let start = crate::diagnostics::offset_of(
+            sql,
+            tokens[from].span.start.line as usize,
+            tokens[from].span.start.column as usize,
+        );
+        let end =
+            crate::diagnostics::offset_of(sql, tokens[to].span.end.line as usize, tokens[to].span.end.column as usize);
         blank_out(&mut out.sql, start, end);
     }
     Ok(out)
@@ -298,9 +300,8 @@ fn parse_window(tokens: &[TokenWithSpan], at: usize) -> Result<(WindowSpec, usiz
             other => return Err(SqlError::at(unit_tok, format!("expected a time unit, found `{other}`"))),
         };
         *i += 2;
-        parse_duration(&format!("{n} {unit}")).map_err(|e| {
-            SqlError::at(unit_tok, e).with_help("units: MILLISECONDS, SECONDS, MINUTES, HOURS, DAYS")
-        })
+        parse_duration(&format!("{n} {unit}"))
+            .map_err(|e| SqlError::at(unit_tok, e).with_help("units: MILLISECONDS, SECONDS, MINUTES, HOURS, DAYS"))
     };
     loop {
         let Some(tok) = tokens.get(i) else {
@@ -340,17 +341,19 @@ fn parse_window(tokens: &[TokenWithSpan], at: usize) -> Result<(WindowSpec, usiz
                 "HOPPING" => "SIZE, ADVANCE BY, GRACE PERIOD or RETENTION",
                 _ => "a gap duration, GRACE PERIOD or RETENTION",
             };
-            return Err(SqlError::at(tok, format!("unexpected `{}` in WINDOW {kind_name}: expected {expected}", tok.token)));
+            return Err(SqlError::at(
+                tok,
+                format!("unexpected `{}` in WINDOW {kind_name}: expected {expected}", tok.token),
+            ));
         }
     }
     let close = i;
     let missing = |what: &str| {
-        SqlError::at(kind_tok, format!("WINDOW {kind_name} needs {what}"))
-            .with_help(match kind_name.as_str() {
-                "TUMBLING" => "write WINDOW TUMBLING (SIZE 1 HOUR)",
-                "HOPPING" => "write WINDOW HOPPING (SIZE 1 HOUR, ADVANCE BY 10 MINUTES)",
-                _ => "write WINDOW SESSION (5 MINUTES)",
-            })
+        SqlError::at(kind_tok, format!("WINDOW {kind_name} needs {what}")).with_help(match kind_name.as_str() {
+            "TUMBLING" => "write WINDOW TUMBLING (SIZE 1 HOUR)",
+            "HOPPING" => "write WINDOW HOPPING (SIZE 1 HOUR, ADVANCE BY 10 MINUTES)",
+            _ => "write WINDOW SESSION (5 MINUTES)",
+        })
     };
     let positive = |ms: i64, what: &str| {
         if ms > 0 {
@@ -387,7 +390,11 @@ mod tests {
         assert_eq!(s.sql, format!("SELECT a, COUNT(*)\nFROM t\n{}\nGROUP BY a\n{}", " ".repeat(54), " ".repeat(10)));
         assert_eq!(
             s.window,
-            Some(WindowSpec { kind: WindowKind::Tumbling { size_ms: 3_600_000 }, grace_ms: Some(600_000), retention_ms: None })
+            Some(WindowSpec {
+                kind: WindowKind::Tumbling { size_ms: 3_600_000 },
+                grace_ms: Some(600_000),
+                retention_ms: None
+            })
         );
         assert_eq!(s.emit, Some(EmitMode::Final));
         assert_eq!(s.window.unwrap().to_string(), "TUMBLING (SIZE 1 HOUR, GRACE PERIOD 10 MINUTES)");
@@ -417,7 +424,8 @@ mod tests {
         assert_eq!((e.line, e.column, e.message.as_str()), (2, 25, "unknown time unit `FORTNIGHT`"));
         let e = extract("SELECT 1 FROM t WINDOW HOPPING (SIZE 10 SECONDS) GROUP BY 1").unwrap_err();
         assert_eq!(e.message, "WINDOW HOPPING needs an ADVANCE BY");
-        let e = extract("SELECT 1 FROM t WINDOW HOPPING (SIZE 10 SECONDS, ADVANCE BY 3 SECONDS) GROUP BY 1").unwrap_err();
+        let e =
+            extract("SELECT 1 FROM t WINDOW HOPPING (SIZE 10 SECONDS, ADVANCE BY 3 SECONDS) GROUP BY 1").unwrap_err();
         assert_eq!(e.message, "HOPPING window SIZE must be a whole multiple of ADVANCE BY");
         let e = extract("SELECT 1 FROM t EMIT FINAL WHERE x").unwrap_err();
         assert_eq!((e.column, e.message.as_str()), (17, "EMIT must end the query"));
@@ -428,7 +436,10 @@ mod tests {
     #[test]
     fn pseudo_columns_are_noticed() {
         let s = extract("SELECT ROWTIME, l.rowpartition FROM t l").unwrap();
-        assert_eq!(s.pseudo_columns.into_iter().collect::<Vec<_>>(), vec![PseudoColumn::Rowtime, PseudoColumn::Rowpartition]);
+        assert_eq!(
+            s.pseudo_columns.into_iter().collect::<Vec<_>>(),
+            vec![PseudoColumn::Rowtime, PseudoColumn::Rowpartition]
+        );
     }
 
     #[test]

@@ -54,7 +54,9 @@ pub fn java_to_chrono(pattern: &str) -> Result<String, String> {
             ('E', 1..=3) => "%a",
             ('E', _) => "%A",
             ('X' | 'Z', _) => "%z",
-            (c, _) if c.is_ascii_alphabetic() => return Err(format!("unsupported pattern letter `{c}` in `{pattern}`")),
+            (c, _) if c.is_ascii_alphabetic() => {
+                return Err(format!("unsupported pattern letter `{c}` in `{pattern}`"))
+            }
             _ => {
                 for _ in 0..n {
                     push_literal(&mut out, c);
@@ -102,12 +104,12 @@ pub fn format_millis(ms: i64, chrono_fmt: &str) -> Option<String> {
 
 fn literal_pattern(args: &ScalarFunctionArgs, fname: &str) -> Result<String> {
     match &args.args[1] {
-        ColumnarValue::Scalar(ScalarValue::Utf8(Some(p)) | ScalarValue::LargeUtf8(Some(p)) | ScalarValue::Utf8View(Some(p))) => {
-            match java_to_chrono(p) {
-                Ok(f) => Ok(f),
-                Err(e) => exec_err!("{fname}: {e}"),
-            }
-        }
+        ColumnarValue::Scalar(
+            ScalarValue::Utf8(Some(p)) | ScalarValue::LargeUtf8(Some(p)) | ScalarValue::Utf8View(Some(p)),
+        ) => match java_to_chrono(p) {
+            Ok(f) => Ok(f),
+            Err(e) => exec_err!("{fname}: {e}"),
+        },
         _ => exec_err!("{fname}: the format must be a string literal"),
     }
 }
@@ -190,9 +192,7 @@ pub fn udfs() -> Vec<ScalarUDF> {
         ScalarUDF::from(StringToTimestamp {
             signature: exact(vec![vec![Utf8, Utf8], vec![Utf8View, Utf8], vec![LargeUtf8, Utf8]]),
         }),
-        ScalarUDF::from(TimestampToString {
-            signature: exact(vec![vec![Int64, Utf8], vec![Int32, Utf8]]),
-        }),
+        ScalarUDF::from(TimestampToString { signature: exact(vec![vec![Int64, Utf8], vec![Int32, Utf8]]) }),
     ]
 }
 
@@ -203,7 +203,10 @@ mod tests {
     #[test]
     fn java_patterns() {
         assert_eq!(java_to_chrono("yyyy-MM-dd HH:mm:ss").unwrap(), "%Y-%m-%d %H:%M:%S");
-        assert_eq!(java_to_chrono("yyyy-MM-dd'T'HH:mm:ss.SSS").unwrap(), "%Y-%m-%dT%H:%M:%S%.3f".replace("%.3f", ".%3f"));
+        assert_eq!(
+            java_to_chrono("yyyy-MM-dd'T'HH:mm:ss.SSS").unwrap(),
+            "%Y-%m-%dT%H:%M:%S%.3f".replace("%.3f", ".%3f")
+        );
         assert!(java_to_chrono("yyyy-QQ").is_err());
     }
 

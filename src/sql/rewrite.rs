@@ -116,7 +116,10 @@ mod tests {
     fn window_bounds_become_group_and_output_columns() {
         let mut s = parse("SELECT a, COUNT(*) AS n FROM soe.orders o GROUP BY a");
         apply_window(&mut s).unwrap();
-        assert_eq!(s.to_string(), "SELECT a, COUNT(*) AS n, windowstart, windowend FROM soe.orders o GROUP BY a, windowstart, windowend");
+        assert_eq!(
+            s.to_string(),
+            "SELECT a, COUNT(*) AS n, windowstart, windowend FROM soe.orders o GROUP BY a, windowstart, windowend"
+        );
         assert_eq!(driving_relation(&s), Some(vec!["soe".to_string(), "orders".to_string()]));
     }
 

@@ -86,7 +86,9 @@ impl TypeParser<'_> {
                     self.expect(')')?;
                 }
                 if precision == 0 || precision > 38 || scale > precision {
-                    return Err(format!("DECIMAL({precision},{scale}) is out of range (precision 1..=38, scale ≤ precision)"));
+                    return Err(format!(
+                        "DECIMAL({precision},{scale}) is out of range (precision 1..=38, scale ≤ precision)"
+                    ));
                 }
                 DataType::Decimal128(precision as u8, scale as i8)
             }

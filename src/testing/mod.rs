@@ -32,12 +32,28 @@ pub struct PreparedTest {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Failure {
     /// Rows missing from the output, and rows the output has that were not expected.
-    Rows { columns: Vec<String>, missing: Vec<Map<String, Value>>, unexpected: Vec<Map<String, Value>> },
+    Rows {
+        columns: Vec<String>,
+        missing: Vec<Map<String, Value>>,
+        unexpected: Vec<Map<String, Value>>,
+    },
     /// The ordered sequence differs at `index`.
-    Order { columns: Vec<String>, expected: Vec<Map<String, Value>>, actual: Vec<Map<String, Value>> },
-    Count { what: &'static str, expected: usize, actual: usize },
+    Order {
+        columns: Vec<String>,
+        expected: Vec<Map<String, Value>>,
+        actual: Vec<Map<String, Value>>,
+    },
+    Count {
+        what: &'static str,
+        expected: usize,
+        actual: usize,
+    },
     /// Another batching gave another end state.
-    BatchDependence { batch: String, only_first: Vec<String>, only_other: Vec<String> },
+    BatchDependence {
+        batch: String,
+        only_first: Vec<String>,
+        only_other: Vec<String>,
+    },
     Error(String),
 }
 
@@ -74,8 +90,16 @@ fn parse_input(text: &str) -> Option<NodeId> {
 /// Column names and types of an input, as named in the data.
 fn data_columns(cp: &CompiledProject, id: &NodeId) -> Vec<(String, DataType)> {
     match id {
-        NodeId::Source(n) => cp.sources.get(n).map(|s| s.columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect()).unwrap_or_default(),
-        NodeId::Model(n) => cp.models.get(n).map(|m| m.schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect()).unwrap_or_default(),
+        NodeId::Source(n) => cp
+            .sources
+            .get(n)
+            .map(|s| s.columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect())
+            .unwrap_or_default(),
+        NodeId::Model(n) => cp
+            .models
+            .get(n)
+            .map(|m| m.schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect())
+            .unwrap_or_default(),
         NodeId::Sink(_) => Vec::new(),
     }
 }
@@ -127,9 +151,12 @@ fn csv_value(v: &str, ty: Option<&DataType>) -> Value {
     }
     match ty {
         Some(t) if t.is_integer() => v.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::String(v.into())),
-        Some(t) if t.is_floating() || matches!(t, DataType::Decimal128(..)) => {
-            v.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or_else(|| Value::String(v.into()))
-        }
+        Some(t) if t.is_floating() || matches!(t, DataType::Decimal128(..)) => v
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(v.into())),
         Some(DataType::Boolean) => match v {
             "true" | "TRUE" | "1" => Value::Bool(true),
             "false" | "FALSE" | "0" => Value::Bool(false),
@@ -167,21 +194,36 @@ pub fn prepare(cp: &CompiledProject, decl: &UnitTestDecl) -> Result<PreparedTest
         let at = format!("given/{si}");
         match step {
             GivenStep::Watermark { watermark } => {
-                let ms = time_value(watermark).ok_or_else(|| o.error("test", &format!("{at}/watermark"), "a watermark is epoch ms or 'yyyy-MM-dd HH:mm:ss'"))?;
+                let ms = time_value(watermark).ok_or_else(|| {
+                    o.error("test", &format!("{at}/watermark"), "a watermark is epoch ms or 'yyyy-MM-dd HH:mm:ss'")
+                })?;
                 steps.push(Step::Watermark(ms));
             }
             GivenStep::Rows { input, rows, file } => {
-                let id = parse_input(input).ok_or_else(|| o.error("test", &format!("{at}/input"), format!("cannot read input `{input}`: write source('group', 'table') or ref('model')")))?;
+                let id = parse_input(input).ok_or_else(|| {
+                    o.error(
+                        "test",
+                        &format!("{at}/input"),
+                        format!("cannot read input `{input}`: write source('group', 'table') or ref('model')"),
+                    )
+                })?;
                 if !model.inputs.contains(&id) {
                     let names: Vec<String> = model.inputs.iter().map(|i| i.name().to_string()).collect();
                     return Err(o
-                        .error("test", &format!("{at}/input"), format!("`{input}` is not an input of model `{}`", t.model))
+                        .error(
+                            "test",
+                            &format!("{at}/input"),
+                            format!("`{input}` is not an input of model `{}`", t.model),
+                        )
                         .with_help(format!("its inputs: {}", names.join(", "))));
                 }
                 let columns = data_columns(cp, &id);
                 let mut all = rows.clone().unwrap_or_default();
                 if let Some(f) = file {
-                    all.extend(read_rows(&cp.project.root.join(f), &columns).map_err(|e| o.error("test", &format!("{at}/file"), e))?);
+                    all.extend(
+                        read_rows(&cp.project.root.join(f), &columns)
+                            .map_err(|e| o.error("test", &format!("{at}/file"), e))?,
+                    );
                 }
                 let keys = key_columns(cp, &id);
                 for (ri, row) in all.iter().enumerate() {
@@ -194,14 +236,19 @@ pub fn prepare(cp: &CompiledProject, decl: &UnitTestDecl) -> Result<PreparedTest
     }
     let mut expected = t.expect.rows.clone().unwrap_or_default();
     if let Some(f) = &t.expect.file {
-        let cols: Vec<(String, DataType)> = model.schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
+        let cols: Vec<(String, DataType)> =
+            model.schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
         expected.extend(read_rows(&cp.project.root.join(f), &cols).map_err(|e| o.error("test", "expect/file", e))?);
     }
     for (i, row) in expected.iter().enumerate() {
         for k in row.keys().filter(|k| !k.starts_with('_')) {
             if model.schema.fields().iter().all(|f| !f.name().eq_ignore_ascii_case(k)) {
                 let names: Vec<&str> = model.schema.fields().iter().map(|f| f.name().as_str()).collect();
-                let mut d = o.error("test", &format!("expect/rows/{i}"), format!("`{k}` is not an output column of `{}`", t.model));
+                let mut d = o.error(
+                    "test",
+                    &format!("expect/rows/{i}"),
+                    format!("`{k}` is not an output column of `{}`", t.model),
+                );
                 if let Some(s) = suggest(k, names.iter().copied()) {
                     d = d.with_help(format!("did you mean `{s}`?"));
                 }
@@ -225,7 +272,8 @@ fn row_record(
     if delete && cp.relation_kind(id) != Some(RelationKind::Table) {
         return Err("`_delete` applies to tables only".into());
     }
-    let data: Map<String, Value> = row.iter().filter(|(k, _)| !k.starts_with('_')).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let data: Map<String, Value> =
+        row.iter().filter(|(k, _)| !k.starts_with('_')).map(|(k, v)| (k.clone(), v.clone())).collect();
     let key = match row.get("_key") {
         Some(Value::String(s)) => Some(serde_json::to_vec(&Value::String(s.clone())).map_err(|e| e.to_string())?),
         Some(other) => Some(serde_json::to_vec(other).map_err(|e| e.to_string())?),
@@ -318,7 +366,11 @@ pub fn compare(expected: &[Map<String, Value>], actual: &[Map<String, Value>], o
     };
     if ordered {
         let same = expected.len() == actual.len() && expected.iter().zip(actual).all(|(e, a)| row_matches(e, a));
-        return (!same).then(|| Failure::Order { columns: columns.clone(), expected: expected.to_vec(), actual: actual.iter().map(project).collect() });
+        return (!same).then(|| Failure::Order {
+            columns: columns.clone(),
+            expected: expected.to_vec(),
+            actual: actual.iter().map(project).collect(),
+        });
     }
     let mut used = vec![false; actual.len()];
     let mut missing = Vec::new();
@@ -328,7 +380,8 @@ pub fn compare(expected: &[Map<String, Value>], actual: &[Map<String, Value>], o
             None => missing.push(e.clone()),
         }
     }
-    let unexpected: Vec<Map<String, Value>> = actual.iter().zip(&used).filter(|(_, u)| !**u).map(|(a, _)| project(a)).collect();
+    let unexpected: Vec<Map<String, Value>> =
+        actual.iter().zip(&used).filter(|(_, u)| !**u).map(|(a, _)| project(a)).collect();
     (!missing.is_empty() || !unexpected.is_empty()).then_some(Failure::Rows { columns, missing, unexpected })
 }
 
@@ -387,13 +440,23 @@ pub fn end_state(cp: &CompiledProject, model: &str, r: &RunResult) -> Vec<String
 pub const BATCHINGS: [(usize, &str); 3] = [(1, "batches of 1"), (2, "batches of 2"), (usize::MAX, "one batch")];
 
 /// Runs a prepared test with the runtime's operators.
-pub async fn run_test(cp: &CompiledProject, t: &PreparedTest, task: Arc<datafusion::execution::TaskContext>) -> Outcome {
+pub async fn run_test(
+    cp: &CompiledProject,
+    t: &PreparedTest,
+    task: Arc<datafusion::execution::TaskContext>,
+) -> Outcome {
     run_test_with(cp, t, |cp, t, batch| {
         let task = task.clone();
         Box::pin(async move {
-            run_model_steps(cp, &t.decl.test.model, &t.steps, BoundedOptions { batch_size: batch, end_of_input: t.end_of_input }, task)
-                .await
-                .map_err(|e| e.to_string())
+            run_model_steps(
+                cp,
+                &t.decl.test.model,
+                &t.steps,
+                BoundedOptions { batch_size: batch, end_of_input: t.end_of_input },
+                task,
+            )
+            .await
+            .map_err(|e| e.to_string())
         })
     })
     .await
@@ -427,7 +490,11 @@ where
                 }
                 if let Some(n) = exp.dead_letters {
                     if n != r.dead_letters.len() {
-                        failures.push(Failure::Count { what: "dead letters", expected: n, actual: r.dead_letters.len() });
+                        failures.push(Failure::Count {
+                            what: "dead letters",
+                            expected: n,
+                            actual: r.dead_letters.len(),
+                        });
                     }
                 }
                 if let Some(n) = exp.late {

@@ -127,7 +127,12 @@ pub fn junit(outcomes: &[Outcome]) -> String {
             } else {
                 let body: String = o.failures.iter().map(describe).collect();
                 let first = body.lines().next().unwrap_or("failed").trim().to_string();
-                let _ = write!(s, ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n", xml_escape(&first), xml_escape(&body));
+                let _ = write!(
+                    s,
+                    ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n",
+                    xml_escape(&first),
+                    xml_escape(&body)
+                );
             }
         }
         s.push_str("  </testsuite>\n");

@@ -24,7 +24,9 @@ pub fn tool(name: &str) -> Option<PathBuf> {
 pub fn tools() -> Option<(PathBuf, PathBuf)> {
     match (tool("tansu"), tool("kcat")) {
         (Some(t), Some(k)) => Some((t, k)),
-        _ if std::env::var_os("STREAMCTL_E2E").is_some() => panic!("STREAMCTL_E2E is set but tansu or kcat is not installed"),
+        _ if std::env::var_os("STREAMCTL_E2E").is_some() => {
+            panic!("STREAMCTL_E2E is set but tansu or kcat is not installed")
+        }
         _ => {
             eprintln!("skipped: tansu and kcat are needed for the end-to-end test (see .ci/run)");
             None
@@ -45,7 +47,15 @@ pub fn start_broker(tansu: &Path) -> (Killed, String) {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("tcp://127.0.0.1:{port}");
     let child = Command::new(tansu)
-        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -72,9 +82,17 @@ pub fn root() -> PathBuf {
 /// Creates the source topics (kcat cannot) with the partitions the sources declare.
 pub fn create_source_topics(bootstrap: &str) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let cluster = streamctl::connectors::kafka::Cluster::Kafka { bootstrap: bootstrap.into(), properties: vec![], replication_factor: 1 };
-    let topics = [("ora-ogg-SOE-CUSTOMERS", 1, true), ("ora-ogg-SOE-LOGON-json", 2, false), ("ora-ogg-SOE-ORDERS-json", 2, false)]
-        .map(|(n, p, c)| streamctl::connectors::kafka::TopicSpec { name: n.into(), partitions: p, compacted: c });
+    let cluster = streamctl::connectors::kafka::Cluster::Kafka {
+        bootstrap: bootstrap.into(),
+        properties: vec![],
+        replication_factor: 1,
+    };
+    let topics = [
+        ("ora-ogg-SOE-CUSTOMERS", 1, true),
+        ("ora-ogg-SOE-LOGON-json", 2, false),
+        ("ora-ogg-SOE-ORDERS-json", 2, false),
+    ]
+    .map(|(n, p, c)| streamctl::connectors::kafka::TopicSpec { name: n.into(), partitions: p, compacted: c });
     rt.block_on(cluster.ensure_topics(&topics)).unwrap();
 }
 
@@ -95,7 +113,12 @@ pub fn kcat_produce(kcat: &Path, bootstrap: &str, topic: &str, lines: &[String],
 }
 
 pub fn sample(name: &str) -> Vec<String> {
-    std::fs::read_to_string(root().join("example-project/data").join(name)).unwrap().lines().filter(|l| !l.trim().is_empty()).map(String::from).collect()
+    std::fs::read_to_string(root().join("example-project/data").join(name))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect()
 }
 
 pub fn produce_samples(kcat: &Path, bootstrap: &str, part: std::ops::Range<f64>) {
@@ -119,7 +142,10 @@ pub fn produce_samples(kcat: &Path, bootstrap: &str, part: std::ops::Range<f64>)
 
 /// `(key, value)` of every record of a topic, read with kcat.
 pub fn kcat_consume(kcat: &Path, bootstrap: &str, topic: &str) -> Vec<(String, Value)> {
-    let out = Command::new(kcat).args(["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k\t%s\n"]).output().unwrap();
+    let out = Command::new(kcat)
+        .args(["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k\t%s\n"])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.is_empty())
@@ -132,12 +158,21 @@ pub fn kcat_consume(kcat: &Path, bootstrap: &str, topic: &str) -> Vec<(String, V
 
 pub fn expected() -> BTreeMap<String, Vec<Value>> {
     let dir = tempfile::tempdir().unwrap();
-    let ok = Command::new("python3").arg(root().join("tests/e2e/expected.py")).arg(dir.path()).stdout(Stdio::null()).status().unwrap();
+    let ok = Command::new("python3")
+        .arg(root().join("tests/e2e/expected.py"))
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
     assert!(ok.success());
     ["logon_enriched", "logon_prime_loyal", "orders_agg_hourly", "logon_bursts", "orders_by_mode"]
         .into_iter()
         .map(|m| {
-            let rows = std::fs::read_to_string(dir.path().join(format!("{m}.jsonl"))).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            let rows = std::fs::read_to_string(dir.path().join(format!("{m}.jsonl")))
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
             (m.to_string(), rows)
         })
         .collect()
@@ -157,7 +192,9 @@ pub fn same(a: &Value, b: &Value) -> bool {
             let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
             (x - y).abs() <= 1e-9 * x.abs().max(1.0)
         }
-        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w))),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
         _ => a == b,
     }
 }
@@ -193,9 +230,14 @@ pub fn check_outputs(kcat: &Path, bootstrap: &str, exp: &BTreeMap<String, Vec<Va
         let miss = missing(want, &got);
         let extra = missing(&got, want);
         if !miss.is_empty() || !extra.is_empty() {
-            problems.push(format!("{model}: {} missing (first: {:?}), {} unexpected (first: {:?})", miss.len(), miss.first(), extra.len(), extra.first()));
+            problems.push(format!(
+                "{model}: {} missing (first: {:?}), {} unexpected (first: {:?})",
+                miss.len(),
+                miss.first(),
+                extra.len(),
+                extra.first()
+            ));
         }
     }
     problems
 }
-
