@@ -66,7 +66,7 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         .into_iter()
         .filter(|n| chosen.contains(n))
         .filter_map(|n| if let NodeId::Model(m) = n { Some(m) } else { None })
-        .filter(|m| cp.models.get(m).is_some_and(|c| c.config.enabled != Some(false)))
+        .filter(|m| cp.models.get(m).is_some_and(|c| c.resolved.enabled))
         .collect();
     if models.is_empty() {
         eprintln!("no model selected");

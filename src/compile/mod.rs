@@ -3,8 +3,11 @@
 //! models' inferred output schemas), in dependency order. What comes out is everything later
 //! stages need: output schemas, the streaming shape of each model, and a semantic hash.
 
+pub mod carry_over;
 pub mod catalog;
 pub mod manifest;
+pub mod names;
+pub mod resolved;
 pub mod source_schema;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,6 +31,7 @@ use crate::project::{ModelFile, Origin, Project, SourceDecl};
 use crate::sql::dialect::{self, EmitMode, PseudoColumn, StreamingSql, WindowSpec, WINDOWEND, WINDOWSTART};
 use crate::sql::{functions, rewrite, types};
 use catalog::RelationSchema;
+pub use resolved::{ReplayStart, ResolvedConfig};
 use source_schema::ResolvedColumn;
 
 /// Schema name under which models are registered for planning.
@@ -52,6 +56,12 @@ pub struct CompiledSource {
     pub schema: SchemaRef,
     pub key: Vec<String>,
     pub event_time: Option<EventTimeSpec>,
+    /// Partitions of its topic, when streamctl creates it (embedded target, sample data).
+    pub partitions: i32,
+    /// How late its events may arrive (0 without an event time column).
+    pub allowed_lateness_ms: i64,
+    /// Where its undecodable (with `on_error: dead_letter`) and late records go.
+    pub dead_letter_topic: String,
 }
 
 /// The streaming shape of a model, which decides the operator the runtime runs.
@@ -97,11 +107,18 @@ pub struct CompiledModel {
     pub windowed_input: Option<NodeId>,
     /// Index in the job's output of the hidden event-time column, for stream models.
     pub rowtime_column: Option<usize>,
+    /// The configuration as deploy and the runtime read it.
+    pub resolved: ResolvedConfig,
 }
 
 impl CompiledModel {
     pub fn window(&self) -> Option<WindowSpec> {
         self.streaming.window
+    }
+
+    /// Whether the job keeps state between batches (a changed stateful job rebuilds it).
+    pub fn stateful(&self) -> bool {
+        self.operator != OperatorKind::Stateless
     }
 }
 
@@ -127,22 +144,6 @@ impl CompiledProject {
     /// Nodes in deploy order (inputs first).
     pub fn order(&self) -> Vec<NodeId> {
         self.graph.topo_order().unwrap_or_default()
-    }
-
-    /// How late events of a relation may be: a source's `allowed_lateness`, and for a model the
-    /// largest of its inputs' (its output keeps their disorder).
-    pub fn allowed_lateness(&self, id: &NodeId) -> i64 {
-        match id {
-            NodeId::Source(n) => {
-                self.sources.get(n).and_then(|s| s.event_time.as_ref()).map_or(0, |e| e.allowed_lateness_ms)
-            }
-            NodeId::Model(n) => self
-                .models
-                .get(n)
-                .map(|m| m.inputs.iter().map(|i| self.allowed_lateness(i)).max().unwrap_or(0))
-                .unwrap_or(0),
-            NodeId::Sink(_) => 0,
-        }
     }
 
     pub fn relation_kind(&self, id: &NodeId) -> Option<RelationKind> {
@@ -496,7 +497,27 @@ impl Compiler<'_> {
             ));
             return None;
         }
-        Some(CompiledSource { decl: decl.clone(), columns, schema, key, event_time })
+        let partitions = t.partitions.unwrap_or(1);
+        if partitions < 1 {
+            self.diags.push(o.error(
+                "source",
+                "partitions",
+                format!("partitions must be at least 1, got {partitions}"),
+            ));
+            return None;
+        }
+        let allowed_lateness_ms = event_time.as_ref().map_or(0, |e| e.allowed_lateness_ms);
+        let dead_letter_topic = names::dead_letter_topic(t.dead_letter_topic.as_deref(), &t.topic);
+        Some(CompiledSource {
+            decl: decl.clone(),
+            columns,
+            schema,
+            key,
+            event_time,
+            partitions,
+            allowed_lateness_ms,
+            dead_letter_topic,
+        })
     }
 
     fn columns_from_schema_file(&mut self, o: &Origin, file: &str) -> Option<Vec<ResolvedColumn>> {
@@ -1042,20 +1063,21 @@ impl Compiler<'_> {
             );
             return None;
         }
-        if let Some(p) = config.partitions {
-            if p < 1 {
-                self.diags.push(config_err(format!("partitions must be at least 1, got {p}")));
-                return None;
-            }
+        let partitions = config.partitions.unwrap_or(1);
+        if partitions < 1 {
+            self.diags.push(config_err(format!("partitions must be at least 1, got {partitions}")));
+            return None;
         }
-        if let Some(ReplayPolicy::Timestamp { timestamp }) = &config.replay {
-            if chrono::DateTime::parse_from_rfc3339(timestamp).is_err() {
-                self.diags.push(config_err(format!(
-                    "replay timestamp `{timestamp}` is not RFC 3339 (e.g. 2024-01-31T00:00:00Z)"
-                )));
-                return None;
-            }
-        }
+        let Some(replay) = ReplayStart::of(&config.replay) else {
+            let timestamp = match &config.replay {
+                Some(ReplayPolicy::Timestamp { timestamp }) => timestamp.as_str(),
+                _ => "",
+            };
+            self.diags.push(config_err(format!(
+                "replay timestamp `{timestamp}` is not RFC 3339 (e.g. 2024-01-31T00:00:00Z)"
+            )));
+            return None;
+        };
 
         let mut tags: Vec<String> = props.map(|p| p.props.tags.clone()).unwrap_or_default();
         tags.extend(config.tags.clone().unwrap_or_default());
@@ -1075,6 +1097,11 @@ impl Compiler<'_> {
             short_hash(&[&plan_text, &window_text, &format!("{emit:?}"), &format!("{kind:?}"), &key.join(",")]);
         let config_hash = short_hash(&[&serde_json::to_string(&config).unwrap_or_default()]);
         let topic = config.topic.clone().unwrap_or_else(|| file.name.clone());
+        let resolved = resolved::resolve(
+            &self.project.config.name,
+            resolved::Output { name: &file.name, topic: &topic, kind, partitions, replay, enabled: config.enabled },
+            resolved::Inputs { ids: &inputs, sources, models },
+        );
         Some(CompiledModel {
             name: file.name.clone(),
             file: file.source.clone(),
@@ -1098,6 +1125,7 @@ impl Compiler<'_> {
             input_schemas,
             windowed_input,
             rowtime_column: rowtime_out,
+            resolved,
         })
     }
 

@@ -6,25 +6,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use crate::compile::names::TopicRole;
 use crate::compile::{CompiledProject, OperatorKind};
 use crate::graph::NodeId;
-use crate::project::config::{OnError, RelationKind, ReplayFrom, ReplayPolicy, TargetKind};
+use crate::project::config::{RelationKind, TargetKind};
 use crate::project::target::ResolvedTarget;
 use crate::registry::{json_schema_of, json_schema_of_scalar, Compatibility, SchemaType};
-use crate::runtime::worker::{checkpoint_topic, group_id};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TopicRole {
-    /// A source's topic (created only on the embedded target, where it receives sample data).
-    Source,
-    /// A model's output.
-    Output,
-    /// A job's state and lease.
-    Checkpoint,
-    /// Undecodable and late records of a source.
-    DeadLetter,
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TopicSpec {
@@ -121,14 +108,6 @@ pub struct DesiredState {
     pub bundle: Bundle,
 }
 
-fn replay_text(p: &Option<ReplayPolicy>) -> String {
-    match p {
-        None | Some(ReplayPolicy::Named(ReplayFrom::Earliest)) => "earliest".into(),
-        Some(ReplayPolicy::Named(ReplayFrom::Latest)) => "latest".into(),
-        Some(ReplayPolicy::Timestamp { timestamp }) => timestamp.clone(),
-    }
-}
-
 impl DesiredState {
     pub fn of(cp: &CompiledProject, target: &ResolvedTarget) -> DesiredState {
         let project = cp.project.config.name.clone();
@@ -155,18 +134,13 @@ impl DesiredState {
         for id in cp.order() {
             let NodeId::Model(name) = &id else { continue };
             let Some(m) = cp.models.get(name) else { continue };
-            if m.config.enabled == Some(false) {
+            if !m.resolved.enabled {
                 continue;
             }
             order.push(name.clone());
-            add_topic(
-                &m.topic,
-                TopicRole::Output,
-                m.config.partitions.unwrap_or(1),
-                m.kind == RelationKind::Table,
-                name,
-            );
-            add_topic(&checkpoint_topic(&project, name), TopicRole::Checkpoint, 1, true, name);
+            for t in &m.resolved.topics {
+                add_topic(&t.name, t.role, t.partitions, t.compacted, &t.owner);
+            }
             let mut input_topics = Vec::new();
             let mut input_sources = Vec::new();
             let mut input_models = Vec::new();
@@ -176,24 +150,9 @@ impl DesiredState {
                         let src = &cp.sources[s];
                         input_topics.push(src.decl.table.topic.clone());
                         input_sources.push(s.clone());
-                        if src.decl.table.on_error == OnError::DeadLetter {
-                            let t = src
-                                .decl
-                                .table
-                                .dead_letter_topic
-                                .clone()
-                                .unwrap_or_else(|| format!("{}.dlq", src.decl.table.topic));
-                            add_topic(&t, TopicRole::DeadLetter, 1, false, s);
-                        }
                         if target.kind == TargetKind::Embedded {
                             let t = &src.decl.table;
-                            add_topic(
-                                &t.topic,
-                                TopicRole::Source,
-                                t.partitions.unwrap_or(1),
-                                t.kind == RelationKind::Table,
-                                s,
-                            );
+                            add_topic(&t.topic, TopicRole::Source, src.partitions, t.kind == RelationKind::Table, s);
                         }
                     }
                     NodeId::Model(u) => {
@@ -249,14 +208,14 @@ impl DesiredState {
                     semantic_hash: m.semantic_hash.clone(),
                     config_hash: m.config_hash.clone(),
                     operator: m.operator,
-                    stateful: m.operator != OperatorKind::Stateless,
+                    stateful: m.stateful(),
                     input_topics,
                     input_sources,
                     input_models,
                     output_topic: m.topic.clone(),
-                    consumer_group: group_id(&project, name),
-                    checkpoint_topic: checkpoint_topic(&project, name),
-                    replay: replay_text(&m.config.replay),
+                    consumer_group: m.resolved.consumer_group.clone(),
+                    checkpoint_topic: m.resolved.checkpoint_topic.clone(),
+                    replay: m.resolved.replay.text().to_string(),
                     sql: m.rendered_sql.trim().to_string(),
                 },
             );

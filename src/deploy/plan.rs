@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::control::DeployedState;
 use super::desired::{DesiredState, JobSpec, TopicRole};
+use crate::compile::carry_over::{carry_over, CarryOver};
 use crate::registry::compat::check_compatibility;
 use crate::registry::{same_schema, Compatibility, SchemaRegistry, DEFAULT_OUTPUT_COMPATIBILITY};
-use crate::runtime::worker::{carry_over, CarryOver};
 
 pub const PLAN_VERSION: u32 = 1;
 

@@ -191,7 +191,7 @@ pub fn observe_rows(
 /// time column when it can be read, else the line number.
 pub fn sample_records(cp: &CompiledProject, source: &str, text: &str) -> Vec<Record> {
     let Some(s) = cp.sources.get(source) else { return Vec::new() };
-    let partitions = s.decl.table.partitions.unwrap_or(1).max(1);
+    let partitions = s.partitions;
     let mut out = Vec::new();
     let mut next_offset: BTreeMap<i32, i64> = BTreeMap::new();
     for (line_no, line) in text.lines().enumerate() {
@@ -268,7 +268,7 @@ pub async fn run_project_on_samples(
         }
         records.sort_by_key(|(i, r)| (r.timestamp, cp.relation_kind(i) != Some(RelationKind::Table)));
         let result = run_model(cp, name, &records, opts, task.clone()).await?;
-        let partitions = m.config.partitions.unwrap_or(1).max(1);
+        let partitions = m.resolved.partitions;
         let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
         let out: Vec<Record> = result
             .outputs

@@ -75,14 +75,9 @@ impl InputCodec {
                     id: id.clone(),
                     topic: s.decl.table.topic.clone(),
                     kind: s.decl.table.kind,
-                    lateness_ms: s.event_time.as_ref().map_or(0, |e| e.allowed_lateness_ms),
+                    lateness_ms: s.allowed_lateness_ms,
                     on_error: s.decl.table.on_error,
-                    dead_letter_topic: s
-                        .decl
-                        .table
-                        .dead_letter_topic
-                        .clone()
-                        .unwrap_or_else(|| format!("{}.dlq", s.decl.table.topic)),
+                    dead_letter_topic: s.dead_letter_topic.clone(),
                     decoder: JsonDecoder::new(s.schema.clone(), &data_names),
                     event_time: s.event_time.clone(),
                     key,
@@ -95,9 +90,9 @@ impl InputCodec {
                     id: id.clone(),
                     topic: m.topic.clone(),
                     kind: m.kind,
-                    lateness_ms: cp.allowed_lateness(id),
+                    lateness_ms: m.resolved.allowed_lateness_ms,
                     on_error: OnError::Fail,
-                    dead_letter_topic: format!("{}.dlq", m.topic),
+                    dead_letter_topic: m.resolved.dead_letter_topic.clone(),
                     decoder: JsonDecoder::new(m.schema.clone(), &names),
                     event_time: None,
                     key: m.key.iter().map(|k| (k.clone(), k.clone())).collect(),

@@ -13,41 +13,22 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::bounded::{sample_records, RunError};
-use super::worker::{checkpoint_topic, run_job, JobOutcome, JobStats, RunControl, RunOptions, TopicRows};
+use super::worker::{run_job, JobOutcome, JobStats, RunControl, RunOptions, TopicRows};
 use crate::compile::CompiledProject;
 use crate::connectors::kafka::{Cluster, TopicSpec};
 use crate::graph::NodeId;
-use crate::project::config::{OnError, RelationKind};
+use crate::project::config::RelationKind;
 
 /// Topics the selected models write: outputs, checkpoints, dead-letter topics of their sources.
 pub fn job_topics(cp: &CompiledProject, models: &[String]) -> Vec<TopicSpec> {
     let mut out: BTreeMap<String, TopicSpec> = BTreeMap::new();
-    let project = &cp.project.config.name;
     for name in models {
         let Some(m) = cp.models.get(name) else { continue };
-        out.insert(
-            m.topic.clone(),
-            TopicSpec {
-                name: m.topic.clone(),
-                partitions: m.config.partitions.unwrap_or(1),
-                compacted: m.kind == RelationKind::Table,
-            },
-        );
-        let ck = checkpoint_topic(project, name);
-        out.insert(ck.clone(), TopicSpec { name: ck, partitions: 1, compacted: true });
-        for input in &m.inputs {
-            if let NodeId::Source(s) = input {
-                let src = &cp.sources[s];
-                if src.decl.table.on_error == OnError::DeadLetter {
-                    let t = src
-                        .decl
-                        .table
-                        .dead_letter_topic
-                        .clone()
-                        .unwrap_or_else(|| format!("{}.dlq", src.decl.table.topic));
-                    out.insert(t.clone(), TopicSpec { name: t, partitions: 1, compacted: false });
-                }
-            }
+        for t in &m.resolved.topics {
+            out.insert(
+                t.name.clone(),
+                TopicSpec { name: t.name.clone(), partitions: t.partitions, compacted: t.compacted },
+            );
         }
     }
     out.into_values().collect()
@@ -65,7 +46,7 @@ pub fn source_topics(cp: &CompiledProject, models: &[String]) -> Vec<TopicSpec> 
                     src.decl.table.topic.clone(),
                     TopicSpec {
                         name: src.decl.table.topic.clone(),
-                        partitions: src.decl.table.partitions.unwrap_or(1),
+                        partitions: src.partitions,
                         compacted: src.decl.table.kind == RelationKind::Table,
                     },
                 );

@@ -33,9 +33,11 @@ use super::codec::{encode_output, InputCodec, Record};
 use super::job::Job;
 use super::lease::{hostname, now_ms, Lease, LeaseBook};
 use super::watermark::WatermarkTracker;
-use crate::compile::CompiledProject;
+use crate::compile::carry_over::{carry_over, CarryOver};
+use crate::compile::names::checkpoint_topic;
+use crate::compile::{CompiledProject, ReplayStart};
 use crate::graph::NodeId;
-use crate::project::config::{OnError, RelationKind, ReplayFrom, ReplayPolicy};
+use crate::project::config::{OnError, RelationKind};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -63,15 +65,6 @@ impl Default for RunOptions {
             idle_timeout: Duration::from_secs(5),
         }
     }
-}
-
-/// Names a job uses on the cluster.
-pub fn group_id(project: &str, model: &str) -> String {
-    format!("streamctl.{project}.{model}")
-}
-
-pub fn checkpoint_topic(project: &str, model: &str) -> String {
-    format!("_streamctl.{project}.{model}.checkpoints")
 }
 
 /// A job's name and how its run ended.
@@ -160,27 +153,6 @@ impl Totals {
             dead_lettered: self.dead_lettered + s.dead_lettered,
             late: self.late + s.late,
         }
-    }
-}
-
-/// What a job keeps from its last checkpoint when it starts. `plan` shows the same decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CarryOver {
-    /// Same query: state and offsets.
-    Resume,
-    /// A changed query with no state on either side: the offsets, so no input is read twice.
-    KeepOffsets,
-    /// A changed stateful query: new state, built by reading from the replay position.
-    Replay,
-}
-
-pub fn carry_over(old_hash: &str, old_stateful: bool, new_hash: &str, new_stateful: bool) -> CarryOver {
-    if old_hash == new_hash {
-        CarryOver::Resume
-    } else if !old_stateful && !new_stateful {
-        CarryOver::KeepOffsets
-    } else {
-        CarryOver::Replay
     }
 }
 
@@ -407,9 +379,8 @@ pub fn run_job(
         .map_err(|e| RunError::Setup(e.to_string()))?;
     let task = super::task_context();
     let m = cp.models.get(&model).ok_or_else(|| RunError::Setup(format!("no model `{model}`")))?.clone();
-    let project = cp.project.config.name.clone();
-    let ck_topic = checkpoint_topic(&project, &model);
-    let stateful = m.operator != crate::compile::OperatorKind::Stateless;
+    let ck_topic = m.resolved.checkpoint_topic.clone();
+    let stateful = m.stateful();
     let mut stats = JobStats { model: model.clone(), ..Default::default() };
 
     let me = format!("{}-{}-{:x}", hostname().unwrap_or_else(|| "worker".into()), std::process::id(), now_ms());
@@ -495,7 +466,7 @@ pub fn run_job(
         // checkpoint holds the authoritative ones.
         let data: BaseConsumer = client
             .clone()
-            .set("group.id", group_id(&project, &model))
+            .set("group.id", &m.resolved.consumer_group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             // Large fetches: a micro-batch should not wait on many small round trips.
@@ -508,11 +479,9 @@ pub fn run_job(
         let mut skip_before: HashMap<(String, i32), i64> = HashMap::new();
         let mut tpl = TopicPartitionList::new();
         let mut tracker = WatermarkTracker::new(opts.idle_timeout);
-        let start_at_end = matches!(m.config.replay, Some(ReplayPolicy::Named(ReplayFrom::Latest)));
-        let start_at_time: Option<i64> = match &m.config.replay {
-            Some(ReplayPolicy::Timestamp { timestamp }) => {
-                chrono::DateTime::parse_from_rfc3339(timestamp).ok().map(|t| t.timestamp_millis())
-            }
+        let start_at_end = m.resolved.replay == ReplayStart::Latest;
+        let start_at_time: Option<i64> = match &m.resolved.replay {
+            ReplayStart::At { ms, .. } => Some(*ms),
             _ => None,
         };
         for (topic, codec) in &codecs {

@@ -1,0 +1,50 @@
+//! Every name streamctl gives things on the cluster, and the topics each job needs. Deploy (which
+//! creates them) and the runtime (which uses them) both read them from here, so the two cannot
+//! disagree.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The consumer group a model's job commits its offsets to (for monitoring: the checkpoint holds
+/// the offsets the job resumes from).
+pub fn consumer_group(project: &str, model: &str) -> String {
+    format!("streamctl.{project}.{model}")
+}
+
+/// The compacted topic holding a model's job state, checkpoints and lease.
+pub fn checkpoint_topic(project: &str, model: &str) -> String {
+    format!("_streamctl.{project}.{model}.checkpoints")
+}
+
+/// Where the undecodable and late records of a relation go: the configured topic, else
+/// `<topic>.dlq`.
+pub fn dead_letter_topic(configured: Option<&str>, topic: &str) -> String {
+    match configured {
+        Some(t) => t.to_string(),
+        None => format!("{topic}.dlq"),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TopicRole {
+    /// A source's topic (created only on the embedded target, where it receives sample data).
+    Source,
+    /// A model's output.
+    Output,
+    /// A job's state and lease.
+    Checkpoint,
+    /// Undecodable and late records of a source.
+    DeadLetter,
+}
+
+/// A topic a job writes, as it must be created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobTopic {
+    pub name: String,
+    pub role: TopicRole,
+    pub partitions: i32,
+    pub compacted: bool,
+    /// The node it belongs to: the model, or the source whose dead letters it holds.
+    pub owner: String,
+}
