@@ -7,7 +7,7 @@ use crate::graph::select::select;
 
 #[derive(Debug, ClapArgs)]
 #[command(
-    after_help = "Selection (dbt syntax): `m`, `+m` (and upstream), `m+` (and downstream), `2+m`, `tag:x`,\n`path:models/x`, `source:soe`, `resource_type:model`; spaces = union, commas = intersection.\n\nExamples:\n  streamctl ls --select '+logon_prime_loyal'\n  streamctl ls --select 'tag:orders,resource_type:model' --output path"
+    after_help = "Selection (dbt syntax): `m`, `+m` (and upstream), `m+` (and downstream), `2+m`, `tag:x`,\n`path:models/x`, `source:soe`, `resource_type:model`; spaces = union, commas = intersection.\nA selector that matches no node (an unknown name, tag, path or source) is an error: exit 1.\nA selection whose parts all match but whose intersection or --exclude leaves nothing prints\nnothing and exits 0.\n\nExamples:\n  streamctl ls --select '+logon_prime_loyal'\n  streamctl ls --select 'tag:orders,resource_type:model' --output path"
 )]
 pub struct Args {
     /// Nodes to list (default: all).

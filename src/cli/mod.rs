@@ -69,6 +69,7 @@ pub enum Command {
 }
 
 pub fn main() -> ExitCode {
+    quiet_on_closed_output();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Init(a) => init::exec(&cli.global, a),
@@ -85,9 +86,30 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(e) if is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
     }
+}
+
+/// `streamctl plan --format json | head -c1`: the reader has what it wanted. Like ripgrep, a
+/// closed stdout ends the program quietly with exit 0 instead of a panic (exit 101) from
+/// `println!`, whichever command and thread was printing.
+fn quiet_on_closed_output() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload_as_str().unwrap_or_default();
+        let printing =
+            message.starts_with("failed printing to stdout") || message.starts_with("failed printing to stderr");
+        if printing && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default_hook(info)
+    }));
+}
+
+fn is_closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }

@@ -121,10 +121,17 @@ fn select_atom(graph: &Graph, info: &BTreeMap<NodeId, NodeInfo>, atom: &str) -> 
             base.insert(id.clone());
         }
     }
-    if base.is_empty() && !core.contains(':') && core != "*" {
-        let names: Vec<&str> = graph.nodes().map(NodeId::name).collect();
-        let hint =
-            crate::diagnostics::suggest(core, names).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+    // One rule for every selector, names and methods alike: one that matches nothing is a
+    // mistake (a typo in CI must not select nothing and pass).
+    if base.is_empty() && core != "*" {
+        let (typed, candidates): (&str, Vec<String>) = match core.split_once(':') {
+            Some(("tag", v)) => (v, info.values().flat_map(|i| i.tags.iter().cloned()).collect()),
+            Some((_, v)) => (v, graph.nodes().map(|n| n.name().to_string()).collect()),
+            None => (core, graph.nodes().map(|n| n.name().to_string()).collect()),
+        };
+        let hint = crate::diagnostics::suggest(typed, candidates.iter().map(String::as_str))
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
         return Err(SelectError(format!("selector `{atom}` matches no node{hint}")));
     }
     let mut out = base.clone();

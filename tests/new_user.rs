@@ -1,0 +1,114 @@
+//! What a new user hits (issue #16): closed pipes, selections, silent misconfiguration, names
+//! Kafka refuses, unbounded templates, window bounds, noise in plans. Each test is a small
+//! project in and the exact outcome out.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use assert_cmd::Command;
+use common::copy_dir;
+
+fn streamctl() -> Command {
+    let mut c = Command::cargo_bin("streamctl").unwrap();
+    c.env("NO_COLOR", "1")
+        .env_remove("STREAMCTL_TARGET")
+        .env_remove("STREAMCTL_BOOTSTRAP_SERVERS")
+        .env_remove("STREAMCTL_SCHEMA_REGISTRY_URL");
+    c
+}
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("example-project")
+}
+
+fn copy_project(from: &Path) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(from, tmp.path(), &["target"]);
+    tmp
+}
+
+/// Exit code, stdout and stderr of a run.
+fn run(c: &mut Command) -> (i32, String, String) {
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A project from `(path, text)` pairs in a temporary directory.
+fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let p = tmp.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    tmp
+}
+
+const SHOP_SOURCES: &str = "\
+version: 1
+sources:
+  - name: shop
+    tables:
+      - name: orders
+        topic: shop.orders
+        columns:
+          - {name: order_id, type: BIGINT}
+          - {name: amount, type: DOUBLE}
+";
+
+// ---- 5: closed pipes and selections ----
+
+/// `plan --format json | head -c1`: the reader closed the pipe; streamctl ends quietly (exit 0,
+/// nothing on stderr) instead of panicking with exit 101.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    for args in [&["plan", "--format", "json"][..], &["validate", "--format", "json"], &["ls"]] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("streamctl"))
+            .args(args)
+            .arg("--project-dir")
+            .arg(example())
+            .env("NO_COLOR", "1")
+            .env_remove("STREAMCTL_TARGET")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before anything is written
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+/// One rule for selections: a selector that matches no node is an error, whether it is a name,
+/// a tag, a path or a source; an intersection that leaves nothing is an empty listing.
+#[test]
+fn a_selector_that_matches_nothing_is_an_error() {
+    let ls = |sel: &str| run(streamctl().args(["ls", "--project-dir"]).arg(example()).args(["--select", sel]));
+    assert_eq!(
+        ls("tag:fruad"),
+        (1, String::new(), "error: selector `tag:fruad` matches no node (did you mean `fraud`?)\n".into())
+    );
+    assert_eq!(ls("tag:nightly"), (1, String::new(), "error: selector `tag:nightly` matches no node\n".into()));
+    assert_eq!(
+        ls("path:models/nope"),
+        (1, String::new(), "error: selector `path:models/nope` matches no node\n".into())
+    );
+    assert_eq!(
+        ls("logon_enrich"),
+        (1, String::new(), "error: selector `logon_enrich` matches no node (did you mean `logon_enriched`?)\n".into())
+    );
+    assert_eq!(ls("tag:fraud,resource_type:source"), (0, String::new(), String::new()));
+    let (_, help, _) = run(streamctl().args(["ls", "--help"]));
+    assert!(
+        help.contains("A selector that matches no node (an unknown name, tag, path or source) is an error"),
+        "{help}"
+    );
+}
