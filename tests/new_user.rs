@@ -112,3 +112,32 @@ fn a_selector_that_matches_nothing_is_an_error() {
         "{help}"
     );
 }
+
+// ---- 2: silent misconfiguration ----
+
+/// `--bootstrap-servers` names a real cluster; the default target is the embedded broker.
+/// Deploying to the embedded broker anyway would report success about a cluster nobody asked for.
+#[test]
+fn bootstrap_servers_with_the_embedded_target_is_an_error() {
+    let tmp = copy_project(&example());
+    for args in [&["plan"][..], &["apply", "--auto-approve"], &["validate"]] {
+        let (code, stdout, stderr) = run(streamctl()
+            .args(args)
+            .arg("--project-dir")
+            .arg(tmp.path())
+            .args(["--bootstrap-servers", "kafka.example.com:9092"]));
+        assert_eq!(code, 1, "{args:?}: {stdout}");
+        assert!(stderr.contains("--bootstrap-servers given, but target `embedded` runs its own broker"), "{stderr}");
+        assert!(stderr.contains("pass --target local or prod"), "{args:?}: {stderr}");
+    }
+}
+
+/// `validate` checks the target it would deploy to: an unknown `--target` is an error there too.
+#[test]
+fn validate_rejects_an_unknown_target() {
+    let (code, _, stderr) = run(streamctl().args(["validate", "--target", "prdo", "--project-dir"]).arg(example()));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no target named `prdo`"), "{stderr}");
+    assert!(stderr.contains("help: did you mean `prod`?"), "{stderr}");
+    assert!(stderr.ends_with("invalid: 1 error in 3 sources, 5 models, 1 sink\n"), "{stderr}");
+}

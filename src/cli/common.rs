@@ -18,7 +18,7 @@ pub struct GlobalArgs {
     /// Target from the project's `targets:`.
     #[arg(long, global = true, env = "STREAMCTL_TARGET", value_name = "NAME")]
     pub target: Option<String>,
-    /// Overrides the target's bootstrap servers.
+    /// Overrides the bootstrap servers of a Kafka target (an error with the embedded target).
     #[arg(long, global = true, env = "STREAMCTL_BOOTSTRAP_SERVERS", value_name = "HOST:PORT,...")]
     pub bootstrap_servers: Option<String>,
     /// Overrides the target's schema registry URL.

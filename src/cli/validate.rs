@@ -12,7 +12,18 @@ use super::common::{load_and_compile, plural, print_diagnostics, GlobalArgs, Out
 pub struct Args {}
 
 pub fn exec(global: &GlobalArgs, _args: &Args) -> anyhow::Result<ExitCode> {
-    let (compiled, diags) = load_and_compile(global);
+    let (compiled, mut diags) = load_and_compile(global);
+    // The target in use must resolve (it exists, its env_var()s are set): other targets'
+    // secrets need not be present where this one is validated.
+    if let Some(cp) = &compiled {
+        diags.extend(crate::testing::check_tests(cp));
+        if !diags.iter().any(|d| d.code == "unknown-target") {
+            let jinja = crate::jinja::Jinja::new(cp.project.config.vars.clone());
+            if let Err(d) = cp.project.resolve_target(&global.overrides(), &jinja) {
+                diags.push(d);
+            }
+        }
+    }
     let (sources, models, sinks) = compiled
         .as_ref()
         .map(|c| (c.project.sources.len(), c.project.models.len(), c.project.sinks.len()))

@@ -116,8 +116,9 @@ pub enum TargetKind {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourcesFile {
-    /// File format version; always 1 for now.
+    /// File format version; this streamctl reads version 1.
     #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 1))]
     pub version: u32,
     pub sources: Vec<SourceGroup>,
 }
@@ -259,7 +260,9 @@ pub struct EventTime {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelPropertiesFile {
+    /// File format version; this streamctl reads version 1.
     #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 1))]
     pub version: u32,
     pub models: Vec<ModelProperties>,
 }
@@ -357,7 +360,9 @@ pub enum ReplayFrom {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SinksFile {
+    /// File format version; this streamctl reads version 1.
     #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 1))]
     pub version: u32,
     pub sinks: Vec<SinkDef>,
 }
@@ -397,7 +402,9 @@ pub enum SinkConnector {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestsFile {
+    /// File format version; this streamctl reads version 1.
     #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 1))]
     pub version: u32,
     pub unit_tests: Vec<UnitTest>,
 }

@@ -210,6 +210,7 @@ impl Project {
             broken_source_files: 0,
             unit_tests: Vec::new(),
         };
+        diags.extend(project.check_default_target());
         project.load_sources(diags);
         project.load_models(diags);
         project.load_sinks(diags);

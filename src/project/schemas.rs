@@ -143,6 +143,10 @@ pub fn validate(kind: FileKind, value: &Value, positions: &PositionIndex, file: 
                 let expected = names.join(" or ");
                 (format!("expected {expected}, found {} {}", type_name(instance), value_text(instance)), None)
             }
+            K::Maximum { .. } | K::Minimum { .. } if pointer == "/version" => (
+                format!("unsupported file format version {instance}: this streamctl reads version 1"),
+                Some("write `version: 1`".to_string()),
+            ),
             K::Pattern { pattern } => {
                 (format!("{} does not match the pattern `{pattern}`", value_text(instance)), None)
             }

@@ -33,6 +33,26 @@ pub struct ResolvedTarget {
 pub const DEFAULT_CONTROL_TOPIC: &str = "_streamctl_deployments";
 
 impl Project {
+    /// `default_target` must name a target of the file (or the built-in `embedded`).
+    pub fn check_default_target(&self) -> Option<Diagnostic> {
+        let name = &self.config.default_target;
+        if name == "embedded" || self.config.targets.contains_key(name) {
+            return None;
+        }
+        let known: Vec<&str> = self.config.targets.keys().map(String::as_str).chain(["embedded"]).collect();
+        let d = self.config_doc.error_at(
+            "unknown-target",
+            "/default_target",
+            false,
+            name.chars().count(),
+            format!("default_target `{name}` is not one of the targets"),
+        );
+        Some(d.with_help(match crate::diagnostics::suggest(name, known.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("targets: {}", known.join(", ")),
+        }))
+    }
+
     /// The target chosen by `--target`, `STREAMCTL_TARGET` or the project's `default_target`.
     pub fn resolve_target(&self, overrides: &TargetOverrides, jinja: &Jinja) -> Result<ResolvedTarget, Diagnostic> {
         let name = overrides.target.clone().unwrap_or_else(|| self.config.default_target.clone());
@@ -59,6 +79,30 @@ impl Project {
                 return Err(d);
             }
         };
+        if target.kind == TargetKind::Embedded && overrides.bootstrap_servers.is_some() {
+            // Deploying to an in-process broker while the user named a real one would say
+            // "applied" about a cluster nobody asked for.
+            let kafka: Vec<&str> = self
+                .config
+                .targets
+                .iter()
+                .filter(|(_, t)| t.kind == TargetKind::Kafka)
+                .map(|(n, _)| n.as_str())
+                .collect();
+            return Err(Diagnostic::error(
+                "target",
+                format!("--bootstrap-servers given, but target `{name}` runs its own broker"),
+            )
+            .with_help(if kafka.is_empty() {
+                "--bootstrap-servers (or STREAMCTL_BOOTSTRAP_SERVERS) is for Kafka targets: add one with `type: kafka`"
+                    .to_string()
+            } else {
+                format!(
+                    "pass --target {}; --bootstrap-servers and STREAMCTL_BOOTSTRAP_SERVERS are for Kafka targets",
+                    kafka.join(" or ")
+                )
+            }));
+        }
         let pointer = format!("/targets/{name}");
         let render = |field: &str, v: &str| -> Result<String, Diagnostic> {
             jinja.render_str(v).map_err(|e| {

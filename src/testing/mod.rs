@@ -225,6 +225,12 @@ pub fn prepare(cp: &CompiledProject, decl: &UnitTestDecl) -> Result<PreparedTest
                             .map_err(|e| o.error("test", &format!("{at}/file"), e))?,
                     );
                 }
+                let given_rows = rows.as_ref().map_or(0, Vec::len);
+                for (ri, row) in all.iter().enumerate() {
+                    if let Some(d) = unknown_row_field(o, &at, ri, ri < given_rows, row, &columns, input) {
+                        return Err(d);
+                    }
+                }
                 let keys = key_columns(cp, &id);
                 for (ri, row) in all.iter().enumerate() {
                     let record = row_record(cp, &id, row, &keys, &mut offsets, steps.len())
@@ -257,6 +263,57 @@ pub fn prepare(cp: &CompiledProject, decl: &UnitTestDecl) -> Result<PreparedTest
         }
     }
     Ok(PreparedTest { decl: decl.clone(), steps, expected, end_of_input: t.end_of_input.unwrap_or(true) })
+}
+
+/// Keys a `given` row may have besides the input's columns.
+const RECORD_FIELDS: [&str; 5] = ["_key", "_partition", "_timestamp", "_delete", "_raw"];
+
+/// A row key that is neither a column of the input nor a record field: it would be dropped
+/// silently, and the test would test something else than its author thinks.
+fn unknown_row_field(
+    o: &crate::project::Origin,
+    at: &str,
+    index: usize,
+    inline: bool,
+    row: &Map<String, Value>,
+    columns: &[(String, DataType)],
+    input: &str,
+) -> Option<Diagnostic> {
+    let k = row.keys().find(|k| {
+        if k.starts_with('_') {
+            !RECORD_FIELDS.contains(&k.as_str())
+        } else {
+            !columns.iter().any(|(c, _)| c.eq_ignore_ascii_case(k))
+        }
+    })?;
+    let (message, candidates): (String, Vec<&str>) = if k.starts_with('_') {
+        (format!("`{k}` is not a record field (those are {})", RECORD_FIELDS.join(", ")), RECORD_FIELDS.to_vec())
+    } else {
+        (format!("`{k}` is not a column of `{input}`"), columns.iter().map(|(c, _)| c.as_str()).collect())
+    };
+    let mut d = if inline {
+        let pointer = format!("{}/{at}/rows/{index}/{}", o.pointer, k.replace('~', "~0").replace('/', "~1"));
+        o.doc.error_at("test", &pointer, true, k.chars().count(), message)
+    } else {
+        o.error("test", &format!("{at}/file"), format!("row {}: {message}", index + 1))
+    };
+    if let Some(s) = suggest(k, candidates) {
+        d = d.with_help(format!("did you mean `{s}`?"));
+    }
+    Some(d)
+}
+
+/// Every unit test checked against the compiled project, as `validate` reports them. Tests of
+/// a model that failed to compile are left out: the model's own errors say what is wrong.
+pub fn check_tests(cp: &CompiledProject) -> Vec<Diagnostic> {
+    cp.project
+        .unit_tests
+        .iter()
+        .filter(|decl| {
+            cp.models.contains_key(&decl.test.model) || !cp.project.models.iter().any(|m| m.name == decl.test.model)
+        })
+        .filter_map(|decl| prepare(cp, decl).err())
+        .collect()
 }
 
 fn row_record(
