@@ -53,6 +53,7 @@ broken!(
     target_env_unset,
     unsupported_version,
     test_unknown_names,
+    window_out_of_range,
 );
 
 #[test]

@@ -138,15 +138,29 @@ pub struct StreamingSql {
     pub pseudo_columns: BTreeSet<PseudoColumn>,
 }
 
-/// Parses `1 HOUR`, `10 seconds`, `500 ms`, `2 DAYS` into milliseconds.
+/// The longest duration a window size, advance, gap, grace period or lateness may have: 100
+/// years. Event times plus any such duration stay far from the end of `i64` milliseconds, so a
+/// window always closes at the latest at the end of input.
+pub const MAX_DURATION_MS: i64 = 36_500 * 86_400_000;
+
+/// Parses `1 HOUR`, `10 seconds`, `500 ms`, `2 DAYS` into milliseconds (at most
+/// [`MAX_DURATION_MS`]).
 pub fn parse_duration(text: &str) -> Result<i64, String> {
     let mut parts = text.split_whitespace();
     let (Some(n), Some(unit), None) = (parts.next(), parts.next(), parts.next()) else {
         return Err(format!("expected `<number> <unit>` such as `10 SECONDS`, found `{text}`"));
     };
-    let n: i64 = n.parse().map_err(|_| format!("`{n}` is not a whole number"))?;
+    if n.is_empty() || !n.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!("`{n}` is not a whole number"));
+    }
     let unit_ms = unit_millis(unit).ok_or_else(|| format!("unknown time unit `{unit}`"))?;
-    n.checked_mul(unit_ms).ok_or_else(|| format!("duration `{text}` is too large"))
+    n.parse::<i64>().ok().and_then(|n| n.checked_mul(unit_ms)).filter(|ms| *ms <= MAX_DURATION_MS).ok_or_else(|| {
+        format!(
+            "`{n} {unit}` is longer than the limit of {} ({} MILLISECONDS, 100 years)",
+            fmt_duration(MAX_DURATION_MS),
+            MAX_DURATION_MS
+        )
+    })
 }
 
 fn unit_millis(unit: &str) -> Option<i64> {
@@ -300,8 +314,13 @@ fn parse_window(tokens: &[TokenWithSpan], at: usize) -> Result<(WindowSpec, usiz
             other => return Err(SqlError::at(unit_tok, format!("expected a time unit, found `{other}`"))),
         };
         *i += 2;
-        parse_duration(&format!("{n} {unit}"))
-            .map_err(|e| SqlError::at(unit_tok, e).with_help("units: MILLISECONDS, SECONDS, MINUTES, HOURS, DAYS"))
+        parse_duration(&format!("{n} {unit}")).map_err(|e| {
+            if unit_millis(&unit).is_none() {
+                SqlError::at(unit_tok, e).with_help("units: MILLISECONDS, SECONDS, MINUTES, HOURS, DAYS")
+            } else {
+                SqlError::at(num_tok, e)
+            }
+        })
     };
     loop {
         let Some(tok) = tokens.get(i) else {
@@ -447,6 +466,20 @@ mod tests {
         assert_eq!(parse_duration("5 seconds"), Ok(5_000));
         assert_eq!(parse_duration("1 HOUR"), Ok(3_600_000));
         assert!(parse_duration("5").is_err());
+        assert_eq!(parse_duration("36500 DAYS"), Ok(MAX_DURATION_MS));
+        assert_eq!(
+            parse_duration("9223372036854775807 MILLISECONDS"),
+            Err("`9223372036854775807 MILLISECONDS` is longer than the limit of 36500 DAYS (3153600000000 MILLISECONDS, \
+                 100 years)"
+                .into())
+        );
+        assert_eq!(
+            parse_duration("99999999999999999999 DAYS"),
+            Err("`99999999999999999999 DAYS` is longer than the limit of 36500 DAYS (3153600000000 MILLISECONDS, 100 \
+                 years)"
+                .into())
+        );
+        assert_eq!(parse_duration("1.5 HOURS"), Err("`1.5` is not a whole number".into()));
         assert_eq!(fmt_duration(90_000), "90 SECONDS");
         assert_eq!(fmt_duration(7_200_000), "2 HOURS");
     }
