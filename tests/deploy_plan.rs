@@ -168,6 +168,24 @@ fn stateless_change_is_in_place_and_keeps_offsets() {
     insta::assert_snapshot!(text(&p, reg_dir.path()));
 }
 
+/// A comment or re-indentation is no change: `plan --detailed-exitcode` stays green. Another
+/// text edit with the same query plan (here: lowercase keywords) is still shown.
+#[test]
+fn comment_and_whitespace_edits_are_no_change() {
+    let (reg_dir, registry, _base, deployed) = base_deployed();
+    let (_d, edited) = project(|root| {
+        replace_in(root, "models/paid_orders.sql", "WHERE STATUS = 'PAID'", "WHERE  STATUS = 'PAID'   -- reviewed\n\n");
+        replace_in(root, "models/totals_by_status.sql", "SELECT STATUS,", "/* by status */\nSELECT\n    STATUS,");
+    });
+    let p = plan(&edited, &deployed, &registry, &facts(&deployed, 1200));
+    assert!(!p.has_changes(), "{}", text(&p, reg_dir.path()));
+
+    let (_d, lowercased) = project(|root| replace_in(root, "models/paid_orders.sql", "WHERE STATUS", "where STATUS"));
+    let p = plan(&lowercased, &deployed, &registry, &facts(&deployed, 1200));
+    let reasons: Vec<&str> = p.changes.iter().flat_map(|c| c.reasons.iter().map(String::as_str)).collect();
+    assert_eq!(reasons, ["SQL text changed, same query plan: state and offsets kept"]);
+}
+
 #[test]
 fn changed_aggregation_replaces_its_state_and_reprocesses() {
     let (reg_dir, registry, _base, deployed) = base_deployed();
