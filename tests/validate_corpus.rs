@@ -54,6 +54,7 @@ broken!(
     unsupported_version,
     test_unknown_names,
     window_out_of_range,
+    topic_names,
 );
 
 #[test]

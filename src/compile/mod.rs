@@ -9,6 +9,7 @@ pub mod manifest;
 pub mod names;
 pub mod resolved;
 pub mod source_schema;
+pub mod topic_names;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -267,7 +268,10 @@ pub async fn compile(project: Project, mut diags: Diagnostics) -> CompiledProjec
     }
     let node_info = node_info(&project, &models);
     diags.extend(c.diags.iter().cloned());
-    CompiledProject { graph, sources, models, sinks, node_info, diagnostics: diags, project }
+    let mut cp = CompiledProject { graph, sources, models, sinks, node_info, diagnostics: diags, project };
+    let refused_names = topic_names::check(&cp);
+    cp.diagnostics.extend(refused_names);
+    cp
 }
 
 fn node_info(project: &Project, models: &BTreeMap<String, CompiledModel>) -> BTreeMap<NodeId, NodeInfo> {
