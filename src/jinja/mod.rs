@@ -134,11 +134,18 @@ fn find_call(source: &str, func: &str, args: &[&str]) -> Option<usize> {
     None
 }
 
+/// The work one render may do: about this many instructions, or 64 bytes of created text per
+/// unit (so at most ~64 MB).
+pub const RENDER_FUEL: u64 = 1_000_000;
+
 impl Jinja {
     /// `vars` are the project's `vars:`; `macros` are (name, source) of macro files.
     pub fn new(vars: BTreeMap<String, serde_json::Value>) -> Jinja {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // A model renders to a few kilobytes with a few hundred steps; nested loops or string
+        // repetition must stop with an error instead of running for minutes into gigabytes.
+        env.set_fuel(Some(RENDER_FUEL));
         env.set_auto_escape_callback(|_| AutoEscape::None);
         if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build() {
             env.set_syntax(syntax);
@@ -312,6 +319,10 @@ fn kind_text(kind: ErrorKind) -> &'static str {
         ErrorKind::TooManyArguments => "too many arguments in Jinja call",
         ErrorKind::InvalidOperation => "invalid Jinja operation",
         ErrorKind::BadSerialization => "value cannot be used in Jinja",
+        ErrorKind::OutOfFuel => {
+            "the template does too much work (over a million steps, or about 64 MB of text: a loop or a string \
+             repetition that runs away?)"
+        }
         _ => "Jinja error",
     }
 }
@@ -351,6 +362,22 @@ mod tests {
         assert!(diags.is_empty(), "{diags:?}");
         let r = j.render(&file("SELECT {{ cents('amount') }} FROM t")).unwrap();
         assert_eq!(r.sql, "SELECT (amount / 100.0) FROM t");
+    }
+
+    #[test]
+    fn runaway_templates_stop_with_an_error_naming_the_file() {
+        let j = Jinja::new(BTreeMap::new());
+        let started = std::time::Instant::now();
+        for text in [
+            "SELECT 1 {% for a in range(100000) %}{% for b in range(100000) %} {% endfor %}{% endfor %}",
+            "SELECT '{{ 'x' * 99999999 }}{{ 'y' * 99999999 }}'",
+            "{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+        ] {
+            let e = j.render(&file(text)).unwrap_err();
+            assert_eq!(e.file.as_deref(), Some(std::path::Path::new("models/m.sql")));
+            assert!(e.message.starts_with("the template does too much work"), "{}", e.message);
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
     }
 
     #[test]
