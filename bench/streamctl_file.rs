@@ -63,7 +63,7 @@ fn run() -> Result<(), String> {
     let write = |outs: &[OutputBatch], out: &mut BufWriter<std::fs::File>| -> Result<u64, String> {
         let mut n = 0;
         for o in outs {
-            for r in encode_output(o, &m.key).map_err(|e| e.to_string())? {
+            for r in encode_output(o, m).map_err(|e| e.to_string())? {
                 if let Some(v) = r.value {
                     out.write_all(&v).and_then(|_| out.write_all(b"\n")).map_err(|e| e.to_string())?;
                 }

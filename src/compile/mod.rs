@@ -335,6 +335,10 @@ impl Compiler<'_> {
                 ));
                 return None;
             }
+            (None, true) if t.format == ValueFormat::Avro => {
+                // Avro topics carry registered schemas: the subject's latest version gives the columns.
+                self.columns_from_subject(o, &full, &format!("{}-value", t.topic), "format")?
+            }
             (None, true) => {
                 self.diags.push(
                     o.error("source", "", format!("source `{full}` declares no columns"))
@@ -351,13 +355,7 @@ impl Compiler<'_> {
             },
             (Some(sr), true) => match (&sr.file, &sr.subject) {
                 (Some(file), None) => self.columns_from_schema_file(o, file)?,
-                (None, Some(subject)) => {
-                    self.diags.push(
-                        o.error("source", "schema/subject", format!("source `{full}`: schemas from a registry subject (`{subject}`) cannot be read offline yet"))
-                            .with_help("declare `columns:` or point `schema: {file: ...}` at a copy of the schema in the project"),
-                    );
-                    return None;
-                }
+                (None, Some(subject)) => self.columns_from_subject(o, &full, subject, "schema/subject")?,
                 _ => {
                     self.diags.push(o.error("source", "schema", "`schema` needs exactly one of `file` or `subject`"));
                     return None;
@@ -475,7 +473,14 @@ impl Compiler<'_> {
                 Some(EventTimeSpec { column: col.name.to_lowercase(), chrono_format, allowed_lateness_ms })
             }
         };
-        if t.format != ValueFormat::Json {
+        if t.format == ValueFormat::Avro {
+            let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+            if let Err(e) = crate::formats::avro::reader_fields(&schema, &names) {
+                self.diags.push(o.error("source", "format", format!("source `{full}` cannot be read as Avro: {e}")));
+                return None;
+            }
+        }
+        if t.format == ValueFormat::DebeziumJson {
             self.diags.push(
                 Diagnostic::warning(
                     "format",
@@ -522,6 +527,52 @@ impl Compiler<'_> {
             allowed_lateness_ms,
             dead_letter_topic,
         })
+    }
+
+    /// Columns from the latest version of a subject in the project's file registry (`schemas/`).
+    fn columns_from_subject(
+        &mut self,
+        o: &Origin,
+        full: &str,
+        subject: &str,
+        field: &str,
+    ) -> Option<Vec<ResolvedColumn>> {
+        use crate::registry::SchemaRegistry;
+        let registry = crate::registry::file::FileRegistry::new(self.project.root.join("schemas"), "schemas");
+        let latest = match registry.versions(subject) {
+            Ok(v) => v.into_iter().last(),
+            Err(e) => {
+                self.diags.push(o.error("source", field, format!("source `{full}`: {e}")));
+                return None;
+            }
+        };
+        let Some(latest) = latest else {
+            self.diags.push(
+                o.error(
+                    "source",
+                    field,
+                    format!("source `{full}`: subject `{subject}` is not in the file registry schemas/"),
+                )
+                .with_help(format!("register its schema as `schemas/{subject}/v1.avsc`, or declare `columns:`")),
+            );
+            return None;
+        };
+        let parsed = serde_json::from_str::<serde_json::Value>(&latest.schema).map_err(|e| e.to_string());
+        let columns = match latest.schema_type {
+            crate::registry::SchemaType::Avro => parsed.and_then(|v| source_schema::from_avro(&v)),
+            crate::registry::SchemaType::Json => parsed.and_then(|v| source_schema::from_json_schema(&v)),
+        };
+        match columns {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.diags.push(o.error(
+                    "source",
+                    field,
+                    format!("source `{full}`: subject `{subject}` version {}: {e}", latest.version),
+                ));
+                None
+            }
+        }
     }
 
     fn columns_from_schema_file(&mut self, o: &Origin, file: &str) -> Option<Vec<ResolvedColumn>> {
@@ -1059,6 +1110,22 @@ impl Compiler<'_> {
                     key.push(w.to_string());
                 }
             }
+        }
+        match config.format {
+            Some(ValueFormat::DebeziumJson) => {
+                self.diags.push(config_err(format!(
+                    "model `{}`: format `debezium-json` is read-only; a model writes `json` or `avro`",
+                    file.name
+                )));
+                return None;
+            }
+            Some(ValueFormat::Avro) => {
+                if let Err(e) = crate::formats::avro::output_schema(&file.name, &schema) {
+                    self.diags.push(config_err(format!("model `{}` cannot write Avro: {e}", file.name)));
+                    return None;
+                }
+            }
+            _ => {}
         }
         if kind == RelationKind::Table && key.is_empty() {
             self.diags.push(

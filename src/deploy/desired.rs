@@ -166,12 +166,19 @@ impl DesiredState {
                 }
             }
             let value_subject = format!("{}-value", m.topic);
+            // An Avro output's schema comes from its columns, as the runtime writes them.
+            let (schema_type, schema) = match crate::formats::avro::output_schema(&m.name, &m.schema) {
+                Ok(avro) if m.config.format == Some(crate::project::config::ValueFormat::Avro) => {
+                    (SchemaType::Avro, avro)
+                }
+                _ => (SchemaType::Json, json_schema_of(name, &m.schema, None)),
+            };
             schemas.insert(
                 value_subject.clone(),
                 SchemaSpec {
                     subject: value_subject,
-                    schema_type: SchemaType::Json,
-                    schema: json_schema_of(name, &m.schema, None),
+                    schema_type,
+                    schema,
                     compatibility: m.config.schema_compatibility,
                     model: name.clone(),
                     topic: m.topic.clone(),

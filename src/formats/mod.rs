@@ -1,6 +1,7 @@
-//! Record encodings: bytes on a topic ↔ Arrow batches. JSON today; Avro and Debezium JSON will
-//! be further implementations of the same decode/encode pair.
+//! Record encodings: bytes on a topic ↔ Arrow batches: JSON, and Avro in the Confluent wire
+//! format. Each decoder returns the good rows and the bad records with the reason.
 
+pub mod avro;
 pub mod json;
 
 /// A record that could not be decoded, with the reason.

@@ -321,6 +321,10 @@ pub struct ModelConfig {
     /// read what a new version writes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_compatibility: Option<crate::registry::Compatibility>,
+    /// Encoding of the output values: `json` (default) or `avro` (Confluent wire format, with
+    /// the schema `apply` registers from the output columns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<ValueFormat>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
 }
@@ -336,6 +340,7 @@ impl ModelConfig {
             replay: self.replay.or_else(|| base.replay.clone()),
             enabled: self.enabled.or(base.enabled),
             schema_compatibility: self.schema_compatibility.or(base.schema_compatibility),
+            format: self.format.or(base.format),
             tags: self.tags.or_else(|| base.tags.clone()),
         }
     }

@@ -236,6 +236,31 @@ impl SchemaRegistry for ConfluentRegistry {
         numbers.into_iter().map(|v| self.get_version(subject, v)).collect()
     }
 
+    fn schema_by_id(&self, id: i32) -> Result<Option<RegisteredSchema>, RegistryError> {
+        // `GET /schemas/ids/{id}` answers with the schema text (and `schemaType` unless AVRO).
+        let path = format!("/schemas/ids/{id}");
+        let reply = self.send("GET", &path, None)?;
+        if reply.status == 404 {
+            return Ok(None);
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct ById {
+            schema: String,
+            #[serde(default)]
+            schema_type: Option<String>,
+        }
+        let found: ById = self.expect(reply)?;
+        let record = SchemaRecord {
+            subject: String::new(),
+            version: 0,
+            id,
+            schema_type: found.schema_type,
+            schema: found.schema,
+        };
+        self.to_registered(record).map(Some)
+    }
+
     fn compatibility(&self, subject: &str) -> Result<Option<Compatibility>, RegistryError> {
         let path = format!("/config/{}", escape_path_segment(subject));
         let reply = self.send("GET", &path, None)?;

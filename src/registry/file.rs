@@ -32,7 +32,8 @@ impl FileRegistry {
 }
 
 /// A stable id for a schema text: the registry is files, so there is no counter to share.
-fn schema_id(schema_type: SchemaType, schema: &str) -> i32 {
+/// It is what a Confluent wire-format frame carries for a schema of this registry.
+pub fn content_id(schema_type: SchemaType, schema: &str) -> i32 {
     let canonical = serde_json::from_str::<serde_json::Value>(schema)
         .map(|v| v.to_string())
         .unwrap_or_else(|_| schema.trim().to_string());
@@ -82,7 +83,7 @@ impl SchemaRegistry for FileRegistry {
             out.push(RegisteredSchema {
                 subject: subject.to_string(),
                 version,
-                id: schema_id(schema_type, &schema),
+                id: content_id(schema_type, &schema),
                 schema_type,
                 schema,
             });
@@ -142,7 +143,7 @@ impl SchemaRegistry for FileRegistry {
         Ok(RegisteredSchema {
             subject: subject.to_string(),
             version,
-            id: schema_id(schema_type, schema),
+            id: content_id(schema_type, schema),
             schema_type,
             schema: text,
         })

@@ -68,7 +68,8 @@ pub enum RegistryError {
     Other(String),
 }
 
-pub trait SchemaRegistry {
+/// Shared by the jobs of a run, so `Send + Sync`.
+pub trait SchemaRegistry: Send + Sync {
     /// Human-readable location ("http://sr:8081", "file registry schemas/").
     fn describe(&self) -> String;
     fn subjects(&self) -> Result<Vec<String>, RegistryError>;
@@ -82,6 +83,16 @@ pub trait SchemaRegistry {
         -> Result<RegisteredSchema, RegistryError>;
     /// Deletes the subject; returns the deleted versions.
     fn delete_subject(&self, subject: &str) -> Result<Vec<i32>, RegistryError>;
+    /// The schema registered under this id (the id in a Confluent wire-format frame), if any.
+    /// By default every subject's versions are searched.
+    fn schema_by_id(&self, id: i32) -> Result<Option<RegisteredSchema>, RegistryError> {
+        for subject in self.subjects()? {
+            if let Some(found) = self.versions(&subject)?.into_iter().find(|s| s.id == id) {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// The registry a target names: `file:DIR` (relative to the project) or an http(s) URL.

@@ -96,7 +96,7 @@ pub async fn run_model_steps(
             Step::Watermark(wm) => {
                 i += 1;
                 for out in job.advance_watermark(*wm).await? {
-                    result.outputs.extend(encode_output(&out, &m.key).map_err(DataFusionError::from)?);
+                    result.outputs.extend(encode_output(&out, m).map_err(DataFusionError::from)?);
                 }
                 continue;
             }
@@ -142,18 +142,18 @@ pub async fn run_model_steps(
             });
         }
         for out in &pushed.outputs {
-            result.outputs.extend(encode_output(out, &m.key).map_err(DataFusionError::from)?);
+            result.outputs.extend(encode_output(out, m).map_err(DataFusionError::from)?);
         }
         let wm = tracker.watermark(&streams);
         if wm != i64::MIN {
             for out in job.advance_watermark(wm).await? {
-                result.outputs.extend(encode_output(&out, &m.key).map_err(DataFusionError::from)?);
+                result.outputs.extend(encode_output(&out, m).map_err(DataFusionError::from)?);
             }
         }
     }
     if opts.end_of_input {
         for out in job.advance_watermark(i64::MAX).await? {
-            result.outputs.extend(encode_output(&out, &m.key).map_err(DataFusionError::from)?);
+            result.outputs.extend(encode_output(&out, m).map_err(DataFusionError::from)?);
         }
     }
     Ok(result)

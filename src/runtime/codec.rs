@@ -6,11 +6,14 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{Field, Schema};
 
-use crate::compile::{CompiledProject, EventTimeSpec};
+use crate::compile::{CompiledModel, CompiledProject, EventTimeSpec};
+use crate::formats::avro::{output_schema, AvroDecoder, AvroEncoder, SchemaSource};
 use crate::formats::json::{encode_keys, encode_rows, event_times, JsonDecoder};
 use crate::formats::BadRecord;
 use crate::graph::NodeId;
-use crate::project::config::{OnError, RelationKind};
+use crate::project::config::{OnError, RelationKind, ValueFormat};
+use crate::registry::file::{content_id, FileRegistry};
+use crate::registry::{SchemaRegistry, SchemaType};
 use crate::sql::dialect::PseudoColumn;
 
 use super::job::OutputBatch;
@@ -37,6 +40,8 @@ pub struct InputCodec {
     pub on_error: OnError,
     pub dead_letter_topic: String,
     decoder: JsonDecoder,
+    /// Values in Avro; `decoder` then reads only the keys of tombstones.
+    avro: Option<AvroDecoder>,
     event_time: Option<EventTimeSpec>,
     /// Key columns: SQL names and names in the data.
     key: Vec<(String, String)>,
@@ -53,7 +58,20 @@ pub struct Decoded {
 }
 
 impl InputCodec {
+    /// The codec of an input; Avro writer schemas come from the project's file registry
+    /// (`schemas/`, the embedded target's).
     pub fn for_input(cp: &CompiledProject, id: &NodeId) -> Option<InputCodec> {
+        let registry: Arc<dyn SchemaRegistry> = Arc::new(FileRegistry::new(cp.project.root.join("schemas"), "schemas"));
+        InputCodec::for_input_with_registry(cp, id, Some(registry))
+    }
+
+    /// The codec of an input, reading Avro writer schemas from `registry`.
+    pub fn for_input_with_registry(
+        cp: &CompiledProject,
+        id: &NodeId,
+        registry: Option<Arc<dyn SchemaRegistry>>,
+    ) -> Option<InputCodec> {
+        let schemas = Arc::new(SchemaSource::new(registry));
         match id {
             NodeId::Source(n) => {
                 let s = cp.sources.get(n)?;
@@ -79,6 +97,10 @@ impl InputCodec {
                     on_error: s.decl.table.on_error,
                     dead_letter_topic: s.dead_letter_topic.clone(),
                     decoder: JsonDecoder::new(s.schema.clone(), &data_names),
+                    avro: match s.decl.table.format {
+                        ValueFormat::Avro => Some(AvroDecoder::new(s.schema.clone(), &data_names, schemas).ok()?),
+                        _ => None,
+                    },
                     event_time: s.event_time.clone(),
                     key,
                 })
@@ -94,6 +116,15 @@ impl InputCodec {
                     on_error: OnError::Fail,
                     dead_letter_topic: m.resolved.dead_letter_topic.clone(),
                     decoder: JsonDecoder::new(m.schema.clone(), &names),
+                    avro: match m.config.format {
+                        Some(ValueFormat::Avro) => {
+                            // What the model writes, known without the registry.
+                            let (id, schema) = model_avro_schema(m).ok()?;
+                            schemas.insert(id, &schema);
+                            Some(AvroDecoder::new(m.schema.clone(), &names, schemas).ok()?)
+                        }
+                        _ => None,
+                    },
                     event_time: None,
                     key: m.key.iter().map(|k| (k.clone(), k.clone())).collect(),
                 })
@@ -134,7 +165,10 @@ impl InputCodec {
                 is_delete.push(true);
             }
         }
-        let (batch, kept, bad_values) = self.decoder.decode(&refs);
+        let (batch, kept, bad_values) = match &self.avro {
+            None => self.decoder.decode(&refs),
+            Some(avro) => decode_avro_and_keys(avro, &self.decoder, &refs, &is_delete),
+        };
         bad.extend(bad_values.into_iter().map(|b| BadRecord { index: value_of[b.index], reason: b.reason }));
         let rows: Vec<usize> = kept.iter().map(|k| value_of[*k]).collect();
         let deletes: Vec<bool> = kept.iter().map(|k| is_delete[*k]).collect();
@@ -207,9 +241,66 @@ impl InputCodec {
     }
 }
 
-/// Encodes a model's output rows as records (partition left to the producer: -1).
-pub fn encode_output(out: &OutputBatch, key: &[String]) -> Result<Vec<Record>, datafusion::arrow::error::ArrowError> {
-    let values = encode_rows(&out.batch)?;
+/// Values in Avro, and tombstone keys (JSON objects) with the JSON decoder; rows in record order.
+fn decode_avro_and_keys(
+    avro: &AvroDecoder,
+    json: &JsonDecoder,
+    refs: &[&[u8]],
+    is_delete: &[bool],
+) -> (RecordBatch, Vec<usize>, Vec<BadRecord>) {
+    let (value_idx, key_idx): (Vec<usize>, Vec<usize>) = (0..refs.len()).partition(|i| !is_delete[*i]);
+    let values: Vec<&[u8]> = value_idx.iter().map(|i| refs[*i]).collect();
+    let (vb, vkept, vbad) = avro.decode(&values);
+    let mut bad: Vec<BadRecord> =
+        vbad.into_iter().map(|b| BadRecord { index: value_idx[b.index], reason: b.reason }).collect();
+    if key_idx.is_empty() {
+        return (vb, vkept.iter().map(|k| value_idx[*k]).collect(), bad);
+    }
+    let keys: Vec<&[u8]> = key_idx.iter().map(|i| refs[*i]).collect();
+    let (kb, kkept, kbad) = json.decode(&keys);
+    bad.extend(kbad.into_iter().map(|b| BadRecord { index: key_idx[b.index], reason: b.reason }));
+    bad.sort_by_key(|b| b.index);
+    // Merge the two in record order.
+    let mut order: Vec<(usize, usize, usize)> =
+        vkept.iter().enumerate().map(|(row, k)| (value_idx[*k], 0, row)).collect();
+    order.extend(kkept.iter().enumerate().map(|(row, k)| (key_idx[*k], 1, row)));
+    order.sort_unstable();
+    let picks: Vec<(usize, usize)> = order.iter().map(|(_, b, row)| (*b, *row)).collect();
+    let kb = RecordBatch::try_new(vb.schema(), kb.columns().to_vec())
+        .unwrap_or_else(|_| RecordBatch::new_empty(vb.schema()));
+    let columns: Result<Vec<ArrayRef>, _> = (0..vb.num_columns())
+        .map(|c| datafusion::arrow::compute::interleave(&[vb.column(c).as_ref(), kb.column(c).as_ref()], &picks))
+        .collect();
+    match columns.and_then(|cols| RecordBatch::try_new(vb.schema(), cols)) {
+        Ok(batch) => (batch, order.iter().map(|(i, _, _)| *i).collect(), bad),
+        Err(e) => {
+            bad.extend(order.iter().map(|(i, _, _)| BadRecord { index: *i, reason: e.to_string() }));
+            bad.sort_by_key(|b| b.index);
+            (RecordBatch::new_empty(vb.schema()), Vec::new(), bad)
+        }
+    }
+}
+
+/// The Avro schema of a model's values and the id the project's file registry gives it.
+pub fn model_avro_schema(m: &CompiledModel) -> Result<(i32, String), String> {
+    let schema = output_schema(&m.name, &m.schema)?;
+    Ok((content_id(SchemaType::Avro, &schema), schema))
+}
+
+/// Encodes a model's output rows as records (partition left to the producer: -1), in the
+/// model's format: JSON, or Avro framed with the id of the schema `apply` registered.
+pub fn encode_output(
+    out: &OutputBatch,
+    m: &CompiledModel,
+) -> Result<Vec<Record>, datafusion::arrow::error::ArrowError> {
+    let key = &m.key;
+    let values = match m.config.format {
+        Some(ValueFormat::Avro) => {
+            let (id, schema) = model_avro_schema(m).map_err(datafusion::arrow::error::ArrowError::SchemaError)?;
+            AvroEncoder::new(id, &schema, &m.schema).encode(&out.batch)?
+        }
+        _ => encode_rows(&out.batch)?,
+    };
     let keys = encode_keys(&out.batch, key)?;
     Ok(values
         .into_iter()

@@ -676,7 +676,7 @@ pub fn run_job(
                     )?;
                     stats.dead_lettered += 1;
                 }
-                stats.records_out += produce(&sender, &m.topic, &m.key, &pushed.outputs)?;
+                stats.records_out += produce(&sender, &m, &pushed.outputs)?;
                 dirty = true;
             }
             if !batch.is_empty() {
@@ -712,7 +712,7 @@ pub fn run_job(
             }
             let wm = tracker.watermark(&streams);
             if wm != i64::MIN {
-                let n = produce(&sender, &m.topic, &m.key, &rt.block_on(job.advance_watermark(wm))?)?;
+                let n = produce(&sender, &m, &rt.block_on(job.advance_watermark(wm))?)?;
                 stats.records_out += n;
                 dirty |= n > 0;
             }
@@ -738,7 +738,7 @@ pub fn run_job(
                 // the partitions stop holding the watermark back.
                 let wm = tracker.watermark_at_end(&streams);
                 if wm != i64::MIN {
-                    stats.records_out += produce(&sender, &m.topic, &m.key, &rt.block_on(job.advance_watermark(wm))?)?;
+                    stats.records_out += produce(&sender, &m, &rt.block_on(job.advance_watermark(wm))?)?;
                 }
             }
             if (dirty && last_checkpoint.elapsed() >= opts.checkpoint_interval) || caught_up || stopping {
@@ -784,10 +784,15 @@ pub fn run_job(
 }
 
 /// Encodes a model's output batches and produces them to its topic; returns the record count.
-fn produce(sender: &Sender, topic: &str, key: &[String], outputs: &[super::job::OutputBatch]) -> Result<u64, RunError> {
+fn produce(
+    sender: &Sender,
+    m: &crate::compile::CompiledModel,
+    outputs: &[super::job::OutputBatch],
+) -> Result<u64, RunError> {
+    let topic = &m.topic;
     let mut n = 0;
     for out in outputs {
-        for r in encode_output(out, key).map_err(datafusion::error::DataFusionError::from)? {
+        for r in encode_output(out, m).map_err(datafusion::error::DataFusionError::from)? {
             sender.send(topic, None, &r, None)?;
             n += 1;
         }
