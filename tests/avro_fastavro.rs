@@ -331,3 +331,20 @@ fn malformed_avro_is_dead_lettered_with_the_reason_and_good_rows_go_through() {
         template.value.as_deref().map(|v| &v[5..])
     );
 }
+
+/// `streamctl test` writes the given rows of Avro sources as Avro values (a `_raw` text value
+/// is then a bad record: wrong magic byte) and reads Avro model outputs back as rows.
+#[test]
+fn streamctl_test_runs_unit_tests_over_avro_sources_and_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(Path::new(FIXTURE), dir.path(), &["target"]);
+    let out = assert_cmd::Command::cargo_bin("streamctl")
+        .unwrap()
+        .args(["test", "--project-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("tests: 2 passed, 0 failed"), "{text}");
+}

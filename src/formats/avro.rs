@@ -23,7 +23,9 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::arrow::error::ArrowError;
 use serde_json::{json, Value};
 
+use super::json::JsonDecoder;
 use super::BadRecord;
+use crate::registry::file::content_id;
 use crate::registry::{SchemaRegistry, SchemaType};
 
 /// First byte of a Confluent wire-format value.
@@ -174,6 +176,9 @@ pub struct AvroDecoder {
     /// Reader schema fields: the columns under their names in the data.
     reader_fields: Vec<Value>,
     schemas: Arc<SchemaSource>,
+    /// The declared columns as an Avro record, and its file-registry id: the writer schema of
+    /// values made from JSON rows (test rows, sample data).
+    own_schema: Arc<(i32, String, SchemaRef)>,
     /// One decoder per writer schema id; an `Err` is why that schema cannot be read.
     decoders: Arc<Mutex<HashMap<i32, Result<Decoder, String>>>>,
 }
@@ -198,25 +203,67 @@ pub fn reader_fields(sql_schema: &Schema, data_names: &[String]) -> Result<Vec<V
 }
 
 impl AvroDecoder {
-    /// `data_names[i]` is how column i of `sql_schema` is named in the Avro records.
+    /// `data_names[i]` is how column i of `sql_schema` is named in the Avro records;
+    /// `record_name` names the record of values made from JSON rows.
     pub fn new(
+        record_name: &str,
         sql_schema: SchemaRef,
         data_names: &[String],
         schemas: Arc<SchemaSource>,
     ) -> Result<AvroDecoder, String> {
         let reader_fields = reader_fields(&sql_schema, data_names)?;
+        let data_schema = Arc::new(Schema::new(
+            sql_schema
+                .fields()
+                .iter()
+                .zip(data_names)
+                .map(|(f, n)| Field::new(n, f.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        ));
+        let own = output_schema(record_name, &data_schema)?;
+        let own_id = content_id(SchemaType::Avro, &own);
+        schemas.insert(own_id, &own);
         let sql_fields: Vec<Field> =
             sql_schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
         Ok(AvroDecoder {
             sql_schema: Arc::new(Schema::new(sql_fields)),
             reader_fields,
             schemas,
+            own_schema: Arc::new((own_id, own, data_schema)),
             decoders: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
     pub fn schema(&self) -> &SchemaRef {
         &self.sql_schema
+    }
+
+    /// A JSON object (fields named as in the data) as a framed Avro value, written with the
+    /// schema of the declared columns.
+    pub fn encode_json(&self, json: &[u8]) -> Result<Vec<u8>, String> {
+        let (id, schema, data_schema) = self.own_schema.as_ref();
+        let names: Vec<String> = data_schema.fields().iter().map(|f| f.name().clone()).collect();
+        let (batch, _, bad) = JsonDecoder::new(self.sql_schema.clone(), &names).decode(&[json]);
+        if let Some(b) = bad.into_iter().next() {
+            return Err(b.reason);
+        }
+        let batch = RecordBatch::try_new(data_schema.clone(), batch.columns().to_vec()).map_err(|e| e.to_string())?;
+        let mut values = AvroEncoder::new(*id, schema, data_schema).encode(&batch).map_err(|e| e.to_string())?;
+        values.pop().ok_or_else(|| "no row".to_string())
+    }
+
+    /// A framed Avro value as a JSON object with the SQL column names.
+    pub fn decode_to_json(&self, value: &[u8]) -> Result<serde_json::Map<String, Value>, String> {
+        let (batch, _, bad) = self.decode(&[value]);
+        if let Some(b) = bad.into_iter().next() {
+            return Err(b.reason);
+        }
+        let rows = super::json::encode_rows(&batch).map_err(|e| e.to_string())?;
+        let row = rows.first().ok_or("no row")?;
+        match serde_json::from_slice(row).map_err(|e| e.to_string())? {
+            Value::Object(m) => Ok(m),
+            _ => Err("not an object".into()),
+        }
     }
 
     /// A decoder from the writer schema `id` to the declared columns.
@@ -491,7 +538,7 @@ mod tests {
         let sql =
             Schema::new(columns.iter().map(|(n, t)| Field::new(n.to_lowercase(), t.clone(), true)).collect::<Vec<_>>());
         let names: Vec<String> = columns.iter().map(|(n, _)| n.to_string()).collect();
-        AvroDecoder::new(Arc::new(sql), &names, source).unwrap()
+        AvroDecoder::new("T", Arc::new(sql), &names, source).unwrap()
     }
 
     #[test]
@@ -629,7 +676,7 @@ mod tests {
             Field::new("name", DataType::Utf8, true),
             Field::new("total", DataType::Float64, true),
         ]);
-        let d = AvroDecoder::new(Arc::new(sql), &["id".into(), "name".into(), "total".into()], source).unwrap();
+        let d = AvroDecoder::new("T", Arc::new(sql), &["id".into(), "name".into(), "total".into()], source).unwrap();
         let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
         let (b, kept, bad) = d.decode(&refs);
         assert!(bad.is_empty(), "{bad:?}");

@@ -192,6 +192,7 @@ pub fn observe_rows(
 pub fn sample_records(cp: &CompiledProject, source: &str, text: &str) -> Vec<Record> {
     let Some(s) = cp.sources.get(source) else { return Vec::new() };
     let partitions = s.partitions;
+    let codec = InputCodec::for_input(cp, &NodeId::Source(source.to_string()));
     let mut out = Vec::new();
     let mut next_offset: BTreeMap<i32, i64> = BTreeMap::new();
     for (line_no, line) in text.lines().enumerate() {
@@ -206,7 +207,16 @@ pub fn sample_records(cp: &CompiledProject, source: &str, text: &str) -> Vec<Rec
         };
         let timestamp = parsed.as_ref().and_then(|v| event_time_of(v, s)).unwrap_or(line_no as i64);
         let off = next_offset.entry(partition).or_insert(0);
-        out.push(Record { partition, offset: *off, timestamp, key, value: Some(line.as_bytes().to_vec()) });
+        // Encoded as the topic holds its values (Avro sources: with the declared columns' schema);
+        // a line that cannot be encoded goes as it is, to be rejected as a bad record.
+        let value = codec.as_ref().and_then(|c| c.value_from_json(line.as_bytes()).ok());
+        out.push(Record {
+            partition,
+            offset: *off,
+            timestamp,
+            key,
+            value: Some(value.unwrap_or_else(|| line.as_bytes().to_vec())),
+        });
         *off += 1;
     }
     out

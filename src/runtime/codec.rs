@@ -98,7 +98,9 @@ impl InputCodec {
                     dead_letter_topic: s.dead_letter_topic.clone(),
                     decoder: JsonDecoder::new(s.schema.clone(), &data_names),
                     avro: match s.decl.table.format {
-                        ValueFormat::Avro => Some(AvroDecoder::new(s.schema.clone(), &data_names, schemas).ok()?),
+                        ValueFormat::Avro => {
+                            Some(AvroDecoder::new(&s.decl.table.name, s.schema.clone(), &data_names, schemas).ok()?)
+                        }
                         _ => None,
                     },
                     event_time: s.event_time.clone(),
@@ -121,7 +123,7 @@ impl InputCodec {
                             // What the model writes, known without the registry.
                             let (id, schema) = model_avro_schema(m).ok()?;
                             schemas.insert(id, &schema);
-                            Some(AvroDecoder::new(m.schema.clone(), &names, schemas).ok()?)
+                            Some(AvroDecoder::new(&m.name, m.schema.clone(), &names, schemas).ok()?)
                         }
                         _ => None,
                     },
@@ -217,6 +219,23 @@ impl InputCodec {
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).expect("columns match their fields");
         let deletes = deletes.iter().any(|d| *d).then(|| BooleanArray::from(deletes));
         Decoded { batch, deletes, rows, bad }
+    }
+
+    /// A row given as a JSON object (test rows, sample data) as the value this input's topic
+    /// holds: the JSON itself, or Avro written with the schema of the declared columns.
+    pub fn value_from_json(&self, json: &[u8]) -> Result<Vec<u8>, String> {
+        match &self.avro {
+            None => Ok(json.to_vec()),
+            Some(avro) => avro.encode_json(json),
+        }
+    }
+
+    /// A value of this input's topic as a JSON object (SQL column names for Avro).
+    pub fn value_as_json(&self, value: &[u8]) -> Option<serde_json::Map<String, serde_json::Value>> {
+        match &self.avro {
+            None => serde_json::from_slice::<serde_json::Value>(value).ok()?.as_object().cloned(),
+            Some(avro) => avro.decode_to_json(value).ok(),
+        }
     }
 
     /// A tombstone's key as a JSON object with the data's column names.

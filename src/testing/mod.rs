@@ -17,7 +17,7 @@ use crate::graph::NodeId;
 use crate::project::config::{GivenStep, RelationKind};
 use crate::project::UnitTestDecl;
 use crate::runtime::bounded::{run_model_steps, BoundedOptions, RunResult, Step};
-use crate::runtime::codec::Record;
+use crate::runtime::codec::{InputCodec, Record};
 
 /// A test ready to run: its steps and what to expect.
 #[derive(Debug, Clone)]
@@ -354,7 +354,12 @@ fn row_record(
     } else if let Some(raw) = row.get("_raw") {
         Some(raw.as_str().map(|s| s.as_bytes().to_vec()).unwrap_or_else(|| raw.to_string().into_bytes()))
     } else {
-        Some(serde_json::to_vec(&data).map_err(|e| e.to_string())?)
+        let json = serde_json::to_vec(&data).map_err(|e| e.to_string())?;
+        // Written as the topic holds it: Avro sources get Avro values.
+        Some(match InputCodec::for_input(cp, id) {
+            Some(codec) => codec.value_from_json(&json)?,
+            None => json,
+        })
     };
     let timestamp = row.get("_timestamp").and_then(time_value).unwrap_or(index as i64);
     let off = offsets.entry((id.clone(), partition)).or_insert(0);
@@ -366,7 +371,9 @@ fn row_record(
 /// An output record as a row; a tombstone is its key columns and `_delete: true`.
 fn output_row(cp: &CompiledProject, model: &str, r: &Record) -> Map<String, Value> {
     match &r.value {
-        Some(v) => serde_json::from_slice::<Value>(v).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default(),
+        Some(v) => InputCodec::for_input(cp, &NodeId::Model(model.to_string()))
+            .and_then(|codec| codec.value_as_json(v))
+            .unwrap_or_default(),
         None => {
             let mut m = Map::new();
             m.insert("_delete".into(), Value::Bool(true));
