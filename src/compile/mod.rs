@@ -480,24 +480,6 @@ impl Compiler<'_> {
                 return None;
             }
         }
-        if t.format == ValueFormat::DebeziumJson {
-            self.diags.push(
-                Diagnostic::warning(
-                    "format",
-                    format!(
-                        "source `{full}`: format `{}` is validated but the runtime reads only json so far",
-                        serde_json::to_value(t.format)
-                            .ok()
-                            .and_then(|v| v.as_str().map(String::from))
-                            .unwrap_or_default()
-                    ),
-                )
-                .at(&o.doc.source, {
-                    let (l, c) = o.doc.positions.value(&format!("{}/format", o.pointer));
-                    Pos::new(l, c, 1)
-                }),
-            );
-        }
         if t.on_error != OnError::DeadLetter && t.dead_letter_topic.is_some() {
             self.diags.push(o.error(
                 "source",

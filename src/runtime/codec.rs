@@ -9,7 +9,7 @@ use datafusion::arrow::datatypes::{Field, Schema};
 use crate::compile::{CompiledModel, CompiledProject, EventTimeSpec};
 use crate::formats::avro::{output_schema, AvroDecoder, AvroEncoder, SchemaSource};
 use crate::formats::json::{encode_keys, encode_rows, event_times, JsonDecoder};
-use crate::formats::BadRecord;
+use crate::formats::{debezium, BadRecord};
 use crate::graph::NodeId;
 use crate::project::config::{OnError, RelationKind, ValueFormat};
 use crate::registry::file::{content_id, FileRegistry};
@@ -42,6 +42,9 @@ pub struct InputCodec {
     decoder: JsonDecoder,
     /// Values in Avro; `decoder` then reads only the keys of tombstones.
     avro: Option<AvroDecoder>,
+    /// Values are Debezium change events; `Some(column)` is the declared column (`__op`)
+    /// that gets each change's op.
+    debezium: Option<Option<String>>,
     event_time: Option<EventTimeSpec>,
     /// Key columns: SQL names and names in the data.
     key: Vec<(String, String)>,
@@ -97,6 +100,9 @@ impl InputCodec {
                     on_error: s.decl.table.on_error,
                     dead_letter_topic: s.dead_letter_topic.clone(),
                     decoder: JsonDecoder::new(s.schema.clone(), &data_names),
+                    debezium: (s.decl.table.format == ValueFormat::DebeziumJson).then(|| {
+                        s.columns.iter().find(|c| c.name.eq_ignore_ascii_case("__op")).map(|c| c.name.clone())
+                    }),
                     avro: match s.decl.table.format {
                         ValueFormat::Avro => {
                             Some(AvroDecoder::new(&s.decl.table.name, s.schema.clone(), &data_names, schemas).ok()?)
@@ -118,6 +124,7 @@ impl InputCodec {
                     on_error: OnError::Fail,
                     dead_letter_topic: m.resolved.dead_letter_topic.clone(),
                     decoder: JsonDecoder::new(m.schema.clone(), &names),
+                    debezium: None,
                     avro: match m.config.format {
                         Some(ValueFormat::Avro) => {
                             // What the model writes, known without the registry.
@@ -137,6 +144,64 @@ impl InputCodec {
 
     /// Decodes records; rows get `rowtime`, `rowpartition`, `rowoffset`.
     pub fn decode(&self, records: &[Record]) -> Decoded {
+        match &self.debezium {
+            None => self.decode_rows(records),
+            Some(op_column) => self.decode_changes(records, op_column.as_deref()),
+        }
+    }
+
+    /// Debezium change events as the flat records they stand for (a delete of a table row as
+    /// a tombstone of its key, `source.ts_ms` as the timestamp), then decoded as rows.
+    fn decode_changes(&self, records: &[Record], op_column: Option<&str>) -> Decoded {
+        let mut envelope_errors: Vec<(usize, String)> = Vec::new();
+        let flat: Vec<Record> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut f = r.clone();
+                match &r.value {
+                    Some(v) => match debezium::parse(v, op_column) {
+                        Ok(change) => {
+                            if let Some(ts) = change.ts_ms {
+                                f.timestamp = ts;
+                            }
+                            if change.delete && self.kind == RelationKind::Table {
+                                let mut key = serde_json::Map::new();
+                                for (_, data) in &self.key {
+                                    let found = change.row.iter().find(|(k, _)| k.eq_ignore_ascii_case(data));
+                                    key.insert(data.clone(), found.map_or(serde_json::Value::Null, |(_, v)| v.clone()));
+                                }
+                                f.key = serde_json::to_vec(&key).ok();
+                                f.value = None;
+                            } else {
+                                f.value = serde_json::to_vec(&serde_json::Value::Object(change.row)).ok();
+                            }
+                        }
+                        Err(reason) => {
+                            envelope_errors.push((i, reason));
+                            f.value = Some(Vec::new());
+                        }
+                    },
+                    // A tombstone's key may be wrapped by Kafka Connect's JsonConverter.
+                    None => {
+                        if let Some(k) = r.key.as_deref().and_then(|k| serde_json::from_slice(k).ok()) {
+                            f.key = serde_json::to_vec(&debezium::unwrap_payload(k)).ok();
+                        }
+                    }
+                }
+                f
+            })
+            .collect();
+        let mut decoded = self.decode_rows(&flat);
+        for (i, reason) in envelope_errors {
+            if let Some(b) = decoded.bad.iter_mut().find(|b| b.index == i) {
+                b.reason = reason;
+            }
+        }
+        decoded
+    }
+
+    fn decode_rows(&self, records: &[Record]) -> Decoded {
         // Tombstones of tables become their key as a row; everything else is decoded in place.
         let mut bad = Vec::new();
         let mut tombstones: Vec<(usize, Vec<u8>)> = Vec::new();
