@@ -22,7 +22,7 @@ fn compiled() -> CompiledProject {
 
 fn run(c: &CompiledProject, batch_size: usize) -> BTreeMap<String, RunResult> {
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let task = datafusion::prelude::SessionContext::new().task_ctx();
+    let task = streamctl::runtime::task_context();
     rt.block_on(run_project_on_samples(c, BoundedOptions { batch_size, end_of_input: true }, task)).unwrap()
 }
 

@@ -102,7 +102,7 @@ fn reference(cp: &CompiledProject, model: &str, values: &[String]) -> BTreeSet<S
         })
         .collect();
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let task = datafusion::prelude::SessionContext::new().task_ctx();
+    let task = streamctl::runtime::task_context();
     let r = rt
         .block_on(run_model(cp, model, &records, BoundedOptions { batch_size: 16, end_of_input: false }, task))
         .unwrap();

@@ -65,7 +65,7 @@ fn run(
     end: bool,
 ) -> Result<RunResult, RunError> {
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let task = datafusion::prelude::SessionContext::new().task_ctx();
+    let task = streamctl::runtime::task_context();
     rt.block_on(run_model(c, model, records, BoundedOptions { batch_size, end_of_input: end }, task))
 }
 

@@ -80,7 +80,7 @@ fn the_batch_check_catches_an_operator_that_depends_on_batch_boundaries() {
     let cp = rt.block_on(compile(p, diags));
     let decl = cp.project.unit_tests.iter().find(|t| t.test.name == "this_one_passes").unwrap();
     let t = prepare(&cp, decl).unwrap();
-    let task = datafusion::prelude::SessionContext::new().task_ctx();
+    let task = streamctl::runtime::task_context();
     // A stand-in operator that loses the last record of every batch of two or more.
     let outcome = rt.block_on(run_test_with(&cp, &t, |cp, t, batch| {
         let task = task.clone();

@@ -56,6 +56,7 @@ broken!(
     window_out_of_range,
     topic_names,
     runaway_template,
+    streaming_rejections,
 );
 
 #[test]

@@ -9,6 +9,7 @@ pub mod manifest;
 pub mod names;
 pub mod resolved;
 pub mod source_schema;
+pub mod streaming;
 pub mod topic_names;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::DataFusionError;
-use datafusion::logical_expr::{JoinType, LogicalPlan};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::Statement;
@@ -38,15 +39,10 @@ use source_schema::ResolvedColumn;
 /// Schema name under which models are registered for planning.
 pub const MODEL_SCHEMA: &str = "public";
 
-/// How a source's event time is read.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventTimeSpec {
-    /// Column name in the SQL schema (normalized).
-    pub column: String,
-    /// chrono format, for string columns.
-    pub chrono_format: Option<String>,
-    pub allowed_lateness_ms: i64,
-}
+/// Hidden output column carrying each row's event time through stream models.
+pub const ROWTIME_COLUMN: &str = "__streamctl_rowtime";
+
+pub use crate::formats::EventTimeSpec;
 
 #[derive(Debug, Clone)]
 pub struct CompiledSource {
@@ -101,7 +97,7 @@ pub struct CompiledModel {
     pub semantic_hash: String,
     pub config_hash: String,
     /// The operators the runtime runs for this model.
-    pub job: crate::runtime::plan::JobPlan,
+    pub job: streaming::job::JobPlan,
     /// Each input's schema as planned (its columns plus the pseudo and window columns used).
     pub input_schemas: BTreeMap<NodeId, SchemaRef>,
     /// The input the WINDOW applies to.
@@ -726,6 +722,17 @@ impl Compiler<'_> {
         None
     }
 
+    /// A rejection of the streaming planner, at the first of its words found in the SQL.
+    fn rejection_diag(&self, file: &ModelFile, r: &Rendered, rejection: &streaming::Rejection) -> Diagnostic {
+        let d = Diagnostic::error("streaming", rejection.message.clone()).with_help(rejection.help.clone());
+        for word in rejection.at {
+            if let Some((l, c)) = Self::find_word(&r.sql, word) {
+                return self.at_rendered(file, r, l, c, word.len(), d);
+            }
+        }
+        self.at_rendered(file, r, 1, 1, 1, d)
+    }
+
     fn datafusion_diag(&self, file: &ModelFile, r: &Rendered, e: &DataFusionError) -> Diagnostic {
         let root = e.find_root();
         let mut message = match e.diagnostic() {
@@ -945,39 +952,47 @@ impl Compiler<'_> {
         }
         let schema = Arc::new(Schema::new(fields));
 
-        let operator = self.classify(file, r, &plan, &streaming, sources, models)?;
+        // The streaming planner judges the query and, for the job, the variant of it that
+        // carries event time (below).
+        let relations = ProjectRelations { sources, models };
+        let windowed = streaming.window.is_some();
+        let judged = match streaming::plan(&state, &plan, &relations, windowed) {
+            Ok(p) => p,
+            Err(rejection) => {
+                self.diags.push(self.rejection_diag(file, r, &rejection));
+                return None;
+            }
+        };
+        let operator = judged.operator;
         // Stream outputs carry each row's event time: plan a variant of the query that also
-        // selects the stream input's rowtime, as a hidden last column.
-        let mut job_plan = plan.clone();
+        // selects the stream input's rowtime, as a hidden last column, and run that.
+        let mut job_source = judged;
         let mut rowtime_out = None;
         if matches!(operator, OperatorKind::Stateless | OperatorKind::StreamTableJoin) {
             if let Some((p, sid, schema)) =
                 self.plan_with_rowtime(&statement, &inputs, &input_schemas, sources, models).await
             {
-                job_plan = p;
+                match streaming::plan(&state, &p, &relations, windowed) {
+                    Ok(variant) => job_source = variant,
+                    Err(rejection) => {
+                        self.diags.push(self.rejection_diag(file, r, &rejection));
+                        return None;
+                    }
+                }
                 input_schemas.insert(sid, schema);
-                rowtime_out = Some(job_plan.schema().fields().len() - 1);
+                rowtime_out = Some(p.schema().fields().len() - 1);
             }
         }
-        let job = {
-            let relations = ProjectRelations { sources, models };
-            let optimized = state.optimize(&job_plan);
-            let job = match optimized {
-                Ok(p) => crate::runtime::plan::JobPlanner::new(&state, &relations).plan(&p).await.map_err(|u| u.0),
-                Err(e) => Err(format!("cannot optimize the plan: {}", e.strip_backtrace())),
-            };
-            match job {
-                Ok(j) => j,
-                Err(reason) => {
-                    self.diags.push(
-                        Diagnostic::error(
-                            "streaming",
-                            format!("the streaming runtime cannot run this query: {reason}"),
-                        )
-                        .in_file(&file.source),
-                    );
-                    return None;
-                }
+        let job = match streaming::job::build(&state, &job_source.plan).await {
+            Ok(j) => j,
+            Err(e) => {
+                let rejection = streaming::Rejection {
+                    at: &["SELECT"],
+                    message: format!("the streaming runtime cannot run this query: {}", e.0),
+                    help: "report this as a bug, with the model's SQL".into(),
+                };
+                self.diags.push(self.rejection_diag(file, r, &rejection));
+                return None;
             }
         };
         if let Some(WindowSpec { kind: dialect::WindowKind::Session { .. }, .. }) = streaming.window {
@@ -1236,7 +1251,7 @@ impl Compiler<'_> {
         parts.push(Ident::new(PseudoColumn::Rowtime.name()));
         select.projection.push(SelectItem::ExprWithAlias {
             expr: AstExpr::CompoundIdentifier(parts),
-            alias: Ident::new(crate::runtime::job::ROWTIME_COLUMN),
+            alias: Ident::new(ROWTIME_COLUMN),
         });
         for (id, schema) in input_schemas {
             let (sn, tn) = match id {
@@ -1346,148 +1361,15 @@ impl Compiler<'_> {
         }
         ok
     }
-
-    /// Decides the operator and rejects query shapes the streaming runtime does not run, with
-    /// the reason, at the keyword that introduces them.
-    fn classify(
-        &mut self,
-        file: &ModelFile,
-        r: &Rendered,
-        plan: &LogicalPlan,
-        streaming: &StreamingSql,
-        sources: &BTreeMap<String, CompiledSource>,
-        models: &BTreeMap<String, CompiledModel>,
-    ) -> Option<OperatorKind> {
-        let kind_of = |table: &datafusion::common::TableReference| -> Option<RelationKind> {
-            match table.schema() {
-                Some(MODEL_SCHEMA) | None => models.get(table.table()).map(|m| m.kind),
-                Some(group) => sources.get(&format!("{group}.{}", table.table())).map(|s| s.decl.table.kind),
-            }
-        };
-        let mut aggregates = 0;
-        let mut joins: Vec<(JoinType, Option<RelationKind>, Option<RelationKind>)> = Vec::new();
-        let mut problem: Option<(&str, String, &str)> = None;
-        let _ = plan.apply(|node| {
-            match node {
-                LogicalPlan::Aggregate(_) => aggregates += 1,
-                LogicalPlan::Join(j) => {
-                    joins.push((j.join_type, relation_kind(&j.left, &kind_of), relation_kind(&j.right, &kind_of)));
-                }
-                LogicalPlan::Sort(_) => {
-                    problem = Some((
-                        "ORDER",
-                        "ORDER BY has no meaning on an unbounded stream".into(),
-                        "sort downstream, where the data is read",
-                    ))
-                }
-                LogicalPlan::Limit(_) => {
-                    problem = Some((
-                        "LIMIT",
-                        "LIMIT has no meaning on a continuous query".into(),
-                        "filter with WHERE instead",
-                    ))
-                }
-                LogicalPlan::Window(_) => {
-                    problem = Some((
-                        "OVER",
-                        "window functions (OVER ...) are not supported on streams".into(),
-                        "use a WINDOW clause with GROUP BY",
-                    ))
-                }
-                LogicalPlan::Union(_) => {
-                    problem = Some(("UNION", "UNION is not supported yet".into(), "write one model per input"))
-                }
-                LogicalPlan::Distinct(_) => {
-                    problem = Some((
-                        "DISTINCT",
-                        "SELECT DISTINCT is not supported on streams yet".into(),
-                        "use GROUP BY, which makes a table",
-                    ))
-                }
-                _ => {}
-            }
-            Ok(TreeNodeRecursion::Continue)
-        });
-        let mut fail = |word: &str, msg: String, help: &str| {
-            let d = Diagnostic::error("streaming", msg).with_help(help.to_string());
-            let d = match Self::find_word(&r.sql, word) {
-                Some((l, c)) => self.at_rendered(file, r, l, c, word.len(), d),
-                None => d.in_file(&file.source),
-            };
-            self.diags.push(d);
-            None
-        };
-        if let Some((word, msg, help)) = problem {
-            return fail(word, msg, help);
-        }
-        if aggregates > 1 {
-            return fail(
-                "GROUP",
-                "a model may hold one aggregation".into(),
-                "put the inner aggregation in its own model and ref() it",
-            );
-        }
-        for (jt, l, rk) in &joins {
-            use RelationKind::*;
-            match (l, rk) {
-                (Some(Stream), Some(Stream)) => {
-                    return fail("JOIN", "joining two streams is not supported: the join state would grow without bound".into(), "join a stream to a table (a source with kind: table, or an aggregation model)")
-                }
-                (Some(Table), Some(Table)) => {
-                    return fail("JOIN", "table–table joins are not supported yet".into(), "join a stream to a table")
-                }
-                (Some(Table), Some(Stream)) if matches!(jt, JoinType::Left | JoinType::Full) => {
-                    return fail("JOIN", format!("a {jt} JOIN keeps every row of its left side: the left side must be the stream"), "put the stream first: stream LEFT JOIN table")
-                }
-                (Some(Stream), Some(Table)) if matches!(jt, JoinType::Right | JoinType::Full) => {
-                    return fail("JOIN", format!("a {jt} JOIN keeps every row of the table: only INNER and LEFT stream–table joins are supported"), "use LEFT JOIN with the stream on the left")
-                }
-                (None, _) | (_, None) => {
-                    return fail("JOIN", "a join side must be a source or a model, not a subquery".into(), "move the subquery into its own model")
-                }
-                _ => {}
-            }
-        }
-        let has_table_input = {
-            let mut t = false;
-            let _ = plan.apply(|node| {
-                if let LogicalPlan::TableScan(s) = node {
-                    if kind_of(&s.table_name) == Some(RelationKind::Table) {
-                        t = true;
-                    }
-                }
-                Ok(TreeNodeRecursion::Continue)
-            });
-            t
-        };
-        if aggregates == 1 && has_table_input && joins.is_empty() {
-            return fail(
-                "GROUP",
-                "aggregating a table (with retractions) is not supported yet".into(),
-                "aggregate a stream",
-            );
-        }
-        match (aggregates, streaming.window.is_some(), joins.is_empty()) {
-            (1, true, _) => Some(OperatorKind::WindowedAggregate),
-            (1, false, _) => Some(OperatorKind::Aggregate),
-            (_, true, _) => fail(
-                "WINDOW",
-                "a WINDOW needs an aggregation with GROUP BY in the outermost SELECT".into(),
-                "add GROUP BY, or remove the WINDOW clause",
-            ),
-            (_, false, false) => Some(OperatorKind::StreamTableJoin),
-            _ => Some(OperatorKind::Stateless),
-        }
-    }
 }
 
-/// Resolves scanned tables to project relations, for the job planner.
+/// Resolves scanned tables to project relations, for the streaming planner.
 struct ProjectRelations<'a> {
     sources: &'a BTreeMap<String, CompiledSource>,
     models: &'a BTreeMap<String, CompiledModel>,
 }
 
-impl crate::runtime::plan::Relations for ProjectRelations<'_> {
+impl streaming::Relations for ProjectRelations<'_> {
     fn resolve(&self, table: &datafusion::common::TableReference) -> Option<(NodeId, RelationKind)> {
         match table.schema() {
             Some(MODEL_SCHEMA) | None => {
@@ -1498,27 +1380,6 @@ impl crate::runtime::plan::Relations for ProjectRelations<'_> {
                 self.sources.get(&full).map(|s| (NodeId::Source(full.clone()), s.decl.table.kind))
             }
         }
-    }
-}
-
-/// Whether a join side reads a stream or a table: the kind of the one relation it scans.
-fn relation_kind(
-    plan: &LogicalPlan,
-    kind_of: &dyn Fn(&datafusion::common::TableReference) -> Option<RelationKind>,
-) -> Option<RelationKind> {
-    let mut kinds = Vec::new();
-    let mut blocked = false;
-    let _ = plan.apply(|node| {
-        match node {
-            LogicalPlan::TableScan(s) => kinds.push(kind_of(&s.table_name)),
-            LogicalPlan::Aggregate(_) | LogicalPlan::Join(_) => blocked = true,
-            _ => {}
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    match (kinds.as_slice(), blocked) {
-        ([k], false) => *k,
-        _ => None,
     }
 }
 

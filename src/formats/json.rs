@@ -11,8 +11,7 @@ use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
 
-use super::BadRecord;
-use crate::compile::EventTimeSpec;
+use super::{BadRecord, EventTimeSpec};
 use crate::sql::functions::parse_millis;
 
 /// Decodes JSON objects whose field names are the source's column names (any case) into

@@ -6,6 +6,16 @@ pub mod avro;
 pub mod debezium;
 pub mod json;
 
+/// How a source's event time is read from its records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventTimeSpec {
+    /// Column name in the SQL schema (normalized).
+    pub column: String,
+    /// chrono format, for string columns.
+    pub chrono_format: Option<String>,
+    pub allowed_lateness_ms: i64,
+}
+
 /// A record that could not be decoded, with the reason.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BadRecord {

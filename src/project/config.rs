@@ -320,7 +320,7 @@ pub struct ModelConfig {
     /// registry's level for the subject, else FORWARD_TRANSITIVE: every consumer's schema can
     /// read what a new version writes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema_compatibility: Option<crate::registry::Compatibility>,
+    pub schema_compatibility: Option<super::compatibility::Compatibility>,
     /// Encoding of the output values: `json` (default) or `avro` (Confluent wire format, with
     /// the schema `apply` registers from the output columns).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -33,18 +33,7 @@ impl std::fmt::Display for SchemaType {
     }
 }
 
-/// Confluent's compatibility levels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Compatibility {
-    None,
-    Backward,
-    BackwardTransitive,
-    Forward,
-    ForwardTransitive,
-    Full,
-    FullTransitive,
-}
+pub use crate::project::compatibility::Compatibility;
 
 /// The level for a model's output when neither the model nor the registry sets one: consumers
 /// of an output upgrade on their own schedule, so every schema they may still hold must read

@@ -18,9 +18,6 @@ use crate::compile::CompiledModel;
 use crate::graph::NodeId;
 use crate::sql::dialect::{PseudoColumn, WindowKind, WindowSpec, WINDOWEND, WINDOWSTART};
 
-/// Hidden output column carrying each row's event time through stream models.
-pub const ROWTIME_COLUMN: &str = "__streamctl_rowtime";
-
 /// What a push produced: output rows, and the input rows dropped because every window they
 /// belong to had already closed (to be counted and dead-lettered by the caller).
 #[derive(Debug, Default)]

@@ -1,7 +1,7 @@
 //! The streaming runtime: each model runs as a job over Arrow micro-batches.
 //!
-//! * [`plan`] cuts a model's DataFusion plan into operators (planned once, at compile time).
-//! * [`operators`] executes them: stateless steps, stream–table join, incremental aggregation.
+//! * [`operators`] executes the job a model was compiled into
+//!   ([`crate::compile::streaming::job`]): stateless steps, stream–table join, incremental aggregation.
 //! * [`job`] feeds a model's inputs in, assigns windows, drops late events, checkpoints state.
 
 pub mod bounded;
@@ -10,7 +10,6 @@ pub mod host;
 pub mod job;
 pub mod lease;
 pub mod operators;
-pub mod plan;
 pub mod watermark;
 pub mod worker;
 

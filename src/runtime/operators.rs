@@ -21,7 +21,7 @@ use datafusion::logical_expr::JoinType;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::{collect, ExecutionPlan};
 
-use super::plan::{AggregateNode, JoinNode, Node, Step};
+use crate::compile::streaming::job::{AggregateNode, JoinNode, Node, Step};
 use crate::graph::NodeId;
 use crate::sql::dialect::EmitMode;
 

@@ -1,16 +1,16 @@
-//! From a model's logical plan to the operators a job runs.
+//! The job a model runs, built from its streaming plan (see [`super`]).
 //!
-//! The optimized DataFusion plan is cut at its stateful nodes. What lies between them is
-//! stateless and becomes a list of [`Step`]s: physical expressions evaluated on each Arrow batch,
-//! planned once. The stateful nodes become a [`JoinNode`] (stream–table join against a
-//! materialized table) or an [`AggregateNode`] (DataFusion's own aggregate operators run in
-//! Partial / PartialReduce / Final mode over partial-state batches). Planning happens at
-//! compile time, so `validate` rejects exactly the shapes no operator runs.
+//! The plan is cut at its streaming operators. What lies between them is stateless and
+//! becomes a list of [`Step`]s: physical expressions evaluated on each Arrow batch, planned
+//! once. `StreamTableJoin` becomes a [`JoinNode`] (joined against a materialized table),
+//! `WindowedAggregate` and `UpdatingAggregate` an [`AggregateNode`] (DataFusion's own aggregate
+//! operators run in Partial / PartialReduce / Final mode over partial-state batches). Which
+//! shapes run was decided by the planner; what fails here is building physical expressions.
 
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
-use datafusion::common::{DFSchema, DFSchemaRef, TableReference};
+use datafusion::common::{DFSchema, DFSchemaRef};
 use datafusion::execution::context::ExecutionProps;
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
@@ -20,6 +20,7 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, Physic
 use datafusion::physical_plan::udaf::AggregateFunctionExpr;
 use datafusion::physical_plan::ExecutionPlan;
 
+use super::nodes::{StreamScan, StreamTableJoin, UpdatingAggregate, WindowedAggregate};
 use crate::graph::NodeId;
 use crate::project::config::RelationKind;
 
@@ -106,44 +107,35 @@ pub struct JobPlan {
     pub schema: SchemaRef,
 }
 
-/// A shape the runtime does not run, with the reason.
+/// Why a streaming plan could not be built into a job.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Unsupported(pub String);
+pub struct BuildError(pub String);
 
-type Result<T> = std::result::Result<T, Unsupported>;
+type Result<T> = std::result::Result<T, BuildError>;
 
-fn unsupported<T>(msg: impl Into<String>) -> Result<T> {
-    Err(Unsupported(msg.into()))
+fn build_error<T>(msg: impl Into<String>) -> Result<T> {
+    Err(BuildError(msg.into()))
 }
 
 fn df<T>(r: datafusion::error::Result<T>) -> Result<T> {
-    r.map_err(|e| Unsupported(format!("cannot plan the operator: {}", e.strip_backtrace())))
+    r.map_err(|e| BuildError(format!("cannot plan the operator: {}", e.strip_backtrace())))
 }
 
-/// Resolves a scanned table to the relation it reads and that relation's kind.
-pub trait Relations {
-    fn resolve(&self, table: &TableReference) -> Option<(NodeId, RelationKind)>;
+/// Builds the job of a streaming plan.
+pub async fn build(state: &SessionState, plan: &LogicalPlan) -> Result<JobPlan> {
+    let builder = JobBuilder { state, props: ExecutionProps::new() };
+    let root = builder.node(plan).await?;
+    Ok(JobPlan { schema: root.schema(), root })
 }
 
-pub struct JobPlanner<'a> {
-    pub state: &'a SessionState,
-    pub relations: &'a dyn Relations,
+struct JobBuilder<'a> {
+    state: &'a SessionState,
     props: ExecutionProps,
 }
 
-impl<'a> JobPlanner<'a> {
-    pub fn new(state: &'a SessionState, relations: &'a dyn Relations) -> Self {
-        JobPlanner { state, relations, props: ExecutionProps::new() }
-    }
-
+impl JobBuilder<'_> {
     fn physical(&self, e: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
         df(create_physical_expr(e, schema, &self.props, &PhysicalPlanningContext::default()))
-    }
-
-    /// Plans the job of an optimized logical plan.
-    pub async fn plan(&self, plan: &LogicalPlan) -> Result<JobPlan> {
-        let root = self.node(plan).await?;
-        Ok(JobPlan { schema: root.schema(), root })
     }
 
     fn node<'p>(
@@ -152,19 +144,28 @@ impl<'a> JobPlanner<'a> {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Node>> + 'p>> {
         Box::pin(async move {
             match plan {
-                LogicalPlan::TableScan(scan) => {
-                    if !scan.filters.is_empty() || scan.fetch.is_some() {
-                        return unsupported("a scan with pushed-down filters or a limit");
+                LogicalPlan::Extension(e) => {
+                    let any = e.node.as_any();
+                    if let Some(s) = any.downcast_ref::<StreamScan>() {
+                        let projection: Vec<usize> = match &s.scan.projection {
+                            Some(p) => p.clone(),
+                            None => (0..s.scan.source.schema().fields().len()).collect(),
+                        };
+                        Ok(Node::Scan {
+                            input: s.input.clone(),
+                            kind: s.kind(),
+                            projection,
+                            schema: arrow_schema(plan.schema()),
+                        })
+                    } else if let Some(j) = any.downcast_ref::<StreamTableJoin>() {
+                        self.join(j, plan).await
+                    } else if let Some(a) = any.downcast_ref::<WindowedAggregate>() {
+                        self.aggregate(&a.aggregate, plan).await
+                    } else if let Some(a) = any.downcast_ref::<UpdatingAggregate>() {
+                        self.aggregate(&a.aggregate, plan).await
+                    } else {
+                        build_error(format!("{} is not a streaming operator", e.node.name()))
                     }
-                    let Some((input, kind)) = self.relations.resolve(&scan.table_name) else {
-                        return unsupported(format!("`{}` is not a source or a model", scan.table_name));
-                    };
-                    let full = scan.source.schema();
-                    let projection: Vec<usize> = match &scan.projection {
-                        Some(p) => p.clone(),
-                        None => (0..full.fields().len()).collect(),
-                    };
-                    Ok(Node::Scan { input, kind, projection, schema: arrow_schema(plan.schema()) })
                 }
                 LogicalPlan::SubqueryAlias(a) => self.node(&a.input).await,
                 LogicalPlan::Projection(p) => {
@@ -178,38 +179,16 @@ impl<'a> JobPlanner<'a> {
                     let pred = self.physical(&f.predicate, f.input.schema())?;
                     Ok(push_step(input, Step::Filter(pred), arrow_schema(plan.schema())))
                 }
-                LogicalPlan::Join(j) => self.join(j, plan).await,
-                LogicalPlan::Aggregate(a) => self.aggregate(a, plan).await,
-                LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => {
-                    unsupported("a query that reads no source or model")
-                }
-                other => unsupported(format!("{} is not supported in a streaming model", other.display())),
+                other => build_error(format!("{} was left in the streaming plan", other.display())),
             }
         })
     }
 
-    async fn join(&self, j: &datafusion::logical_expr::Join, plan: &LogicalPlan) -> Result<Node> {
+    async fn join(&self, node: &StreamTableJoin, plan: &LogicalPlan) -> Result<Node> {
+        let j = &node.join;
+        let stream_is_left = node.stream_is_left;
         let left = self.node(&j.left).await?;
         let right = self.node(&j.right).await?;
-        let kind = |n: &Node| -> Option<RelationKind> {
-            let mut kinds = Vec::new();
-            collect_scan_kinds(n, &mut kinds);
-            match kinds.as_slice() {
-                [k] => Some(*k),
-                _ => None,
-            }
-        };
-        let (lk, rk) = (kind(&left), kind(&right));
-        let stream_is_left = match (lk, rk, j.join_type) {
-            (Some(RelationKind::Stream), Some(RelationKind::Table), JoinType::Inner | JoinType::Left) => true,
-            (Some(RelationKind::Table), Some(RelationKind::Stream), JoinType::Inner) => false,
-            (Some(RelationKind::Stream), Some(RelationKind::Stream), _) => return unsupported("joining two streams"),
-            (Some(RelationKind::Table), Some(RelationKind::Table), _) => return unsupported("joining two tables"),
-            _ => return unsupported(format!("a {} JOIN between these inputs", j.join_type)),
-        };
-        if j.on.is_empty() {
-            return unsupported("a join without an equality condition (ON a.x = b.y)");
-        }
         let mut stream_keys = Vec::new();
         let mut table_keys = Vec::new();
         for (l, r) in &j.on {
@@ -228,9 +207,6 @@ impl<'a> JobPlanner<'a> {
             None => None,
         };
         let (stream, table) = if stream_is_left { (left, right) } else { (right, left) };
-        if contains_stateful(&stream) || contains_stateful(&table) {
-            return unsupported("a join over an aggregation or another join in the same model");
-        }
         Ok(Node::Join(Box::new(JoinNode {
             stream,
             table,
@@ -245,9 +221,6 @@ impl<'a> JobPlanner<'a> {
 
     async fn aggregate(&self, a: &Aggregate, plan: &LogicalPlan) -> Result<Node> {
         let input = self.node(&a.input).await?;
-        if matches!(input, Node::Aggregate(_)) || contains_aggregate(&input) {
-            return unsupported("an aggregation over another aggregation");
-        }
         // Plan the aggregate alone over an empty input of the same schema, and take the
         // expressions DataFusion's planner made for it.
         let empty =
@@ -259,11 +232,8 @@ impl<'a> JobPlanner<'a> {
         let planner = datafusion::physical_planner::DefaultPhysicalPlanner::default();
         let physical = df(planner.create_physical_plan(&LogicalPlan::Aggregate(alone), self.state).await)?;
         let Some(exec) = first_aggregate(&physical) else {
-            return unsupported("DataFusion planned no aggregate operator");
+            return build_error("DataFusion planned no aggregate operator");
         };
-        if exec.group_expr().has_grouping_set() {
-            return unsupported("GROUPING SETS, CUBE and ROLLUP");
-        }
         let group_by = exec.group_expr().clone();
         let aggr_expr = exec.aggr_expr().to_vec();
         let filter_expr = exec.filter_expr().to_vec();
@@ -306,35 +276,6 @@ fn first_aggregate(plan: &Arc<dyn ExecutionPlan>) -> Option<AggregateExec> {
         }
     }
     plan.downcast_ref::<AggregateExec>().cloned()
-}
-
-fn collect_scan_kinds(n: &Node, out: &mut Vec<RelationKind>) {
-    match n {
-        Node::Scan { kind, .. } => out.push(*kind),
-        Node::Map { input, .. } => collect_scan_kinds(input, out),
-        Node::Join(j) => {
-            collect_scan_kinds(&j.stream, out);
-            collect_scan_kinds(&j.table, out);
-        }
-        Node::Aggregate(a) => collect_scan_kinds(&a.input, out),
-    }
-}
-
-fn contains_stateful(n: &Node) -> bool {
-    match n {
-        Node::Scan { .. } => false,
-        Node::Map { input, .. } => contains_stateful(input),
-        Node::Join(_) | Node::Aggregate(_) => true,
-    }
-}
-
-fn contains_aggregate(n: &Node) -> bool {
-    match n {
-        Node::Scan { .. } => false,
-        Node::Map { input, .. } => contains_aggregate(input),
-        Node::Join(j) => contains_aggregate(&j.stream) || contains_aggregate(&j.table),
-        Node::Aggregate(_) => true,
-    }
 }
 
 /// Adds a step, merging into an existing Map.
