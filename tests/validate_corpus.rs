@@ -57,6 +57,10 @@ broken!(
     topic_names,
     runaway_template,
     streaming_rejections,
+    file_encoding,
+    macro_errors,
+    duplicate_output_column,
+    yaml_any_of,
 );
 
 #[test]

@@ -270,6 +270,22 @@ pub async fn compile(project: Project, mut diags: Diagnostics) -> CompiledProjec
     cp
 }
 
+/// DataFusion's `Projections require unique expression names but the expression "a AS x" at
+/// position 0 and "b AS x" at position 1 have the same name`: the name, and the two columns
+/// counted from 1.
+fn duplicate_projection(message: &str) -> Option<(String, usize, usize)> {
+    let rest = message.split("Projections require unique expression names but the expression \"").nth(1)?;
+    let (first_expr, rest) = rest.split_once("\" at position ")?;
+    let (first_pos, rest) = rest.split_once(" and \"")?;
+    let (_, rest) = rest.split_once("\" at position ")?;
+    let second_pos: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let name = match first_expr.rsplit_once(" AS ") {
+        Some((_, alias)) => alias.to_string(),
+        None => first_expr.rsplit('.').next().unwrap_or(first_expr).to_string(),
+    };
+    Some((name.to_lowercase(), first_pos.trim().parse::<usize>().ok()? + 1, second_pos.parse::<usize>().ok()? + 1))
+}
+
 fn node_info(project: &Project, models: &BTreeMap<String, CompiledModel>) -> BTreeMap<NodeId, NodeInfo> {
     let mut out = BTreeMap::new();
     for s in &project.sources {
@@ -786,6 +802,19 @@ impl Compiler<'_> {
                 help.push(format!("candidates: {}", list.join(", ")));
             }
             message = sentence;
+        }
+        if let Some((name, first, second)) = duplicate_projection(&message) {
+            let plain = name.chars().all(|c| c.is_alphanumeric() || c == '_');
+            message = if plain {
+                format!("output columns {first} and {second} are both named `{name}`")
+            } else {
+                format!("output columns {first} and {second} are the same expression without a name")
+            };
+            help = vec!["give one of them another name with AS".into()];
+            let word = if plain { name.as_str() } else { "SELECT" };
+            if let (0, Some((l, c))) = (line, Self::find_word(&r.sql, word)) {
+                (line, col, len) = (l, c, word.chars().count());
+            }
         }
         if let DataFusionError::SchemaError(schema_err, _) = root {
             if let datafusion::common::SchemaError::FieldNotFound { field, valid_fields } = schema_err.as_ref() {

@@ -75,6 +75,8 @@ pub struct Jinja {
     /// `{% from "macros/x.sql" import a, b %}` for every macro file, put in front of each model
     /// (on its first line, so line numbers do not move): macros callable by name, dbt style.
     imports: String,
+    /// The macro files by template name, to show an error inside a macro where it is.
+    macro_files: BTreeMap<String, SourceText>,
 }
 
 fn lock(r: &Arc<Mutex<Recorder>>) -> std::sync::MutexGuard<'_, Recorder> {
@@ -201,7 +203,7 @@ impl Jinja {
                 )),
             }
         });
-        Jinja { env, recorder, imports: String::new() }
+        Jinja { env, recorder, imports: String::new(), macro_files: BTreeMap::new() }
     }
 
     /// Loads macro files and makes every macro they define callable by name from any model.
@@ -210,6 +212,7 @@ impl Jinja {
         let mut defined: BTreeMap<String, String> = BTreeMap::new();
         for file in files {
             let name = file.path.display().to_string().replace('\\', "/");
+            self.macro_files.insert(name.clone(), file.clone());
             if let Err(e) = self.env.add_template_owned(name.clone(), file.text.as_str().to_owned()) {
                 diags.push(jinja_diagnostic(&e, file, 0));
                 continue;
@@ -256,7 +259,7 @@ impl Jinja {
             .template_from_named_str(&file.path.display().to_string(), &text)
             .and_then(|t| t.render_with_spans(()));
         let captured = std::mem::take(&mut lock(&self.recorder).captured);
-        let (sql, spans) = result.map_err(|e| jinja_diagnostic(&e, file, shift))?;
+        let (sql, spans) = result.map_err(|e| self.render_diagnostic(&e, file, shift))?;
         let map = SourceMap {
             spans: spans
                 .iter()
@@ -271,6 +274,24 @@ impl Jinja {
                 .collect(),
         };
         Ok(Rendered { sql, captured, map })
+    }
+
+    /// A render error of `file`; an error inside a macro is shown in the macro file, with the
+    /// model that called it.
+    fn render_diagnostic(&self, e: &Error, file: &SourceText, shift: usize) -> Diagnostic {
+        match e.name().and_then(|n| self.macro_files.get(n)) {
+            Some(macro_file) if e.name() != Some(&file.path.display().to_string()) => {
+                let mut d = jinja_diagnostic(e, macro_file, 0);
+                d.message = format!("{} (in a macro called from {})", d.message, file.path.display());
+                if e.kind() == ErrorKind::UndefinedError {
+                    d = d.with_help(
+                        "a macro parameter the call does not pass is undefined too: check the call's arguments",
+                    );
+                }
+                d
+            }
+            _ => jinja_diagnostic(e, file, shift),
+        }
     }
 
     /// Renders a YAML string value (target settings), for `{{ env_var('X') }}`.
@@ -300,7 +321,12 @@ pub fn jinja_diagnostic(e: &Error, file: &SourceText, shift: usize) -> Diagnosti
             let r =
                 r.start.saturating_sub(shift).min(file.text.len())..r.end.saturating_sub(shift).min(file.text.len());
             let (line, column) = pos_of(&file.text, r.start);
-            let len = file.text[r.clone()].chars().count().max(1);
+            let len = file.text.get(r.clone()).map_or(1, |t| t.chars().count().max(1));
+            if e.kind() == ErrorKind::UndefinedError && e.detail().is_none() {
+                if let Some(what) = file.text.get(r.clone()).filter(|t| !t.is_empty() && !t.contains('\n')) {
+                    d.message = format!("`{what}` is undefined");
+                }
+            }
             d.at(file, Pos::new(line, column, len))
         }
         (None, Some(line)) if in_this_file => d.at(file, Pos::new(line, 1, 1)),

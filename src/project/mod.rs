@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use crate::diagnostics::{suggest, Diagnostic, Diagnostics, Pos, SourceText};
+use crate::diagnostics::{pos_of, suggest, Diagnostic, Diagnostics, Pos, SourceText};
 use config::{
     ModelProperties, ModelPropertiesFile, ProjectFile, SinkDef, SinksFile, SourceTable, SourcesFile, TestsFile,
     UnitTest,
@@ -144,11 +144,34 @@ fn files_with_ext(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
     out
 }
 
-fn read_source(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<SourceText> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Some(SourceText::new(rel(root, path), text)),
+/// Reads a project file as text. A UTF-8 byte-order mark (which some Windows editors write) is
+/// dropped, or it would become part of the first YAML key or SQL word; a byte that is not
+/// UTF-8 is reported at its line and column.
+pub fn read_source(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<SourceText> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
         Err(e) => {
             diags.push(Diagnostic::error("io", format!("cannot read file: {e}")).at_path(&rel(root, path)));
+            return None;
+        }
+    };
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(&bytes);
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Some(SourceText::new(rel(root, path), text)),
+        Err(e) => {
+            let valid = &bytes[..e.valid_up_to()];
+            // The valid prefix is text: show the line up to the bad byte.
+            let source = SourceText::new(rel(root, path), String::from_utf8_lossy(bytes).into_owned());
+            let (line, column) = pos_of(&source.text, std::str::from_utf8(valid).map_or(0, str::len));
+            let bad = bytes.get(e.valid_up_to()).copied().unwrap_or_default();
+            diags.push(
+                Diagnostic::error(
+                    "encoding",
+                    format!("byte 0x{bad:02X} is not UTF-8: project files must be UTF-8 text"),
+                )
+                .at(&source, Pos::new(line, column, 1))
+                .with_help("save the file as UTF-8 (a Latin-1 `é` or `ü` is a single byte like this one)"),
+            );
             None
         }
     }

@@ -86,6 +86,70 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// The schema at a `$ref`, or the schema itself.
+fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix('#')) {
+        Some(p) => root.pointer(p).unwrap_or(schema),
+        None => schema,
+    }
+}
+
+/// The forms a value may take, in words (`` `earliest` ``, `a mapping with `timestamp``), from
+/// the alternatives of an `anyOf`/`oneOf` (or one schema); `null` alternatives are left out.
+fn forms(root: &Value, schema: &Value, depth: usize) -> Vec<String> {
+    let schema = resolve(root, schema);
+    if depth > 4 {
+        return Vec::new();
+    }
+    if let Some(alts) = schema.as_array().or_else(|| schema.get("anyOf").or_else(|| schema.get("oneOf"))?.as_array()) {
+        return alts.iter().flat_map(|a| forms(root, a, depth + 1)).collect();
+    }
+    if let Some(values) = schema.get("enum").and_then(Value::as_array) {
+        return values.iter().filter(|v| !v.is_null()).map(value_text).collect();
+    }
+    if let Some(c) = schema.get("const") {
+        return vec![value_text(c)];
+    }
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        let keys: Vec<String> = props.keys().map(|k| format!("`{k}`")).collect();
+        return vec![format!("a mapping with {}", keys.join(", "))];
+    }
+    let types: Vec<&str> = match schema.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    types
+        .into_iter()
+        .filter(|t| *t != "null")
+        .map(|t| match t {
+            "object" => "a mapping".to_string(),
+            "array" => "a list".to_string(),
+            "integer" => "an integer".to_string(),
+            other => format!("a {other}"),
+        })
+        .collect()
+}
+
+/// For a mapping that matches no alternative: the closest known key to a key it has that no
+/// alternative knows (`timestmp` → `timestamp`).
+fn unknown_key_hint(root: &Value, instance: &Value, schema_path: &str) -> Option<String> {
+    let given = instance.as_object()?;
+    let mut known: Vec<String> = Vec::new();
+    let mut stack: Vec<&Value> = root.pointer(schema_path)?.as_array()?.iter().collect();
+    while let Some(s) = stack.pop() {
+        let s = resolve(root, s);
+        if let Some(alts) = s.get("anyOf").or_else(|| s.get("oneOf")).and_then(Value::as_array) {
+            stack.extend(alts.iter());
+        }
+        if let Some(props) = s.get("properties").and_then(Value::as_object) {
+            known.extend(props.keys().cloned());
+        }
+    }
+    let unknown = given.keys().find(|k| !known.contains(k))?;
+    suggest(unknown, known.iter().map(String::as_str)).map(|s| format!("`{unknown}`: did you mean `{s}`?"))
+}
+
 /// Validates a parsed YAML file against the schema of its kind; one diagnostic per problem.
 pub fn validate(kind: FileKind, value: &Value, positions: &PositionIndex, file: &SourceText) -> Vec<Diagnostic> {
     let root = kind.schema();
@@ -147,6 +211,20 @@ pub fn validate(kind: FileKind, value: &Value, positions: &PositionIndex, file: 
                 format!("unsupported file format version {instance}: this streamctl reads version 1"),
                 Some("write `version: 1`".to_string()),
             ),
+            K::AnyOf { .. } | K::OneOfNotValid { .. } => {
+                let forms =
+                    root.pointer(err.schema_path().as_str()).map(|alts| forms(root, alts, 0)).unwrap_or_default();
+                let field = pointer.rsplit('/').next().filter(|f| !f.is_empty()).unwrap_or("this value");
+                let help = unknown_key_hint(root, instance, err.schema_path().as_str());
+                if forms.is_empty() {
+                    (format!("{} is not a valid `{field}`", value_text(instance)), help)
+                } else {
+                    (
+                        format!("{} is not a valid `{field}`: expected {}", value_text(instance), forms.join(", or ")),
+                        help,
+                    )
+                }
+            }
             K::Pattern { pattern } => {
                 (format!("{} does not match the pattern `{pattern}`", value_text(instance)), None)
             }
