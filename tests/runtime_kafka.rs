@@ -14,15 +14,17 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::json;
 use streamctl::compile::{compile, CompiledProject};
+use streamctl::connectors::consumer::read_topic;
 use streamctl::connectors::embedded::EmbeddedBroker;
 use streamctl::connectors::kafka::Cluster;
 use streamctl::diagnostics::Diagnostics;
 use streamctl::graph::NodeId;
+use streamctl::ops::host::{job_topics, run_jobs, source_topics};
 use streamctl::project::Project;
 use streamctl::runtime::bounded::{run_model, BoundedOptions};
 use streamctl::runtime::codec::Record;
-use streamctl::runtime::host::{job_topics, read_topic, run_jobs, source_topics};
-use streamctl::runtime::worker::{RunControl, RunOptions};
+use streamctl::runtime::task_context;
+use streamctl::runtime::worker::{JobStats, KafkaJob, RunControl, RunOptions};
 
 fn project() -> Arc<CompiledProject> {
     let mut diags = Diagnostics::new();
@@ -75,10 +77,34 @@ fn run(
     model: &str,
     opts: &RunOptions,
     control: RunControl,
-) -> streamctl::runtime::worker::JobStats {
+) -> JobStats {
     let client = Cluster::Embedded(broker).client_config();
     let mut r = run_jobs(cp.clone(), &[model.to_string()], &client, opts, Arc::new(control));
     r.pop().unwrap().1.unwrap()
+}
+
+/// Runs a job batch by batch and drops it in the middle of batch `crash_in`: its outputs are
+/// produced, its checkpoint is not written (a worker killed at that moment).
+fn run_and_crash(
+    cp: &Arc<CompiledProject>,
+    broker: &EmbeddedBroker,
+    model: &str,
+    opts: &RunOptions,
+    crash_in: usize,
+) -> JobStats {
+    let client = Cluster::Embedded(broker).client_config();
+    let stats = JobStats { model: model.to_string(), ..Default::default() };
+    let mut job = KafkaJob::start(cp.clone(), model, &client, opts, stats).unwrap();
+    let mut batches = 0;
+    loop {
+        if job.poll_and_process(false).unwrap() > 0 {
+            batches += 1;
+            if batches == crash_in {
+                return job.into_stats();
+            }
+        }
+        job.settle(false, true).unwrap();
+    }
 }
 
 fn output_values(broker: &EmbeddedBroker, topic: &str) -> Vec<String> {
@@ -139,9 +165,7 @@ fn a_crash_between_checkpoints_loses_nothing_and_counts_nothing_twice() {
     produce(&broker, "web.clicks", &values);
     // Checkpoint after every batch, crash in the middle of batch 7 (outputs out, no checkpoint).
     let every_batch = RunOptions { checkpoint_interval: Duration::ZERO, ..opts() };
-    let crash = RunControl::default();
-    crash.crash_after_batches.store(7, Ordering::SeqCst);
-    let s1 = run(&cp, &broker, model, &every_batch, crash);
+    let s1 = run_and_crash(&cp, &broker, model, &every_batch, 7);
     assert_eq!(s1.checkpoints, 6);
     let s2 = run(&cp, &broker, model, &every_batch, RunControl::default());
     assert_eq!(s2.restored_epoch, Some(6));
@@ -255,4 +279,82 @@ fn a_restart_keeps_the_event_time_its_partitions_reached() {
     assert_eq!(second.records_in, 0);
     let got: BTreeSet<String> = output_values(&broker, &cp.models[model].topic).into_iter().collect();
     assert_eq!(got, want);
+}
+
+/// `streamctl test` (the bounded driver) and a job on Kafka run records through the same
+/// micro-batch driver: the same outputs, the same dead letters with the same reasons (a bad
+/// record, an event for a window that had closed), the same counts.
+#[test]
+fn the_kafka_worker_and_the_bounded_driver_give_the_same_results() {
+    let cp = project();
+    let model = "tumbling_final";
+    let broker = setup(&cp, &[model.to_string()]);
+    let mut values: Vec<String> = clicks().iter().map(|v| v.to_string()).collect();
+    values.insert(50, r#"{"user_id": "x"}"#.to_string());
+    values.push(json!({"user_id": 1, "url": "/too-late", "ts": 1_000}).to_string());
+    produce(&broker, "web.clicks", &values);
+    let on_kafka = run(&cp, &broker, model, &opts(), RunControl::default());
+
+    let records: Vec<(NodeId, Record)> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let r =
+                Record { partition: 0, offset: i as i64, timestamp: 0, key: None, value: Some(v.clone().into_bytes()) };
+            (NodeId::Source("web.clicks".into()), r)
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let bounded = rt
+        .block_on(run_model(
+            &cp,
+            model,
+            &records,
+            BoundedOptions { batch_size: 16, end_of_input: false },
+            task_context(),
+        ))
+        .unwrap();
+
+    let mut kafka_out = output_values(&broker, &cp.models[model].topic);
+    let mut bounded_out: Vec<String> =
+        bounded.outputs.iter().map(|o| String::from_utf8(o.value.clone().unwrap()).unwrap()).collect();
+    kafka_out.sort();
+    bounded_out.sort();
+    assert!(!kafka_out.is_empty());
+    assert_eq!(kafka_out, bounded_out);
+    assert_eq!((on_kafka.late, on_kafka.dead_lettered), (bounded.late as u64, bounded.dead_letters.len() as u64));
+    assert_eq!((on_kafka.late, on_kafka.dead_lettered), (1, 2));
+
+    let dead: Vec<(String, String)> = read_with_headers(&broker, "web.clicks.dlq")
+        .into_iter()
+        .map(|(value, error)| (value, error.unwrap_or_default()))
+        .collect();
+    let want: Vec<(String, String)> = bounded
+        .dead_letters
+        .iter()
+        .map(|d| (String::from_utf8(d.record.value.clone().unwrap()).unwrap(), d.reason.clone()))
+        .collect();
+    assert_eq!(dead, want);
+}
+
+/// Values of partition 0 of a topic with their `streamctl.error` header.
+fn read_with_headers(broker: &EmbeddedBroker, topic: &str) -> Vec<(String, Option<String>)> {
+    let consumer: BaseConsumer = Cluster::Embedded(broker).client_config().set("group.id", "t").create().unwrap();
+    let (_, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(5)).unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    while (out.len() as i64) < high {
+        let Some(m) = consumer.poll(Duration::from_secs(5)) else { break };
+        let m = m.unwrap();
+        let error = m.headers().and_then(|h| {
+            h.iter()
+                .find(|h| h.key == "streamctl.error")
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into())
+        });
+        out.push((String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(), error));
+    }
+    out
 }

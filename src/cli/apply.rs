@@ -1,18 +1,14 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Args as ClapArgs;
 
 use super::common::{plural, GlobalArgs};
 use super::plan::{make, print, session_or_exit};
-use crate::compile::CompiledProject;
 use crate::deploy::apply::apply;
 use crate::deploy::plan::ChangePlan;
-use crate::deploy::Session;
-use crate::runtime::host::run_embedded;
-use crate::runtime::worker::RunOptions;
+use crate::ops::run::run_after_apply;
 
 #[derive(Debug, ClapArgs)]
 #[command(after_help = "\
@@ -103,29 +99,12 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     }
-    run_embedded_jobs(global, cp, &session, args.show)
-}
-
-/// The embedded target after apply: sample data in, every deployed job run until caught up,
-/// outputs printed.
-fn run_embedded_jobs(
-    global: &GlobalArgs,
-    cp: CompiledProject,
-    session: &Session,
-    show: usize,
-) -> anyhow::Result<ExitCode> {
-    let Some(broker) = session.embedded_broker() else { return Ok(ExitCode::SUCCESS) };
-    let deployed = session.read()?;
-    let models: Vec<String> = cp
-        .order()
-        .into_iter()
-        .filter_map(|n| match n {
-            crate::graph::NodeId::Model(m) if deployed.jobs.contains_key(&m) => Some(m),
-            _ => None,
-        })
-        .collect();
-    eprintln!("running {} until caught up", plural(models.len(), "job"));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let run = rt.block_on(run_embedded(broker, Arc::new(cp), &models, &RunOptions::default()))?;
-    super::run::report(global, &run.results, &run.outputs, show)
+    match run_after_apply(&session, cp) {
+        Ok(Some(outcome)) => super::run::report(global, &outcome, args.show),
+        Ok(None) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }

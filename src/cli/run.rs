@@ -5,15 +5,10 @@ use std::time::Duration;
 use clap::Args as ClapArgs;
 
 use super::common::{compiled_or_exit, plural, selected_or_exit, GlobalArgs, OutputFormat};
-use crate::connectors::embedded::EmbeddedBroker;
-use crate::connectors::kafka::Cluster;
-use crate::deploy::control::ControlTopic;
-use crate::deploy::follow::run_deployed;
 use crate::graph::NodeId;
 use crate::jinja::Jinja;
-use crate::project::config::TargetKind;
-use crate::runtime::host::{job_topics, run_embedded, run_jobs, stop_on_signals};
-use crate::runtime::worker::{JobStats, RunControl, RunOptions};
+use crate::ops::run::{run, RunOutcome};
+use crate::runtime::worker::{JobStats, RunOptions};
 
 #[derive(Debug, ClapArgs)]
 #[command(after_help = "\
@@ -87,76 +82,19 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms),
         ..RunOptions::default()
     };
-    let cp = Arc::new(cp);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     eprintln!("running {} on target `{}`", plural(models.len(), "job"), target.name);
-    let (results, outputs) = if target.kind == TargetKind::Embedded {
-        let broker = match EmbeddedBroker::start() {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(ExitCode::from(1));
-            }
-        };
-        match rt.block_on(run_embedded(&broker, cp.clone(), &models, &opts)) {
-            Ok(run) => (run.results, run.outputs),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(ExitCode::from(1));
-            }
-        }
-    } else {
-        let cluster = Cluster::Kafka {
-            bootstrap: target.bootstrap_servers.clone().unwrap_or_default(),
-            properties: target.properties.clone().into_iter().collect(),
-            replication_factor: target.replication_factor,
-        };
-        if let Err(e) =
-            cluster.check_reachable().and_then(|_| rt.block_on(cluster.ensure_topics(&job_topics(&cp, &models))))
-        {
+    match run(Arc::new(cp), &models, &target, &opts, args.select.is_empty()) {
+        Ok(outcome) => report(global, &outcome, args.show),
+        Err(e) => {
             eprintln!("error: {e}");
-            return Ok(ExitCode::from(1));
+            Ok(ExitCode::from(1))
         }
-        let control = Arc::new(RunControl::default());
-        stop_on_signals(control.clone());
-        let client = cluster.client_config();
-        // A deployed project runs as deployed (and follows new generations); otherwise the
-        // local files run, as in development.
-        let ctl =
-            ControlTopic::new(&client, &target.control_topic, &cp.project.config.name).map_err(anyhow::Error::msg)?;
-        let deployed = ctl.read().map_err(anyhow::Error::msg)?;
-        if deployed.jobs.is_empty() {
-            eprintln!(
-                "nothing deployed on target `{}`: running the local project files (`streamctl apply` deploys them)",
-                target.name
-            );
-            (run_jobs(cp.clone(), &models, &client, &opts, control), Vec::new())
-        } else {
-            let all = args.select.is_empty();
-            let select = |m: &str| all || models.iter().any(|x| x == m);
-            eprintln!(
-                "running the deployed project (generation {}) and following new generations",
-                deployed.generation()
-            );
-            match run_deployed(&ctl, &client, &select, &opts, control) {
-                Ok(r) => (r, Vec::new()),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return Ok(ExitCode::from(1));
-                }
-            }
-        }
-    };
-    report(global, &results, &outputs, args.show)
+    }
 }
 
 /// Each job's counters, then (embedded target) each output topic's record count and first rows.
-pub fn report(
-    global: &GlobalArgs,
-    results: &[crate::runtime::worker::JobOutcome],
-    outputs: &[(String, String, crate::runtime::worker::TopicRows)],
-    show: usize,
-) -> anyhow::Result<ExitCode> {
+pub fn report(global: &GlobalArgs, outcome: &RunOutcome, show: usize) -> anyhow::Result<ExitCode> {
+    let (results, outputs) = (&outcome.results, &outcome.outputs);
     let mut failed = false;
     let mut stats: Vec<JobStats> = Vec::new();
     for (model, r) in results {

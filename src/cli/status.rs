@@ -4,7 +4,7 @@ use clap::Args as ClapArgs;
 
 use super::common::{GlobalArgs, OutputFormat};
 use super::plan::session_or_exit;
-use crate::deploy::status::jobs;
+use crate::ops::status::jobs;
 
 #[derive(Debug, ClapArgs)]
 #[command(after_help = "\
@@ -29,7 +29,7 @@ pub fn exec(global: &GlobalArgs, _args: &Args) -> anyhow::Result<ExitCode> {
     }
     let state = session.read()?;
     let project = &cp.project.config.name;
-    let job_status = jobs(&session.cluster().client_config(), project, &state);
+    let job_status = jobs(&session.cluster().client_config(), &state);
     match global.format {
         OutputFormat::Json => {
             let v = serde_json::json!({

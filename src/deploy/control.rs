@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::desired::{hex, Bundle, JobSpec, SchemaSpec, TopicSpec};
-use crate::runtime::lease::{now_ms, Lease, LeaseBook};
+use crate::connectors::lease::{now_ms, Lease, LeaseBook};
 
 /// Who applied an object, when, from which commit, as part of which generation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -326,6 +326,6 @@ pub fn git_commit(root: &std::path::Path) -> Option<String> {
 /// `user@host`, for the records and the lock.
 pub fn whoami() -> String {
     let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "someone".into());
-    let host = crate::runtime::lease::hostname().unwrap_or_else(|| "localhost".into());
+    let host = crate::connectors::lease::hostname().unwrap_or_else(|| "localhost".into());
     format!("{user}@{host}")
 }

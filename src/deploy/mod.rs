@@ -5,9 +5,7 @@
 pub mod apply;
 pub mod control;
 pub mod desired;
-pub mod follow;
 pub mod plan;
-pub mod status;
 
 use crate::compile::CompiledProject;
 use crate::connectors::embedded::EmbeddedBroker;

@@ -2,16 +2,27 @@
 //!
 //! * [`operators`] executes the job a model was compiled into
 //!   ([`crate::compile::streaming::job`]): stateless steps, stream–table join, incremental aggregation.
-//! * [`job`] feeds a model's inputs in, assigns windows, drops late events, checkpoints state.
+//! * [`job`] feeds a model's inputs in, assigns windows, drops late events, snapshots state.
+//! * [`driver`] is the micro-batch loop both shells share: decode, bad records, watermark,
+//!   push, late records, window closing.
+//! * [`worker`] is the Kafka shell (poll, produce, checkpoint), [`bounded`] the in-memory one
+//!   behind `streamctl test`.
+//! * [`checkpoint`] is a job's checkpoint topic (state, offsets, counters), [`ownership`] the
+//!   lease that decides which worker runs a job.
 
 pub mod bounded;
+pub mod checkpoint;
 pub mod codec;
-pub mod host;
+pub mod driver;
+mod error;
 pub mod job;
-pub mod lease;
 pub mod operators;
+mod ownership;
+pub mod samples;
 pub mod watermark;
 pub mod worker;
+
+pub use error::RunError;
 
 use std::sync::Arc;
 

@@ -7,9 +7,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Serialize;
 
-use super::control::DeployedState;
-use crate::runtime::lease::now_ms;
-use crate::runtime::worker::{read_checkpoint_summary, Totals};
+use crate::connectors::lease::now_ms;
+use crate::deploy::control::DeployedState;
+use crate::runtime::checkpoint::{read_checkpoint_summary, Totals};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct JobStatus {
@@ -27,10 +27,10 @@ pub struct JobStatus {
     pub totals: Option<Totals>,
 }
 
-pub fn jobs(client: &ClientConfig, project: &str, state: &DeployedState) -> Vec<JobStatus> {
+pub fn jobs(client: &ClientConfig, state: &DeployedState) -> Vec<JobStatus> {
     let mut out = Vec::new();
     for (model, job) in &state.jobs {
-        let summary = read_checkpoint_summary(client, project, model).ok();
+        let summary = read_checkpoint_summary(client, &job.spec.checkpoint_topic).ok();
         let now = now_ms();
         let worker =
             summary.as_ref().and_then(|s| s.lease.as_ref()).filter(|l| l.expires_ms >= now).map(|l| l.holder.clone());

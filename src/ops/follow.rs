@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 
-use super::control::{ControlTopic, DeployedState};
-use super::desired::Bundle;
 use crate::compile::CompiledProject;
+use crate::deploy::control::{ControlTopic, DeployedState};
+use crate::deploy::desired::Bundle;
 use crate::diagnostics::Diagnostics;
 use crate::project::Project;
-use crate::runtime::bounded::RunError;
 use crate::runtime::worker::{run_job, JobOutcome, RunControl, RunOptions};
+use crate::runtime::RunError;
 
 /// What identifies a running job: a change to it means restarting it.
 fn running_set(state: &DeployedState, select: &dyn Fn(&str) -> bool) -> BTreeMap<String, (u64, String)> {

@@ -1,0 +1,110 @@
+//! Hosting jobs: the topics they need, one thread per job, a clean stop on SIGINT/SIGTERM.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use rdkafka::config::ClientConfig;
+
+use crate::compile::CompiledProject;
+use crate::connectors::kafka::TopicSpec;
+use crate::graph::NodeId;
+use crate::project::config::RelationKind;
+use crate::runtime::worker::{run_job, JobStats, RunControl, RunOptions};
+use crate::runtime::RunError;
+
+/// Topics the selected models write: outputs, checkpoints, dead-letter topics of their sources.
+pub fn job_topics(cp: &CompiledProject, models: &[String]) -> Vec<TopicSpec> {
+    let mut out: BTreeMap<String, TopicSpec> = BTreeMap::new();
+    for name in models {
+        let Some(m) = cp.models.get(name) else { continue };
+        for t in &m.resolved.topics {
+            out.insert(
+                t.name.clone(),
+                TopicSpec { name: t.name.clone(), partitions: t.partitions, compacted: t.compacted },
+            );
+        }
+    }
+    out.into_values().collect()
+}
+
+/// Topics of the sources the selected models read.
+pub fn source_topics(cp: &CompiledProject, models: &[String]) -> Vec<TopicSpec> {
+    let mut out: BTreeMap<String, TopicSpec> = BTreeMap::new();
+    for name in models {
+        let Some(m) = cp.models.get(name) else { continue };
+        for input in &m.inputs {
+            if let NodeId::Source(s) = input {
+                let src = &cp.sources[s];
+                out.insert(
+                    src.decl.table.topic.clone(),
+                    TopicSpec {
+                        name: src.decl.table.topic.clone(),
+                        partitions: src.partitions,
+                        compacted: src.decl.table.kind == RelationKind::Table,
+                    },
+                );
+            }
+        }
+    }
+    out.into_values().collect()
+}
+
+/// Runs the selected models' jobs until they stop (caught up, a stop request, or an error).
+/// Returns each job's outcome, in deploy order.
+pub fn run_jobs(
+    cp: Arc<CompiledProject>,
+    models: &[String],
+    client: &ClientConfig,
+    opts: &RunOptions,
+    control: Arc<RunControl>,
+) -> Vec<(String, Result<JobStats, RunError>)> {
+    let mut handles = Vec::new();
+    for name in models {
+        let (cp, model, client, opts, control) =
+            (cp.clone(), name.clone(), client.clone(), opts.clone(), control.clone());
+        let h = std::thread::Builder::new().name(format!("job-{name}")).spawn(move || {
+            let stop_all = control.clone();
+            let until_caught_up = opts.until_caught_up;
+            let r = run_job(cp, model.clone(), client, opts, control);
+            if let Err(e) = &r {
+                eprintln!("[{model}] stopped: {e}");
+                // A bounded run stops: the failed job's downstream would wait for it forever.
+                // A long-running worker keeps its other jobs going.
+                if until_caught_up {
+                    stop_all.stop.store(true, Ordering::SeqCst);
+                }
+            }
+            r
+        });
+        handles.push((name.clone(), h));
+    }
+    handles
+        .into_iter()
+        .map(|(n, h)| match h {
+            Ok(h) => (n, h.join().unwrap_or_else(|_| Err(RunError::Setup("the job thread panicked".into())))),
+            Err(e) => (n, Err(RunError::Setup(format!("cannot start the job thread: {e}")))),
+        })
+        .collect()
+}
+
+/// Sets `stop` on SIGINT or SIGTERM, so jobs checkpoint and exit.
+pub fn stop_on_signals(control: Arc<RunControl>) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            eprintln!("stopping: finishing the current batches and checkpointing (Ctrl-C again to abort)");
+            control.stop.store(true, Ordering::SeqCst);
+            let _ = tokio::signal::ctrl_c().await;
+            std::process::exit(130);
+        });
+    });
+}

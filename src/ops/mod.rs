@@ -1,0 +1,15 @@
+//! Orchestration above the runtime and deploy: what a command does with jobs, once its
+//! arguments are parsed (cargo's `commands/` + `ops/` split: `cli` parses and prints, `ops`
+//! carries out).
+//!
+//! * [`run`]: `streamctl run` on any target, and the run after an embedded `apply`.
+//! * [`host`]: the topics jobs need, one thread per job, a clean stop on SIGINT/SIGTERM.
+//! * [`embedded`]: sample data into the in-process broker, jobs until caught up, outputs read.
+//! * [`follow`]: the deployed generations on a Kafka target, followed as `apply` writes them.
+//! * [`status`]: deployed jobs with their checkpoints, lease holders and lag.
+
+pub mod embedded;
+pub mod follow;
+pub mod host;
+pub mod run;
+pub mod status;

@@ -1,0 +1,95 @@
+//! `streamctl run` and the run after an embedded `apply`: which jobs run where. On the embedded
+//! target the broker lives in this process and gets the sample data; on a Kafka target the
+//! deployed generation runs (following new ones), or the local files when nothing is deployed.
+
+use std::sync::Arc;
+
+use super::embedded::{run_embedded, EmbeddedRun};
+use super::follow::run_deployed;
+use super::host::{job_topics, run_jobs, stop_on_signals};
+use crate::compile::CompiledProject;
+use crate::connectors::consumer::TopicRows;
+use crate::connectors::embedded::EmbeddedBroker;
+use crate::connectors::kafka::Cluster;
+use crate::deploy::control::ControlTopic;
+use crate::deploy::Session;
+use crate::graph::NodeId;
+use crate::project::config::TargetKind;
+use crate::project::target::ResolvedTarget;
+use crate::runtime::worker::{JobOutcome, RunControl, RunOptions};
+
+/// How the jobs of a run ended, and (embedded target) what each output topic holds.
+pub struct RunOutcome {
+    pub results: Vec<JobOutcome>,
+    /// (model, topic, records) per job; empty on a Kafka target.
+    pub outputs: Vec<(String, String, TopicRows)>,
+}
+
+impl From<EmbeddedRun> for RunOutcome {
+    fn from(run: EmbeddedRun) -> RunOutcome {
+        RunOutcome { results: run.results, outputs: run.outputs }
+    }
+}
+
+/// Runs `models` (in deploy order) on `target`. `all_selected`: no selection was given, so a
+/// deployed project runs every deployed job.
+pub fn run(
+    cp: Arc<CompiledProject>,
+    models: &[String],
+    target: &ResolvedTarget,
+    opts: &RunOptions,
+    all_selected: bool,
+) -> Result<RunOutcome, String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    if target.kind == TargetKind::Embedded {
+        let broker = EmbeddedBroker::start()?;
+        let run = rt.block_on(run_embedded(&broker, cp, models, opts)).map_err(|e| e.to_string())?;
+        return Ok(run.into());
+    }
+    let cluster = Cluster::Kafka {
+        bootstrap: target.bootstrap_servers.clone().unwrap_or_default(),
+        properties: target.properties.clone().into_iter().collect(),
+        replication_factor: target.replication_factor,
+    };
+    cluster.check_reachable()?;
+    rt.block_on(cluster.ensure_topics(&job_topics(&cp, models)))?;
+    let control = Arc::new(RunControl::default());
+    stop_on_signals(control.clone());
+    let client = cluster.client_config();
+    // A deployed project runs as deployed (and follows new generations); otherwise the local
+    // files run, as in development.
+    let ctl = ControlTopic::new(&client, &target.control_topic, &cp.project.config.name).map_err(|e| e.to_string())?;
+    let deployed = ctl.read().map_err(|e| e.to_string())?;
+    if deployed.jobs.is_empty() {
+        eprintln!(
+            "nothing deployed on target `{}`: running the local project files (`streamctl apply` deploys them)",
+            target.name
+        );
+        let results = run_jobs(cp, models, &client, opts, control);
+        return Ok(RunOutcome { results, outputs: Vec::new() });
+    }
+    let select = |m: &str| all_selected || models.iter().any(|x| x == m);
+    eprintln!("running the deployed project (generation {}) and following new generations", deployed.generation());
+    let results = run_deployed(&ctl, &client, &select, opts, control)?;
+    Ok(RunOutcome { results, outputs: Vec::new() })
+}
+
+/// After `apply` on the embedded target: sample data in, every deployed job run until caught
+/// up. `None` on any other target (running workers pick the new generation up).
+pub fn run_after_apply(session: &Session, cp: CompiledProject) -> Result<Option<RunOutcome>, String> {
+    let Some(broker) = session.embedded_broker() else { return Ok(None) };
+    let deployed = session.read().map_err(|e| e.to_string())?;
+    let models: Vec<String> = cp
+        .order()
+        .into_iter()
+        .filter_map(|n| match n {
+            NodeId::Model(m) if deployed.jobs.contains_key(&m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    eprintln!("running {} job{} until caught up", models.len(), if models.len() == 1 { "" } else { "s" });
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let run =
+        rt.block_on(run_embedded(broker, Arc::new(cp), &models, &RunOptions::default())).map_err(|e| e.to_string())?;
+    Ok(Some(run.into()))
+}

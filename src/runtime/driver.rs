@@ -1,0 +1,191 @@
+//! The micro-batch driver: what happens to a run of records of one input, the same on Kafka
+//! (`worker`) and over an in-memory list (`bounded`, behind `streamctl test`). Decode, handle
+//! bad records as the input's `on_error` says, feed event times to the watermark, push the rows
+//! through the job's operators, dead-letter the rows that came too late, and close windows as
+//! the watermark moves. The shells around it only read records and write what it returns.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::Int64Array;
+use datafusion::error::DataFusionError;
+use datafusion::execution::TaskContext;
+
+use super::codec::{encode_output, Decoded, InputCodec, Record};
+use super::error::RunError;
+use super::job::{Job, OutputBatch};
+use super::watermark::WatermarkTracker;
+use crate::compile::{CompiledModel, CompiledProject};
+use crate::graph::NodeId;
+use crate::project::config::{OnError, RelationKind};
+
+/// Why a late record is dead-lettered.
+pub const LATE_REASON: &str = "late: its window had closed";
+
+/// A record that goes to its input's dead-letter topic, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub input: NodeId,
+    /// The topic the record was read from.
+    pub topic: String,
+    pub dead_letter_topic: String,
+    pub record: Record,
+    pub reason: String,
+}
+
+/// What the driver produced since it was last drained: encoded output records (in order), dead
+/// letters, and counters.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    pub outputs: Vec<Record>,
+    pub dead_letters: Vec<DeadLetter>,
+    pub bad_records: u64,
+    pub skipped: u64,
+    pub late: u64,
+}
+
+/// One model's job with its inputs' decoders and the watermark of its streams.
+pub struct MicroBatchDriver {
+    job: Job,
+    model: CompiledModel,
+    codecs: BTreeMap<NodeId, InputCodec>,
+    streams: Vec<NodeId>,
+    tracker: WatermarkTracker,
+}
+
+impl MicroBatchDriver {
+    /// `idle_timeout`: a caught-up partition quiet this long stops holding the watermark back.
+    pub fn new(
+        cp: &CompiledProject,
+        model: &str,
+        task: Arc<TaskContext>,
+        idle_timeout: Duration,
+    ) -> Result<MicroBatchDriver, RunError> {
+        let m = cp.models.get(model).ok_or_else(|| RunError::Setup(format!("no compiled model `{model}`")))?;
+        let job = Job::new(m, task)?;
+        let mut codecs = BTreeMap::new();
+        for id in &m.inputs {
+            let c = InputCodec::for_input(cp, id).ok_or_else(|| RunError::Setup(format!("no input `{id}`")))?;
+            codecs.insert(id.clone(), c);
+        }
+        let streams = codecs.values().filter(|c| c.kind == RelationKind::Stream).map(|c| c.id.clone()).collect();
+        Ok(MicroBatchDriver { job, model: m.clone(), codecs, streams, tracker: WatermarkTracker::new(idle_timeout) })
+    }
+
+    pub fn codecs(&self) -> impl Iterator<Item = &InputCodec> {
+        self.codecs.values()
+    }
+
+    /// The event-time tracker: partitions to wait for, restored event times, caught-up marks.
+    pub fn tracker(&mut self) -> &mut WatermarkTracker {
+        &mut self.tracker
+    }
+
+    pub fn max_event_time(&self, input: &NodeId, partition: i32) -> Option<i64> {
+        self.tracker.max_event_time(input, partition)
+    }
+
+    /// Processes a run of consecutive records of one input, in arrival order.
+    pub async fn process(
+        &mut self,
+        input: &NodeId,
+        records: &[Record],
+        out: &mut BatchOutcome,
+    ) -> Result<(), RunError> {
+        let Some(codec) = self.codecs.get(input) else { return Ok(()) };
+        let decoded = codec.decode(records);
+        for bad in &decoded.bad {
+            out.bad_records += 1;
+            let record = &records[bad.index];
+            match codec.on_error {
+                OnError::Fail => {
+                    return Err(RunError::BadRecord {
+                        topic: codec.topic.clone(),
+                        partition: record.partition,
+                        offset: record.offset,
+                        reason: bad.reason.clone(),
+                    })
+                }
+                OnError::Skip => out.skipped += 1,
+                OnError::DeadLetter => out.dead_letters.push(dead_letter(codec, record, &bad.reason)),
+            }
+        }
+        let row_watermarks = observe_rows(&mut self.tracker, codec, &decoded, records, &self.streams);
+        let pushed = self.job.push(input, &decoded.batch, decoded.deletes.clone(), row_watermarks.as_deref()).await?;
+        for late in pushed.late {
+            out.late += 1;
+            out.dead_letters.push(dead_letter(codec, &records[decoded.rows[late]], LATE_REASON));
+        }
+        self.encode(&pushed.outputs, out)
+    }
+
+    /// Moves the job's watermark to where the tracker has it: closes the windows it passed.
+    pub async fn advance_watermark(&mut self, out: &mut BatchOutcome) -> Result<(), RunError> {
+        let wm = self.tracker.watermark(&self.streams);
+        self.advance_to(wm, out).await
+    }
+
+    /// Every input is at its end: as once the idle timeout passed, partitions stop holding the
+    /// watermark back.
+    pub async fn advance_to_end_of_inputs(&mut self, out: &mut BatchOutcome) -> Result<(), RunError> {
+        let wm = self.tracker.watermark_at_end(&self.streams);
+        self.advance_to(wm, out).await
+    }
+
+    /// Moves the job's watermark to `wm` (ms; `i64::MAX` closes every window).
+    pub async fn advance_to(&mut self, wm: i64, out: &mut BatchOutcome) -> Result<(), RunError> {
+        if wm == i64::MIN {
+            return Ok(());
+        }
+        let outputs = self.job.advance_watermark(wm).await?;
+        self.encode(&outputs, out)
+    }
+
+    pub async fn snapshot(&mut self) -> Result<Vec<u8>, RunError> {
+        Ok(self.job.snapshot().await?)
+    }
+
+    pub fn restore(&mut self, state: &[u8]) -> Result<(), RunError> {
+        Ok(self.job.restore(state)?)
+    }
+
+    fn encode(&self, outputs: &[OutputBatch], out: &mut BatchOutcome) -> Result<(), RunError> {
+        for o in outputs {
+            out.outputs.extend(encode_output(o, &self.model).map_err(DataFusionError::from)?);
+        }
+        Ok(())
+    }
+}
+
+fn dead_letter(codec: &InputCodec, record: &Record, reason: &str) -> DeadLetter {
+    DeadLetter {
+        input: codec.id.clone(),
+        topic: codec.topic.clone(),
+        dead_letter_topic: codec.dead_letter_topic.clone(),
+        record: record.clone(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Feeds a stream batch's event times to the tracker, record by record, and returns the
+/// watermark each record arrived under (None for tables, which do not move event time).
+fn observe_rows(
+    tracker: &mut WatermarkTracker,
+    codec: &InputCodec,
+    decoded: &Decoded,
+    records: &[Record],
+    streams: &[NodeId],
+) -> Option<Vec<i64>> {
+    if codec.kind != RelationKind::Stream {
+        return None;
+    }
+    let times = decoded.batch.column_by_name("rowtime")?.as_any().downcast_ref::<Int64Array>()?.clone();
+    let mut out = Vec::with_capacity(decoded.rows.len());
+    let now = Instant::now();
+    for (row, t) in decoded.rows.iter().zip(times.values().iter()) {
+        out.push(tracker.watermark_at(streams, now));
+        tracker.observe_at(&codec.id, records[*row].partition, *t, codec.lateness_ms, now);
+    }
+    Some(out)
+}
