@@ -141,3 +141,31 @@ fn validate_rejects_an_unknown_target() {
     assert!(stderr.contains("help: did you mean `prod`?"), "{stderr}");
     assert!(stderr.ends_with("invalid: 1 error in 3 sources, 5 models, 1 sink\n"), "{stderr}");
 }
+
+// ---- 10: seed ----
+
+/// `seed` produces every source's sample data into its topic and reads the topic back; on the
+/// embedded target the topics are created. `--select` picks sources; JSON is one document.
+#[test]
+fn seed_loads_the_sample_data_into_the_source_topics() {
+    let (code, stdout, stderr) = run(streamctl().args(["seed", "--project-dir"]).arg(example()));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout,
+        "ora-ogg-SOE-CUSTOMERS: 40 records from data/customers.jsonl (topic created), the topic holds 40\n\
+         ora-ogg-SOE-LOGON-json: 301 records from data/logon.jsonl (topic created), the topic holds 301\n\
+         ora-ogg-SOE-ORDERS-json: 300 records from data/orders.jsonl (topic created), the topic holds 300\n"
+    );
+    assert!(stderr.starts_with("Seeded 641 records into 3 topics on target `embedded`.\n"), "{stderr}");
+
+    let (code, stdout, stderr) = run(streamctl()
+        .args(["seed", "--format", "json", "--select", "source:soe.orders", "--project-dir"])
+        .arg(example()));
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"target": "embedded", "sources": [{"source": "soe.orders", "topic": "ora-ogg-SOE-ORDERS-json",
+            "file": "data/orders.jsonl", "records": 300, "created": true, "topic_records": 300}]})
+    );
+}

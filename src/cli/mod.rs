@@ -10,6 +10,7 @@ mod init;
 mod ls;
 mod plan;
 mod run;
+mod seed;
 mod status;
 mod test;
 mod validate;
@@ -29,6 +30,7 @@ Examples:
   streamctl docs                            target/docs/index.html with the lineage graph
   streamctl apply --auto-approve            embedded target: deploy, load sample data, run, show outputs
   streamctl plan --target prod --out p.plan then: streamctl apply --target prod p.plan
+  streamctl seed --target local --create-topics  the sources' sample data into a local Kafka
 
 Environment: STREAMCTL_TARGET, STREAMCTL_BOOTSTRAP_SERVERS, STREAMCTL_SCHEMA_REGISTRY_URL, NO_COLOR";
 
@@ -62,6 +64,8 @@ pub enum Command {
     Plan(plan::Args),
     /// Create topics, register schemas and deploy jobs on the target (embedded: and run them).
     Apply(apply::Args),
+    /// Produce the sources' sample data into their topics, on any target (dbt's seed).
+    Seed(seed::Args),
     /// Remove what the project deployed on the target.
     Destroy(destroy::Args),
     /// What is deployed, which worker runs each job, its lag and counters.
@@ -81,6 +85,7 @@ pub fn main() -> ExitCode {
         Command::Test(a) => test::exec(&cli.global, a),
         Command::Plan(a) => plan::exec(&cli.global, a),
         Command::Apply(a) => apply::exec(&cli.global, a),
+        Command::Seed(a) => seed::exec(&cli.global, a),
         Command::Destroy(a) => destroy::exec(&cli.global, a),
         Command::Status(a) => status::exec(&cli.global, a),
     };
