@@ -11,7 +11,7 @@ use super::plan::session_or_exit;
 use crate::connectors::kafka::TopicSpec;
 use crate::graph::NodeId;
 use crate::project::config::RelationKind;
-use crate::runtime::bounded::sample_records;
+use crate::runtime::samples::sample_records;
 
 #[derive(Debug, ClapArgs)]
 #[command(after_help = "\
