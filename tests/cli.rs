@@ -178,6 +178,11 @@ fn apply_on_the_embedded_target_deploys_and_runs_the_example() {
         assert!(line.contains(counts), "{job}: {line}\n{stdout}");
     }
     assert!(stdout.contains("orders_by_mode → soe.orders-by-mode: 2 records"), "{stdout}");
+    // The 33 hourly rows leave the last hour's 11 (one per order status) open: the summary says so.
+    let hourly = stdout.lines().find(|l| l.starts_with("orders_agg_hourly")).unwrap_or_default();
+    assert_eq!(hourly.split_whitespace().nth(7), Some("11"), "open windows: {hourly}");
+    assert!(hourly.contains("2017-09-27T19:58:57.000Z"), "the watermark: {hourly}");
+    assert!(stdout.contains("12 windows (one per key) still open"), "{stdout}");
     // Registering changed nothing in the checked-in registry.
     for subject in ["soe.orders-agg-hourly-value", "soe.logon-enriched-key"] {
         let a = std::fs::read_to_string(example().join("schemas").join(subject).join("v1.json")).unwrap();

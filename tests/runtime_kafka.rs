@@ -358,3 +358,41 @@ fn read_with_headers(broker: &EmbeddedBroker, topic: &str) -> Vec<(String, Optio
     }
     out
 }
+
+/// The run says where event time stands when it ends: the watermark, and the windows that are
+/// still open (their results come only once event time passes them).
+#[test]
+fn a_job_reports_its_watermark_and_the_windows_still_open() {
+    let cp = project();
+    let model = "tumbling_final";
+    let broker = setup(&cp, &[model.to_string()]);
+    let values: Vec<String> = clicks().iter().map(|v| v.to_string()).collect();
+    produce(&broker, "web.clicks", &values);
+    let stats = run(&cp, &broker, model, &opts(), RunControl::default());
+    let lateness = cp.sources["web.clicks"].allowed_lateness_ms;
+    assert_eq!(stats.watermark, Some(60_700 - lateness), "the largest event time read, less the lateness");
+
+    let emitted = output_values(&broker, &cp.models[model].topic).len();
+    let records: Vec<(NodeId, Record)> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let r =
+                Record { partition: 0, offset: i as i64, timestamp: 0, key: None, value: Some(v.clone().into_bytes()) };
+            (NodeId::Source("web.clicks".into()), r)
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let all = rt
+        .block_on(run_model(
+            &cp,
+            model,
+            &records,
+            BoundedOptions { batch_size: 16, end_of_input: true },
+            task_context(),
+        ))
+        .unwrap();
+    // One result per key and window, emitted when the window closes.
+    assert!(stats.open_windows > 0);
+    assert_eq!(stats.open_windows as usize, all.outputs.len() - emitted);
+}

@@ -118,17 +118,35 @@ pub fn report(global: &GlobalArgs, outcome: &RunOutcome, show: usize) -> anyhow:
             );
         }
         OutputFormat::Text => {
-            println!("{:<24} {:>8} {:>8} {:>6} {:>6} {:>6} {:>5}", "job", "in", "out", "bad", "dlq", "late", "gaps");
+            println!(
+                "{:<24} {:>8} {:>8} {:>6} {:>6} {:>6} {:>5} {:>6}  {}",
+                "job", "in", "out", "bad", "dlq", "late", "gaps", "open", "watermark"
+            );
             for s in &stats {
+                // Windows still open hold results that come once event time passes them.
+                let watermark = s
+                    .watermark
+                    .and_then(chrono::DateTime::from_timestamp_millis)
+                    .map_or_else(|| "-".to_string(), |t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
                 println!(
-                    "{:<24} {:>8} {:>8} {:>6} {:>6} {:>6} {:>5}",
+                    "{:<24} {:>8} {:>8} {:>6} {:>6} {:>6} {:>5} {:>6}  {}",
                     s.model,
                     s.records_in,
                     s.records_out,
                     s.bad_records,
                     s.dead_lettered,
                     s.late,
-                    s.gaps.len()
+                    s.gaps.len(),
+                    s.open_windows,
+                    watermark
+                );
+            }
+            let open: u64 = stats.iter().map(|s| s.open_windows).sum();
+            if open > 0 {
+                println!(
+                    "\n{open} window{} (one per key) still open: their results come once event time passes their end \
+                     (plus grace), when newer input arrives",
+                    if open == 1 { "" } else { "s" }
                 );
             }
             for (model, topic, rows) in outputs {

@@ -142,6 +142,11 @@ impl MicroBatchDriver {
         self.encode(&outputs, out)
     }
 
+    /// Event time the job closed windows up to (ms), and the windows still open.
+    pub async fn progress(&mut self) -> Result<(Option<i64>, usize), RunError> {
+        Ok((self.job.watermark(), self.job.open_windows().await?))
+    }
+
     pub async fn snapshot(&mut self) -> Result<Vec<u8>, RunError> {
         Ok(self.job.snapshot().await?)
     }

@@ -158,6 +158,16 @@ impl Job {
         Ok(OutputBatch { batch, timestamps, deletes: c.deletes })
     }
 
+    /// Event time the job has closed windows up to (ms); `None` before any moved it.
+    pub fn watermark(&self) -> Option<i64> {
+        (self.watermark != i64::MIN).then_some(self.watermark)
+    }
+
+    /// Windows holding state that have not closed yet.
+    pub async fn open_windows(&mut self) -> Result<usize> {
+        self.root.open_windows(&self.cx).await
+    }
+
     /// Moves the watermark forward (never back) and returns what closing windows emit.
     pub async fn advance_watermark(&mut self, wm: i64) -> Result<Vec<OutputBatch>> {
         if wm <= self.watermark {

@@ -359,6 +359,29 @@ impl Operator {
         })
     }
 
+    /// Windows that hold state and have not closed yet, one per key and window (the rows
+    /// their closing will emit).
+    pub fn open_windows<'a>(
+        &'a mut self,
+        cx: &'a ExecContext,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<usize>> + Send + 'a>> {
+        Box::pin(async move {
+            match self {
+                Operator::Scan { .. } => Ok(0),
+                Operator::Map { input, .. } => input.open_windows(cx).await,
+                Operator::Join { stream, .. } => stream.open_windows(cx).await,
+                Operator::Aggregate { node, input, state } => {
+                    let below = input.open_windows(cx).await?;
+                    if node.window_end.is_none() {
+                        return Ok(below);
+                    }
+                    compact(node, state, cx).await?;
+                    Ok(below + state.state.as_ref().map_or(0, RecordBatch::num_rows))
+                }
+            }
+        })
+    }
+
     /// Every state this operator tree holds, as batches (for checkpoints), in a fixed order.
     pub async fn snapshot(&mut self, cx: &ExecContext) -> Result<Vec<Option<RecordBatch>>> {
         let mut out = Vec::new();

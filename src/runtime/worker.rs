@@ -76,6 +76,10 @@ pub struct JobStats {
     pub dead_lettered: u64,
     pub late: u64,
     pub checkpoints: u64,
+    /// Windows still open when the job stopped: their results come once event time passes them.
+    pub open_windows: u64,
+    /// Event time (epoch ms) the job had closed windows up to when it stopped.
+    pub watermark: Option<i64>,
     /// Offsets that disappeared before they were read (retention or a broker's limits).
     pub gaps: Vec<String>,
     pub restored_epoch: Option<u64>,
@@ -143,13 +147,13 @@ pub fn run_job(
                 Progress::CaughtUp => {
                     owner.release(&lease_log, &lease_producer);
                     control.mark_done(&model);
-                    let stats = job.into_stats();
+                    let stats = job.finish()?;
                     log(&model, &format!("caught up: {} records in, {} out", stats.records_in, stats.records_out));
                     return Ok(stats);
                 }
                 Progress::Stopped => {
                     owner.release(&lease_log, &lease_producer);
-                    return Ok(job.into_stats());
+                    return job.finish();
                 }
             }
         }
@@ -357,6 +361,14 @@ impl KafkaJob {
 
     pub fn into_stats(self) -> JobStats {
         self.stats
+    }
+
+    /// The stats with where event time stands: the watermark and the windows still open.
+    fn finish(mut self) -> Result<JobStats, RunError> {
+        let (watermark, open) = self.rt.block_on(self.driver.progress())?;
+        self.stats.watermark = watermark;
+        self.stats.open_windows = open as u64;
+        Ok(self.stats)
     }
 
     /// Polls a micro-batch (nothing when `stopping`), runs it through the driver and produces
