@@ -119,8 +119,8 @@ pub fn report(global: &GlobalArgs, outcome: &RunOutcome, show: usize) -> anyhow:
         }
         OutputFormat::Text => {
             println!(
-                "{:<24} {:>8} {:>8} {:>6} {:>6} {:>6} {:>5} {:>6}  {}",
-                "job", "in", "out", "bad", "dlq", "late", "gaps", "open", "watermark"
+                "{:<24} {:>8} {:>8} {:>6} {:>6} {:>6} {:>5} {:>6}  watermark",
+                "job", "in", "out", "bad", "dlq", "late", "gaps", "open"
             );
             for s in &stats {
                 // Windows still open hold results that come once event time passes them.

@@ -40,8 +40,11 @@ pub fn input_consumer(client: &ClientConfig, group: &str) -> Result<BaseConsumer
         .map_err(|e| kafka_err("creating the input consumer", e))
 }
 
+/// (partition, low offset, high offset) of each partition of a topic.
+pub type PartitionOffsets = Vec<(i32, i64, i64)>;
+
 /// A topic's partitions with their (low, high) offsets; `None` when the topic does not exist.
-pub fn partition_offsets(consumer: &BaseConsumer, topic: &str) -> Result<Option<Vec<(i32, i64, i64)>>, String> {
+pub fn partition_offsets(consumer: &BaseConsumer, topic: &str) -> Result<Option<PartitionOffsets>, String> {
     let md = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .map_err(|e| kafka_err(&format!("reading metadata of {topic}"), e))?;

@@ -112,7 +112,7 @@ impl Job {
         };
         let fallback_ts = batch
             .column_by_name(PseudoColumn::Rowtime.name())
-            .and_then(|c| c.as_any().downcast_ref::<Int64Array>().and_then(|a| datafusion::arrow::compute::max(a)))
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>().and_then(datafusion::arrow::compute::max))
             .unwrap_or(self.watermark.max(0));
         let chunk = Chunk { batch, deletes };
         let outputs = self.root.push(from, &chunk, &self.cx).await?;

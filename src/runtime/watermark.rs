@@ -133,11 +133,11 @@ mod tests {
         w.add_partition(&s, 0, 1000);
         w.add_partition(&s, 1, 1000);
         w.observe(&s, 0, 10_000, 1000);
-        assert_eq!(w.watermark(&[s.clone()]), i64::MIN, "partition 1 has no data yet");
+        assert_eq!(w.watermark(std::slice::from_ref(&s)), i64::MIN, "partition 1 has no data yet");
         w.observe(&s, 1, 5_000, 1000);
-        assert_eq!(w.watermark(&[s.clone()]), 4_000);
+        assert_eq!(w.watermark(std::slice::from_ref(&s)), 4_000);
         w.observe(&s, 1, 20_000, 1000);
-        assert_eq!(w.watermark(&[s.clone()]), 9_000);
+        assert_eq!(w.watermark(std::slice::from_ref(&s)), 9_000);
     }
 
     #[test]
@@ -146,8 +146,8 @@ mod tests {
         let mut w = WatermarkTracker::new(Duration::ZERO);
         w.observe(&s, 0, 10_000, 0);
         w.add_partition(&s, 1, 0);
-        assert_eq!(w.watermark(&[s.clone()]), i64::MIN);
+        assert_eq!(w.watermark(std::slice::from_ref(&s)), i64::MIN);
         w.caught_up(&s, 1);
-        assert_eq!(w.watermark(&[s.clone()]), 10_000);
+        assert_eq!(w.watermark(std::slice::from_ref(&s)), 10_000);
     }
 }
