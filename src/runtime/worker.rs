@@ -127,7 +127,8 @@ pub fn run_job(
         let Some(mut owner) = Ownership::acquire(&mut lease_log, &lease_producer, &me, &control.stop)? else {
             return Ok(stats);
         };
-        let mut job = KafkaJob::start(cp.clone(), &model, &client, &opts, stats)?;
+        // The lease log was read up to the claim that won: it holds the last checkpoint.
+        let mut job = KafkaJob::start_from(cp.clone(), &model, &client, &opts, stats, &lease_log)?;
         loop {
             if let Held::Lost(why) = owner.keep(&mut lease_log, &lease_producer)? {
                 log(&model, &format!("{why}; standing by"));
@@ -221,7 +222,23 @@ impl KafkaJob {
         model: &str,
         client: &ClientConfig,
         opts: &RunOptions,
+        stats: JobStats,
+    ) -> Result<KafkaJob, RunError> {
+        let m = cp.models.get(model).ok_or_else(|| RunError::Setup(format!("no model `{model}`")))?;
+        let mut log = CheckpointLog::open(client, &m.resolved.checkpoint_topic)?;
+        log.catch_up()?;
+        KafkaJob::start_from(cp, model, client, opts, stats, &log)
+    }
+
+    /// As `start`, restoring from a checkpoint log read up to now (the owner's: a fresh reader
+    /// would cost a consumer's start-up).
+    fn start_from(
+        cp: Arc<CompiledProject>,
+        model: &str,
+        client: &ClientConfig,
+        opts: &RunOptions,
         mut stats: JobStats,
+        log_reader: &CheckpointLog,
     ) -> Result<KafkaJob, RunError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -233,8 +250,6 @@ impl KafkaJob {
         let mut driver = MicroBatchDriver::new(&cp, model, super::task_context(), opts.idle_timeout)?;
         let producer = RecordProducer::new(client).map_err(RunError::Setup)?;
 
-        let mut log_reader = CheckpointLog::open(client, &checkpoint_topic)?;
-        log_reader.catch_up()?;
         let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
         let mut event_times: Vec<(String, i32, i64)> = Vec::new();
         let mut epoch = 0u64;
