@@ -169,3 +169,56 @@ fn seed_loads_the_sample_data_into_the_source_topics() {
             "file": "data/orders.jsonl", "records": 300, "created": true, "topic_records": 300}]})
     );
 }
+
+// ---- 7: one JSON document per run, errors included ----
+
+fn json_doc(stdout: &str) -> serde_json::Value {
+    // Exactly one document: parsing the whole of stdout fails on a second one.
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {stdout}"))
+}
+
+fn assert_follows(schema_file: &str, doc: &serde_json::Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(schema_file);
+    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(doc).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{schema_file}: {errors:#?}\n{doc:#}");
+}
+
+/// `plan --format json` on an invalid project prints the problems as the one JSON document on
+/// stdout, as does every command that stops before its work; the words stay on stderr.
+#[test]
+fn json_errors_are_one_document_on_stdout() {
+    let broken = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/broken/unknown_ref");
+    let (code, stdout, stderr) = run(streamctl().args(["plan", "--format", "json", "--project-dir"]).arg(&broken));
+    assert_eq!(code, 1);
+    assert!(stderr.ends_with("not planning: 1 error\n"), "{stderr}");
+    let doc = json_doc(&stdout);
+    assert_follows("error.schema.json", &doc);
+    assert_eq!(doc["error"], "not planning: 1 error");
+    assert_eq!(doc["diagnostics"][0]["code"], "unknown-ref");
+    assert_eq!(doc["diagnostics"][0]["file"], "models/report.sql");
+    assert_eq!(doc["diagnostics"][0]["line"], 2);
+
+    let (code, stdout, _) = run(streamctl().args(["status", "--format", "json", "--project-dir"]).arg(example()));
+    assert_eq!(code, 1);
+    assert_follows("error.schema.json", &json_doc(&stdout));
+
+    let (code, stdout, _) =
+        run(streamctl().args(["plan", "--format", "json", "--target", "prdo", "--project-dir"]).arg(example()));
+    assert_eq!(code, 1);
+    let doc = json_doc(&stdout);
+    assert_follows("error.schema.json", &doc);
+    assert_eq!(doc["diagnostics"][0]["code"], "unknown-target");
+}
+
+/// `docs --format json` says what it wrote.
+#[test]
+fn docs_json_names_the_files() {
+    let tmp = copy_project(&example());
+    let (code, stdout, stderr) = run(streamctl().args(["docs", "--format", "json", "--project-dir"]).arg(tmp.path()));
+    assert_eq!(code, 0, "{stderr}");
+    let doc = json_doc(&stdout);
+    assert_eq!(doc["models"], 5);
+    assert!(doc["index_html"].as_str().unwrap().ends_with("target/docs/index.html"), "{doc}");
+}

@@ -77,10 +77,30 @@ pub fn load_and_compile(global: &GlobalArgs) -> (Option<CompiledProject>, Diagno
 pub fn compiled_or_exit(global: &GlobalArgs, verb: &str) -> Result<CompiledProject, std::process::ExitCode> {
     let (compiled, diags) = load_and_compile(global);
     print_diagnostics(&diags);
-    compiled.filter(|_| !diags.has_errors()).ok_or_else(|| {
-        eprintln!("not {verb}: {}", plural(diags.error_count(), "error"));
-        std::process::ExitCode::from(1)
-    })
+    compiled
+        .filter(|_| !diags.has_errors())
+        .ok_or_else(|| fail(global, &format!("not {verb}: {}", plural(diags.error_count(), "error")), &diags))
+}
+
+/// A command that cannot do its work: with `--format json` the one document on stdout is
+/// `{"error": ..., "diagnostics": [...]}` (schemas/error.schema.json), so a program reading
+/// stdout always gets JSON; the words go to stderr either way. Exit code 1.
+pub fn fail(global: &GlobalArgs, message: &str, diags: &Diagnostics) -> std::process::ExitCode {
+    eprintln!("{message}");
+    if global.format == OutputFormat::Json {
+        println!("{}", error_json(message, diags));
+    }
+    std::process::ExitCode::from(1)
+}
+
+/// The error document of `--format json`.
+pub fn error_json(message: &str, diags: &Diagnostics) -> String {
+    let doc = serde_json::json!({
+        "error": message,
+        "errors": diags.error_count(),
+        "diagnostics": diags.sorted(),
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
 }
 
 /// The nodes a `--select` picks, or exit code 1 with the reason.

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args as ClapArgs, ValueEnum};
 
-use super::common::{compiled_or_exit, GlobalArgs};
+use super::common::{compiled_or_exit, GlobalArgs, OutputFormat};
 use crate::compile::manifest::Manifest;
 
 #[derive(Debug, ClapArgs)]
@@ -36,7 +36,15 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         // Like `dbt docs generate`: the page is built from a fresh compile.
         None => super::compile::write_artifacts(&c, &global.project_dir.join("target"))?,
     };
+    let json = global.format == OutputFormat::Json;
     match args.print {
+        Some(f) if json => {
+            let (format, text) = match f {
+                LineageFormat::Mermaid => ("mermaid", crate::docs::mermaid(&manifest)),
+                LineageFormat::Dot => ("dot", crate::docs::dot(&manifest)),
+            };
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"format": format, "lineage": text}))?);
+        }
         Some(LineageFormat::Mermaid) => print!("{}", crate::docs::mermaid(&manifest)),
         Some(LineageFormat::Dot) => print!("{}", crate::docs::dot(&manifest)),
         None => {
@@ -47,7 +55,18 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
             std::fs::write(out.join("index.html"), html)?;
             std::fs::write(out.join("lineage.mmd"), crate::docs::mermaid(&manifest))?;
             std::fs::write(out.join("lineage.dot"), crate::docs::dot(&manifest))?;
-            println!("wrote {}", out.join("index.html").display());
+            if json {
+                let path = |f: &str| out.join(f).display().to_string();
+                let doc = serde_json::json!({
+                    "index_html": path("index.html"),
+                    "mermaid": path("lineage.mmd"),
+                    "dot": path("lineage.dot"),
+                    "models": c.models.len(),
+                });
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                println!("wrote {}", out.join("index.html").display());
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -92,10 +92,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) if is_closed_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
-        }
+        Err(e) => common::fail(&cli.global, &format!("error: {e:#}"), &crate::diagnostics::Diagnostics::new()),
     }
 }
 

@@ -47,12 +47,13 @@ pub fn session_or_exit(global: &GlobalArgs, verb: &str) -> Result<(CompiledProje
     let jinja = Jinja::new(cp.project.config.vars.clone());
     let target = cp.project.resolve_target(&global.overrides(), &jinja).map_err(|d| {
         eprint!("{}", crate::diagnostics::render(&d, super::common::use_color()));
-        ExitCode::from(1)
+        let mut diags = crate::diagnostics::Diagnostics::new();
+        let message = format!("not {verb}: {}", d.message);
+        diags.push(d);
+        super::common::fail(global, &message, &diags)
     })?;
-    let session = Session::open(&cp, target).map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(1)
-    })?;
+    let session = Session::open(&cp, target)
+        .map_err(|e| super::common::fail(global, &format!("error: {e}"), &crate::diagnostics::Diagnostics::new()))?;
     Ok((cp, session))
 }
 

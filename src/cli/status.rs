@@ -24,8 +24,12 @@ pub fn exec(global: &GlobalArgs, _args: &Args) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     if session.is_embedded() {
-        eprintln!("the embedded target lives only inside one streamctl process: `streamctl apply` prints its outcome; use a Kafka target for status");
-        return Ok(ExitCode::from(1));
+        return Ok(super::common::fail(
+            global,
+            "the embedded target lives only inside one streamctl process: `streamctl apply` prints its outcome; use a \
+             Kafka target for status",
+            &crate::diagnostics::Diagnostics::new(),
+        ));
     }
     let state = session.read()?;
     let project = &cp.project.config.name;
