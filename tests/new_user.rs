@@ -221,4 +221,13 @@ fn docs_json_names_the_files() {
     let doc = json_doc(&stdout);
     assert_eq!(doc["models"], 5);
     assert!(doc["index_html"].as_str().unwrap().ends_with("target/docs/index.html"), "{doc}");
+
+    // 13: the lineage page has a legend, links between nodes, words for operators, and no raw
+    // Mermaid source (that is lineage.mmd).
+    let html = std::fs::read_to_string(tmp.path().join("target/docs/index.html")).unwrap();
+    assert!(html.contains("<span class=\"swatch source\"></span> source"), "legend");
+    assert!(html.contains("read by <a href=\"#model_logon_prime_loyal\"><code>model.logon_prime_loyal</code></a>"));
+    assert!(html.contains("reads <a href=\"#source_soe_logon\"><code>source.soe.logon</code></a>"));
+    assert!(html.contains("· windowed aggregation</span>"));
+    assert!(!html.contains("windowed_aggregate") && !html.contains("flowchart LR"));
 }

@@ -124,6 +124,8 @@ fn layout(m: &Manifest) -> (Vec<SvgNode>, Vec<SvgEdge>, i64, i64) {
 pub fn html(m: &Manifest, compiled_sql: &BTreeMap<String, String>) -> Result<String, minijinja::Error> {
     let mut env = minijinja::Environment::new();
     env.add_template("index.html", include_str!("../../templates/docs/index.html"))?;
+    env.add_filter("anchor", |id: String| mermaid_id(&id));
+    env.add_filter("in_words", |operator: String| operator_in_words(&operator).to_string());
     let (nodes, edges, width, height) = layout(m);
     let details: Vec<serde_json::Value> = m
         .order
@@ -150,8 +152,18 @@ pub fn html(m: &Manifest, compiled_sql: &BTreeMap<String, String>) -> Result<Str
         node_w => NODE_W,
         node_h => NODE_H,
         nodes => minijinja::value::Serde(details),
-        mermaid => mermaid(m),
     })
+}
+
+/// The manifest's operator names as a reader of the page says them.
+fn operator_in_words(operator: &str) -> &str {
+    match operator {
+        "stateless" => "filter and projection",
+        "stream_table_join" => "stream-table join",
+        "windowed_aggregate" => "windowed aggregation",
+        "aggregate" => "running aggregation",
+        other => other,
+    }
 }
 
 /// Unique id → rendered SQL, for the page.
