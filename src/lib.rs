@@ -1,12 +1,23 @@
 //! # streamctl: dbt for streams
 //!
 //! A project directory of YAML and SQL files is turned into running streaming jobs on Kafka.
-//! The data path reads one way:
+//! Modules import only downward, along these layers:
 //!
 //! ```text
-//! project ──▶ graph ──▶ compile ──▶ plan/apply ──▶ runtime
-//! (YAML, SQL,  (petgraph  (DataFusion   (desired vs     (DataFusion operators
-//!  Jinja)       DAG)       logical plans) deployed state)  over Arrow micro-batches)
+//! cli ─────────────┬──────────────┬──────────────┐
+//!                  ▼              ▼              ▼
+//!               deploy ──────▶ runtime        testing, docs
+//!        (desired vs deployed  (jobs over Arrow
+//!         state, plan/apply)    micro-batches)
+//!                  │              │
+//!                  └──────┬───────┘
+//!                         ▼
+//!                      compile   (models planned with DataFusion; the streaming planner and
+//!                         │       the job each model runs; resolved config; cluster names)
+//!        ┌───────┬────────┼─────────┐
+//!        ▼       ▼        ▼         ▼
+//!      graph    sql    formats ──▶ registry ──▶ project ──▶ jinja
+//! (diagnostics and connectors sit under everything)
 //! ```
 //!
 //! The commands sit on top: `cli` parses arguments and prints; [`ops`] carries out what a
@@ -21,8 +32,12 @@
 //! * [`graph`] is the dependency DAG and dbt-style node selection.
 //! * [`sql`] is the streaming dialect: `WINDOW TUMBLING|HOPPING|SESSION (...)`, `EMIT`,
 //!   ksqlDB functions and pseudo columns.
-//! * [`compile`] plans every model with DataFusion against its inputs' schemas and writes the
-//!   manifest.
+//! * [`compile`] plans every model with DataFusion against its inputs' schemas; its
+//!   [`compile::streaming`] planner is the one place that decides whether a query runs as a
+//!   stream and builds the job it runs; [`compile::names`] names everything on the cluster;
+//!   the compiled model carries its configuration resolved ([`compile::ResolvedConfig`]).
+//! * [`deploy`] compares the compiled project with what a target has and applies the difference.
+//! * [`runtime`] executes the compiled jobs over Arrow micro-batches, from and to Kafka.
 //! * [`diagnostics`] carries every problem with its file, line and column.
 //! * [`docs`] renders lineage (Mermaid, DOT, a static HTML page).
 //! * [`deploy`] diffs desired against deployed state and applies it; [`runtime`] runs a model's

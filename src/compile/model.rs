@@ -21,8 +21,34 @@ use crate::graph::NodeId;
 use crate::jinja::Rendered;
 use crate::project::config::{ModelConfig, RelationKind, ReplayPolicy, ValueFormat};
 use crate::project::ModelFile;
-use crate::sql::dialect::{self, EmitMode, PseudoColumn, WindowSpec, WINDOWEND, WINDOWSTART};
+use crate::sql::dialect::{self, EmitMode, PseudoColumn, StreamingSql, WindowSpec, WINDOWEND, WINDOWSTART};
 use crate::sql::rewrite;
+
+/// What every phase of one model reads.
+#[derive(Clone, Copy)]
+struct ModelInput<'m> {
+    file: &'m ModelFile,
+    r: &'m Rendered,
+    inputs: &'m [NodeId],
+    sources: &'m BTreeMap<String, CompiledSource>,
+    models: &'m BTreeMap<String, CompiledModel>,
+}
+
+/// The query planned against its inputs.
+struct PlannedQuery {
+    plan: LogicalPlan,
+    schema: SchemaRef,
+    /// Each input's schema as planned (its columns plus the pseudo and window columns used).
+    input_schemas: BTreeMap<NodeId, SchemaRef>,
+    windowed_input: Option<NodeId>,
+}
+
+/// What the job runs.
+struct PlannedJob {
+    operator: OperatorKind,
+    job: streaming::job::JobPlan,
+    rowtime_column: Option<usize>,
+}
 
 impl Compiler<'_> {
     pub(super) async fn compile_model(
@@ -33,6 +59,70 @@ impl Compiler<'_> {
         sources: &BTreeMap<String, CompiledSource>,
         models: &BTreeMap<String, CompiledModel>,
     ) -> Option<CompiledModel> {
+        let m = ModelInput { file, r, inputs: &inputs, sources, models };
+        let (streaming, statement) = self.parse_query(&m)?;
+        let query = self.plan_query(&m, &streaming, &statement).await?;
+        let (query, job) = self.plan_job(&m, &streaming, &statement, query).await?;
+        let props = self.project.model_props.get(&file.name);
+        let config = self.layered_config(&m)?;
+        let kind = self.relation_kind(&m, &streaming, job.operator, &config)?;
+        let key = self.output_key(&m, &streaming, &query, &config)?;
+        self.check_output(&m, &query.schema, &config, kind, &key)?;
+        let (partitions, replay) = self.job_settings(&m, &config)?;
+
+        let mut tags: Vec<String> = props.map(|p| p.props.tags.clone()).unwrap_or_default();
+        tags.extend(config.tags.clone().unwrap_or_default());
+        tags.sort();
+        tags.dedup();
+
+        if let Some(p) = props {
+            if !self.check_contract(&file.name, p, &query.schema) {
+                return None;
+            }
+        }
+
+        let emit = streaming.emit.unwrap_or(EmitMode::Changes);
+        let plan_text = query.plan.display_indent_schema().to_string();
+        let window_text = streaming.window.map(|w| w.to_string()).unwrap_or_default();
+        let semantic_hash =
+            short_hash(&[&plan_text, &window_text, &format!("{emit:?}"), &format!("{kind:?}"), &key.join(",")]);
+        let config_hash = short_hash(&[&serde_json::to_string(&config).unwrap_or_default()]);
+        let topic = config.topic.clone().unwrap_or_else(|| file.name.clone());
+        let resolved = resolved::resolve(
+            &self.project.config.name,
+            resolved::Output { name: &file.name, topic: &topic, kind, partitions, replay, enabled: config.enabled },
+            resolved::Inputs { ids: &inputs, sources, models },
+        );
+        Some(CompiledModel {
+            name: file.name.clone(),
+            file: file.source.clone(),
+            rendered_sql: r.sql.clone(),
+            streaming,
+            statement,
+            plan: query.plan,
+            schema: query.schema,
+            config,
+            kind,
+            operator: job.operator,
+            emit,
+            topic,
+            key,
+            inputs,
+            description: props.and_then(|p| p.props.description.clone()),
+            tags,
+            semantic_hash,
+            config_hash,
+            job: job.job,
+            input_schemas: query.input_schemas,
+            windowed_input: query.windowed_input,
+            rowtime_column: job.rowtime_column,
+            resolved,
+        })
+    }
+
+    /// Phase 1: the streaming clauses and the one SELECT statement, its WINDOW rewritten.
+    fn parse_query(&mut self, m: &ModelInput<'_>) -> Option<(StreamingSql, Statement)> {
+        let ModelInput { file, r, .. } = *m;
         let streaming = match dialect::extract(&r.sql) {
             Ok(s) => s,
             Err(e) => {
@@ -71,13 +161,9 @@ impl Compiler<'_> {
                 return None;
             }
         };
-        let window_at = |this: &Self, msg: &str| {
-            let (l, c) = streaming.window_pos.unwrap_or((1, 1));
-            this.at_rendered(file, r, l, c, 6, Diagnostic::error("sql-window", msg.to_string()))
-        };
         if streaming.window.is_some() {
             if let Err(msg) = rewrite::apply_window(&mut statement) {
-                self.diags.push(window_at(self, msg));
+                self.diags.push(self.window_error(m, &streaming, msg));
                 return None;
             }
         }
@@ -88,12 +174,23 @@ impl Compiler<'_> {
             self.diags.push(self.at_rendered(file, r, l, c, 4, d));
             return None;
         }
+        Some((streaming, statement))
+    }
 
+    /// Phase 2: the query planned against its inputs' schemas (with the pseudo and window
+    /// columns it uses), and its output columns.
+    async fn plan_query(
+        &mut self,
+        m: &ModelInput<'_>,
+        streaming: &StreamingSql,
+        statement: &Statement,
+    ) -> Option<PlannedQuery> {
+        let ModelInput { file, r, inputs, sources, models } = *m;
         // Inputs as the planner must see them for this model.
-        let driving = rewrite::driving_relation(&statement);
+        let driving = rewrite::driving_relation(statement);
         let mut input_schemas = BTreeMap::new();
         let mut windowed_input = None;
-        for id in &inputs {
+        for id in inputs {
             let (schema_name, table, base) = match id {
                 NodeId::Source(n) => {
                     let s = &sources[n];
@@ -133,7 +230,11 @@ impl Compiler<'_> {
             }
         };
         if streaming.window.is_some() && driving.is_none() {
-            self.diags.push(window_at(self, "a WINDOW needs a stream in FROM (a source or a model, not a subquery)"));
+            self.diags.push(self.window_error(
+                m,
+                streaming,
+                "a WINDOW needs a stream in FROM (a source or a model, not a subquery)",
+            ));
             return None;
         }
 
@@ -152,12 +253,24 @@ impl Compiler<'_> {
             }
         }
         let schema = Arc::new(Schema::new(fields));
+        Some(PlannedQuery { plan, schema, input_schemas, windowed_input })
+    }
 
+    /// Phase 3: the streaming planner judges the query and builds the job it runs.
+    async fn plan_job(
+        &mut self,
+        m: &ModelInput<'_>,
+        streaming: &StreamingSql,
+        statement: &Statement,
+        mut query: PlannedQuery,
+    ) -> Option<(PlannedQuery, PlannedJob)> {
+        let ModelInput { file, r, inputs, sources, models } = *m;
         // The streaming planner judges the query and, for the job, the variant of it that
         // carries event time (below).
         let relations = ProjectRelations { sources, models };
+        let state = self.ctx.state();
         let windowed = streaming.window.is_some();
-        let judged = match streaming::plan(&state, &plan, &relations, windowed) {
+        let judged = match streaming::plan(&state, &query.plan, &relations, windowed) {
             Ok(p) => p,
             Err(rejection) => {
                 self.diags.push(self.rejection_diag(file, r, &rejection));
@@ -171,7 +284,7 @@ impl Compiler<'_> {
         let mut rowtime_out = None;
         if matches!(operator, OperatorKind::Stateless | OperatorKind::StreamTableJoin) {
             if let Some((p, sid, schema)) =
-                self.plan_with_rowtime(&statement, &inputs, &input_schemas, sources, models).await
+                self.plan_with_rowtime(statement, inputs, &query.input_schemas, sources, models).await
             {
                 match streaming::plan(&state, &p, &relations, windowed) {
                     Ok(variant) => job_source = variant,
@@ -180,7 +293,7 @@ impl Compiler<'_> {
                         return None;
                     }
                 }
-                input_schemas.insert(sid, schema);
+                query.input_schemas.insert(sid, schema);
                 rowtime_out = Some(p.schema().fields().len() - 1);
             }
         }
@@ -199,14 +312,19 @@ impl Compiler<'_> {
         if let Some(WindowSpec { kind: dialect::WindowKind::Session { .. }, .. }) = streaming.window {
             if streaming.emit != Some(EmitMode::Final) {
                 self.diags.push(
-                    window_at(self, "SESSION windows run with EMIT FINAL only: a session can still merge with another until it closes")
+                    self.window_error(m, streaming, "SESSION windows run with EMIT FINAL only: a session can still merge with another until it closes")
                         .with_help("end the query with EMIT FINAL"),
                 );
                 return None;
             }
         }
-        let props = self.project.model_props.get(&file.name);
+        Some((query, PlannedJob { operator, job, rowtime_column: rowtime_out }))
+    }
 
+    /// Phase 4: the configuration, layered.
+    fn layered_config(&mut self, m: &ModelInput<'_>) -> Option<ModelConfig> {
+        let ModelInput { file, r, .. } = *m;
+        let props = self.project.model_props.get(&file.name);
         // Configuration: project defaults < properties YAML < config() in the SQL.
         let from_sql = match serde_json::from_value::<ModelConfig>(serde_json::Value::Object(r.captured.config.clone()))
         {
@@ -220,17 +338,28 @@ impl Compiler<'_> {
         };
         let config =
             from_sql.or(&props.map(|p| p.props.config.clone()).unwrap_or_default()).or(&self.project.config.models);
-        let config_pos = r.captured.config_offset.map(|o| pos_of(&file.source.text, o)).unwrap_or((1, 1));
-        let config_err =
-            |msg: String| Diagnostic::error("config", msg).at(&file.source, Pos::new(config_pos.0, config_pos.1, 6));
+        Some(config)
+    }
 
+    /// Phase 5: stream or table, from the operator and `materialized`.
+    fn relation_kind(
+        &mut self,
+        m: &ModelInput<'_>,
+        streaming: &StreamingSql,
+        operator: OperatorKind,
+        config: &ModelConfig,
+    ) -> Option<RelationKind> {
+        let ModelInput { file, inputs, sources, models, .. } = *m;
         let kind = match (operator, config.materialized) {
             (OperatorKind::Aggregate, Some(RelationKind::Stream)) => {
                 self.diags.push(
-                    config_err(format!(
-                        "model `{}` is an aggregation without a WINDOW: its result is a table, not a stream",
-                        file.name
-                    ))
+                    Self::config_error(
+                        m,
+                        format!(
+                            "model `{}` is an aggregation without a WINDOW: its result is a table, not a stream",
+                            file.name
+                        ),
+                    )
                     .with_help("remove materialized='stream' or add a WINDOW ... EMIT FINAL"),
                 );
                 return None;
@@ -239,10 +368,13 @@ impl Compiler<'_> {
                 if streaming.emit != Some(EmitMode::Final) =>
             {
                 self.diags.push(
-                    config_err(format!(
-                        "model `{}` emits window updates (EMIT CHANGES): it is a table, not a stream",
-                        file.name
-                    ))
+                    Self::config_error(
+                        m,
+                        format!(
+                            "model `{}` emits window updates (EMIT CHANGES): it is a table, not a stream",
+                            file.name
+                        ),
+                    )
                     .with_help("use EMIT FINAL for a stream of final window results"),
                 );
                 return None;
@@ -261,9 +393,20 @@ impl Compiler<'_> {
                 }
             }
         };
+        Some(kind)
+    }
 
+    /// Phase 6: the output key: configured, else the grouping columns and window bounds.
+    fn output_key(
+        &mut self,
+        m: &ModelInput<'_>,
+        streaming: &StreamingSql,
+        query: &PlannedQuery,
+        config: &ModelConfig,
+    ) -> Option<Vec<String>> {
+        let ModelInput { file, r, .. } = *m;
         // Key: configured, else the grouping columns (and window bounds) of an aggregation.
-        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let names: Vec<&str> = query.schema.fields().iter().map(|f| f.name().as_str()).collect();
         let mut key = Vec::new();
         match &config.key {
             Some(k) => {
@@ -271,8 +414,10 @@ impl Compiler<'_> {
                     match names.iter().find(|n| n.eq_ignore_ascii_case(col)) {
                         Some(n) => key.push(n.to_string()),
                         None => {
-                            let mut d =
-                                config_err(format!("key column `{col}` is not an output column of `{}`", file.name));
+                            let mut d = Self::config_error(
+                                m,
+                                format!("key column `{col}` is not an output column of `{}`", file.name),
+                            );
                             if let Some(s) = suggest(col, names.iter().copied()) {
                                 d = d.with_help(format!("did you mean `{s}`?"));
                             }
@@ -283,7 +428,7 @@ impl Compiler<'_> {
                 }
             }
             None => {
-                if let Some(group_cols) = group_columns(&plan) {
+                if let Some(group_cols) = group_columns(&query.plan) {
                     // The grouping columns are the table's key: each must be an output column,
                     // or rows of different groups would overwrite each other on the topic.
                     if let Some(missing) = group_cols.iter().find(|c| !names.contains(&c.as_str())) {
@@ -309,17 +454,33 @@ impl Compiler<'_> {
                 }
             }
         }
+        Some(key)
+    }
+
+    /// Phase 7: the output can be written: its format, and a key when it is a table.
+    fn check_output(
+        &mut self,
+        m: &ModelInput<'_>,
+        schema: &Schema,
+        config: &ModelConfig,
+        kind: RelationKind,
+        key: &[String],
+    ) -> Option<()> {
+        let file = m.file;
         match config.format {
             Some(ValueFormat::DebeziumJson) => {
-                self.diags.push(config_err(format!(
-                    "model `{}`: format `debezium-json` is read-only; a model writes `json` or `avro`",
-                    file.name
-                )));
+                self.diags.push(Self::config_error(
+                    m,
+                    format!(
+                        "model `{}`: format `debezium-json` is read-only; a model writes `json` or `avro`",
+                        file.name
+                    ),
+                ));
                 return None;
             }
             Some(ValueFormat::Avro) => {
-                if let Err(e) = crate::formats::avro::output_schema(&file.name, &schema) {
-                    self.diags.push(config_err(format!("model `{}` cannot write Avro: {e}", file.name)));
+                if let Err(e) = crate::formats::avro::output_schema(&file.name, schema) {
+                    self.diags.push(Self::config_error(m, format!("model `{}` cannot write Avro: {e}", file.name)));
                     return None;
                 }
             }
@@ -327,14 +488,19 @@ impl Compiler<'_> {
         }
         if kind == RelationKind::Table && key.is_empty() {
             self.diags.push(
-                config_err(format!("model `{}` is a table but has no key", file.name))
+                Self::config_error(m, format!("model `{}` is a table but has no key", file.name))
                     .with_help("set key=[...] in config()"),
             );
             return None;
         }
+        Some(())
+    }
+
+    /// Phase 8: the job settings checked (partitions, replay start).
+    fn job_settings(&mut self, m: &ModelInput<'_>, config: &ModelConfig) -> Option<(i32, ReplayStart)> {
         let partitions = config.partitions.unwrap_or(1);
         if partitions < 1 {
-            self.diags.push(config_err(format!("partitions must be at least 1, got {partitions}")));
+            self.diags.push(Self::config_error(m, format!("partitions must be at least 1, got {partitions}")));
             return None;
         }
         let Some(replay) = ReplayStart::of(&config.replay) else {
@@ -342,60 +508,25 @@ impl Compiler<'_> {
                 Some(ReplayPolicy::Timestamp { timestamp }) => timestamp.as_str(),
                 _ => "",
             };
-            self.diags.push(config_err(format!(
-                "replay timestamp `{timestamp}` is not RFC 3339 (e.g. 2024-01-31T00:00:00Z)"
-            )));
+            self.diags.push(Self::config_error(
+                m,
+                format!("replay timestamp `{timestamp}` is not RFC 3339 (e.g. 2024-01-31T00:00:00Z)"),
+            ));
             return None;
         };
+        Some((partitions, replay))
+    }
 
-        let mut tags: Vec<String> = props.map(|p| p.props.tags.clone()).unwrap_or_default();
-        tags.extend(config.tags.clone().unwrap_or_default());
-        tags.sort();
-        tags.dedup();
+    /// A `config()` problem, at the `config(` call (else the top of the file).
+    fn config_error(m: &ModelInput<'_>, msg: String) -> Diagnostic {
+        let (l, c) = m.r.captured.config_offset.map(|o| pos_of(&m.file.source.text, o)).unwrap_or((1, 1));
+        Diagnostic::error("config", msg).at(&m.file.source, Pos::new(l, c, 6))
+    }
 
-        if let Some(p) = props {
-            if !self.check_contract(&file.name, p, &schema) {
-                return None;
-            }
-        }
-
-        let emit = streaming.emit.unwrap_or(EmitMode::Changes);
-        let plan_text = plan.display_indent_schema().to_string();
-        let window_text = streaming.window.map(|w| w.to_string()).unwrap_or_default();
-        let semantic_hash =
-            short_hash(&[&plan_text, &window_text, &format!("{emit:?}"), &format!("{kind:?}"), &key.join(",")]);
-        let config_hash = short_hash(&[&serde_json::to_string(&config).unwrap_or_default()]);
-        let topic = config.topic.clone().unwrap_or_else(|| file.name.clone());
-        let resolved = resolved::resolve(
-            &self.project.config.name,
-            resolved::Output { name: &file.name, topic: &topic, kind, partitions, replay, enabled: config.enabled },
-            resolved::Inputs { ids: &inputs, sources, models },
-        );
-        Some(CompiledModel {
-            name: file.name.clone(),
-            file: file.source.clone(),
-            rendered_sql: r.sql.clone(),
-            streaming,
-            statement,
-            plan,
-            schema,
-            config,
-            kind,
-            operator,
-            emit,
-            topic,
-            key,
-            inputs,
-            description: props.and_then(|p| p.props.description.clone()),
-            tags,
-            semantic_hash,
-            config_hash,
-            job,
-            input_schemas,
-            windowed_input,
-            rowtime_column: rowtime_out,
-            resolved,
-        })
+    /// A problem of the WINDOW clause, at the clause.
+    fn window_error(&self, m: &ModelInput<'_>, streaming: &StreamingSql, msg: &str) -> Diagnostic {
+        let (l, c) = streaming.window_pos.unwrap_or((1, 1));
+        self.at_rendered(m.file, m.r, l, c, 6, Diagnostic::error("sql-window", msg.to_string()))
     }
 
     /// Plans `statement` with `<stream>.rowtime AS __streamctl_rowtime` appended to its SELECT
