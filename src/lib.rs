@@ -4,19 +4,19 @@
 //! Modules import only downward, along these layers:
 //!
 //! ```text
-//! cli ─────────────┬──────────────┬──────────────┐
-//!                  ▼              ▼              ▼
-//!               deploy ──────▶ runtime        testing, docs
-//!        (desired vs deployed  (jobs over Arrow
-//!         state, plan/apply)    micro-batches)
-//!                  │              │
-//!                  └──────┬───────┘
-//!                         ▼
-//!                      compile   (models planned with DataFusion; the streaming planner and
-//!                         │       the job each model runs; resolved config; cluster names)
-//!        ┌───────┬────────┼─────────┐
-//!        ▼       ▼        ▼         ▼
-//!      graph    sql    formats ──▶ registry ──▶ project ──▶ jinja
+//! cli ──────────▶ ops ──────────────┬──────────────┐        testing, docs
+//!                (hosting, follow,  ▼              ▼        (test runner, lineage)
+//!                 status)        deploy         runtime
+//!                          (desired vs deployed  (jobs over Arrow
+//!                           state, plan/apply)    micro-batches)
+//!                                   └──────┬───────┘
+//!                                          ▼
+//!                                       compile   (models planned with DataFusion; the
+//!                                          │       streaming planner and the job each model
+//!                                          │       runs; resolved config; cluster names)
+//!                    ┌───────────┬─────────┼──────────┐
+//!                    ▼           ▼         ▼          ▼
+//!                  graph        sql     formats ──▶ registry ──▶ project ──▶ jinja
 //! (diagnostics and connectors sit under everything)
 //! ```
 //!
@@ -36,8 +36,6 @@
 //!   [`compile::streaming`] planner is the one place that decides whether a query runs as a
 //!   stream and builds the job it runs; [`compile::names`] names everything on the cluster;
 //!   the compiled model carries its configuration resolved ([`compile::ResolvedConfig`]).
-//! * [`deploy`] compares the compiled project with what a target has and applies the difference.
-//! * [`runtime`] executes the compiled jobs over Arrow micro-batches, from and to Kafka.
 //! * [`diagnostics`] carries every problem with its file, line and column.
 //! * [`docs`] renders lineage (Mermaid, DOT, a static HTML page).
 //! * [`deploy`] diffs desired against deployed state and applies it; [`runtime`] runs a model's
