@@ -61,6 +61,7 @@ broken!(
     macro_errors,
     duplicate_output_column,
     yaml_any_of,
+    target_topic_names,
 );
 
 #[test]

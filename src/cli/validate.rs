@@ -19,8 +19,9 @@ pub fn exec(global: &GlobalArgs, _args: &Args) -> anyhow::Result<ExitCode> {
         diags.extend(crate::testing::check_tests(cp));
         if !diags.iter().any(|d| d.code == "unknown-target") {
             let jinja = crate::jinja::Jinja::new(cp.project.config.vars.clone());
-            if let Err(d) = cp.project.resolve_target(&global.overrides(), &jinja) {
-                diags.push(d);
+            match cp.project.resolve_target(&global.overrides(), &jinja) {
+                Ok(target) => diags.extend(target_topic_problems(cp, &target)),
+                Err(d) => diags.push(d),
             }
         }
     }
@@ -60,4 +61,35 @@ pub fn exec(global: &GlobalArgs, _args: &Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The target's own names under Kafka's rules: its control topic and its `topic_prefix`.
+fn target_topic_problems(
+    cp: &crate::compile::CompiledProject,
+    target: &crate::project::target::ResolvedTarget,
+) -> Vec<crate::diagnostics::Diagnostic> {
+    use crate::compile::topic_names::topic_name_problem;
+    let doc = &cp.project.config_doc;
+    let at = |field: &str, len: usize, message: String| {
+        doc.error_at("topic-name", &format!("/targets/{}/{field}", target.name), false, len, message)
+    };
+    let mut out = Vec::new();
+    if let Some(p) = topic_name_problem(&target.control_topic) {
+        out.push(at(
+            "control_topic",
+            target.control_topic.chars().count(),
+            format!("target `{}`: control {p}", target.name),
+        ));
+    }
+    // The prefix goes in front of derived names: its characters must be legal ones too.
+    if !target.topic_prefix.is_empty() {
+        if let Some(p) = topic_name_problem(&target.topic_prefix) {
+            out.push(at(
+                "topic_prefix",
+                target.topic_prefix.chars().count(),
+                format!("target `{}`: topic_prefix: {p}", target.name),
+            ));
+        }
+    }
+    out
 }
