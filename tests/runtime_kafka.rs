@@ -68,6 +68,7 @@ fn opts() -> RunOptions {
         max_batch_wait: Duration::from_millis(50),
         checkpoint_interval: Duration::from_secs(3600),
         idle_timeout: Duration::ZERO,
+        ..RunOptions::default()
     }
 }
 
@@ -208,6 +209,32 @@ fn bad_records_go_to_the_dead_letter_topic_with_headers() {
     assert_eq!(get("streamctl.source.offset").as_deref(), Some("1"));
     assert_eq!(get("streamctl.job").as_deref(), Some("enriched"));
     assert!(get("streamctl.error").unwrap().contains("x"));
+}
+
+/// A source read by two jobs of one run: its bad record lands once on the dead-letter topic
+/// (written by the first job by name), and both jobs count it.
+#[test]
+fn a_bad_record_read_by_two_jobs_is_dead_lettered_once() {
+    let cp = project();
+    let models = vec!["enriched".to_string(), "long_urls".to_string()];
+    let broker = setup(&cp, &models);
+    let values = vec![
+        json!({"user_id": 1, "url": "/abc", "ts": 1}).to_string(),
+        r#"{"user_id": "x"}"#.to_string(),
+        json!({"user_id": 2, "url": "/bcd", "ts": 2}).to_string(),
+    ];
+    produce(&broker, "web.clicks", &values);
+    let client = Cluster::Embedded(&broker).client_config();
+    let results = run_jobs(cp.clone(), &models, &client, &opts(), Arc::new(RunControl::default()));
+    let stats: Vec<JobStats> = results.into_iter().map(|(_, r)| r.unwrap()).collect();
+    for s in &stats {
+        assert_eq!((s.records_in, s.bad_records), (3, 1), "{}", s.model);
+    }
+    let written: Vec<(&str, u64)> = stats.iter().map(|s| (s.model.as_str(), s.dead_lettered)).collect();
+    assert_eq!(written, vec![("enriched", 1), ("long_urls", 0)]);
+    let dead = read_with_headers(&broker, "web.clicks.dlq");
+    assert_eq!(dead.len(), 1, "one copy, not one per job: {dead:?}");
+    assert_eq!(dead[0].0, values[1]);
 }
 
 #[test]

@@ -16,7 +16,7 @@ use crate::deploy::control::{ControlTopic, DeployedState};
 use crate::deploy::desired::Bundle;
 use crate::diagnostics::Diagnostics;
 use crate::project::Project;
-use crate::runtime::worker::{run_job, JobOutcome, RunControl, RunOptions};
+use crate::runtime::worker::{bad_record_writers, run_job, JobOutcome, RunControl, RunOptions};
 use crate::runtime::RunError;
 
 /// What identifies a running job: a change to it means restarting it.
@@ -86,7 +86,7 @@ pub fn run_deployed(
             return Ok(results);
         }
         let round = Arc::new(RunControl::default());
-        let mut handles = Vec::new();
+        let mut jobs: Vec<(&String, u64, Arc<CompiledProject>)> = Vec::new();
         for (model, (generation, _)) in &want {
             let cp = match compiled.get(generation) {
                 Some(cp) => cp.clone(),
@@ -99,6 +99,14 @@ pub fn run_deployed(
                     cp
                 }
             };
+            jobs.push((model, *generation, cp));
+        }
+        // One copy of each bad record on the dead-letter topic, written by one of the deployed
+        // jobs this worker hosts.
+        let writers = bad_record_writers(jobs.iter().map(|(m, _, cp)| (m.as_str(), &**cp)));
+        let opts = RunOptions { bad_record_writers: Arc::new(writers), ..opts.clone() };
+        let mut handles = Vec::new();
+        for (model, generation, cp) in jobs {
             eprintln!("[{model}] generation {generation}");
             let (model, client, opts, round) = (model.clone(), client.clone(), opts.clone(), round.clone());
             let h = std::thread::Builder::new()

@@ -10,7 +10,7 @@ use crate::compile::CompiledProject;
 use crate::connectors::kafka::TopicSpec;
 use crate::graph::NodeId;
 use crate::project::config::RelationKind;
-use crate::runtime::worker::{run_job, JobStats, RunControl, RunOptions};
+use crate::runtime::worker::{bad_record_writers, run_job, JobStats, RunControl, RunOptions};
 use crate::runtime::RunError;
 
 /// Topics the selected models write: outputs, checkpoints, dead-letter topics of their sources.
@@ -59,6 +59,9 @@ pub fn run_jobs(
     opts: &RunOptions,
     control: Arc<RunControl>,
 ) -> Vec<(String, Result<JobStats, RunError>)> {
+    // One copy of each bad record on the dead-letter topic, written by one of the jobs here.
+    let writers = bad_record_writers(models.iter().map(|m| (m.as_str(), &*cp)));
+    let opts = RunOptions { bad_record_writers: Arc::new(writers), ..opts.clone() };
     let mut handles = Vec::new();
     for name in models {
         let (cp, model, client, opts, control) =

@@ -4,7 +4,7 @@
 //! through the job's operators, dead-letter the rows that came too late, and close windows as
 //! the watermark moves. The shells around it only read records and write what it returns.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,9 @@ pub struct MicroBatchDriver {
     codecs: BTreeMap<NodeId, InputCodec>,
     streams: Vec<NodeId>,
     tracker: WatermarkTracker,
+    /// Inputs whose bad records another job of the run writes to the dead-letter topic: this
+    /// job counts them and leaves them (one copy per bad record, not one per job).
+    bad_records_left_to_others: BTreeSet<NodeId>,
 }
 
 impl MicroBatchDriver {
@@ -70,7 +73,20 @@ impl MicroBatchDriver {
             codecs.insert(id.clone(), c);
         }
         let streams = codecs.values().filter(|c| c.kind == RelationKind::Stream).map(|c| c.id.clone()).collect();
-        Ok(MicroBatchDriver { job, model: m.clone(), codecs, streams, tracker: WatermarkTracker::new(idle_timeout) })
+        Ok(MicroBatchDriver {
+            job,
+            model: m.clone(),
+            codecs,
+            streams,
+            tracker: WatermarkTracker::new(idle_timeout),
+            bad_records_left_to_others: BTreeSet::new(),
+        })
+    }
+
+    /// Another job writes `input`'s bad records to its dead-letter topic: count them, do not
+    /// write them. Late records are not affected: they depend on this job's windows.
+    pub fn leave_bad_records_to_another_job(&mut self, input: &NodeId) {
+        self.bad_records_left_to_others.insert(input.clone());
     }
 
     pub fn codecs(&self) -> impl Iterator<Item = &InputCodec> {
@@ -108,6 +124,7 @@ impl MicroBatchDriver {
                     })
                 }
                 OnError::Skip => out.skipped += 1,
+                OnError::DeadLetter if self.bad_records_left_to_others.contains(input) => {}
                 OnError::DeadLetter => out.dead_letters.push(dead_letter(codec, record, &bad.reason)),
             }
         }

@@ -32,7 +32,7 @@ use crate::compile::{CompiledModel, CompiledProject, ReplayStart};
 use crate::connectors::consumer::{input_consumer, partition_offsets};
 use crate::connectors::producer::{OutRecord, RecordProducer};
 use crate::graph::NodeId;
-use crate::project::config::RelationKind;
+use crate::project::config::{OnError, RelationKind};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -47,6 +47,10 @@ pub struct RunOptions {
     pub checkpoint_interval: Duration,
     /// A caught-up partition quiet this long stops holding the watermark back.
     pub idle_timeout: Duration,
+    /// The job that writes the bad records of each (source topic, dead-letter topic) to the
+    /// dead-letter topic, among the jobs this run hosts (see [`bad_record_writers`]); the others
+    /// count them only. A source missing here: every job reading it writes its own copy.
+    pub bad_record_writers: Arc<BTreeMap<(String, String), String>>,
 }
 
 impl Default for RunOptions {
@@ -58,8 +62,38 @@ impl Default for RunOptions {
             max_batch_wait: Duration::from_millis(100),
             checkpoint_interval: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(5),
+            bad_record_writers: Arc::default(),
         }
     }
+}
+
+/// For each (source topic, dead-letter topic) read with `on_error: dead_letter` by the given
+/// jobs (a model and the project it was compiled in), the job that writes its bad records: the
+/// first by model name. Every hosted set has a writer for each source, so nothing is lost; two
+/// processes hosting disjoint sets may both write one (a duplicate, never a loss).
+pub fn bad_record_writers<'a>(
+    jobs: impl IntoIterator<Item = (&'a str, &'a CompiledProject)>,
+) -> BTreeMap<(String, String), String> {
+    let mut writers: BTreeMap<(String, String), String> = BTreeMap::new();
+    for (model, cp) in jobs {
+        let Some(m) = cp.models.get(model) else { continue };
+        for input in &m.inputs {
+            let NodeId::Source(s) = input else { continue };
+            let Some(src) = cp.sources.get(s) else { continue };
+            if src.decl.table.on_error != OnError::DeadLetter {
+                continue;
+            }
+            let key = (src.decl.table.topic.clone(), src.dead_letter_topic.clone());
+            match writers.get_mut(&key) {
+                Some(w) if w.as_str() <= model => {}
+                Some(w) => *w = model.to_string(),
+                None => {
+                    writers.insert(key, model.to_string());
+                }
+            }
+        }
+    }
+    writers
 }
 
 /// A job's name and how its run ended.
@@ -248,6 +282,18 @@ impl KafkaJob {
         let checkpoint_topic = m.resolved.checkpoint_topic.clone();
         let stateful = m.stateful();
         let mut driver = MicroBatchDriver::new(&cp, model, super::task_context(), opts.idle_timeout)?;
+        let left_to_others: Vec<NodeId> = driver
+            .codecs()
+            .filter(|c| {
+                opts.bad_record_writers
+                    .get(&(c.topic.clone(), c.dead_letter_topic.clone()))
+                    .is_some_and(|writer| writer != model)
+            })
+            .map(|c| c.id.clone())
+            .collect();
+        for input in &left_to_others {
+            driver.leave_bad_records_to_another_job(input);
+        }
         let producer = RecordProducer::new(client).map_err(RunError::Setup)?;
 
         let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
