@@ -1,4 +1,4 @@
-//! `plan` / `apply` against a separate broker process (tansu), with kcat producing the inputs
+//! `plan` / `apply` against Apache Kafka (a broker process started by the test), with kcat producing the inputs
 //! and reading the outputs: apply, a plan with nothing to do, an edited project planned and
 //! applied while a worker runs, the worker switching generation without losing input, and two
 //! applies of one saved plan at once, of which exactly one succeeds.
@@ -10,6 +10,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{copy_dir, replace_in};
+use e2e_common::kafka::KafkaCluster;
 use e2e_common::*;
 
 fn text(o: &Output) -> String {
@@ -18,8 +19,9 @@ fn text(o: &Output) -> String {
 
 #[test]
 fn apply_edit_apply_while_a_worker_runs() {
-    let Some((tansu, kcat)) = tools() else { return };
-    let (_broker, bootstrap) = start_broker(&tansu);
+    let Some(kcat) = tools() else { return };
+    let kafka = KafkaCluster::single();
+    let bootstrap = kafka.bootstrap();
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("project");
     copy_dir(&root().join("example-project"), &project, &["target", "schemas"]);

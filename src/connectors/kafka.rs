@@ -18,6 +18,27 @@ pub struct TopicSpec {
     pub compacted: bool,
 }
 
+/// Remembers the reason of the client's last error (librdkafka reports failed TLS handshakes and
+/// SASL authentication this way, not in the result of the call that needed the connection).
+#[derive(Default)]
+struct LastError(std::sync::Mutex<Option<String>>);
+
+impl LastError {
+    fn reason(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|r| r.clone())
+    }
+}
+
+impl rdkafka::client::ClientContext for LastError {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some(if reason.is_empty() { error.to_string() } else { reason.to_string() });
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for LastError {}
+
 /// Where to connect, and how to create topics there.
 pub enum Cluster<'a> {
     Embedded(&'a EmbeddedBroker),
@@ -48,12 +69,24 @@ impl Cluster<'_> {
             Cluster::Embedded(b) => b.bootstrap_servers().to_string(),
             Cluster::Kafka { bootstrap, .. } => bootstrap.clone(),
         };
-        let consumer: BaseConsumer =
-            self.client_config().create().map_err(|e| format!("cannot create a Kafka client: {e}"))?;
-        consumer
-            .fetch_metadata(None, Duration::from_secs(10))
-            .map(|_| ())
-            .map_err(|e| format!("cannot reach Kafka at {servers}: {e}"))
+        let consumer: BaseConsumer<LastError> = self
+            .client_config()
+            .create_with_context(LastError::default())
+            .map_err(|e| format!("cannot create a Kafka client: {e}"))?;
+        consumer.fetch_metadata(None, Duration::from_secs(10)).map(|_| ()).map_err(|e| {
+            // The metadata error says only "broker transport failure"; the client's error events
+            // (delivered by polling) have the reason: authentication failed, certificate not trusted.
+            for _ in 0..10 {
+                if consumer.context().reason().is_some() {
+                    break;
+                }
+                let _ = consumer.poll(Duration::from_millis(50));
+            }
+            match consumer.context().reason() {
+                Some(reason) => format!("cannot reach Kafka at {servers}: {reason}"),
+                None => format!("cannot reach Kafka at {servers}: {e}"),
+            }
+        })
     }
 
     /// Creates the topics that do not exist yet.
@@ -85,16 +118,56 @@ impl Cluster<'_> {
                 let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
                 let results =
                     admin.create_topics(new.iter(), &opts).await.map_err(|e| format!("creating topics: {e}"))?;
+                let mut created = Vec::new();
                 for r in results {
                     match r {
-                        Ok(_) => {}
+                        Ok(name) => created.push(name),
                         Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                         Err((name, code)) => return Err(format!("creating topic {name}: {code}")),
                     }
                 }
-                Ok(())
+                self.wait_for_leaders(&created, Duration::from_secs(30))
             }
         }
+    }
+
+    /// Waits until every partition of these topics has a leader. A broker answers CreateTopics before
+    /// the new partitions' leaders are known everywhere; a client that reads or writes them at once
+    /// gets NotLeaderForPartition or UnknownTopicOrPartition.
+    fn wait_for_leaders(&self, topics: &[String], limit: Duration) -> Result<(), String> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        if topics.is_empty() {
+            return Ok(());
+        }
+        let consumer: BaseConsumer =
+            self.client_config().create().map_err(|e| format!("cannot create a Kafka client: {e}"))?;
+        let deadline = std::time::Instant::now() + limit;
+        let mut waiting: Vec<&String> = topics.iter().collect();
+        while !waiting.is_empty() {
+            let mut still = Vec::new();
+            for topic in waiting {
+                let ready = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).is_ok_and(|md| {
+                    md.topics().iter().any(|t| {
+                        t.error().is_none()
+                            && !t.partitions().is_empty()
+                            && t.partitions().iter().all(|p| p.leader() >= 0 && p.error().is_none())
+                    })
+                });
+                if !ready {
+                    still.push(topic);
+                }
+            }
+            waiting = still;
+            if waiting.is_empty() {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                let names: Vec<&str> = waiting.iter().map(|t| t.as_str()).collect();
+                return Err(format!("created topics have no partition leader after {limit:?}: {}", names.join(", ")));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
     }
 }
 
@@ -185,5 +258,19 @@ impl Cluster<'_> {
             return Ok(());
         }
         rt.block_on(self.ensure_topics(&[TopicSpec { name: topic.to_string(), partitions: 1, compacted: true }]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Managed Kafka needs TLS and SASL: librdkafka must be built with OpenSSL (which also brings
+    /// SCRAM) and with OAUTHBEARER.
+    #[test]
+    fn librdkafka_is_built_with_tls_and_sasl() {
+        let conf = rdkafka::ClientConfig::new().create_native_config().unwrap();
+        let features = conf.get("builtin.features").unwrap();
+        for f in ["ssl", "sasl_plain", "sasl_scram", "sasl_oauthbearer"] {
+            assert!(features.split(',').any(|x| x == f), "librdkafka lacks {f}: {features}");
+        }
     }
 }

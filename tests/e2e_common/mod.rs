@@ -1,13 +1,13 @@
-//! Helpers shared by the end-to-end tests: a tansu broker process, kcat as the foreign client,
+//! Helpers shared by the end-to-end tests: Apache Kafka processes (`kafka`), kcat as the foreign client,
 //! the example project's sample data.
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -20,18 +20,19 @@ pub fn tool(name: &str) -> Option<PathBuf> {
     candidates.map(|d| d.join(name)).find(|p| p.is_file())
 }
 
-/// The tools, or None (a skip, announced) when absent and not required.
-pub fn tools() -> Option<(PathBuf, PathBuf)> {
-    match (tool("tansu"), tool("kcat")) {
-        (Some(t), Some(k)) => Some((t, k)),
-        _ if std::env::var_os("STREAMCTL_E2E").is_some() => {
-            panic!("STREAMCTL_E2E is set but tansu or kcat is not installed")
-        }
-        _ => {
-            eprintln!("skipped: tansu and kcat are needed for the end-to-end test (see .ci/run)");
-            None
-        }
+/// kcat, when Kafka (Java and the jars of `tests/kafka/fetch.sh`) and kcat are all here; else None, a skip
+/// announced on stderr, or a failure when STREAMCTL_E2E is set (CI, where the tests must run).
+pub fn tools() -> Option<PathBuf> {
+    let missing = match (kafka::missing_piece(), tool("kcat")) {
+        (None, Some(kcat)) => return Some(kcat),
+        (Some(why), _) => why,
+        (None, None) => "kcat is not installed".to_string(),
+    };
+    if std::env::var_os("STREAMCTL_E2E").is_some() {
+        panic!("STREAMCTL_E2E is set but the end-to-end test cannot run: {missing} (.ci/run installs everything)");
     }
+    eprintln!("skipped: {missing}; the end-to-end tests need Java, Kafka's jars and kcat (see .ci/run)");
+    None
 }
 
 pub struct Killed(pub Child);
@@ -41,32 +42,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-pub fn start_broker(tansu: &Path) -> (Killed, String) {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(tansu)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            "memory://tansu/",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tansu");
-    let guard = Killed(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "tansu did not start listening");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (guard, format!("127.0.0.1:{port}"))
 }
 
 pub fn streamctl() -> Command {

@@ -1,23 +1,25 @@
-//! End to end against a separate Kafka-compatible broker process (tansu, in memory), with
-//! kcat as the foreign client: the example project's sample data goes in with kcat, `streamctl
+//! End to end against Apache Kafka (a broker process started by the test, see
+//! `e2e_common::kafka`), with kcat as the foreign client: the example project's sample data goes in with kcat, `streamctl
 //! run` processes it, the outputs come back with kcat and must equal what
 //! `tests/e2e/expected.py` computes independently. Then two workers share the jobs, one is
 //! killed with SIGKILL mid-stream, and every expected output still arrives.
 //!
-//! Needs `tansu` and `kcat` on the PATH (`.ci/run` installs both and sets STREAMCTL_E2E=1,
-//! which makes their absence a failure rather than a skip).
+//! Needs Java, Kafka's jars (`tests/kafka/fetch.sh`) and `kcat` (`.ci/run` installs all three and
+//! sets STREAMCTL_E2E=1, which makes their absence a failure rather than a skip).
 
 mod e2e_common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use e2e_common::kafka::KafkaCluster;
 use e2e_common::*;
 
 #[test]
 fn example_project_on_a_real_broker_with_kcat() {
-    let Some((tansu, kcat)) = tools() else { return };
-    let (_broker, bootstrap) = start_broker(&tansu);
+    let Some(kcat) = tools() else { return };
+    let kafka = KafkaCluster::single();
+    let bootstrap = kafka.bootstrap();
     create_source_topics(&bootstrap);
     produce_samples(&kcat, &bootstrap, 0.0..1.0);
     let out = streamctl()
@@ -46,8 +48,9 @@ fn example_project_on_a_real_broker_with_kcat() {
 
 #[test]
 fn two_workers_and_one_killed_mid_stream() {
-    let Some((tansu, kcat)) = tools() else { return };
-    let (_broker, bootstrap) = start_broker(&tansu);
+    let Some(kcat) = tools() else { return };
+    let kafka = KafkaCluster::single();
+    let bootstrap = kafka.bootstrap();
     create_source_topics(&bootstrap);
     produce_samples(&kcat, &bootstrap, 0.0..0.5);
     let logs = tempfile::tempdir().unwrap();
