@@ -131,9 +131,9 @@ impl Cluster<'_> {
         }
     }
 
-    /// Waits until every partition of these topics has a leader. A broker answers CreateTopics before
-    /// the new partitions' leaders are known everywhere; a client that reads or writes them at once
-    /// gets NotLeaderForPartition or UnknownTopicOrPartition.
+    /// Waits until the leader of every partition of these topics answers. A broker answers CreateTopics
+    /// before the new partitions are served; a client that reads or writes them at once gets
+    /// NotLeaderForPartition or UnknownTopicOrPartition.
     fn wait_for_leaders(&self, topics: &[String], limit: Duration) -> Result<(), String> {
         use rdkafka::consumer::{BaseConsumer, Consumer};
         if topics.is_empty() {
@@ -146,12 +146,19 @@ impl Cluster<'_> {
         while !waiting.is_empty() {
             let mut still = Vec::new();
             for topic in waiting {
-                let ready = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).is_ok_and(|md| {
-                    md.topics().iter().any(|t| {
-                        t.error().is_none()
-                            && !t.partitions().is_empty()
-                            && t.partitions().iter().all(|p| p.leader() >= 0 && p.error().is_none())
-                    })
+                let partitions = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).ok().and_then(|md| {
+                    md.topics()
+                        .iter()
+                        .find(|t| {
+                            t.error().is_none()
+                                && !t.partitions().is_empty()
+                                && t.partitions().iter().all(|p| p.leader() >= 0 && p.error().is_none())
+                        })
+                        .map(|t| t.partitions().iter().map(|p| p.id()).collect::<Vec<_>>())
+                });
+                // The metadata can name a leader before that broker serves the partition: ask it.
+                let ready = partitions.is_some_and(|ps| {
+                    ps.iter().all(|&p| consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).is_ok())
                 });
                 if !ready {
                     still.push(topic);
