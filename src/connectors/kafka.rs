@@ -118,15 +118,16 @@ impl Cluster<'_> {
                 let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
                 let results =
                     admin.create_topics(new.iter(), &opts).await.map_err(|e| format!("creating topics: {e}"))?;
-                let mut created = Vec::new();
                 for r in results {
                     match r {
-                        Ok(name) => created.push(name),
+                        Ok(_) => {}
                         Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                         Err((name, code)) => return Err(format!("creating topic {name}: {code}")),
                     }
                 }
-                self.wait_for_leaders(&created, Duration::from_secs(30))
+                // Also the topics that existed: another client may have created them a moment ago.
+                let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+                self.wait_for_leaders(&names, Duration::from_secs(30))
             }
         }
     }
