@@ -131,8 +131,12 @@ fn scenario() -> (Scenario, i32, i32, i32) {
     (Scenario { _dir: dir, root, cp, registry }, v1.id, v2.id, c1.id)
 }
 
+/// An input record: the source, its key, and its value as (writer schema, schema id, record);
+/// `None` is a tombstone.
+type Event = (NodeId, Option<i64>, Option<(Value, i32, Value)>);
+
 /// Encodes the events with fastavro; malformed values are added by the caller.
-fn encode(events: &[(NodeId, Option<i64>, Option<(Value, i32, Value)>)]) -> Vec<(NodeId, Record)> {
+fn encode(events: &[Event]) -> Vec<(NodeId, Record)> {
     let framed: Vec<Value> = events
         .iter()
         .filter_map(|(_, _, v)| v.as_ref())
@@ -210,7 +214,7 @@ const ORDERS: [Order; 8] = [
 
 /// Customers and orders interleaved: customer 1 changes tier after order 3, customer 2 is
 /// deleted (a tombstone) after order 6.
-fn events(v1: i32, v2: i32, c1: i32) -> Vec<(NodeId, Option<i64>, Option<(Value, i32, Value)>)> {
+fn events(v1: i32, v2: i32, c1: i32) -> Vec<Event> {
     let customer = |id: i64, name: &str, tier: &str| {
         (customers(), Some(id), Some((customers_v1(), c1, json!({"CUSTOMER_ID": id, "NAME": name, "TIER": tier}))))
     };

@@ -34,6 +34,9 @@ pub const MAGIC_BYTE: u8 = 0;
 const PREFIX_LEN: usize = 5;
 /// Rows decoded before the decoder hands out a batch.
 const ROWS_PER_FLUSH: usize = 4096;
+/// Remembered failures (unknown ids, schemas that do not resolve) beyond which they are
+/// forgotten: garbage ids must not grow memory without bound.
+const MAX_REMEMBERED_FAILURES: usize = 1024;
 
 /// Splits a Confluent wire-format value into the schema id and the Avro body.
 pub fn split_frame(value: &[u8]) -> Result<(i32, &[u8]), String> {
@@ -95,7 +98,11 @@ impl SchemaSource {
                 Err(e) => return Err(LookupError { reason: e.to_string(), lasting: false }),
             },
         };
-        self.cache().insert(id, found.clone());
+        let mut cache = self.cache();
+        if cache.len() >= MAX_REMEMBERED_FAILURES {
+            cache.retain(|_, s| s.is_ok());
+        }
+        cache.insert(id, found.clone());
         found.map_err(|reason| LookupError { reason, lasting: true })
     }
 }
@@ -316,13 +323,13 @@ impl AvroDecoder {
                 }
                 current = Some(id);
             }
-            if !decoders.contains_key(&id) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = decoders.entry(id) {
                 match self.build(id) {
                     Ok(d) => {
-                        decoders.insert(id, Ok(d));
+                        slot.insert(Ok(d));
                     }
                     Err(e) if e.lasting => {
-                        decoders.insert(id, Err(e.reason));
+                        slot.insert(Err(e.reason));
                     }
                     Err(e) => {
                         done.bad.push(BadRecord { index: i, reason: e.reason });
@@ -355,6 +362,9 @@ impl AvroDecoder {
         }
         if let Some(c) = current {
             self.flush(&mut decoders, c, &mut pending, &mut done);
+        }
+        if decoders.len() > MAX_REMEMBERED_FAILURES {
+            decoders.retain(|_, d| d.is_ok());
         }
         done.bad.sort_by_key(|b| b.index);
         let batch = concat_batches(&self.sql_schema, &done.batches)
