@@ -41,6 +41,10 @@
 //! * [`deploy`] diffs desired against deployed state and applies it; [`runtime`] runs a model's
 //!   job: one micro-batch driver behind the Kafka worker and the in-memory run of `streamctl test`.
 
+// `Diagnostic` (about 180 bytes) is the error of every loading and validation step. Errors are the
+// cold path and are collected by value into `Diagnostics`, so boxing them would only add noise.
+#![allow(clippy::result_large_err)]
+
 pub mod cli;
 pub mod compile;
 pub mod connectors;

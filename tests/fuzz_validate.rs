@@ -196,7 +196,7 @@ fn mutate(rng: &mut Rng, mut bytes: Vec<u8>) -> Vec<u8> {
 /// target in use.
 fn validate(dir: &Path, rt: &tokio::runtime::Runtime) -> usize {
     let mut diags = Diagnostics::new();
-    let Ok(project) = Project::load(dir, &mut diags) else { return diags.error_count() };
+    let Some(project) = Project::load(dir, &mut diags) else { return diags.error_count() };
     let cp = rt.block_on(streamctl::compile::compile(project, diags));
     let tests = streamctl::testing::check_tests(&cp);
     let target = cp.project.resolve_target(&TargetOverrides::default(), &Jinja::new(cp.project.config.vars.clone()));

@@ -39,29 +39,6 @@ fn run(c: &mut Command) -> (i32, String, String) {
     )
 }
 
-/// A project from `(path, text)` pairs in a temporary directory.
-fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    for (path, text) in files {
-        let p = tmp.path().join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-    tmp
-}
-
-const SHOP_SOURCES: &str = "\
-version: 1
-sources:
-  - name: shop
-    tables:
-      - name: orders
-        topic: shop.orders
-        columns:
-          - {name: order_id, type: BIGINT}
-          - {name: amount, type: DOUBLE}
-";
-
 // ---- 5: closed pipes and selections ----
 
 /// `plan --format json | head -c1`: the reader closed the pipe; streamctl ends quietly (exit 0,

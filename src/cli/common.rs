@@ -54,7 +54,7 @@ pub fn use_color() -> bool {
 /// say why).
 pub fn load_and_compile(global: &GlobalArgs) -> (Option<CompiledProject>, Diagnostics) {
     let mut diags = Diagnostics::new();
-    let Ok(project) = Project::load(&global.project_dir, &mut diags) else {
+    let Some(project) = Project::load(&global.project_dir, &mut diags) else {
         return (None, diags);
     };
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {

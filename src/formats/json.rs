@@ -59,7 +59,7 @@ impl JsonDecoder {
                 rest = &rest[n..];
             }
             // Every record must be exactly one JSON value.
-            if decoder.len() == 0 && !r.iter().all(u8::is_ascii_whitespace) {
+            if decoder.is_empty() && !r.iter().all(u8::is_ascii_whitespace) {
                 return Err(ArrowError::JsonError("incomplete JSON value".into()));
             }
             decoder.decode(b"\n")?;

@@ -46,7 +46,7 @@ pub fn compile_bundle(project: &str, generation: u64, bundle: &Bundle) -> Result
     let mut diags = Diagnostics::new();
     let loaded = Project::load(&dir, &mut diags);
     let result = match loaded {
-        Ok(project) => {
+        Some(project) => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
             let cp = rt.block_on(crate::compile::compile(project, diags));
             if cp.diagnostics.has_errors() {
@@ -58,7 +58,7 @@ pub fn compile_bundle(project: &str, generation: u64, bundle: &Bundle) -> Result
                 Ok(cp)
             }
         }
-        Err(()) => Err(format!("generation {generation}: the deployed project does not load")),
+        None => Err(format!("generation {generation}: the deployed project does not load")),
     };
     let _ = std::fs::remove_dir_all(&dir);
     result

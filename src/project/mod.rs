@@ -209,18 +209,19 @@ pub fn load_yaml<T: DeserializeOwned>(
 }
 
 impl Project {
-    /// Loads the project at `root`. `Err` only when there is no usable `streamctl_project.yml`.
-    pub fn load(root: &Path, diags: &mut Diagnostics) -> Result<Project, ()> {
+    /// Loads the project at `root`; problems go to `diags`. `None` only when there is no usable
+    /// `streamctl_project.yml` (that problem is in `diags` too).
+    pub fn load(root: &Path, diags: &mut Diagnostics) -> Option<Project> {
         let project_path = root.join(PROJECT_FILE);
         if !project_path.is_file() {
             diags.push(
                 Diagnostic::error("no-project", format!("no {PROJECT_FILE} in {}", root.display()))
                     .with_help("pass --project-dir, or create a project with `streamctl init NAME`"),
             );
-            return Err(());
+            return None;
         }
-        let source = read_source(root, &project_path, diags).ok_or(())?;
-        let (config, config_doc) = load_yaml::<ProjectFile>(FileKind::Project, source, diags).ok_or(())?;
+        let source = read_source(root, &project_path, diags)?;
+        let (config, config_doc) = load_yaml::<ProjectFile>(FileKind::Project, source, diags)?;
 
         let mut project = Project {
             root: root.to_path_buf(),
@@ -246,7 +247,7 @@ impl Project {
                 }
             }
         }
-        Ok(project)
+        Some(project)
     }
 
     /// Every file the project was loaded from that defines what runs (not tests or sample

@@ -91,13 +91,16 @@ pub fn apply_steps(steps: &[Step], mut chunk: Chunk) -> Result<Chunk> {
     Ok(chunk)
 }
 
+/// Where a table row lives: (batch index, row index) in `TableState::batches`.
+type RowAt = (usize, usize);
+
 /// The latest row per key of a table.
 #[derive(Debug)]
 struct TableState {
     converter: RowConverter,
     /// batches[0] is a single all-null row: the match of a key that is absent.
     batches: Vec<RecordBatch>,
-    index: HashMap<Box<[u8]>, (usize, usize)>,
+    index: HashMap<Box<[u8]>, RowAt>,
     rows_held: usize,
 }
 
@@ -131,7 +134,7 @@ impl TableState {
     }
 
     fn compact(&mut self) -> Result<()> {
-        let mut entries: Vec<(Box<[u8]>, (usize, usize))> = self.index.drain().collect();
+        let mut entries: Vec<(Box<[u8]>, RowAt)> = self.index.drain().collect();
         entries.sort_by_key(|(_, at)| *at);
         let refs: Vec<&RecordBatch> = self.batches.iter().collect();
         let live = interleave_rows(&refs, &entries.iter().map(|(_, at)| *at).collect::<Vec<_>>())?;
@@ -143,7 +146,7 @@ impl TableState {
     }
 
     /// For each probe key, where its table row is ((0, 0): the null row when absent).
-    fn lookup(&self, keys: &[ArrayRef], n: usize) -> Result<Vec<(usize, usize)>> {
+    fn lookup(&self, keys: &[ArrayRef], n: usize) -> Result<Vec<RowAt>> {
         let rows = self.converter.convert_columns(keys)?;
         Ok((0..n)
             .map(|i| {
@@ -168,7 +171,7 @@ fn null_row(schema: &SchemaRef) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::new(datafusion::arrow::datatypes::Schema::new(fields)), cols)?)
 }
 
-fn interleave_rows(batches: &[&RecordBatch], at: &[(usize, usize)]) -> Result<RecordBatch> {
+fn interleave_rows(batches: &[&RecordBatch], at: &[RowAt]) -> Result<RecordBatch> {
     let schema = batches[0].schema();
     let cols = (0..schema.fields().len())
         .map(|c| {
@@ -447,11 +450,11 @@ fn probe(node: &JoinNode, state: &TableStateCell, c: &Chunk) -> Result<Chunk> {
     let keys = eval_all(&node.stream_keys, &c.batch)?;
     let table_schema = node.table.schema();
     let null = null_row(&table_schema)?;
-    let (mut at, batches): (Vec<(usize, usize)>, Vec<&RecordBatch>) = match &state.0 {
+    let (mut at, batches): (Vec<RowAt>, Vec<&RecordBatch>) = match &state.0 {
         Some(s) => (s.lookup(&keys, n)?, s.batches.iter().collect()),
         None => (vec![(0, 0); n], vec![&null]),
     };
-    let joined = |at: &[(usize, usize)]| -> Result<RecordBatch> {
+    let joined = |at: &[RowAt]| -> Result<RecordBatch> {
         let right = interleave_rows(&batches, at)?;
         let (first, second) = if node.stream_is_left { (&c.batch, &right) } else { (&right, &c.batch) };
         let mut cols = first.columns().to_vec();

@@ -264,12 +264,10 @@ impl KafkaCluster {
                 self.nodes.iter().filter(|n| n.process.is_some()).map(|n| format!("127.0.0.1:{}", n.port)).collect();
             let consumer: Result<BaseConsumer, _> =
                 rdkafka::ClientConfig::new().set("bootstrap.servers", servers.join(",")).set("log_level", "0").create();
-            if let Ok(md) = consumer.as_ref().map(|c| c.fetch_metadata(None, Duration::from_secs(2))) {
-                if let Ok(md) = md {
-                    let ids: Vec<usize> = md.brokers().iter().map(|b| b.id() as usize).collect();
-                    if running.iter().all(|id| ids.contains(id)) {
-                        return;
-                    }
+            if let Ok(Ok(md)) = consumer.as_ref().map(|c| c.fetch_metadata(None, Duration::from_secs(2))) {
+                let ids: Vec<usize> = md.brokers().iter().map(|b| b.id() as usize).collect();
+                if running.iter().all(|id| ids.contains(id)) {
+                    return;
                 }
             }
             if Instant::now() > deadline {
