@@ -3,19 +3,19 @@
 //! models' inferred output schemas), in dependency order. What comes out is everything later
 //! stages need: output schemas, the streaming shape of each model, and a semantic hash.
 
-pub mod carry_over;
-pub mod catalog;
+pub(crate) mod carry_over;
+pub(crate) mod catalog;
 mod contract;
 mod dependencies;
 pub mod manifest;
 mod model;
-pub mod names;
+pub(crate) mod names;
 mod positions;
-pub mod resolved;
-pub mod source_schema;
+pub(crate) mod resolved;
+pub(crate) mod source_schema;
 mod sources;
-pub mod streaming;
-pub mod topic_names;
+pub(crate) mod streaming;
+pub(crate) mod topic_names;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -9,5 +9,5 @@
 pub mod consumer;
 pub mod embedded;
 pub mod kafka;
-pub mod lease;
-pub mod producer;
+pub(crate) mod lease;
+pub(crate) mod producer;

@@ -241,10 +241,6 @@ impl AvroDecoder {
         })
     }
 
-    pub fn schema(&self) -> &SchemaRef {
-        &self.sql_schema
-    }
-
     /// A JSON object (fields named as in the data) as a framed Avro value, written with the
     /// schema of the declared columns.
     pub fn encode_json(&self, json: &[u8]) -> Result<Vec<u8>, String> {
@@ -471,10 +467,6 @@ impl AvroEncoder {
             columns.fields().iter().map(|f| Field::new(f.name(), canonical_type(f.data_type()), true)).collect();
         let metadata = HashMap::from([(SCHEMA_METADATA_KEY.to_string(), avro_schema.to_string())]);
         AvroEncoder { schema_id, arrow_schema: Arc::new(Schema::new_with_metadata(fields, metadata)) }
-    }
-
-    pub fn schema_id(&self) -> i32 {
-        self.schema_id
     }
 
     /// One framed value per row.

@@ -40,10 +40,6 @@ impl JsonDecoder {
         JsonDecoder { data_schema: Arc::new(Schema::new(fields)), sql_schema: Arc::new(Schema::new(sql_fields)) }
     }
 
-    pub fn schema(&self) -> &SchemaRef {
-        &self.sql_schema
-    }
-
     fn decode_all(&self, records: &[&[u8]]) -> Result<RecordBatch, ArrowError> {
         let mut decoder = ReaderBuilder::new(self.data_schema.clone())
             .with_batch_size(records.len().max(1))

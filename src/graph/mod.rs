@@ -1,7 +1,7 @@
 //! The dependency graph: sources → models → sinks (petgraph). Built from what each model's
 //! template referenced, so an unknown `ref()` or a cycle is reported at the `ref()` call.
 
-pub mod select;
+pub(crate) mod select;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -58,7 +58,6 @@ pub fn load_samples(
 /// The embedded target: the sources' sample data loaded into the broker in this process, the
 /// jobs run until they have caught up, and what they wrote.
 pub struct EmbeddedRun {
-    pub loaded: BTreeMap<String, usize>,
     pub results: Vec<JobOutcome>,
     /// (model, topic, records) per job.
     pub outputs: Vec<(String, String, TopicRows)>,
@@ -91,5 +90,5 @@ pub async fn run_embedded(
             (m.clone(), topic, rows)
         })
         .collect();
-    Ok(EmbeddedRun { loaded, results, outputs })
+    Ok(EmbeddedRun { results, outputs })
 }

@@ -8,8 +8,8 @@
 //! * [`follow`]: the deployed generations on a Kafka target, followed as `apply` writes them.
 //! * [`status`]: deployed jobs with their checkpoints, lease holders and lag.
 
-pub mod embedded;
-pub mod follow;
+pub(crate) mod embedded;
+pub(crate) mod follow;
 pub mod host;
-pub mod run;
-pub mod status;
+pub(crate) mod run;
+pub(crate) mod status;

@@ -2,11 +2,11 @@
 //! sinks and macros. Every YAML file is checked against its JSON Schema first, so a typo is
 //! reported at its line and column, and loading goes on through all files to report everything.
 
-pub mod compatibility;
+pub(crate) mod compatibility;
 pub mod config;
 pub mod schemas;
 pub mod target;
-pub mod yaml;
+pub(crate) mod yaml;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -68,17 +68,18 @@ impl ConfluentRegistry {
         Ok(registry)
     }
 
+    /// Sets the limit for each whole request (default [`DEFAULT_TIMEOUT`]); tests use short ones.
+    #[cfg(test)]
+    fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self.agent = build_agent(timeout);
+        self
+    }
+
     /// Sets (or replaces) the basic-auth credentials, e.g. a Confluent Cloud API key and secret.
     pub fn with_basic_auth(mut self, user: &str, password: &str) -> Self {
         let token = base64_encode(format!("{user}:{password}").as_bytes());
         self.authorization = Some(format!("Basic {token}"));
-        self
-    }
-
-    /// Sets the limit for each whole request (default [`DEFAULT_TIMEOUT`]).
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self.agent = build_agent(timeout);
         self
     }
 

@@ -6,8 +6,8 @@
 //! [`confluent::ConfluentRegistry`] (the Confluent Schema Registry REST API).
 //! [`compat`] evaluates the compatibility modes locally, so `plan` catches a breaking change.
 
-pub mod compat;
-pub mod confluent;
+pub(crate) mod compat;
+pub(crate) mod confluent;
 pub mod file;
 
 use std::path::Path;

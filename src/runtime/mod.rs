@@ -11,14 +11,14 @@
 //!   lease that decides which worker runs a job.
 
 pub mod bounded;
-pub mod checkpoint;
+pub(crate) mod checkpoint;
 pub mod codec;
-pub mod driver;
+pub(crate) mod driver;
 mod error;
 pub mod job;
-pub mod operators;
+pub(crate) mod operators;
 mod ownership;
-pub mod samples;
+pub(crate) mod samples;
 pub mod watermark;
 pub mod worker;
 
