@@ -102,6 +102,7 @@ fn embedded() -> ResolvedTarget {
         replication_factor: 1,
         control_topic: "_streamctl_deployments".into(),
         topic_prefix: String::new(),
+        guarantee: Default::default(),
     }
 }
 

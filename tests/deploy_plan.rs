@@ -33,6 +33,7 @@ fn target() -> ResolvedTarget {
         replication_factor: 1,
         control_topic: "_streamctl_deployments".into(),
         topic_prefix: String::new(),
+        guarantee: Default::default(),
     }
 }
 

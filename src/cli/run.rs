@@ -80,6 +80,7 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         max_batch_records: args.max_batch_records.max(1),
         max_batch_bytes: args.max_batch_bytes.max(1),
         checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms),
+        guarantee: target.guarantee,
         ..RunOptions::default()
     };
     eprintln!("running {} on target `{}`", plural(models.len(), "job"), target.name);

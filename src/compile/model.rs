@@ -90,7 +90,15 @@ impl Compiler<'_> {
         let topic = config.topic.clone().unwrap_or_else(|| file.name.clone());
         let resolved = resolved::resolve(
             &self.project.config.name,
-            resolved::Output { name: &file.name, topic: &topic, kind, partitions, replay, enabled: config.enabled },
+            resolved::Output {
+                name: &file.name,
+                topic: &topic,
+                kind,
+                partitions,
+                replay,
+                enabled: config.enabled,
+                guarantee: config.guarantee,
+            },
             resolved::Inputs { ids: &inputs, sources, models },
         );
         Some(CompiledModel {

@@ -16,6 +16,16 @@ pub fn checkpoint_topic(project: &str, model: &str) -> String {
     format!("_streamctl.{project}.{model}.checkpoints")
 }
 
+/// The transactional id of a model's job producer (exactly-once). One per job: a new owner's
+/// producer fences the previous owner's. `task` (a partition, once jobs split into tasks) gives
+/// each task its own id.
+pub fn transactional_id(project: &str, model: &str, task: Option<i32>) -> String {
+    match task {
+        None => format!("_streamctl.{project}.{model}"),
+        Some(t) => format!("_streamctl.{project}.{model}.{t}"),
+    }
+}
+
 /// Where the undecodable and late records of a relation go: the configured topic, else
 /// `<topic>.dlq`.
 pub fn dead_letter_topic(configured: Option<&str>, topic: &str) -> String {

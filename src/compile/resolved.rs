@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::names::{self, JobTopic, TopicRole};
 use super::{CompiledModel, CompiledSource};
 use crate::graph::NodeId;
-use crate::project::config::{OnError, RelationKind, ReplayFrom, ReplayPolicy};
+use crate::project::config::{Guarantee, OnError, RelationKind, ReplayFrom, ReplayPolicy};
 
 /// Where a job starts reading when it is created or its state must be rebuilt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +61,17 @@ pub struct ResolvedConfig {
     /// Every topic the job writes, each once: its output, its checkpoint topic, the dead-letter
     /// topics of the sources it reads with `on_error: dead_letter`.
     pub topics: Vec<JobTopic>,
+    /// The model's own `guarantee`; `None` leaves it to the target ([`Self::guarantee_on`]).
+    pub guarantee: Option<Guarantee>,
+    /// Kafka transactional id of the job's producer (exactly-once).
+    pub transactional_id: String,
+}
+
+impl ResolvedConfig {
+    /// The job's guarantee on a target whose own setting is `target`.
+    pub fn guarantee_on(&self, target: Guarantee) -> Guarantee {
+        self.guarantee.unwrap_or(target)
+    }
 }
 
 /// The model's output, as its settings depend on it (`partitions` checked to be at least 1).
@@ -71,6 +82,7 @@ pub(crate) struct Output<'a> {
     pub partitions: i32,
     pub replay: ReplayStart,
     pub enabled: Option<bool>,
+    pub guarantee: Option<Guarantee>,
 }
 
 /// The model's inputs, as its settings depend on them.
@@ -130,5 +142,7 @@ pub(crate) fn resolve(project: &str, out: Output<'_>, inputs: Inputs<'_>) -> Res
         checkpoint_topic,
         dead_letter_topic: names::dead_letter_topic(None, out.topic),
         topics,
+        guarantee: out.guarantee,
+        transactional_id: names::transactional_id(project, out.name, None),
     }
 }

@@ -26,11 +26,12 @@ pub fn manual_consumer(client: &ClientConfig, group: &str) -> Result<BaseConsume
 }
 
 /// A job's input consumer: large fetches, so a micro-batch does not wait on many small round
-/// trips.
+/// trips; only committed records (an upstream exactly-once job's aborted outputs are skipped).
 pub fn input_consumer(client: &ClientConfig, group: &str) -> Result<BaseConsumer, String> {
     client
         .clone()
         .set("group.id", group)
+        .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("fetch.max.bytes", "67108864")
@@ -62,7 +63,7 @@ pub fn partition_offsets(consumer: &BaseConsumer, topic: &str) -> Result<Option<
     Ok(Some(out))
 }
 
-/// Every record of a topic, from its start to its current end.
+/// Every committed record of a topic, from its start to its current end.
 pub fn read_topic(client: &ClientConfig, topic: &str) -> Result<TopicRows, String> {
     let consumer = manual_consumer(client, "streamctl-reader")?;
     let mut tpl = TopicPartitionList::new();
@@ -89,7 +90,18 @@ pub fn read_topic(client: &ClientConfig, topic: &str) -> Result<TopicRows, Strin
                 }
             }
             Some(Err(e)) => return Err(kafka_err(&format!("reading {topic}"), e)),
-            None => {}
+            // A transaction marker may end a partition: it is skipped, the position moves on.
+            None => {
+                if let Ok(positions) = consumer.position() {
+                    for e in positions.elements() {
+                        if let (Offset::Offset(o), Some(end)) = (e.offset(), ends.get(&e.partition())) {
+                            if o >= *end {
+                                done.insert(e.partition(), true);
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
     Ok(out)

@@ -1,16 +1,23 @@
 //! Producing records to Kafka with every delivery checked: a send is not done until `flush`
-//! says every record since the last flush was acknowledged.
+//! says every record since the last flush was acknowledged. A transactional producer (one per
+//! exactly-once job) groups its sends into transactions instead: nothing it sent is visible to
+//! `read_committed` readers until `commit` succeeds.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientContext;
+use rdkafka::{ClientContext, TopicPartitionList};
+
+/// How long a transaction call may take (the coordinator may be moving, a zombie's transaction
+/// being aborted).
+const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A record to produce.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +56,25 @@ impl ProducerContext for DeliveryContext {
 pub struct RecordProducer {
     producer: ThreadedProducer<DeliveryContext>,
     errors: Arc<DeliveryErrors>,
+    transactional_id: Option<String>,
+}
+
+/// Why a transaction did not commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnFailure {
+    /// The producer can no longer be used: another producer with the same transactional id
+    /// started (the job has another owner), or a fatal broker error.
+    Fenced(String),
+    /// The transaction was (or must be) aborted; a new one can start after `abort`.
+    Aborted(String),
+}
+
+impl std::fmt::Display for TxnFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TxnFailure::Fenced(m) | TxnFailure::Aborted(m) => f.write_str(m),
+        }
+    }
 }
 
 pub(crate) fn kafka_err(what: &str, e: KafkaError) -> String {
@@ -65,7 +91,101 @@ impl RecordProducer {
             .set("linger.ms", "5")
             .create_with_context(DeliveryContext(errors.clone()))
             .map_err(|e| kafka_err("creating the producer", e))?;
-        Ok(RecordProducer { producer, errors })
+        Ok(RecordProducer { producer, errors, transactional_id: None })
+    }
+
+    /// A transactional producer with this id, initialised: `init_transactions` fences any older
+    /// producer with the same id and aborts the transaction it left open. `timeout_ms`: how
+    /// long the broker lets a transaction stay open before it aborts it.
+    pub fn transactional(
+        client: &ClientConfig,
+        transactional_id: &str,
+        timeout_ms: u64,
+    ) -> Result<RecordProducer, String> {
+        let errors = Arc::new(DeliveryErrors::default());
+        let producer: ThreadedProducer<DeliveryContext> = client
+            .clone()
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .set("transactional.id", transactional_id)
+            .set("transaction.timeout.ms", timeout_ms.to_string())
+            .create_with_context(DeliveryContext(errors.clone()))
+            .map_err(|e| kafka_err("creating the transactional producer", e))?;
+        let p = RecordProducer { producer, errors, transactional_id: Some(transactional_id.to_string()) };
+        p.producer.init_transactions(TXN_CALL_TIMEOUT).map_err(|e| {
+            let unsupported = matches!(
+                e.rdkafka_error_code(),
+                Some(
+                    RDKafkaErrorCode::UnsupportedVersion
+                        | RDKafkaErrorCode::UnsupportedFeature
+                        | RDKafkaErrorCode::CoordinatorNotAvailable
+                        | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+                        | RDKafkaErrorCode::ClusterAuthorizationFailed
+                )
+            );
+            let mut msg = format!("starting transactions (transactional id `{transactional_id}`): {e}");
+            if unsupported {
+                msg.push_str(
+                    "; the broker does not offer transactions to this client: set `guarantee: at_least_once` on the \
+                     target or the model, or grant the principal access to the transactional id",
+                );
+            }
+            msg
+        })?;
+        Ok(p)
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.transactional_id.is_some()
+    }
+
+    pub fn begin(&self) -> Result<(), TxnFailure> {
+        self.producer.begin_transaction().map_err(|e| self.txn_failure("beginning a transaction", e))
+    }
+
+    /// Commits the input offsets with the transaction (they count only if it commits).
+    pub fn send_offsets(&self, offsets: &TopicPartitionList, group: &ConsumerGroupMetadata) -> Result<(), TxnFailure> {
+        self.producer
+            .send_offsets_to_transaction(offsets, group, TXN_CALL_TIMEOUT)
+            .map_err(|e| self.txn_failure("adding the input offsets to the transaction", e))
+    }
+
+    /// Commits: flushes every record of the transaction, then makes them visible at once.
+    pub fn commit(&self) -> Result<(), TxnFailure> {
+        let r = self.producer.commit_transaction(TXN_CALL_TIMEOUT).map_err(|e| self.txn_failure("committing", e));
+        // Failed deliveries belong to this transaction: it committed without them or it failed.
+        self.errors.count.store(0, Ordering::SeqCst);
+        r
+    }
+
+    /// Aborts the open transaction (best effort: a fenced producer cannot, and need not).
+    pub fn abort(&self) {
+        let _ = self.producer.abort_transaction(TXN_CALL_TIMEOUT);
+        self.errors.count.store(0, Ordering::SeqCst);
+    }
+
+    /// The producer's fatal error, if it has one (fenced by a newer producer with its id).
+    pub fn fatal_error(&self) -> Option<String> {
+        let (code, reason) = self.producer.client().fatal_error()?;
+        let id = self.transactional_id.as_deref().unwrap_or("");
+        Some(if is_fencing(code) {
+            format!("fenced: another producer with transactional id `{id}` started (another worker owns this job now)")
+        } else {
+            format!("the producer failed for good ({code}): {reason}")
+        })
+    }
+
+    fn txn_failure(&self, what: &str, e: KafkaError) -> TxnFailure {
+        if let Some(fatal) = self.fatal_error() {
+            return TxnFailure::Fenced(fatal);
+        }
+        let fenced = e.rdkafka_error_code().is_some_and(is_fencing);
+        let is_fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal());
+        if fenced || is_fatal {
+            let id = self.transactional_id.as_deref().unwrap_or("");
+            return TxnFailure::Fenced(format!("{what}: {e} (transactional id `{id}`)"));
+        }
+        TxnFailure::Aborted(format!("{what}: {e}"))
     }
 
     /// Queues a record (waits while the local queue is full).
@@ -94,7 +214,8 @@ impl RecordProducer {
         }
     }
 
-    /// Waits until everything sent is acknowledged; fails if anything was not.
+    /// Waits until everything sent is acknowledged; fails if anything was not. In a
+    /// transaction: acknowledged, not yet visible to `read_committed` readers.
     pub fn flush(&self) -> Result<(), String> {
         self.producer.flush(Duration::from_secs(60)).map_err(|e| kafka_err("flushing the producer", e))?;
         let n = self.errors.count.swap(0, Ordering::SeqCst);
@@ -104,4 +225,9 @@ impl RecordProducer {
         }
         Ok(())
     }
+}
+
+/// Errors that mean a newer producer with the same transactional id exists.
+fn is_fencing(code: RDKafkaErrorCode) -> bool {
+    matches!(code, RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
 }

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 pub use crate::compile::names::TopicRole;
 use crate::compile::{CompiledProject, OperatorKind};
 use crate::graph::NodeId;
-use crate::project::config::{RelationKind, TargetKind};
+use crate::project::config::{Guarantee, RelationKind, TargetKind};
 use crate::project::target::ResolvedTarget;
 use crate::registry::{json_schema_of, json_schema_of_scalar, Compatibility, SchemaType};
 
@@ -56,6 +56,14 @@ pub struct JobSpec {
     pub replay: String,
     /// The rendered SQL, for the plan's diff.
     pub sql: String,
+    /// `exactly_once` or `at_least_once`: the model's own setting, else the target's. Jobs
+    /// deployed before this was recorded ran at least once.
+    #[serde(default = "recorded_before_guarantees")]
+    pub guarantee: Guarantee,
+}
+
+fn recorded_before_guarantees() -> Guarantee {
+    Guarantee::AtLeastOnce
 }
 
 impl JobSpec {
@@ -224,6 +232,7 @@ impl DesiredState {
                     checkpoint_topic: m.resolved.checkpoint_topic.clone(),
                     replay: m.resolved.replay.text().to_string(),
                     sql: m.rendered_sql.trim().to_string(),
+                    guarantee: m.resolved.guarantee_on(target.guarantee),
                 },
             );
         }

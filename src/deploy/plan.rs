@@ -499,7 +499,13 @@ impl Planner<'_, '_> {
         };
         match self.input.deployed.jobs.get(&j.model) {
             None => {
-                let reason = format!("{}; starts from {} ({})", j.state_layout(), j.replay, volume(replay_records));
+                let reason = format!(
+                    "{}; starts from {} ({}); {}",
+                    j.state_layout(),
+                    j.replay,
+                    volume(replay_records),
+                    j.guarantee.word()
+                );
                 let c = self.change(ObjectKind::Job, &j.model, Action::Create, &j.model, vec![reason]);
                 c.start = Some(JobStart::ReplayPosition);
                 c.replay_records = replay_records;
@@ -512,6 +518,9 @@ impl Planner<'_, '_> {
                 }
                 if old.output_topic != j.output_topic {
                     config_reasons.push(format!("output topic {} → {}", old.output_topic, j.output_topic));
+                }
+                if old.guarantee != j.guarantee {
+                    config_reasons.push(format!("guarantee {} → {}", old.guarantee.word(), j.guarantee.word()));
                 }
                 if old.input_topics != j.input_topics {
                     config_reasons.push(format!(

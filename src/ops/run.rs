@@ -89,7 +89,7 @@ pub fn run_after_apply(session: &Session, cp: CompiledProject) -> Result<Option<
         .collect();
     eprintln!("running {} job{} until caught up", models.len(), if models.len() == 1 { "" } else { "s" });
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let run =
-        rt.block_on(run_embedded(broker, Arc::new(cp), &models, &RunOptions::default())).map_err(|e| e.to_string())?;
+    let opts = RunOptions { guarantee: session.target.guarantee, ..RunOptions::default() };
+    let run = rt.block_on(run_embedded(broker, Arc::new(cp), &models, &opts)).map_err(|e| e.to_string())?;
     Ok(Some(run.into()))
 }

@@ -103,6 +103,31 @@ pub struct Target {
     /// Prefix added to every topic name streamctl derives (not to explicit `topic:` settings).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_prefix: Option<String>,
+    /// Delivery guarantee of the target's jobs (default `exactly_once`; a model's own
+    /// `guarantee` wins). `at_least_once` for brokers without transactions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guarantee: Option<Guarantee>,
+}
+
+/// What a job's outputs, state and input offsets promise after a crash.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// Outputs, state checkpoint and input offsets of each checkpoint interval are committed in
+    /// one Kafka transaction: `read_committed` readers see every output exactly once.
+    #[default]
+    ExactlyOnce,
+    /// No transactions: after a crash, outputs since the last checkpoint are produced again.
+    AtLeastOnce,
+}
+
+impl Guarantee {
+    pub fn word(self) -> &'static str {
+        match self {
+            Guarantee::ExactlyOnce => "exactly_once",
+            Guarantee::AtLeastOnce => "at_least_once",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -327,6 +352,10 @@ pub struct ModelConfig {
     pub format: Option<ValueFormat>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
+    /// Delivery guarantee of this model's job: `exactly_once` or `at_least_once` (default: the
+    /// target's `guarantee`, else `exactly_once`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guarantee: Option<Guarantee>,
 }
 
 impl ModelConfig {
@@ -342,6 +371,7 @@ impl ModelConfig {
             schema_compatibility: self.schema_compatibility.or(base.schema_compatibility),
             format: self.format.or(base.format),
             tags: self.tags.or_else(|| base.tags.clone()),
+            guarantee: self.guarantee.or(base.guarantee),
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::config::{Target, TargetKind};
+use super::config::{Guarantee, Target, TargetKind};
 use super::Project;
 use crate::diagnostics::Diagnostic;
 use crate::jinja::Jinja;
@@ -28,6 +28,8 @@ pub struct ResolvedTarget {
     pub replication_factor: i32,
     pub control_topic: String,
     pub topic_prefix: String,
+    /// The target's delivery guarantee for jobs whose model does not set one.
+    pub guarantee: Guarantee,
 }
 
 pub const DEFAULT_CONTROL_TOPIC: &str = "_streamctl_deployments";
@@ -64,6 +66,7 @@ impl Project {
             replication_factor: None,
             control_topic: None,
             topic_prefix: None,
+            guarantee: None,
         };
         let target = match self.config.targets.get(&name) {
             Some(t) => t,
@@ -147,6 +150,8 @@ impl Project {
             replication_factor: target.replication_factor.unwrap_or(1),
             control_topic: opt("control_topic", &target.control_topic)?.unwrap_or_else(|| DEFAULT_CONTROL_TOPIC.into()),
             topic_prefix: opt("topic_prefix", &target.topic_prefix)?.unwrap_or_default(),
+            // Both kinds of target support transactions (librdkafka's mock cluster too).
+            guarantee: target.guarantee.unwrap_or_default(),
         })
     }
 }

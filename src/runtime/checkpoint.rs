@@ -74,13 +74,25 @@ pub struct CheckpointSummary {
 
 /// Reads a job's checkpoint topic (empty summary when it does not exist yet).
 pub fn read_checkpoint_summary(client: &ClientConfig, topic: &str) -> Result<CheckpointSummary, RunError> {
-    let mut log = CheckpointLog::open(client, topic)?;
+    let mut log = CheckpointLog::open(client, topic, Isolation::Committed)?;
     log.catch_up()?;
     let manifest = match log.latest.get(b"manifest".as_slice()) {
         Some(m) => serde_json::from_slice(m).ok(),
         None => None,
     };
     Ok(CheckpointSummary { manifest, lease: log.leases.current().cloned() })
+}
+
+/// Which records of the checkpoint topic a reader sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Isolation {
+    /// Committed checkpoints only (and non-transactional records): what a job restores from.
+    /// Reading stops at the last stable offset, before a transaction still open.
+    Committed,
+    /// Everything, also records of open or aborted transactions: for the leases only (written
+    /// outside transactions), so that a transaction a dead owner left open does not hide the
+    /// lease records written after it.
+    Leases,
 }
 
 /// The job's checkpoint topic, read as it grows: the latest value of every key, and for each
@@ -94,8 +106,16 @@ pub(crate) struct CheckpointLog {
 }
 
 impl CheckpointLog {
-    pub(crate) fn open(client: &ClientConfig, topic: &str) -> Result<CheckpointLog, RunError> {
-        let consumer = manual_consumer(client, "streamctl-checkpoint-reader").map_err(RunError::Setup)?;
+    pub(crate) fn open(client: &ClientConfig, topic: &str, isolation: Isolation) -> Result<CheckpointLog, RunError> {
+        let mut client = client.clone();
+        client.set(
+            "isolation.level",
+            match isolation {
+                Isolation::Committed => "read_committed",
+                Isolation::Leases => "read_uncommitted",
+            },
+        );
+        let consumer = manual_consumer(&client, "streamctl-checkpoint-reader").map_err(RunError::Setup)?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, 0, Offset::Beginning)
             .map_err(|e| RunError::Setup(format!("checkpoint partition: {e}")))?;
@@ -113,12 +133,9 @@ impl CheckpointLog {
         &self.topic
     }
 
-    /// Reads everything written so far.
+    /// Reads everything written so far (read_committed: up to the last stable offset).
     pub(crate) fn catch_up(&mut self) -> Result<(), RunError> {
-        let (_, high) = self
-            .consumer
-            .fetch_watermarks(&self.topic, 0, Duration::from_secs(10))
-            .map_err(|e| RunError::Setup(format!("reading checkpoint offsets: {e}")))?;
+        let high = self.end_offset()?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.next < high {
             if Instant::now() > deadline {
@@ -135,10 +152,29 @@ impl CheckpointLog {
                     }
                 }
                 Some(Err(e)) => return Err(RunError::Setup(format!("reading checkpoints: {e}"))),
-                None => {}
+                // Transaction markers take offsets but are never delivered: the position moves
+                // past them.
+                None => self.next = self.next.max(position(&self.consumer, &self.topic, 0).unwrap_or(0)),
             }
         }
         Ok(())
+    }
+
+    /// The end offset to read to, retried with backoff while the partition has no leader (a
+    /// broker restarting, leadership moving): that passes, and a job should not stop for it.
+    fn end_offset(&self) -> Result<i64, RunError> {
+        let mut wait = Duration::from_millis(100);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.consumer.fetch_watermarks(&self.topic, 0, Duration::from_secs(10)) {
+                Ok((_, high)) => return Ok(high),
+                Err(e) if is_transient(&e) && Instant::now() + wait < deadline => {
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(RunError::Setup(format!("reading checkpoint offsets: {e}"))),
+            }
+        }
     }
 
     /// The last complete checkpoint.
@@ -160,6 +196,38 @@ impl CheckpointLog {
         }
         Ok(Some((manifest, state)))
     }
+}
+
+/// The consumer's position on a partition: the next offset it delivers, past any transaction
+/// markers it skipped.
+pub(crate) fn position(consumer: &BaseConsumer, topic: &str, partition: i32) -> Option<i64> {
+    let tpl = consumer.position().ok()?;
+    match tpl.find_partition(topic, partition)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
+}
+
+/// Errors that pass on their own: no leader for the moment, a broker not reachable right now.
+pub(crate) fn is_transient(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::NotLeaderForPartition
+                | C::LeaderNotAvailable
+                | C::UnknownTopicOrPartition
+                | C::NotCoordinator
+                | C::CoordinatorNotAvailable
+                | C::RequestTimedOut
+                | C::OperationTimedOut
+                | C::BrokerTransportFailure
+                | C::AllBrokersDown
+                | C::FencedLeaderEpoch
+                | C::UnknownLeaderEpoch
+                | C::NotEnoughReplicas
+        )
+    )
 }
 
 fn send_keyed(producer: &RecordProducer, topic: &str, key: &[u8], value: &[u8]) -> Result<(), RunError> {

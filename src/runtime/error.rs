@@ -10,4 +10,8 @@ pub enum RunError {
     Engine(#[from] DataFusionError),
     #[error("{0}")]
     Setup(String),
+    /// Another owner's transactional producer fenced this job's (exactly-once): the job must
+    /// stop producing; whatever it had not committed is aborted.
+    #[error("{0}")]
+    Fenced(String),
 }

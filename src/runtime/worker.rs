@@ -5,11 +5,18 @@
 //! from it (or from the replay position), and loops: poll a micro-batch, run it through the
 //! [`MicroBatchDriver`], produce its outputs and dead letters, checkpoint when due.
 //!
-//! Delivery: after a micro-batch, outputs are produced; at each checkpoint the producer is
-//! flushed (every output acknowledged), then the state and the next input offsets are written to
-//! the checkpoint topic, then the offsets are committed to the group. After a crash the job
-//! resumes from the last checkpoint: no input is lost and no aggregate counts an input twice;
-//! outputs produced after that checkpoint are produced again (at-least-once on the output topic).
+//! Delivery, `exactly_once` (the default): the job's producer is transactional. A transaction
+//! spans one checkpoint interval: the outputs and dead letters of the batches in it, then the
+//! state checkpoint and the next input offsets (`send_offsets_to_transaction`), committed
+//! together. A crash or a failed commit aborts the transaction; the job restores the last
+//! committed checkpoint and reprocesses from its offsets, so a `read_committed` reader sees every
+//! output once. A new owner's producer (same transactional id) fences the old one.
+//!
+//! Delivery, `at_least_once`: after a micro-batch, outputs are produced; at each checkpoint the
+//! producer is flushed (every output acknowledged), then the state and the next input offsets
+//! are written to the checkpoint topic, then the offsets are committed to the group. After a
+//! crash the job resumes from the last checkpoint: no input is lost and no aggregate counts an
+//! input twice; outputs produced after that checkpoint are produced again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +29,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Serialize;
 
-use super::checkpoint::{write_checkpoint, CheckpointHead, CheckpointLog, Totals};
+use super::checkpoint::{position, write_checkpoint, CheckpointHead, CheckpointLog, Isolation, Totals};
 use super::codec::Record;
 use super::driver::{BatchOutcome, MicroBatchDriver};
 use super::error::RunError;
@@ -30,9 +37,9 @@ use super::ownership::{worker_id, Held, Ownership};
 use crate::compile::carry_over::{carry_over, CarryOver};
 use crate::compile::{CompiledModel, CompiledProject, ReplayStart};
 use crate::connectors::consumer::{input_consumer, partition_offsets};
-use crate::connectors::producer::{OutRecord, RecordProducer};
+use crate::connectors::producer::{OutRecord, RecordProducer, TxnFailure};
 use crate::graph::NodeId;
-use crate::project::config::{OnError, RelationKind};
+use crate::project::config::{Guarantee, OnError, RelationKind};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -51,6 +58,8 @@ pub struct RunOptions {
     /// dead-letter topic, among the jobs this run hosts (see [`bad_record_writers`]); the others
     /// count them only. A source missing here: every job reading it writes its own copy.
     pub bad_record_writers: Arc<BTreeMap<(String, String), String>>,
+    /// The target's guarantee, for models that do not set their own.
+    pub guarantee: Guarantee,
 }
 
 impl Default for RunOptions {
@@ -63,6 +72,7 @@ impl Default for RunOptions {
             checkpoint_interval: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(5),
             bad_record_writers: Arc::default(),
+            guarantee: Guarantee::default(),
         }
     }
 }
@@ -117,6 +127,11 @@ pub struct JobStats {
     /// Offsets that disappeared before they were read (retention or a broker's limits).
     pub gaps: Vec<String>,
     pub restored_epoch: Option<u64>,
+    /// `exactly_once` or `at_least_once`.
+    pub guarantee: &'static str,
+    /// Transactions aborted (exactly-once): their outputs were never visible to `read_committed`
+    /// readers, and their input was processed again.
+    pub aborted_transactions: u64,
 }
 
 /// Shared by the jobs of one `run`: stop requests and which jobs have caught up.
@@ -152,7 +167,7 @@ pub fn run_job(
     let m = cp.models.get(&model).ok_or_else(|| RunError::Setup(format!("no model `{model}`")))?;
     let ck_topic = m.resolved.checkpoint_topic.clone();
     let me = worker_id();
-    let mut lease_log = CheckpointLog::open(&client, &ck_topic)?;
+    let mut lease_log = CheckpointLog::open(&client, &ck_topic, Isolation::Leases)?;
     let lease_producer = RecordProducer::new(&client).map_err(RunError::Setup)?;
     let upstream: Vec<String> =
         m.inputs.iter().filter_map(|i| if let NodeId::Model(n) = i { Some(n.clone()) } else { None }).collect();
@@ -161,8 +176,7 @@ pub fn run_job(
         let Some(mut owner) = Ownership::acquire(&mut lease_log, &lease_producer, &me, &control.stop)? else {
             return Ok(stats);
         };
-        // The lease log was read up to the claim that won: it holds the last checkpoint.
-        let mut job = KafkaJob::start_from(cp.clone(), &model, &client, &opts, stats, &lease_log)?;
+        let mut job = KafkaJob::start(cp.clone(), &model, &client, &opts, stats)?;
         loop {
             if let Held::Lost(why) = owner.keep(&mut lease_log, &lease_producer)? {
                 log(&model, &format!("{why}; standing by"));
@@ -170,9 +184,20 @@ pub fn run_job(
                 continue 'owner;
             }
             let stopping = control.stop.load(Ordering::SeqCst);
-            job.poll_and_process(stopping)?;
             let upstream_done = upstream.iter().all(|u| control.is_done(u));
-            match job.settle(stopping, upstream_done)? {
+            let step = job.poll_and_process(stopping).and_then(|_| job.settle(stopping, upstream_done));
+            let progress = match step {
+                Ok(p) => p,
+                Err(RunError::Fenced(why)) => {
+                    // A zombie: another worker took the job over while this one was not looking.
+                    // Its uncommitted work is aborted; it stands by like any other worker.
+                    log(&model, &format!("{why}; its open transaction is aborted; standing by"));
+                    stats = job.into_stats();
+                    continue 'owner;
+                }
+                Err(e) => return Err(e),
+            };
+            match progress {
                 Progress::Running => {}
                 Progress::CheckpointFailed => {
                     std::thread::sleep(Duration::from_secs(1));
@@ -246,11 +271,14 @@ pub struct KafkaJob {
     epoch: u64,
     base_totals: Totals,
     stats: JobStats,
+    guarantee: Guarantee,
 }
 
 impl KafkaJob {
-    /// Restores the last checkpoint (as far as the model's change allows) and assigns every
-    /// input partition from it or from the replay position.
+    /// Restores the last committed checkpoint (as far as the model's change allows) and assigns
+    /// every input partition from it or from the replay position. Exactly-once: first starts the
+    /// job's transactional producer, which fences any older owner's and aborts what it left
+    /// open, so the checkpoint read next is the last one anybody will commit.
     pub fn start(
         cp: Arc<CompiledProject>,
         model: &str,
@@ -259,13 +287,24 @@ impl KafkaJob {
         stats: JobStats,
     ) -> Result<KafkaJob, RunError> {
         let m = cp.models.get(model).ok_or_else(|| RunError::Setup(format!("no model `{model}`")))?;
-        let mut log = CheckpointLog::open(client, &m.resolved.checkpoint_topic)?;
+        let guarantee = m.resolved.guarantee_on(opts.guarantee);
+        let producer = match guarantee {
+            Guarantee::ExactlyOnce => {
+                RecordProducer::transactional(client, &m.resolved.transactional_id, transaction_timeout_ms(opts))
+            }
+            Guarantee::AtLeastOnce => RecordProducer::new(client),
+        }
+        .map_err(RunError::Setup)?;
+        let mut log = CheckpointLog::open(client, &m.resolved.checkpoint_topic, Isolation::Committed)?;
         log.catch_up()?;
-        KafkaJob::start_from(cp, model, client, opts, stats, &log)
+        let job = KafkaJob::start_from(cp, model, client, opts, stats, &log, producer, guarantee)?;
+        if guarantee == Guarantee::ExactlyOnce {
+            job.producer.begin().map_err(txn_error)?;
+        }
+        Ok(job)
     }
 
-    /// As `start`, restoring from a checkpoint log read up to now (the owner's: a fresh reader
-    /// would cost a consumer's start-up).
+    #[allow(clippy::too_many_arguments)]
     fn start_from(
         cp: Arc<CompiledProject>,
         model: &str,
@@ -273,6 +312,8 @@ impl KafkaJob {
         opts: &RunOptions,
         mut stats: JobStats,
         log_reader: &CheckpointLog,
+        producer: RecordProducer,
+        guarantee: Guarantee,
     ) -> Result<KafkaJob, RunError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -294,7 +335,7 @@ impl KafkaJob {
         for input in &left_to_others {
             driver.leave_bad_records_to_another_job(input);
         }
-        let producer = RecordProducer::new(client).map_err(RunError::Setup)?;
+        stats.guarantee = guarantee.word();
 
         let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
         let mut event_times: Vec<(String, i32, i64)> = Vec::new();
@@ -413,6 +454,7 @@ impl KafkaJob {
             base_totals,
             stats,
             model: m,
+            guarantee,
         })
     }
 
@@ -471,15 +513,23 @@ impl KafkaJob {
             let topic = msg.topic().to_string();
             let key = (topic.clone(), msg.partition());
             if let Some(p) = self.parts.get_mut(&key) {
+                // Offsets skipped are transaction markers or aborted records, or records deleted
+                // (retention) before they were read: only the last is a loss.
                 if msg.offset() > p.next && p.kind == RelationKind::Stream {
-                    let gap = format!(
-                        "{topic} partition {} offsets {}..{} were deleted before being processed",
-                        msg.partition(),
-                        p.next,
-                        msg.offset()
-                    );
-                    log(&self.model.name, &format!("DATA LOST: {gap}"));
-                    self.stats.gaps.push(gap);
+                    let low = self
+                        .data
+                        .fetch_watermarks(&topic, msg.partition(), Duration::from_secs(5))
+                        .map_or(msg.offset(), |(low, _)| low);
+                    if low > p.next {
+                        let gap = format!(
+                            "{topic} partition {} offsets {}..{} were deleted before being processed",
+                            msg.partition(),
+                            p.next,
+                            low.min(msg.offset())
+                        );
+                        log(&self.model.name, &format!("DATA LOST: {gap}"));
+                        self.stats.gaps.push(gap);
+                    }
                 }
                 p.next = msg.offset() + 1;
             }
@@ -510,17 +560,25 @@ impl KafkaJob {
             let r = &d.record;
             let rec =
                 OutRecord { partition: None, key: r.key.as_deref(), value: r.value.as_deref(), timestamp: r.timestamp };
-            self.producer.send(&d.dead_letter_topic, rec, Some(&headers)).map_err(RunError::Setup)?;
+            self.producer.send(&d.dead_letter_topic, rec, Some(&headers)).map_err(|e| self.send_error(e))?;
             self.stats.dead_lettered += 1;
         }
         for r in &out.outputs {
             let rec =
                 OutRecord { partition: None, key: r.key.as_deref(), value: r.value.as_deref(), timestamp: r.timestamp };
-            self.producer.send(&self.model.topic, rec, None).map_err(RunError::Setup)?;
+            self.producer.send(&self.model.topic, rec, None).map_err(|e| self.send_error(e))?;
         }
         self.stats.records_out += out.outputs.len() as u64;
         self.dirty |= !out.outputs.is_empty();
         Ok(())
+    }
+
+    /// A failed send: the producer was fenced (exactly-once), or an error that stops the job.
+    fn send_error(&self, e: String) -> RunError {
+        match self.producer.fatal_error() {
+            Some(fatal) if self.producer.is_transactional() => RunError::Fenced(fatal),
+            _ => RunError::Setup(e),
+        }
     }
 
     /// After a batch: moves the watermark, notices caught-up inputs, checkpoints when due.
@@ -532,6 +590,10 @@ impl KafkaJob {
             for ((topic, p), st) in self.parts.iter_mut() {
                 if let Ok((_, high)) = self.data.fetch_watermarks(topic, *p, Duration::from_secs(5)) {
                     st.high = high;
+                }
+                // Past the transaction markers at the end, which are never delivered.
+                if let Some(pos) = position(&self.data, topic, *p) {
+                    st.next = st.next.max(pos);
                 }
             }
         }
@@ -570,10 +632,23 @@ impl KafkaJob {
         }
         let due = self.dirty && self.last_checkpoint.elapsed() >= self.opts.checkpoint_interval;
         if due || caught_up || stopping {
-            if let Err(e) = self.checkpoint() {
-                // Nothing since the last checkpoint is committed: replaying from it is safe.
-                log(&self.model.name, &format!("checkpoint failed ({e}); resuming from the last checkpoint"));
-                return Ok(Progress::CheckpointFailed);
+            match self.checkpoint() {
+                Ok(()) => {}
+                Err(RunError::Fenced(why)) => return Err(RunError::Fenced(why)),
+                Err(e) => {
+                    // Nothing since the last checkpoint is committed: replaying from it is safe.
+                    if self.guarantee == Guarantee::ExactlyOnce {
+                        self.producer.abort();
+                        self.stats.aborted_transactions += 1;
+                        log(
+                            &self.model.name,
+                            &format!("transaction aborted ({e}); resuming from the last committed checkpoint"),
+                        );
+                    } else {
+                        log(&self.model.name, &format!("checkpoint failed ({e}); resuming from the last checkpoint"));
+                    }
+                    return Ok(Progress::CheckpointFailed);
+                }
             }
         }
         Ok(if caught_up {
@@ -600,20 +675,56 @@ impl KafkaJob {
                 .filter_map(|((t, p), st)| self.driver.max_event_time(&st.input, *p).map(|e| (t.clone(), *p, e)))
                 .collect(),
         };
-        write_checkpoint(&self.producer, &self.checkpoint_topic, head, &state)?;
-        self.epoch += 1;
         let mut commit = TopicPartitionList::new();
         for ((topic, p), st) in &self.parts {
             let _ = commit.add_partition_offset(topic, *p, Offset::Offset(st.next));
         }
-        if let Err(e) = self.data.commit(&commit, CommitMode::Sync) {
-            log(&self.model.name, &format!("committing offsets to the group failed ({e}); the checkpoint holds them"));
+        match self.guarantee {
+            Guarantee::ExactlyOnce => {
+                // Outputs, checkpoint and offsets of this interval become visible together.
+                if let Err(e) = write_checkpoint(&self.producer, &self.checkpoint_topic, head, &state) {
+                    return Err(self.producer.fatal_error().map_or(e, RunError::Fenced));
+                }
+                let group = self
+                    .data
+                    .group_metadata()
+                    .ok_or_else(|| RunError::Setup("the input consumer has no group metadata".into()))?;
+                self.producer.send_offsets(&commit, &group).map_err(txn_error)?;
+                self.producer.commit().map_err(txn_error)?;
+                self.epoch += 1;
+                self.producer.begin().map_err(txn_error)?;
+            }
+            Guarantee::AtLeastOnce => {
+                write_checkpoint(&self.producer, &self.checkpoint_topic, head, &state)?;
+                self.epoch += 1;
+                if let Err(e) = self.data.commit(&commit, CommitMode::Sync) {
+                    log(
+                        &self.model.name,
+                        &format!("committing offsets to the group failed ({e}); the checkpoint holds them"),
+                    );
+                }
+            }
         }
         self.stats.checkpoints += 1;
         self.last_checkpoint = Instant::now();
         self.dirty = false;
         Ok(())
     }
+}
+
+/// A transaction that did not commit: fenced (stop producing) or aborted (restore and go on).
+fn txn_error(e: TxnFailure) -> RunError {
+    match e {
+        TxnFailure::Fenced(m) => RunError::Fenced(m),
+        TxnFailure::Aborted(m) => RunError::Setup(m),
+    }
+}
+
+/// How long the broker keeps a job's transaction open before aborting it: well beyond one
+/// checkpoint interval of work, so only a hung or dead owner's transaction times out.
+fn transaction_timeout_ms(opts: &RunOptions) -> u64 {
+    let interval = opts.checkpoint_interval.as_millis() as u64;
+    interval.saturating_mul(10).clamp(60_000, 900_000)
 }
 
 fn partition_list(partitions: &[(String, i32)]) -> TopicPartitionList {

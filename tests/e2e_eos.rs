@@ -1,0 +1,221 @@
+//! Exactly-once on Apache Kafka (a broker process started by the test, see `e2e_common::kafka`):
+//! a worker killed with SIGKILL between producing and committing leaves only an aborted
+//! transaction behind; after a restart a `read_committed` reader (kcat) sees every output exactly
+//! once, while a `read_uncommitted` reader also sees the aborted rows. And a zombie: a job whose
+//! transactional producer was fenced by a newer owner stops with a clear error and commits nothing.
+//!
+//! Needs Java, Kafka's jars (`tests/kafka/fetch.sh`), kcat and python3, like `e2e_run`.
+
+mod e2e_common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use e2e_common::kafka::KafkaCluster;
+use e2e_common::*;
+use serde_json::Value;
+use streamctl::connectors::kafka::Cluster;
+use streamctl::ops::host::{job_topics, source_topics};
+use streamctl::runtime::worker::{JobStats, KafkaJob, RunOptions};
+use streamctl::runtime::RunError;
+
+/// `(key, value)` of every record of a topic, read with kcat at an isolation level.
+fn kcat_read(kcat: &Path, bootstrap: &str, topic: &str, isolation: &str) -> Vec<(String, Value)> {
+    let out = Command::new(kcat)
+        .args(["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k\t%s\n"])
+        .args(["-X", &format!("isolation.level={isolation}")])
+        .output()
+        .unwrap();
+    // A topic not created yet reads as empty.
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once('\t').unwrap_or(("", l));
+            (k.to_string(), serde_json::from_str(v).unwrap_or(Value::Null))
+        })
+        .collect()
+}
+
+/// Rows of `want` not matched one-to-one in `got`, and rows of `got` left over (duplicates
+/// included): both empty when `got` is `want` exactly, as a multiset.
+fn multiset_difference(want: &[Value], got: &[Value]) -> (Vec<Value>, Vec<Value>) {
+    let mut left: Vec<Value> = got.to_vec();
+    let mut missing = Vec::new();
+    for w in want {
+        match left.iter().position(|g| same(g, w)) {
+            Some(i) => {
+                left.swap_remove(i);
+            }
+            None => missing.push(w.clone()),
+        }
+    }
+    (missing, left)
+}
+
+fn worker(bootstrap: &str, log: &Path, extra: &[&str]) -> Killed {
+    let log = std::fs::File::create(log).unwrap();
+    Killed(
+        streamctl()
+            .args(["run", "--project-dir"])
+            .arg(root().join("example-project"))
+            .args(["--target", "local", "--bootstrap-servers", bootstrap])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn killed_between_produce_and_commit_then_read_committed_sees_each_output_once() {
+    let Some(kcat) = tools() else { return };
+    let kafka = KafkaCluster::single();
+    let bootstrap = kafka.bootstrap();
+    create_source_topics(&bootstrap);
+    produce_samples(&kcat, &bootstrap, 0.0..1.0);
+    let logs = tempfile::tempdir().unwrap();
+    let log = |n: &str| std::fs::read_to_string(logs.path().join(n)).unwrap_or_default();
+
+    // A checkpoint interval far longer than the test: every output of the first worker stays in
+    // its open transaction.
+    let mut first = worker(&bootstrap, &logs.path().join("first.log"), &["--checkpoint-interval-ms", "3600000"]);
+    let stream_topic = "soe.logon-enriched";
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let produced = loop {
+        let n = kcat_read(&kcat, &bootstrap, stream_topic, "read_uncommitted").len();
+        if n > 0 {
+            break n;
+        }
+        assert!(Instant::now() < deadline, "the first worker produced nothing in 120 s:\n{}", log("first.log"));
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        kcat_read(&kcat, &bootstrap, stream_topic, "read_committed").is_empty(),
+        "outputs of an open transaction are visible to read_committed readers"
+    );
+    // SIGKILL between produce and commit: no chance to commit or abort.
+    first.0.kill().unwrap();
+    let _ = first.0.wait();
+
+    // The next owner's producer (same transactional id) aborts the open transaction; the job
+    // restores the last committed checkpoint (none) and processes everything again.
+    let started = Instant::now();
+    let second = streamctl()
+        .args(["run", "--project-dir"])
+        .arg(root().join("example-project"))
+        .args(["--target", "local", "--bootstrap-servers", &bootstrap, "--until-caught-up"])
+        .output()
+        .unwrap();
+    let second_log = String::from_utf8_lossy(&second.stderr).to_string();
+    assert!(second.status.success(), "the restarted run failed:\n{second_log}");
+    eprintln!("restart after the kill caught up in {:.1} s", started.elapsed().as_secs_f64());
+
+    let exp = expected();
+    let mut problems = Vec::new();
+    for (model, topic, table) in TOPICS {
+        let committed: Vec<Value> =
+            kcat_read(&kcat, &bootstrap, topic, "read_committed").into_iter().map(|(_, v)| v).collect();
+        let (missing, extra) = if table {
+            // A table's changelog may hold intermediate updates: its latest row per key is exact.
+            let records: Vec<(String, Value)> = kcat_read(&kcat, &bootstrap, topic, "read_committed");
+            multiset_difference(&exp[model], &end_rows(&records, true))
+        } else {
+            // A stream: every row exactly once, no duplicate.
+            multiset_difference(&exp[model], &committed)
+        };
+        if !missing.is_empty() || !extra.is_empty() {
+            problems.push(format!(
+                "{model}: {} missing (first {:?}), {} extra or duplicated (first {:?})",
+                missing.len(),
+                missing.first(),
+                extra.len(),
+                extra.first()
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}\n--- killed worker\n{}\n--- restart\n{second_log}", log("first.log"));
+    let uncommitted = kcat_read(&kcat, &bootstrap, stream_topic, "read_uncommitted").len();
+    let committed = kcat_read(&kcat, &bootstrap, stream_topic, "read_committed").len();
+    eprintln!(
+        "{stream_topic}: {produced}+ rows in the aborted transaction; {committed} committed, {uncommitted} read uncommitted"
+    );
+    assert_eq!(committed, exp["logon_enriched"].len());
+    assert!(
+        uncommitted >= committed + produced,
+        "read_uncommitted shows the aborted rows too: {uncommitted} < {committed} + {produced}"
+    );
+}
+
+/// Two owners of one job with the same transactional id: the second's `init_transactions`
+/// fences the first, whose next commit fails with a clear error and whose open transaction is
+/// aborted; only the second's outputs are committed.
+#[test]
+fn a_fenced_zombie_commits_nothing_and_says_why() {
+    let Some(kcat) = tools() else { return };
+    let kafka = KafkaCluster::single();
+    let bootstrap = kafka.bootstrap();
+    create_source_topics(&bootstrap);
+    produce_samples(&kcat, &bootstrap, 0.0..1.0);
+
+    let mut diags = streamctl::diagnostics::Diagnostics::new();
+    let project = streamctl::project::Project::load(&root().join("example-project"), &mut diags).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cp = Arc::new(rt.block_on(streamctl::compile::compile(project, diags)));
+    let model = "logon_enriched";
+    let cluster = Cluster::Kafka { bootstrap: bootstrap.clone(), properties: vec![], replication_factor: 1 };
+    let mut topics = source_topics(&cp, &[model.to_string()]);
+    topics.extend(job_topics(&cp, &[model.to_string()]));
+    rt.block_on(cluster.ensure_topics(&topics)).unwrap();
+    let client = cluster.client_config();
+    let opts = RunOptions {
+        until_caught_up: true,
+        checkpoint_interval: Duration::ZERO,
+        max_batch_records: 50,
+        idle_timeout: Duration::ZERO,
+        ..RunOptions::default()
+    };
+    let stats = || JobStats { model: model.to_string(), ..Default::default() };
+
+    // The first owner never checkpoints on its own: its outputs stay in its open transaction.
+    let never = RunOptions { until_caught_up: false, checkpoint_interval: Duration::from_secs(3600), ..opts.clone() };
+    let mut zombie = KafkaJob::start(cp.clone(), model, &client, &never, stats()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while zombie.stats().records_out == 0 {
+        assert!(Instant::now() < deadline, "the first owner produced nothing");
+        zombie.poll_and_process(false).unwrap();
+        zombie.settle(false, true).unwrap();
+    }
+    // The new owner starts: its producer fences the zombie's.
+    let mut owner = KafkaJob::start(cp.clone(), model, &client, &opts, stats()).unwrap();
+    // The zombie goes on and tries to commit (a stop checkpoints).
+    let fenced = zombie.poll_and_process(false).and_then(|_| zombie.settle(true, true));
+    match fenced {
+        Err(RunError::Fenced(why)) => {
+            assert!(why.contains("fenced"), "{why}");
+            assert!(why.contains("transactional id `_streamctl.soe_demo.logon_enriched`"), "{why}");
+        }
+        other => panic!("the zombie was not fenced: {other:?}"),
+    }
+    drop(zombie);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        owner.poll_and_process(false).unwrap();
+        if owner.settle(false, true).unwrap() == streamctl::runtime::worker::Progress::CaughtUp {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new owner did not catch up");
+    }
+    let committed: Vec<Value> =
+        kcat_read(&kcat, &bootstrap, "soe.logon-enriched", "read_committed").into_iter().map(|(_, v)| v).collect();
+    let (missing, extra) = multiset_difference(&expected()["logon_enriched"], &committed);
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{} missing, {} extra: the zombie's rows must not be committed",
+        missing.len(),
+        extra.len()
+    );
+}
