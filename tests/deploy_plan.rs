@@ -169,6 +169,29 @@ fn stateless_change_is_in_place_and_keeps_offsets() {
     insta::assert_snapshot!(text(&p, reg_dir.path()));
 }
 
+/// Switching a job's guarantee (here per model, in its SQL's `config()`) is an in-place
+/// update: the job restores its last checkpoint and offsets under the new guarantee.
+#[test]
+fn switching_the_guarantee_is_an_in_place_update_keeping_state() {
+    let (reg_dir, registry, _base, deployed) = base_deployed();
+    let (_d, edited) = project(|root| {
+        replace_in(
+            root,
+            "models/paid_orders.sql",
+            "topic='shop.paid-orders'",
+            "topic='shop.paid-orders', guarantee='at_least_once'",
+        );
+    });
+    assert_eq!(edited.jobs["paid_orders"].guarantee.word(), "at_least_once");
+    assert_eq!(edited.jobs["totals_by_status"].guarantee.word(), "exactly_once");
+    let p = plan(&edited, &deployed, &registry, &facts(&deployed, 1200));
+    assert_eq!(p.count(Action::Update), 1);
+    assert_eq!(p.count(Action::Replace), 0);
+    let t = text(&p, reg_dir.path());
+    assert!(t.contains("guarantee exactly_once → at_least_once"), "{t}");
+    assert!(t.contains("state and offsets kept"), "{t}");
+}
+
 /// A comment or re-indentation is no change: `plan --detailed-exitcode` stays green. Another
 /// text edit with the same query plan (here: lowercase keywords) is still shown.
 #[test]
