@@ -25,6 +25,8 @@ pub struct JobStatus {
     /// Records in the inputs not yet processed (end offsets minus the group's committed offsets).
     pub lag: Option<i64>,
     pub totals: Option<Totals>,
+    /// `exactly_once` or `at_least_once`, as deployed.
+    pub guarantee: &'static str,
 }
 
 pub fn jobs(client: &ClientConfig, state: &DeployedState) -> Vec<JobStatus> {
@@ -44,6 +46,7 @@ pub fn jobs(client: &ClientConfig, state: &DeployedState) -> Vec<JobStatus> {
             checkpoint_current: manifest.map(|m| m.semantic_hash == job.spec.semantic_hash),
             lag: lag(client, &job.spec.consumer_group, &job.spec.input_topics).ok(),
             totals: manifest.map(|m| m.totals),
+            guarantee: job.spec.guarantee.word(),
         });
     }
     out

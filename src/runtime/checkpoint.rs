@@ -72,7 +72,9 @@ pub struct CheckpointSummary {
     pub lease: Option<Lease>,
 }
 
-/// Reads a job's checkpoint topic (empty summary when it does not exist yet).
+/// Reads a job's checkpoint topic (empty summary when it does not exist yet): the last committed
+/// checkpoint, and the lease as written (leases are outside transactions, and a transaction a
+/// dead owner left open must not hide the leases written after it).
 pub fn read_checkpoint_summary(client: &ClientConfig, topic: &str) -> Result<CheckpointSummary, RunError> {
     let mut log = CheckpointLog::open(client, topic, Isolation::Committed)?;
     log.catch_up()?;
@@ -80,7 +82,9 @@ pub fn read_checkpoint_summary(client: &ClientConfig, topic: &str) -> Result<Che
         Some(m) => serde_json::from_slice(m).ok(),
         None => None,
     };
-    Ok(CheckpointSummary { manifest, lease: log.leases.current().cloned() })
+    let mut leases = CheckpointLog::open(client, topic, Isolation::Leases)?;
+    leases.catch_up()?;
+    Ok(CheckpointSummary { manifest, lease: leases.leases.current().cloned() })
 }
 
 /// Which records of the checkpoint topic a reader sees.
