@@ -18,7 +18,7 @@ use e2e_common::*;
 use serde_json::Value;
 use streamctl::connectors::kafka::Cluster;
 use streamctl::ops::host::{job_topics, source_topics};
-use streamctl::runtime::worker::{JobStats, KafkaJob, RunOptions};
+use streamctl::runtime::worker::{JobStats, KafkaJob, Progress, RunOptions};
 use streamctl::runtime::RunError;
 
 /// `(key, value)` of every record of a topic, read with kcat at an isolation level.
@@ -204,7 +204,7 @@ fn a_fenced_zombie_commits_nothing_and_says_why() {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         owner.poll_and_process(false).unwrap();
-        if owner.settle(false, true).unwrap() == streamctl::runtime::worker::Progress::CaughtUp {
+        if owner.settle(false, true).unwrap() == Progress::CaughtUp {
             break;
         }
         assert!(Instant::now() < deadline, "the new owner did not catch up");
@@ -218,4 +218,77 @@ fn a_fenced_zombie_commits_nothing_and_says_why() {
         missing.len(),
         extra.len()
     );
+}
+
+/// A transaction that fails to commit (here: the broker refuses the checkpoint manifest, as the
+/// checkpoint topic's `max.message.bytes` is set to 200, which still lets the transaction
+/// markers through) is aborted: its outputs stay invisible
+/// to `read_committed` readers, and a restart from the last committed checkpoint gives every
+/// output exactly once.
+#[test]
+fn a_failed_commit_is_aborted_and_the_restart_gives_each_output_once() {
+    let Some(kcat) = tools() else { return };
+    let kafka = KafkaCluster::single();
+    let bootstrap = kafka.bootstrap();
+    create_source_topics(&bootstrap);
+    produce_samples(&kcat, &bootstrap, 0.0..1.0);
+
+    let mut diags = streamctl::diagnostics::Diagnostics::new();
+    let project = streamctl::project::Project::load(&root().join("example-project"), &mut diags).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cp = Arc::new(rt.block_on(streamctl::compile::compile(project, diags)));
+    let model = "logon_enriched";
+    let cluster = Cluster::Kafka { bootstrap: bootstrap.clone(), properties: vec![], replication_factor: 1 };
+    let mut topics = source_topics(&cp, &[model.to_string()]);
+    topics.extend(job_topics(&cp, &[model.to_string()]));
+    rt.block_on(cluster.ensure_topics(&topics)).unwrap();
+    let client = cluster.client_config();
+    let opts = RunOptions {
+        until_caught_up: true,
+        checkpoint_interval: Duration::from_secs(3600),
+        idle_timeout: Duration::ZERO,
+        ..RunOptions::default()
+    };
+    let stats = || JobStats { model: model.to_string(), ..Default::default() };
+    let checkpoints = &cp.models[model].resolved.checkpoint_topic;
+    let limit = |bytes: &str| {
+        let configs = [("max.message.bytes".to_string(), bytes.to_string())].into_iter().collect();
+        rt.block_on(cluster.alter_configs(checkpoints, &configs)).unwrap();
+    };
+
+    let mut job = KafkaJob::start(cp.clone(), model, &client, &opts, stats()).unwrap();
+    limit("200");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let progress = loop {
+        job.poll_and_process(false).unwrap();
+        let p = job.settle(false, true).unwrap();
+        if p != Progress::Running {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the job did not reach the end of its input");
+    };
+    assert_eq!(progress, Progress::CheckpointFailed, "the final checkpoint's commit must fail");
+    assert_eq!(job.stats().aborted_transactions, 1);
+    let produced = job.stats().records_out as usize;
+    assert!(produced > 0);
+    drop(job);
+    let committed = kcat_read(&kcat, &bootstrap, "soe.logon-enriched", "read_committed");
+    assert!(committed.is_empty(), "{} rows of an aborted transaction are visible", committed.len());
+    assert_eq!(kcat_read(&kcat, &bootstrap, "soe.logon-enriched", "read_uncommitted").len(), produced);
+
+    limit("1048588");
+    let mut job = KafkaJob::start(cp.clone(), model, &client, &opts, stats()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        job.poll_and_process(false).unwrap();
+        if job.settle(false, true).unwrap() == Progress::CaughtUp {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the restarted job did not catch up");
+    }
+    assert_eq!(job.stats().restored_epoch, None, "nothing was committed before");
+    let committed: Vec<Value> =
+        kcat_read(&kcat, &bootstrap, "soe.logon-enriched", "read_committed").into_iter().map(|(_, v)| v).collect();
+    let (missing, extra) = multiset_difference(&expected()["logon_enriched"], &committed);
+    assert!(missing.is_empty() && extra.is_empty(), "{} missing, {} extra", missing.len(), extra.len());
 }

@@ -18,6 +18,10 @@ the deployed jobs run and new generations are picked up as they are applied; oth
 local files run. Several `streamctl run` processes share the jobs through leases in the jobs'
 checkpoint topics and take over from one another.
 
+Jobs run `exactly_once` unless the target or the model sets `guarantee: at_least_once`: each
+checkpoint interval is one Kafka transaction (outputs, dead letters, state, input offsets), so
+outputs become visible to `read_committed` readers when it commits.
+
 On the `embedded` target the broker lives inside this process: the sources' sample data is
 loaded into it, the jobs run until caught up, and each output topic's rows are printed.
 
@@ -39,7 +43,8 @@ pub struct Args {
     /// Bytes of record values per micro-batch at most.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub max_batch_bytes: usize,
-    /// Milliseconds between checkpoints (outputs flushed, state and offsets saved).
+    /// Milliseconds between checkpoints (outputs flushed, state and offsets saved; exactly-once:
+    /// the transaction commits).
     #[arg(long, default_value_t = 2_000)]
     pub checkpoint_interval_ms: u64,
     /// Rows of each output topic to print after an embedded run.
