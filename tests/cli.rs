@@ -170,6 +170,9 @@ fn apply_on_the_embedded_target_deploys_and_runs_the_example() {
     assert!(stderr.contains("Applied 29 changes as generation 1."), "{stderr}");
     assert!(stdout.contains("Plan: 29 to create, 0 to update in place, 0 to replace, 0 to destroy."), "{stdout}");
     assert!(stdout.contains("already registered in file registry schemas as version 1"), "{stdout}");
+    // The embedded target runs exactly-once by default (librdkafka's mock cluster has transactions).
+    let job = stdout.lines().find(|l| l.contains("+ job logon_enriched")).unwrap_or_default();
+    assert!(job.ends_with("; exactly_once"), "{job}");
     // job, in, out (the same figures as `run`, checked against generate.py in runtime_example).
     for (job, counts) in
         [("logon_enriched", "341      299"), ("orders_agg_hourly", "300       33"), ("orders_by_mode", "300        2")]
