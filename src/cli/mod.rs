@@ -8,7 +8,9 @@ mod destroy;
 mod docs;
 mod init;
 mod ls;
+mod peek;
 mod plan;
+mod query;
 mod run;
 mod seed;
 mod status;
@@ -70,6 +72,12 @@ pub enum Command {
     Destroy(destroy::Args),
     /// What is deployed, which worker runs each job, its lag and counters.
     Status(status::Args),
+    /// Show a source's, model's or topic's records, decoded, with key, partition, offset,
+    /// timestamp and headers.
+    Peek(peek::Args),
+    /// Run a SELECT over sources and models: rows as they come (EMIT CHANGES) or a table's
+    /// current rows.
+    Query(query::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -88,6 +96,8 @@ pub fn main() -> ExitCode {
         Command::Seed(a) => seed::exec(&cli.global, a),
         Command::Destroy(a) => destroy::exec(&cli.global, a),
         Command::Status(a) => status::exec(&cli.global, a),
+        Command::Peek(a) => peek::exec(&cli.global, a),
+        Command::Query(a) => query::exec(&cli.global, a),
     };
     match result {
         Ok(code) => code,

@@ -6,10 +6,15 @@
 //! * [`host`]: the topics jobs need, one thread per job, a clean stop on SIGINT/SIGTERM.
 //! * [`embedded`]: sample data into the in-process broker, jobs until caught up, outputs read.
 //! * [`follow`]: the deployed generations on a Kafka target, followed as `apply` writes them.
+//! * [`peek`]: records of a relation's topic, decoded as its jobs decode them; the cluster
+//!   reading commands read (the embedded broker loaded first).
+//! * [`query`]: one SELECT compiled like a model and run as a transient job.
 //! * [`status`]: deployed jobs with their checkpoints, lease holders and lag.
 
 pub(crate) mod embedded;
 pub(crate) mod follow;
 pub mod host;
+pub(crate) mod peek;
+pub(crate) mod query;
 pub(crate) mod run;
 pub(crate) mod status;
