@@ -52,7 +52,7 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         Ok(p) => p,
         Err(d) => {
             let mut diags = Diagnostics::new();
-            diags.push(d);
+            diags.push(*d);
             print_diagnostics(&diags);
             return Ok(fail(global, "query not run: 1 error", &diags));
         }

@@ -60,12 +60,15 @@ struct Tok {
     range: std::ops::Range<usize>,
 }
 
-fn tokens(text: &str) -> Result<Vec<Tok>, Diagnostic> {
+fn tokens(text: &str) -> Result<Vec<Tok>, Box<Diagnostic>> {
     let dialect = GenericDialect {};
-    let toks: Vec<TokenWithSpan> = Tokenizer::new(&dialect, text).tokenize_with_location().map_err(|e| {
-        Diagnostic::error("sql-syntax", e.message.clone())
-            .at(&SourceText::new(QUERY_FILE, text), Pos::new(e.location.line as usize, e.location.column as usize, 1))
-    })?;
+    let toks: Vec<TokenWithSpan> =
+        Tokenizer::new(&dialect, text).tokenize_with_location().map_err(|e| {
+            Box::new(Diagnostic::error("sql-syntax", e.message.clone()).at(
+                &SourceText::new(QUERY_FILE, text),
+                Pos::new(e.location.line as usize, e.location.column as usize, 1),
+            ))
+        })?;
     Ok(toks
         .into_iter()
         .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF))
@@ -83,7 +86,7 @@ fn is_word(t: &Tok, w: &str) -> bool {
 
 /// Prepares a query for the compiler: LIMIT taken off (it is applied to the rows printed),
 /// names of sources and models in FROM/JOIN turned into `source()`/`ref()` calls.
-pub fn prepare(project: &Project, text: &str) -> Result<PreparedQuery, Diagnostic> {
+pub fn prepare(project: &Project, text: &str) -> Result<PreparedQuery, Box<Diagnostic>> {
     let toks = tokens(text)?;
     let file = SourceText::new(QUERY_FILE, text);
     let mut limit = None;
@@ -107,9 +110,9 @@ pub fn prepare(project: &Project, text: &str) -> Result<PreparedQuery, Diagnosti
                 _ => None,
             };
             let Some(n) = n else {
-                return Err(
-                    Diagnostic::error("sql-syntax", "LIMIT needs a whole number of rows").at(&file, at(text, &t.range))
-                );
+                return Err(Box::new(
+                    Diagnostic::error("sql-syntax", "LIMIT needs a whole number of rows").at(&file, at(text, &t.range)),
+                ));
             };
             limit = Some(n);
             edits.push((t.range.start..toks[i + 1].range.end, String::new()));
