@@ -126,3 +126,120 @@ fn query_and_peek_on_a_real_broker() {
     let text = streamctl_on(&bootstrap).args(["peek", "orders", "--from", "latest", "-n", "2"]).output().unwrap();
     assert!(String::from_utf8_lossy(&text.stdout).contains("MALFORMED ("), "{}", String::from_utf8_lossy(&text.stdout));
 }
+
+/// GET of a path on the metrics endpoint: (status line, body).
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+/// The value of one sample (`name{labels}`) in the text format.
+fn sample_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+}
+
+#[test]
+fn metrics_of_a_run_pass_promtool_and_match_its_summary() {
+    let Some(kcat) = tools() else { return };
+    let promtool = tool("promtool");
+    if promtool.is_none() && std::env::var_os("STREAMCTL_E2E").is_some() {
+        panic!("STREAMCTL_E2E is set but promtool (Debian package prometheus) is missing");
+    }
+    let kafka = KafkaCluster::single();
+    let bootstrap = kafka.bootstrap();
+    create_source_topics(&bootstrap);
+    produce_samples(&kcat, &bootstrap, 0.0..1.0);
+    let orders = sample("orders.jsonl").len() as f64;
+    let mut run = Killed(
+        streamctl_on(&bootstrap)
+            .args(["run", "--select", "orders_by_mode", "--format", "json", "--metrics-addr", "127.0.0.1:0"])
+            .args(["--checkpoint-interval-ms", "500"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut err = BufReader::new(run.0.stderr.take().unwrap());
+    let mut seen = String::new();
+    let addr = loop {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "run ended before serving metrics: {seen}");
+        seen.push_str(&line);
+        if let Some(rest) = line.strip_prefix("metrics on http://") {
+            break rest.split('/').next().unwrap().to_string();
+        }
+    };
+    // Keep draining stderr so the run never blocks on it.
+    let log = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+        rest
+    });
+    let records_in = r#"streamctl_records_in_total{job="orders_by_mode"}"#;
+    let records_out = r#"streamctl_records_out_total{job="orders_by_mode"}"#;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last = String::new();
+    // Every order read, and the counters still the same a second later (nothing in flight).
+    loop {
+        let (status, body) = http_get(&addr, "/metrics");
+        assert!(status.contains("200"), "{status}");
+        let done = sample_value(&body, records_in) == Some(orders);
+        if done && body == last {
+            break;
+        }
+        last = body;
+        assert!(Instant::now() < deadline, "records in did not reach {orders}: {last}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    for series in [
+        "streamctl_bytes_in_total{job=\"orders_by_mode\"}",
+        "streamctl_batch_records_count{job=\"orders_by_mode\"}",
+        "streamctl_checkpoint_seconds_count{job=\"orders_by_mode\"}",
+        "streamctl_consumer_lag{job=\"orders_by_mode\",topic=\"ora-ogg-SOE-ORDERS-json\",partition=\"0\"}",
+        "streamctl_job_running{job=\"orders_by_mode\"}",
+    ] {
+        assert!(sample_value(&last, series).is_some(), "no {series} in:\n{last}");
+    }
+    assert_eq!(sample_value(&last, "streamctl_job_running{job=\"orders_by_mode\"}"), Some(1.0));
+    if let Some(promtool) = promtool {
+        let mut check = std::process::Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(check.stdin.as_mut().unwrap(), last.as_bytes()).unwrap();
+        drop(check.stdin.take());
+        let out = check.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics: {}{}\n{last}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (status, body) = http_get(&addr, "/healthz");
+    assert!(status.contains("200"), "{status} {body}");
+    assert!(body.contains("orders_by_mode: running"), "{body}");
+
+    // SIGTERM: the run stops and prints its summary; its counters are the scraped ones.
+    assert!(std::process::Command::new("kill").args(["-TERM", &run.0.id().to_string()]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while run.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "run did not stop within 30 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut out = String::new();
+    std::io::Read::read_to_string(run.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+    let summary: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{}", log.join().unwrap()));
+    let job = &summary["jobs"][0];
+    assert_eq!(job["records_in"].as_f64(), sample_value(&last, records_in), "{summary}");
+    assert_eq!(job["records_out"].as_f64(), sample_value(&last, records_out), "{summary}");
+    assert!(job["records_out"].as_u64().unwrap() > 0, "{summary}");
+}

@@ -44,7 +44,7 @@ pub struct Args {
 
 pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
     let mut diags = Diagnostics::new();
-    let Ok(project) = Project::load(&global.project_dir, &mut diags) else {
+    let Some(project) = Project::load(&global.project_dir, &mut diags) else {
         print_diagnostics(&diags);
         return Ok(fail(global, &format!("query not run: {}", plural(diags.error_count(), "error")), &diags));
     };

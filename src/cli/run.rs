@@ -8,6 +8,7 @@ use super::common::{compiled_or_exit, plural, selected_or_exit, GlobalArgs, Outp
 use crate::graph::NodeId;
 use crate::jinja::Jinja;
 use crate::ops::run::{run, RunOutcome};
+use crate::runtime::metrics::Metrics;
 use crate::runtime::worker::{JobStats, RunOptions};
 
 #[derive(Debug, ClapArgs)]
@@ -28,7 +29,8 @@ loaded into it, the jobs run until caught up, and each output topic's rows are p
 Examples:
   streamctl run --project-dir example-project                     embedded: sample data in, outputs out
   streamctl run --target prod --select tag:orders
-  streamctl run --bootstrap-servers localhost:9092 --target dev --until-caught-up")]
+  streamctl run --bootstrap-servers localhost:9092 --target dev --until-caught-up
+  streamctl run --target prod --metrics-addr 0.0.0.0:9464        Prometheus scrapes :9464/metrics")]
 pub struct Args {
     /// Models to run (dbt selection syntax; default: all).
     #[arg(long, short = 's', num_args = 1.., value_name = "SELECTOR")]
@@ -50,6 +52,10 @@ pub struct Args {
     /// Rows of each output topic to print after an embedded run.
     #[arg(long, default_value_t = 3)]
     pub show: usize,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics and a health check at /healthz
+    /// (200 while no hosted job has failed, 503 otherwise).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
 }
 
 pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
@@ -80,7 +86,22 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    let metrics = match &args.metrics_addr {
+        None => None,
+        Some(addr) => {
+            let metrics = Arc::new(Metrics::new());
+            match metrics.serve(addr) {
+                Ok(bound) => eprintln!("metrics on http://{bound}/metrics, health on http://{bound}/healthz"),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+            Some(metrics)
+        }
+    };
     let opts = RunOptions {
+        metrics,
         until_caught_up: args.until_caught_up,
         max_batch_records: args.max_batch_records.max(1),
         max_batch_bytes: args.max_batch_bytes.max(1),

@@ -312,7 +312,10 @@ fn poll_one(
     progress: &mut BTreeMap<i32, (i64, i64)>,
 ) -> Result<Option<PeekedRecord>, String> {
     let msg = match consumer.poll(Duration::from_millis(200)) {
-        None => return Ok(None),
+        None => {
+            advance_to_positions(consumer, topic, progress);
+            return Ok(None);
+        }
         Some(Err(e)) => return Err(format!("reading {topic}: {e}")),
         Some(Ok(m)) => m,
     };
@@ -339,6 +342,18 @@ fn poll_one(
         headers,
         value: peek_value(codec, &record),
     }))
+}
+
+/// Moves each partition's next offset to the consumer's position: a transactional topic ends
+/// with commit markers, which the consumer skips without handing them out, so the last record
+/// read is not always just before the end.
+pub fn advance_to_positions(consumer: &BaseConsumer, topic: &str, progress: &mut BTreeMap<i32, (i64, i64)>) {
+    let Ok(positions) = consumer.position() else { return };
+    for (p, (next, _)) in progress.iter_mut() {
+        if let Some(Offset::Offset(o)) = positions.find_partition(topic, *p).map(|e| e.offset()) {
+            *next = (*next).max(o);
+        }
+    }
 }
 
 /// The first offset at or after `ms` in each partition (the end where there is none).

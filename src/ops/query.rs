@@ -26,7 +26,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use super::peek::StartAt;
+use super::peek::{advance_to_positions, StartAt};
 use crate::compile::{CompiledProject, OperatorKind};
 use crate::connectors::consumer::{manual_consumer, partition_offsets};
 use crate::diagnostics::{offset_of, pos_of, Diagnostic, Diagnostics, Pos, SourceText};
@@ -422,6 +422,16 @@ pub fn run_query(
             }
             rest = &rest[run..];
         }
+        if batch.is_empty() {
+            // Past commit markers the consumer skipped without handing them out.
+            if let Ok(positions) = consumer.position() {
+                for ((topic, p), st) in parts.iter_mut() {
+                    if let Some(Offset::Offset(o)) = positions.find_partition(topic, *p).map(|e| e.offset()) {
+                        st.next = st.next.max(o);
+                    }
+                }
+            }
+        }
         if batch.is_empty() && last_ends.elapsed() >= Duration::from_secs(1) {
             last_ends = Instant::now();
             for ((topic, p), st) in parts.iter_mut() {
@@ -522,7 +532,7 @@ fn latest_per_key(consumer: &BaseConsumer, topic: &str, stop: &AtomicBool) -> Re
     let mut latest: HashMap<(i32, Option<Vec<u8>>), Record> = HashMap::new();
     while !stop.load(Ordering::SeqCst) && ends.values().any(|(next, end)| next < end) {
         match consumer.poll(Duration::from_millis(200)) {
-            None => {}
+            None => advance_to_positions(consumer, topic, &mut ends),
             Some(Err(e)) => return Err(RunError::Setup(format!("reading {topic}: {e}"))),
             Some(Ok(msg)) => {
                 if let Some(e) = ends.get_mut(&msg.partition()) {

@@ -159,6 +159,11 @@ impl MicroBatchDriver {
         self.encode(&outputs, out)
     }
 
+    /// Event time the job closed windows up to (ms).
+    pub fn watermark(&self) -> Option<i64> {
+        self.job.watermark()
+    }
+
     /// Event time the job closed windows up to (ms), and the windows still open.
     pub async fn progress(&mut self) -> Result<(Option<i64>, usize), RunError> {
         Ok((self.job.watermark(), self.job.open_windows().await?))

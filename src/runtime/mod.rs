@@ -7,6 +7,7 @@
 //!   push, late records, window closing.
 //! * [`worker`] is the Kafka shell (poll, produce, checkpoint), [`bounded`] the in-memory one
 //!   behind `streamctl test`.
+//! * [`metrics`]: Prometheus metrics of the hosted jobs, served by `run --metrics-addr`.
 //! * [`checkpoint`] is a job's checkpoint topic (state, offsets, counters), [`ownership`] the
 //!   lease that decides which worker runs a job.
 
@@ -16,6 +17,7 @@ pub mod codec;
 pub(crate) mod driver;
 mod error;
 pub mod job;
+pub(crate) mod metrics;
 pub(crate) mod operators;
 mod ownership;
 pub(crate) mod samples;

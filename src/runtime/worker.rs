@@ -33,6 +33,7 @@ use super::checkpoint::{position, write_checkpoint, CheckpointHead, CheckpointLo
 use super::codec::Record;
 use super::driver::{BatchOutcome, MicroBatchDriver};
 use super::error::RunError;
+use super::metrics::{BatchCounts, JobMetrics, JobState, Metrics};
 use super::ownership::{worker_id, Held, Ownership};
 use crate::compile::carry_over::{carry_over, CarryOver};
 use crate::compile::{CompiledModel, CompiledProject, ReplayStart};
@@ -60,6 +61,8 @@ pub struct RunOptions {
     pub bad_record_writers: Arc<BTreeMap<(String, String), String>>,
     /// The target's guarantee, for models that do not set their own.
     pub guarantee: Guarantee,
+    /// Where the jobs report their metrics (`--metrics-addr`).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for RunOptions {
@@ -73,6 +76,7 @@ impl Default for RunOptions {
             idle_timeout: Duration::from_secs(5),
             bad_record_writers: Arc::default(),
             guarantee: Guarantee::default(),
+            metrics: None,
         }
     }
 }
@@ -164,6 +168,22 @@ pub fn run_job(
     opts: RunOptions,
     control: Arc<RunControl>,
 ) -> Result<JobStats, RunError> {
+    let metrics = opts.metrics.clone();
+    let result = run_owned_job(cp, &model, client, opts, control);
+    if let (Some(m), Err(_)) = (metrics, &result) {
+        m.job(&model).state(JobState::Failed);
+    }
+    result
+}
+
+fn run_owned_job(
+    cp: Arc<CompiledProject>,
+    model: &str,
+    client: ClientConfig,
+    opts: RunOptions,
+    control: Arc<RunControl>,
+) -> Result<JobStats, RunError> {
+    let model = model.to_string();
     let m = cp.models.get(&model).ok_or_else(|| RunError::Setup(format!("no model `{model}`")))?;
     let ck_topic = m.resolved.checkpoint_topic.clone();
     let me = worker_id();
@@ -177,9 +197,11 @@ pub fn run_job(
             return Ok(stats);
         };
         let mut job = KafkaJob::start(cp.clone(), &model, &client, &opts, stats)?;
+        job.report_state(JobState::Running);
         loop {
             if let Held::Lost(why) = owner.keep(&mut lease_log, &lease_producer)? {
                 log(&model, &format!("{why}; standing by"));
+                job.report_state(JobState::StandingBy);
                 stats = job.into_stats();
                 continue 'owner;
             }
@@ -200,11 +222,13 @@ pub fn run_job(
             match progress {
                 Progress::Running => {}
                 Progress::CheckpointFailed => {
+                    job.report_state(JobState::StandingBy);
                     std::thread::sleep(Duration::from_secs(1));
                     stats = job.into_stats();
                     continue 'owner;
                 }
                 Progress::CaughtUp => {
+                    job.report_state(JobState::Finished);
                     owner.release(&lease_log, &lease_producer);
                     control.mark_done(&model);
                     let stats = job.finish()?;
@@ -212,6 +236,7 @@ pub fn run_job(
                     return Ok(stats);
                 }
                 Progress::Stopped => {
+                    job.report_state(JobState::Finished);
                     owner.release(&lease_log, &lease_producer);
                     return job.finish();
                 }
@@ -272,6 +297,7 @@ pub struct KafkaJob {
     base_totals: Totals,
     stats: JobStats,
     guarantee: Guarantee,
+    metrics: Option<JobMetrics>,
 }
 
 impl KafkaJob {
@@ -453,9 +479,16 @@ impl KafkaJob {
             epoch,
             base_totals,
             stats,
+            metrics: opts.metrics.as_ref().map(|metrics| metrics.job(model)),
             model: m,
             guarantee,
         })
+    }
+
+    fn report_state(&self, state: JobState) {
+        if let Some(m) = &self.metrics {
+            m.state(state);
+        }
     }
 
     pub fn stats(&self) -> &JobStats {
@@ -477,6 +510,7 @@ impl KafkaJob {
     /// Polls a micro-batch (nothing when `stopping`), runs it through the driver and produces
     /// what it gave. Returns the number of records polled.
     pub fn poll_and_process(&mut self, stopping: bool) -> Result<usize, RunError> {
+        let started = Instant::now();
         let batch = if stopping { Vec::new() } else { self.poll()? };
         self.last_polled = batch.len();
         self.stats.records_in += batch.len() as u64;
@@ -493,6 +527,11 @@ impl KafkaJob {
             self.dirty = true;
         }
         self.write(out)?;
+        if let Some(m) = &self.metrics {
+            let bytes_in = batch.iter().map(|(_, r)| r.value.as_ref().map_or(0, Vec::len) as u64).sum();
+            let counts = BatchCounts { records_in: batch.len() as u64, bytes_in, ..BatchCounts::default() };
+            m.batch(counts, (!batch.is_empty()).then(|| started.elapsed()));
+        }
         Ok(self.last_polled)
     }
 
@@ -552,6 +591,19 @@ impl KafkaJob {
 
     /// Produces outputs and dead letters, and counts them.
     fn write(&mut self, out: BatchOutcome) -> Result<(), RunError> {
+        if let Some(m) = &self.metrics {
+            m.batch(
+                BatchCounts {
+                    records_out: out.outputs.len() as u64,
+                    bytes_out: out.outputs.iter().map(|r| r.value.as_ref().map_or(0, Vec::len) as u64).sum(),
+                    bad: out.bad_records,
+                    dead_lettered: out.dead_letters.len() as u64,
+                    late: out.late,
+                    ..BatchCounts::default()
+                },
+                None,
+            );
+        }
         self.stats.bad_records += out.bad_records;
         self.stats.skipped += out.skipped;
         self.stats.late += out.late;
@@ -632,7 +684,13 @@ impl KafkaJob {
         }
         let due = self.dirty && self.last_checkpoint.elapsed() >= self.opts.checkpoint_interval;
         if due || caught_up || stopping {
-            match self.checkpoint() {
+            let started = Instant::now();
+            let checkpointed = self.checkpoint();
+            if let (Some(m), Ok(())) = (&self.metrics, &checkpointed) {
+                m.checkpoint(started.elapsed());
+                self.report_positions();
+            }
+            match checkpointed {
                 Ok(()) => {}
                 Err(RunError::Fenced(why)) => return Err(RunError::Fenced(why)),
                 Err(e) => {
@@ -658,6 +716,19 @@ impl KafkaJob {
         } else {
             Progress::Running
         })
+    }
+
+    /// Each input partition's lag (its end now minus the next offset to read) and the watermark.
+    fn report_positions(&mut self) {
+        let Some(m) = &self.metrics else { return };
+        let mut lag = Vec::new();
+        for ((topic, p), st) in self.parts.iter_mut() {
+            if let Ok((_, high)) = self.data.fetch_watermarks(topic, *p, Duration::from_secs(2)) {
+                st.high = high;
+            }
+            lag.push((topic.as_str(), *p, st.high - st.next));
+        }
+        m.positions(lag, self.driver.watermark());
     }
 
     /// Flushes outputs, writes state and offsets, then commits the offsets to the group.
