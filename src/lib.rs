@@ -59,5 +59,6 @@ pub mod project;
 pub mod registry;
 pub mod runtime;
 pub(crate) mod scaffold;
+pub(crate) mod sinks;
 pub(crate) mod sql;
 pub mod testing;

@@ -33,7 +33,7 @@ fn stdout(c: &mut Command) -> String {
 #[test]
 fn the_example_project_is_valid() {
     let out = stdout(streamctl().args(["validate", "--project-dir"]).arg(example()));
-    assert_eq!(out, "valid: 3 sources, 5 models, 1 sink\n");
+    assert_eq!(out, "valid: 3 sources, 5 models, 2 sinks\n");
 }
 
 #[test]
@@ -45,7 +45,7 @@ fn ls_selects_like_dbt() {
     );
     assert_eq!(ls("source:soe.orders+"), "source.soe.orders\nmodel.orders_agg_hourly\nmodel.orders_by_mode\n");
     assert_eq!(ls("tag:fraud"), "model.logon_bursts\n");
-    assert_eq!(ls("logon_enriched+,resource_type:sink"), "sink.prime_logons_out\n");
+    assert_eq!(ls("logon_enriched+,resource_type:sink"), "sink.prime_logons_files\nsink.prime_logons_out\n");
 }
 
 fn manifest(dir: &Path) -> serde_json::Value {
@@ -186,6 +186,24 @@ fn apply_on_the_embedded_target_deploys_and_runs_the_example() {
     assert_eq!(hourly.split_whitespace().nth(7), Some("11"), "open windows: {hourly}");
     assert!(hourly.contains("2017-09-27T19:58:57.000Z"), "the watermark: {hourly}");
     assert!(stdout.contains("12 windows (one per key) still open"), "{stdout}");
+    // The main job ends in a file sink: the files printed hold the model's records.
+    assert!(stdout.contains("logon_prime_loyal → soe.logon-prime-loyal: 45 records"), "{stdout}");
+    let dir = tmp.path().join("target/sinks/prime_logons");
+    assert!(
+        stdout.contains(&format!("sink prime_logons_files (logon_prime_loyal → {}): 45 records", dir.display())),
+        "{stdout}"
+    );
+    let files: Vec<&str> = stdout.lines().filter(|l| l.trim_end().ends_with(".jsonl")).map(str::trim).collect();
+    assert!(!files.is_empty(), "{stdout}");
+    let mut rows = 0;
+    for f in &files {
+        for line in std::fs::read_to_string(f).unwrap().lines() {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(row["customer_class"], "Prime", "{f}: {line}");
+            rows += 1;
+        }
+    }
+    assert_eq!(rows, 45);
     // Registering changed nothing in the checked-in registry.
     for subject in ["soe.orders-agg-hourly-value", "soe.logon-enriched-key"] {
         let a = std::fs::read_to_string(example().join("schemas").join(subject).join("v1.json")).unwrap();

@@ -116,7 +116,7 @@ fn validate_rejects_an_unknown_target() {
     assert_eq!(code, 1);
     assert!(stderr.contains("no target named `prdo`"), "{stderr}");
     assert!(stderr.contains("help: did you mean `prod`?"), "{stderr}");
-    assert!(stderr.ends_with("invalid: 1 error in 3 sources, 5 models, 1 sink\n"), "{stderr}");
+    assert!(stderr.ends_with("invalid: 1 error in 3 sources, 5 models, 2 sinks\n"), "{stderr}");
 }
 
 // ---- 10: seed ----

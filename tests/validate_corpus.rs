@@ -62,6 +62,7 @@ broken!(
     duplicate_output_column,
     yaml_any_of,
     target_topic_names,
+    sink_configs,
 );
 
 #[test]

@@ -133,15 +133,39 @@ pub fn report(global: &GlobalArgs, outcome: &RunOutcome, show: usize) -> anyhow:
             }
         }
     }
+    let mut sinks = Vec::new();
+    for (sink, r) in &outcome.sinks {
+        match r {
+            Ok(s) => sinks.push(s),
+            Err(e) => {
+                failed = true;
+                eprintln!("error: sink {sink}: {e}");
+            }
+        }
+    }
     match global.format {
         OutputFormat::Json => {
             let outs: Vec<serde_json::Value> = outputs
                 .iter()
                 .map(|(m, t, rows)| serde_json::json!({"model": m, "topic": t, "records": rows.len()}))
                 .collect();
+            let sink_json: Vec<serde_json::Value> = sinks
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "sink": s.sink,
+                        "model": s.model,
+                        "location": s.location,
+                        "records": s.records,
+                        "files": s.files,
+                    })
+                })
+                .collect();
             println!(
                 "{}",
-                serde_json::to_string_pretty(&serde_json::json!({"ok": !failed, "jobs": stats, "outputs": outs}))?
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"ok": !failed, "jobs": stats, "outputs": outs, "sinks": sink_json})
+                )?
             );
         }
         OutputFormat::Text => {
@@ -183,6 +207,19 @@ pub fn report(global: &GlobalArgs, outcome: &RunOutcome, show: usize) -> anyhow:
                         Some(v) => println!("  {}", String::from_utf8_lossy(v)),
                         None => println!("  (tombstone)"),
                     }
+                }
+            }
+            for s in &sinks {
+                println!(
+                    "\nsink {} ({} → {}): {} in {}",
+                    s.sink,
+                    s.model,
+                    s.location.display(),
+                    plural(s.records as usize, "record"),
+                    plural(s.files.len(), "new file")
+                );
+                for f in &s.files {
+                    println!("  {}", f.display());
                 }
             }
         }

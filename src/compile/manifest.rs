@@ -198,7 +198,12 @@ impl Manifest {
         }
         for (name, s) in &c.sinks {
             let id = NodeId::Sink(name.clone());
-            let crate::project::config::SinkConnector::Kafka { topic, format, key, .. } = &s.decl.sink.connector;
+            let (topic, format, key) = match &s.decl.sink.connector {
+                crate::project::config::SinkConnector::Kafka { topic, format, key, .. } => {
+                    (Some(topic.clone()), Some(*format), key.clone().unwrap_or_default())
+                }
+                crate::project::config::SinkConnector::File { .. } => (None, None, Vec::new()),
+            };
             let columns = c.models.get(&s.from).map(|m| columns_of(&m.schema, &[])).unwrap_or_default();
             nodes.insert(
                 id.unique_id(),
@@ -211,9 +216,9 @@ impl Manifest {
                     tags: s.decl.sink.tags.clone(),
                     depends_on: deps(&id),
                     columns,
-                    topic: Some(topic.clone()),
-                    key: key.clone().unwrap_or_default(),
-                    format: Some(*format),
+                    topic,
+                    key,
+                    format,
                     ..Default::default()
                 },
             );

@@ -12,6 +12,7 @@ mod model;
 pub(crate) mod names;
 mod positions;
 pub(crate) mod resolved;
+mod sink_checks;
 pub(crate) mod source_schema;
 mod sources;
 pub(crate) mod streaming;
@@ -259,6 +260,8 @@ pub async fn compile(project: Project, mut diags: Diagnostics) -> CompiledProjec
     let mut cp = CompiledProject { graph, sources, models, sinks, node_info, diagnostics: diags, project };
     let refused_names = topic_names::check(&cp);
     cp.diagnostics.extend(refused_names);
+    let sink_problems = sink_checks::check(&cp);
+    cp.diagnostics.extend(sink_problems);
     cp
 }
 

@@ -11,6 +11,11 @@ pub fn consumer_group(project: &str, model: &str) -> String {
     format!("streamctl.{project}.{model}")
 }
 
+/// The consumer group a native sink commits the offsets it has delivered to.
+pub fn sink_consumer_group(project: &str, sink: &str) -> String {
+    format!("streamctl.{project}.sink.{sink}")
+}
+
 /// The compacted topic holding a model's job state, checkpoints and lease.
 pub fn checkpoint_topic(project: &str, model: &str) -> String {
     format!("_streamctl.{project}.{model}.checkpoints")

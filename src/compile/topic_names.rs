@@ -83,7 +83,7 @@ pub(crate) fn check(cp: &CompiledProject) -> Vec<Diagnostic> {
         }
     }
     for s in &cp.project.sinks {
-        let SinkConnector::Kafka { topic, .. } = &s.sink.connector;
+        let SinkConnector::Kafka { topic, .. } = &s.sink.connector else { continue };
         if let Some(p) = topic_name_problem(topic) {
             out.push(at_field(
                 &s.origin,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rdkafka::config::ClientConfig;
 
 use super::host::{job_topics, run_jobs, source_topics, stop_on_signals};
+use super::sinks::{deliver_caught_up, SinkResult};
 use crate::compile::CompiledProject;
 use crate::connectors::consumer::{read_topic, TopicRows};
 use crate::connectors::embedded::EmbeddedBroker;
@@ -61,6 +62,8 @@ pub struct EmbeddedRun {
     pub results: Vec<JobOutcome>,
     /// (model, topic, records) per job.
     pub outputs: Vec<(String, String, TopicRows)>,
+    /// The native sinks of the jobs, delivered after them.
+    pub sinks: Vec<SinkResult>,
 }
 
 pub async fn run_embedded(
@@ -81,7 +84,8 @@ pub async fn run_embedded(
     let control = Arc::new(RunControl::default());
     stop_on_signals(control.clone());
     let opts = RunOptions { until_caught_up: true, ..opts.clone() };
-    let results = run_jobs(cp.clone(), models, &client, &opts, control);
+    let results = run_jobs(cp.clone(), models, &client, &opts, control.clone());
+    let sinks = deliver_caught_up(&cp, models, &client, &control, true);
     let outputs = models
         .iter()
         .map(|m| {
@@ -90,5 +94,5 @@ pub async fn run_embedded(
             (m.clone(), topic, rows)
         })
         .collect();
-    Ok(EmbeddedRun { results, outputs })
+    Ok(EmbeddedRun { results, outputs, sinks })
 }

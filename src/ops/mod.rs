@@ -10,6 +10,7 @@
 //!   reading commands read (the embedded broker loaded first).
 //! * [`query`]: one SELECT compiled like a model and run as a transient job.
 //! * [`status`]: deployed jobs with their checkpoints, lease holders and lag.
+//! * [`sinks`]: native sink tasks beside the jobs.
 
 pub(crate) mod embedded;
 pub(crate) mod follow;
@@ -17,4 +18,5 @@ pub mod host;
 pub(crate) mod peek;
 pub(crate) mod query;
 pub(crate) mod run;
+pub(crate) mod sinks;
 pub(crate) mod status;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::embedded::{run_embedded, EmbeddedRun};
 use super::follow::run_deployed;
 use super::host::{job_topics, run_jobs, stop_on_signals};
+use super::sinks::{deliver_caught_up, join_sinks, spawn_sinks, SinkResult};
 use crate::compile::CompiledProject;
 use crate::connectors::consumer::TopicRows;
 use crate::connectors::embedded::EmbeddedBroker;
@@ -23,11 +24,13 @@ pub struct RunOutcome {
     pub results: Vec<JobOutcome>,
     /// (model, topic, records) per job; empty on a Kafka target.
     pub outputs: Vec<(String, String, TopicRows)>,
+    /// What each native sink of the jobs delivered.
+    pub sinks: Vec<SinkResult>,
 }
 
 impl From<EmbeddedRun> for RunOutcome {
     fn from(run: EmbeddedRun) -> RunOutcome {
-        RunOutcome { results: run.results, outputs: run.outputs }
+        RunOutcome { results: run.results, outputs: run.outputs, sinks: run.sinks }
     }
 }
 
@@ -60,18 +63,34 @@ pub fn run(
     // files run, as in development.
     let ctl = ControlTopic::new(&client, &target.control_topic, &cp.project.config.name).map_err(|e| e.to_string())?;
     let deployed = ctl.read().map_err(|e| e.to_string())?;
-    if deployed.jobs.is_empty() {
+    // Sinks run beside the jobs until a stop; on a bounded run, after the jobs have caught up.
+    let sink_threads = if opts.until_caught_up { Vec::new() } else { spawn_sinks(&cp, models, &client, &control) };
+    let results = if deployed.jobs.is_empty() {
         eprintln!(
             "nothing deployed on target `{}`: running the local project files (`streamctl apply` deploys them)",
             target.name
         );
-        let results = run_jobs(cp, models, &client, opts, control);
-        return Ok(RunOutcome { results, outputs: Vec::new() });
-    }
-    let select = |m: &str| all_selected || models.iter().any(|x| x == m);
-    eprintln!("running the deployed project (generation {}) and following new generations", deployed.generation());
-    let results = run_deployed(&ctl, &client, &select, opts, control)?;
-    Ok(RunOutcome { results, outputs: Vec::new() })
+        run_jobs(cp.clone(), models, &client, opts, control.clone())
+    } else {
+        let select = |m: &str| all_selected || models.iter().any(|x| x == m);
+        eprintln!("running the deployed project (generation {}) and following new generations", deployed.generation());
+        match run_deployed(&ctl, &client, &select, opts, control.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                control.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                join_sinks(sink_threads);
+                return Err(e);
+            }
+        }
+    };
+    let sinks = if opts.until_caught_up {
+        deliver_caught_up(&cp, models, &client, &control, false)
+    } else {
+        // The jobs have stopped: so do their sinks.
+        control.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        join_sinks(sink_threads)
+    };
+    Ok(RunOutcome { results, outputs: Vec::new(), sinks })
 }
 
 /// After `apply` on the embedded target: sample data in, every deployed job run until caught

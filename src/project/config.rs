@@ -417,7 +417,7 @@ pub struct SinkDef {
     pub connector: SinkConnector,
 }
 
-/// Sink connectors, tagged by `type`. Only `kafka` exists today; others will be added as variants.
+/// Sink connectors, tagged by `type`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SinkConnector {
@@ -431,6 +431,34 @@ pub enum SinkConnector {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         key: Option<Vec<String>>,
     },
+    /// Write the model's rows to files in a directory, delivered by `streamctl run` (and the
+    /// embedded `apply`). A file is closed when it reaches `roll_bytes` or `roll_seconds`, or when
+    /// the run stops; a closed file's name carries the partition and the first and last offset
+    /// it holds, so a restart never rewrites or repeats it.
+    File {
+        /// The directory, relative to the project directory unless absolute.
+        path: String,
+        #[serde(default)]
+        format: FileFormat,
+        /// Close a file once it holds this many bytes (default 64 MiB).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(range(min = 1))]
+        roll_bytes: Option<u64>,
+        /// Close a file this many seconds after its first record (default 60).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(range(min = 1))]
+        roll_seconds: Option<u64>,
+    },
+}
+
+/// How a file sink writes rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FileFormat {
+    /// JSON Lines: one JSON object per record; a deleted table row is
+    /// `{"_key": <key>, "_delete": true}`.
+    #[default]
+    Jsonl,
 }
 
 /// A file under `tests/`: unit tests of models, run offline by `streamctl test`.

@@ -1,0 +1,260 @@
+//! The file sink: records written to files in a directory, one open part file per partition.
+//!
+//! A part file `p<partition>-<first offset>.jsonl.part` is renamed to
+//! `p<partition>-<first offset>-<last offset>.jsonl` when it is closed (size, age, or the end of
+//! the run), after its bytes are synced; only then are the offsets committed. On start, part
+//! files are removed (their records were never committed, so they are read again) and the
+//! closed files say where each partition resumes: a closed file is never rewritten or repeated.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Default size at which a file is closed.
+pub const DEFAULT_ROLL_BYTES: u64 = 64 * 1024 * 1024;
+/// Default age at which a file is closed.
+pub const DEFAULT_ROLL_SECONDS: u64 = 60;
+
+const CLOSED_SUFFIX: &str = ".jsonl";
+const PART_SUFFIX: &str = ".jsonl.part";
+
+/// What a file name in a sink directory stands for.
+#[derive(Debug, PartialEq, Eq)]
+enum FileName {
+    Closed { partition: i32, first: i64, last: i64 },
+    Part,
+}
+
+fn closed_name(partition: i32, first: i64, last: i64) -> String {
+    format!("p{partition}-{first:019}-{last:019}{CLOSED_SUFFIX}")
+}
+
+fn part_name(partition: i32, first: i64) -> String {
+    format!("p{partition}-{first:019}{PART_SUFFIX}")
+}
+
+/// Only names this sink writes are recognized; other files in the directory are left alone.
+fn parse_name(name: &str) -> Option<FileName> {
+    let numbers = |s: &str| -> Option<Vec<i64>> {
+        s.strip_prefix('p')?.split('-').map(|n| n.parse::<i64>().ok()).collect::<Option<Vec<i64>>>()
+    };
+    if let Some(stem) = name.strip_suffix(PART_SUFFIX) {
+        return (numbers(stem)?.len() == 2).then_some(FileName::Part);
+    }
+    match numbers(name.strip_suffix(CLOSED_SUFFIX)?)?.as_slice() {
+        [p, first, last] => Some(FileName::Closed { partition: i32::try_from(*p).ok()?, first: *first, last: *last }),
+        _ => None,
+    }
+}
+
+struct PartFile {
+    path: PathBuf,
+    first: i64,
+    last: i64,
+    bytes: u64,
+    opened: Instant,
+    out: BufWriter<File>,
+}
+
+/// The files of one file sink.
+pub struct FileWriter {
+    dir: PathBuf,
+    roll_bytes: u64,
+    roll_after: Duration,
+    open: BTreeMap<i32, PartFile>,
+    /// Files closed by this writer, in the order they were closed.
+    pub closed: Vec<PathBuf>,
+}
+
+/// What opening a sink directory found.
+pub struct Recovered {
+    /// Per partition, the offset after the last record of its newest closed file.
+    pub next_offsets: BTreeMap<i32, i64>,
+    /// Unfinished part files removed (their records are read again).
+    pub discarded_parts: usize,
+    /// Closed files removed because `fresh` was asked.
+    pub removed_closed: usize,
+}
+
+impl FileWriter {
+    /// Opens (creating) `dir`. `fresh`: the records' offsets start over (the embedded broker is
+    /// new on every run), so earlier closed files are removed instead of resumed after.
+    pub fn open(
+        dir: &Path,
+        roll_bytes: u64,
+        roll_after: Duration,
+        fresh: bool,
+    ) -> Result<(FileWriter, Recovered), String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        let mut rec = Recovered { next_offsets: BTreeMap::new(), discarded_parts: 0, removed_closed: 0 };
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+            let name = entry.file_name();
+            let Some(kind) = name.to_str().and_then(parse_name) else { continue };
+            let path = entry.path();
+            let remove =
+                |path: &Path| std::fs::remove_file(path).map_err(|e| format!("cannot remove {}: {e}", path.display()));
+            match kind {
+                FileName::Part => {
+                    remove(&path)?;
+                    rec.discarded_parts += 1;
+                }
+                FileName::Closed { .. } if fresh => {
+                    remove(&path)?;
+                    rec.removed_closed += 1;
+                }
+                FileName::Closed { partition, last, .. } => {
+                    let next = rec.next_offsets.entry(partition).or_insert(last + 1);
+                    *next = (*next).max(last + 1);
+                }
+            }
+        }
+        let writer = FileWriter {
+            dir: dir.to_path_buf(),
+            roll_bytes: roll_bytes.max(1),
+            roll_after,
+            open: BTreeMap::new(),
+            closed: Vec::new(),
+        };
+        Ok((writer, rec))
+    }
+
+    /// Appends one line (without its newline) for the record at `offset` of `partition`.
+    pub fn write(&mut self, partition: i32, offset: i64, line: &[u8]) -> Result<(), String> {
+        let part = match self.open.entry(partition) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let path = self.dir.join(part_name(partition, offset));
+                let file = File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+                e.insert(PartFile {
+                    path,
+                    first: offset,
+                    last: offset,
+                    bytes: 0,
+                    opened: Instant::now(),
+                    out: BufWriter::new(file),
+                })
+            }
+        };
+        let w = |r: std::io::Result<()>| r.map_err(|e| format!("cannot write {}: {e}", part.path.display()));
+        w(part.out.write_all(line))?;
+        w(part.out.write_all(b"\n"))?;
+        part.last = offset;
+        part.bytes += line.len() as u64 + 1;
+        Ok(())
+    }
+
+    /// Closes the files that are large or old enough. Returns, per partition closed, the
+    /// offset to commit (after the last record of the closed file).
+    pub fn roll_due(&mut self, now: Instant) -> Result<BTreeMap<i32, i64>, String> {
+        let due: Vec<i32> = self
+            .open
+            .iter()
+            .filter(|(_, f)| f.bytes >= self.roll_bytes || now.duration_since(f.opened) >= self.roll_after)
+            .map(|(p, _)| *p)
+            .collect();
+        self.close(&due)
+    }
+
+    /// Closes every open file (the run ends). Returns the offsets to commit.
+    pub fn finish(&mut self) -> Result<BTreeMap<i32, i64>, String> {
+        let all: Vec<i32> = self.open.keys().copied().collect();
+        self.close(&all)
+    }
+
+    fn close(&mut self, partitions: &[i32]) -> Result<BTreeMap<i32, i64>, String> {
+        let mut commits = BTreeMap::new();
+        for p in partitions {
+            let Some(part) = self.open.remove(p) else { continue };
+            let path = part.path.clone();
+            let io = |what: &str, e: std::io::Error| format!("cannot {what} {}: {e}", path.display());
+            let file = part.out.into_inner().map_err(|e| io("write", e.into_error()))?;
+            // The bytes are on disk before the name says the file is complete.
+            file.sync_all().map_err(|e| io("sync", e))?;
+            let closed = self.dir.join(closed_name(*p, part.first, part.last));
+            std::fs::rename(&path, &closed).map_err(|e| io("rename", e))?;
+            // The rename itself is durable before the offsets are committed.
+            if let Ok(d) = File::open(&self.dir) {
+                let _ = d.sync_all();
+            }
+            self.closed.push(closed);
+            commits.insert(*p, part.last + 1);
+        }
+        Ok(commits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(dir: &Path) -> Vec<(String, String)> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|n| {
+                let text = std::fs::read_to_string(dir.join(&n)).unwrap();
+                (n, text)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn names_round_trip_and_foreign_files_are_ignored() {
+        assert_eq!(parse_name(&closed_name(3, 10, 42)), Some(FileName::Closed { partition: 3, first: 10, last: 42 }));
+        assert_eq!(parse_name(&part_name(0, 7)), Some(FileName::Part));
+        for foreign in ["notes.txt", "p1.jsonl", "p1-2-3-4.jsonl", "px-1-2.jsonl", "p1-a.jsonl.part", ".p1-1-2.jsonl"] {
+            assert_eq!(parse_name(foreign), None, "{foreign}");
+        }
+    }
+
+    #[test]
+    fn files_roll_by_size_and_a_restart_resumes_after_the_closed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, rec) = FileWriter::open(dir.path(), 20, Duration::from_secs(3600), false).unwrap();
+        assert!(rec.next_offsets.is_empty());
+        std::fs::write(dir.path().join("README"), "not ours").unwrap();
+        w.write(0, 5, br#"{"a":1}"#).unwrap();
+        assert!(w.roll_due(Instant::now()).unwrap().is_empty(), "8 bytes is below 20");
+        w.write(0, 6, br#"{"a":2}"#).unwrap();
+        w.write(0, 7, br#"{"a":3}"#).unwrap();
+        assert_eq!(w.roll_due(Instant::now()).unwrap(), BTreeMap::from([(0, 8)]));
+        w.write(0, 9, br#"{"a":4}"#).unwrap();
+        w.write(1, 0, br#"{"b":1}"#).unwrap();
+        // A crash now: the open part files are discarded on restart, the closed file stays.
+        drop(w);
+        let (mut w, rec) = FileWriter::open(dir.path(), 20, Duration::from_secs(3600), false).unwrap();
+        assert_eq!(rec.discarded_parts, 2);
+        assert_eq!(rec.next_offsets, BTreeMap::from([(0, 8)]));
+        w.write(0, 9, br#"{"a":4}"#).unwrap();
+        assert_eq!(w.finish().unwrap(), BTreeMap::from([(0, 10)]));
+        assert_eq!(
+            lines(dir.path()),
+            vec![
+                ("README".to_string(), "not ours".to_string()),
+                (closed_name(0, 5, 7), "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n".to_string()),
+                (closed_name(0, 9, 9), "{\"a\":4}\n".to_string()),
+            ]
+        );
+        // Fresh: the earlier files go, foreign files stay.
+        let (_, rec) = FileWriter::open(dir.path(), 20, Duration::from_secs(3600), true).unwrap();
+        assert_eq!((rec.removed_closed, rec.next_offsets.len()), (2, 0));
+        assert_eq!(lines(dir.path()).len(), 1);
+    }
+
+    #[test]
+    fn files_roll_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = FileWriter::open(dir.path(), 1 << 20, Duration::from_secs(60), false).unwrap();
+        w.write(2, 0, b"{}").unwrap();
+        assert!(w.roll_due(Instant::now()).unwrap().is_empty());
+        let later = Instant::now() + Duration::from_secs(61);
+        assert_eq!(w.roll_due(later).unwrap(), BTreeMap::from([(2, 1)]));
+        assert_eq!(w.closed, vec![dir.path().join(closed_name(2, 0, 0))]);
+    }
+}

@@ -1,0 +1,245 @@
+//! Native sinks: a model's output delivered outside Kafka by `streamctl run`, without Kafka
+//! Connect. A sink is a task of its own beside the jobs, like a Connect sink task: it reads the
+//! model's output topic (read_committed, so only what the job committed), decodes each record
+//! with the model's output codec, writes it to the destination, and commits its consumer offsets
+//! (group [`names::sink_consumer_group`]) only after the destination holds the records.
+//!
+//! * [`file`]: JSON Lines files in a directory, rolled by size and age.
+
+pub(crate) mod file;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use crate::compile::{names, CompiledProject};
+use crate::connectors::consumer::partition_offsets;
+use crate::graph::NodeId;
+use crate::project::config::SinkConnector;
+use crate::project::SinkDecl;
+use crate::runtime::codec::InputCodec;
+use crate::runtime::worker::RunControl;
+use file::FileWriter;
+
+/// The sinks of a project that native sink tasks deliver, among those reading `models`.
+pub fn native_sinks<'a>(cp: &'a CompiledProject, models: &[String]) -> Vec<&'a SinkDecl> {
+    cp.project
+        .sinks
+        .iter()
+        .filter(|s| matches!(s.sink.connector, SinkConnector::File { .. }))
+        .filter(|s| models.iter().any(|m| *m == s.sink.from) && cp.models.contains_key(&s.sink.from))
+        .collect()
+}
+
+/// How long a sink task runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkRun {
+    /// Until the records the topic holds when it starts are delivered (the embedded target,
+    /// `--until-caught-up`).
+    UntilCaughtUp,
+    /// Until a stop is requested.
+    UntilStopped,
+}
+
+/// What a sink task delivered.
+#[derive(Debug, Clone)]
+pub struct SinkOutcome {
+    pub sink: String,
+    pub model: String,
+    /// Where the records went (a directory for a file sink).
+    pub location: PathBuf,
+    pub records: u64,
+    /// Files this run closed.
+    pub files: Vec<PathBuf>,
+}
+
+/// Runs one sink task. `fresh`: the topic's offsets start over (the embedded broker), so
+/// earlier deliveries are replaced rather than resumed after.
+pub fn run_sink(
+    cp: &CompiledProject,
+    sink: &SinkDecl,
+    client: &ClientConfig,
+    how: SinkRun,
+    control: &RunControl,
+    fresh: bool,
+) -> Result<SinkOutcome, String> {
+    let name = &sink.sink.name;
+    let model_name = &sink.sink.from;
+    let model = cp.models.get(model_name).ok_or_else(|| format!("sink {name}: no model `{model_name}`"))?;
+    let SinkConnector::File { path, roll_bytes, roll_seconds, .. } = &sink.sink.connector else {
+        return Err(format!("sink {name}: not delivered by streamctl (only file sinks are)"));
+    };
+    let codec = InputCodec::for_input(cp, &NodeId::Model(model_name.clone()))
+        .ok_or_else(|| format!("sink {name}: cannot decode the output of `{model_name}`"))?;
+    let dir = cp.project.root.join(path);
+    let roll_after = Duration::from_secs(roll_seconds.unwrap_or(file::DEFAULT_ROLL_SECONDS));
+    let (mut writer, recovered) =
+        FileWriter::open(&dir, roll_bytes.unwrap_or(file::DEFAULT_ROLL_BYTES), roll_after, fresh)
+            .map_err(|e| format!("sink {name}: {e}"))?;
+    if recovered.discarded_parts > 0 {
+        eprintln!(
+            "[sink {name}] removed {} unfinished part file(s) of an earlier run; their records are written again",
+            recovered.discarded_parts
+        );
+    }
+    if recovered.removed_closed > 0 {
+        eprintln!(
+            "[sink {name}] removed {} file(s) of an earlier run in {} (the embedded broker starts empty)",
+            recovered.removed_closed,
+            dir.display()
+        );
+    }
+
+    let topic = &model.topic;
+    let group = names::sink_consumer_group(&cp.project.config.name, name);
+    let consumer: BaseConsumer = client
+        .clone()
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .map_err(|e| format!("sink {name}: creating the consumer: {e}"))?;
+    let partitions = partition_offsets(&consumer, topic)
+        .map_err(|e| format!("sink {name}: {e}"))?
+        .ok_or_else(|| format!("sink {name}: topic {topic} of model `{model_name}` does not exist"))?;
+    let committed = committed_offsets(&consumer, topic, &partitions, fresh).map_err(|e| format!("sink {name}: {e}"))?;
+
+    // Where each partition resumes: after the newest closed file or the committed offset,
+    // whichever is later (a crash between closing a file and committing leaves the file ahead).
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut assignment = TopicPartitionList::new();
+    let mut ahead = BTreeMap::new();
+    for (p, low, _) in &partitions {
+        let from_files = recovered.next_offsets.get(p).copied();
+        let from_group = committed.get(p).copied();
+        let resume = from_files.max(from_group).unwrap_or(*low).max(*low);
+        if from_files > from_group {
+            ahead.insert(*p, resume);
+        }
+        next.insert(*p, resume);
+        assignment
+            .add_partition_offset(topic, *p, Offset::Offset(resume))
+            .map_err(|e| format!("sink {name}: assigning {topic}: {e}"))?;
+    }
+    commit(&consumer, topic, &ahead, name);
+    consumer.assign(&assignment).map_err(|e| format!("sink {name}: assigning {topic}: {e}"))?;
+
+    // A bounded run delivers what the topic holds now.
+    let ends: BTreeMap<i32, i64> = partitions.iter().map(|(p, _, high)| (*p, *high)).collect();
+    let caught_up = |next: &BTreeMap<i32, i64>| ends.iter().all(|(p, end)| next.get(p).is_some_and(|n| n >= end));
+    let mut records = 0u64;
+    let mut last_progress = Instant::now();
+    loop {
+        if control.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        if how == SinkRun::UntilCaughtUp && caught_up(&next) {
+            break;
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let line = jsonl_line(&codec, m.key(), m.payload());
+                writer.write(m.partition(), m.offset(), &line).map_err(|e| format!("sink {name}: {e}"))?;
+                next.insert(m.partition(), m.offset() + 1);
+                records += 1;
+                last_progress = Instant::now();
+            }
+            Some(Err(e)) => eprintln!("[sink {name}] reading {topic}: {e} (retrying)"),
+            None => {
+                // Transaction markers take offsets no record has: the position moves past them.
+                if let Ok(pos) = consumer.position() {
+                    for e in pos.elements_for_topic(topic) {
+                        if let Offset::Offset(o) = e.offset() {
+                            let n = next.entry(e.partition()).or_insert(o);
+                            *n = (*n).max(o);
+                        }
+                    }
+                }
+                if how == SinkRun::UntilCaughtUp && last_progress.elapsed() > Duration::from_secs(120) {
+                    return Err(format!(
+                        "sink {name}: no record of {topic} arrived for 120 s before its end offsets {ends:?} \
+                         (at {next:?})"
+                    ));
+                }
+            }
+        }
+        let closed = writer.roll_due(Instant::now()).map_err(|e| format!("sink {name}: {e}"))?;
+        commit(&consumer, topic, &closed, name);
+    }
+    let closed = writer.finish().map_err(|e| format!("sink {name}: {e}"))?;
+    commit(&consumer, topic, &closed, name);
+    Ok(SinkOutcome { sink: name.clone(), model: model_name.clone(), location: dir, records, files: writer.closed })
+}
+
+/// The group's committed offsets per partition (none when `fresh`).
+fn committed_offsets(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: &[(i32, i64, i64)],
+    fresh: bool,
+) -> Result<BTreeMap<i32, i64>, String> {
+    if fresh {
+        return Ok(BTreeMap::new());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (p, _, _) in partitions {
+        tpl.add_partition(topic, *p);
+    }
+    let got = consumer
+        .committed_offsets(tpl, Duration::from_secs(30))
+        .map_err(|e| format!("reading the committed offsets of {topic}: {e}"))?;
+    Ok(got
+        .elements_for_topic(topic)
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Commits delivered offsets. A failed commit is logged, not fatal: the closed files say where
+/// a restart resumes.
+fn commit(consumer: &BaseConsumer, topic: &str, offsets: &BTreeMap<i32, i64>, sink: &str) {
+    if offsets.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (p, o) in offsets {
+        if tpl.add_partition_offset(topic, *p, Offset::Offset(*o)).is_err() {
+            return;
+        }
+    }
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+        eprintln!("[sink {sink}] committing offsets {offsets:?} of {topic}: {e} (the closed files keep the position)");
+    }
+}
+
+/// One record as a JSON Lines line: the value as a JSON object; a tombstone as its key with
+/// `"_delete": true`; a value the model's codec cannot read as `_raw` text with `_error`.
+fn jsonl_line(codec: &InputCodec, key: Option<&[u8]>, value: Option<&[u8]>) -> Vec<u8> {
+    let line = match value {
+        Some(v) => match codec.value_as_json(v) {
+            Some(obj) => serde_json::Value::Object(obj),
+            None => serde_json::json!({
+                "_raw": String::from_utf8_lossy(v),
+                "_error": "not a value of the model's output format",
+            }),
+        },
+        None => {
+            let key = key.map_or(serde_json::Value::Null, |k| {
+                serde_json::from_slice(k)
+                    .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(k).into()))
+            });
+            serde_json::json!({"_key": key, "_delete": true})
+        }
+    };
+    serde_json::to_vec(&line).unwrap_or_default()
+}
