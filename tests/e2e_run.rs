@@ -7,6 +7,7 @@
 //! Needs Java, Kafka's jars (`tests/kafka/fetch.sh`) and `kcat` (`.ci/run` installs all three and
 //! sets STREAMCTL_E2E=1, which makes their absence a failure rather than a skip).
 
+mod common;
 mod e2e_common;
 
 use std::process::{Command, Stdio};
@@ -22,9 +23,12 @@ fn example_project_on_a_real_broker_with_kcat() {
     let bootstrap = kafka.bootstrap();
     create_source_topics(&bootstrap);
     produce_samples(&kcat, &bootstrap, 0.0..1.0);
+    // A copy: the example's file sink writes under the project's target/.
+    let project = tempfile::tempdir().unwrap();
+    common::copy_dir(&root().join("example-project"), project.path(), &["target"]);
     let out = streamctl()
         .args(["run", "--project-dir"])
-        .arg(root().join("example-project"))
+        .arg(project.path())
         .args(["--target", "local", "--bootstrap-servers", &bootstrap, "--until-caught-up"])
         .output()
         .unwrap();
@@ -54,11 +58,13 @@ fn two_workers_and_one_killed_mid_stream() {
     create_source_topics(&bootstrap);
     produce_samples(&kcat, &bootstrap, 0.0..0.5);
     let logs = tempfile::tempdir().unwrap();
+    let project = tempfile::tempdir().unwrap();
+    common::copy_dir(&root().join("example-project"), project.path(), &["target"]);
     let worker = |name: &str| {
         let log = std::fs::File::create(logs.path().join(name)).unwrap();
         streamctl()
             .args(["run", "--project-dir"])
-            .arg(root().join("example-project"))
+            .arg(project.path())
             .args(["--target", "local", "--bootstrap-servers", &bootstrap, "--checkpoint-interval-ms", "500"])
             .stdout(Stdio::null())
             .stderr(log)

@@ -58,6 +58,27 @@ struct PartFile {
     out: BufWriter<File>,
 }
 
+/// The lock a sink's process holds on its directory while it delivers.
+const LOCK_FILE: &str = ".streamctl-sink.lock";
+
+/// Takes the directory's lock, so one process at a time writes it (the operating system
+/// releases it when the process dies, even by SIGKILL). `Ok(None)`: another process holds it.
+pub fn lock_dir(dir: &Path) -> Result<Option<File>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join(LOCK_FILE);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
 /// The files of one file sink.
 pub struct FileWriter {
     dir: PathBuf,

@@ -78,6 +78,15 @@ pub fn run_sink(
     let codec = InputCodec::for_input(cp, &NodeId::Model(model_name.clone()))
         .ok_or_else(|| format!("sink {name}: cannot decode the output of `{model_name}`"))?;
     let dir = cp.project.root.join(path);
+    let Some(_lock) = wait_for_lock(name, &dir, how, control)? else {
+        return Ok(SinkOutcome {
+            sink: name.clone(),
+            model: model_name.clone(),
+            location: dir,
+            records: 0,
+            files: Vec::new(),
+        });
+    };
     let roll_after = Duration::from_secs(roll_seconds.unwrap_or(file::DEFAULT_ROLL_SECONDS));
     let (mut writer, recovered) =
         FileWriter::open(&dir, roll_bytes.unwrap_or(file::DEFAULT_ROLL_BYTES), roll_after, fresh)
@@ -116,8 +125,18 @@ pub fn run_sink(
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     let mut assignment = TopicPartitionList::new();
     let mut ahead = BTreeMap::new();
-    for (p, low, _) in &partitions {
+    for (p, low, high) in &partitions {
         let from_files = recovered.next_offsets.get(p).copied();
+        if from_files.is_some_and(|f| f > *high) {
+            // Reading from the topic's start again would write files of the same names.
+            return Err(format!(
+                "sink {name}: the files in {} end at offset {} of partition {p}, but {topic} ends at {high}: they \
+                 were written from another topic of that name (recreated, or another cluster). Move them away \
+                 to deliver this topic there",
+                dir.display(),
+                from_files.unwrap_or_default() - 1
+            ));
+        }
         let from_group = committed.get(p).copied();
         let resume = from_files.max(from_group).unwrap_or(*low).max(*low);
         if from_files > from_group {
@@ -176,6 +195,40 @@ pub fn run_sink(
     let closed = writer.finish().map_err(|e| format!("sink {name}: {e}"))?;
     commit(&consumer, topic, &closed, name);
     Ok(SinkOutcome { sink: name.clone(), model: model_name.clone(), location: dir, records, files: writer.closed })
+}
+
+/// Holds the sink directory's lock. A long-running sink stands by while another process
+/// delivers (and takes over when that one dies); a bounded one waits up to two minutes.
+/// `None`: a stop came first.
+fn wait_for_lock(
+    name: &str,
+    dir: &std::path::Path,
+    how: SinkRun,
+    control: &RunControl,
+) -> Result<Option<std::fs::File>, String> {
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        if let Some(lock) = file::lock_dir(dir).map_err(|e| format!("sink {name}: {e}"))? {
+            if told {
+                eprintln!("[sink {name}] took over {}", dir.display());
+            }
+            return Ok(Some(lock));
+        }
+        if !told {
+            eprintln!("[sink {name}] another streamctl process delivers into {}: standing by", dir.display());
+            told = true;
+        }
+        if how == SinkRun::UntilCaughtUp && started.elapsed() > Duration::from_secs(120) {
+            return Err(format!("sink {name}: another streamctl process has held {} for 120 s", dir.display()));
+        }
+        for _ in 0..10 {
+            if control.stop.load(Ordering::SeqCst) {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 }
 
 /// The group's committed offsets per partition (none when `fresh`).
