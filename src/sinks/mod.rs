@@ -33,7 +33,7 @@ pub fn native_sinks<'a>(cp: &'a CompiledProject, models: &[String]) -> Vec<&'a S
         .sinks
         .iter()
         .filter(|s| matches!(s.sink.connector, SinkConnector::File { .. }))
-        .filter(|s| models.iter().any(|m| *m == s.sink.from) && cp.models.contains_key(&s.sink.from))
+        .filter(|s| models.contains(&s.sink.from) && cp.models.contains_key(&s.sink.from))
         .collect()
 }
 
