@@ -1,12 +1,15 @@
 //! Hosting native sink tasks beside the jobs: after the jobs on a bounded run (the embedded
 //! target, `--until-caught-up`), or on threads of their own until a stop on a long-running one.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 
 use crate::compile::CompiledProject;
+use crate::project::SinkDecl;
 use crate::runtime::worker::RunControl;
 use crate::sinks::{native_sinks, run_sink, SinkOutcome, SinkRun};
 
@@ -25,7 +28,7 @@ pub fn deliver_caught_up(
     native_sinks(cp, models)
         .into_iter()
         .map(|s| {
-            let r = run_sink(cp, s, client, SinkRun::UntilCaughtUp, control, fresh);
+            let r = run_with_retries(cp, s, client, SinkRun::UntilCaughtUp, control, fresh);
             if let Err(e) = &r {
                 eprintln!("[sink {}] stopped: {e}", s.sink.name);
             }
@@ -46,7 +49,7 @@ pub fn spawn_sinks(
         let name = s.sink.name.clone();
         let (cp, client, control, sink) = (cp.clone(), client.clone(), control.clone(), s.clone());
         let spawned = std::thread::Builder::new().name(format!("sink-{name}")).spawn(move || {
-            let r = run_sink(&cp, &sink, &client, SinkRun::UntilStopped, &control, false);
+            let r = run_with_retries(&cp, &sink, &client, SinkRun::UntilStopped, &control, false);
             if let Err(e) = &r {
                 eprintln!("[sink {}] stopped: {e}", sink.sink.name);
             }
@@ -58,6 +61,42 @@ pub fn spawn_sinks(
         }
     }
     out
+}
+
+/// Runs a sink task again after an error (a broker not ready, a coordinator moving, a full
+/// disk), with backoff: a restart is safe, it resumes after the closed files. A long-running
+/// sink retries until stopped; a bounded one gives up after five attempts. The outcome is the
+/// last attempt's.
+fn run_with_retries(
+    cp: &CompiledProject,
+    sink: &SinkDecl,
+    client: &ClientConfig,
+    how: SinkRun,
+    control: &RunControl,
+    fresh: bool,
+) -> Result<SinkOutcome, String> {
+    let name = &sink.sink.name;
+    let mut backoff = Duration::from_secs(1);
+    // Only the first attempt of an embedded run starts fresh: later ones resume its files.
+    let mut fresh = fresh;
+    let mut attempt = 1;
+    loop {
+        let e = match run_sink(cp, sink, client, how, control, fresh) {
+            Ok(o) => return Ok(o),
+            Err(e) => e,
+        };
+        if (how == SinkRun::UntilCaughtUp && attempt >= 5) || control.stop.load(Ordering::SeqCst) {
+            return Err(e);
+        }
+        eprintln!("[sink {name}] {e}; retrying in {} s", backoff.as_secs());
+        let until = Instant::now() + backoff;
+        while Instant::now() < until && !control.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+        fresh = false;
+        attempt += 1;
+    }
 }
 
 /// Waits for the sink threads.
