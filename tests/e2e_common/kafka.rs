@@ -153,9 +153,10 @@ impl KafkaCluster {
                 ("group.consumer.min.session.timeout.ms".into(), "1000".into()),
                 ("group.min.session.timeout.ms".into(), "1000".into()),
                 ("auto.create.topics.enable".into(), "false".into()),
-                // No time-based retention: output records carry their event time as the Kafka
-                // timestamp, and the example's data (2017) would be deleted at the first retention check.
-                ("log.retention.ms".into(), "-1".into()),
+                // The broker's default retention (7 days), checked every second: an output topic stamped
+                // with event times (the example's are from 2017) and created with that retention would
+                // lose its records during the test. streamctl creates its topics without time retention.
+                ("log.retention.check.interval.ms".into(), "1000".into()),
             ];
             for (k, v) in &opts.properties {
                 props.retain(|(pk, _)| pk != k);
