@@ -16,7 +16,7 @@ use crate::deploy::control::{ControlTopic, DeployedState};
 use crate::deploy::desired::Bundle;
 use crate::diagnostics::Diagnostics;
 use crate::project::Project;
-use crate::runtime::worker::{bad_record_writers, run_job, JobOutcome, RunControl, RunOptions};
+use crate::runtime::worker::{bad_record_writers, JobOutcome, RunControl, RunOptions};
 use crate::runtime::RunError;
 
 /// What identifies a running job: a change to it means restarting it.
@@ -29,8 +29,13 @@ fn running_set(state: &DeployedState, select: &dyn Fn(&str) -> bool) -> BTreeMap
         .collect()
 }
 
-/// Writes a bundle's files to a private directory and compiles them.
-pub fn compile_bundle(project: &str, generation: u64, bundle: &Bundle) -> Result<CompiledProject, String> {
+/// Writes a bundle's files to a private directory and compiles them, with the target's `topic_prefix`.
+pub fn compile_bundle(
+    project: &str,
+    generation: u64,
+    bundle: &Bundle,
+    topic_prefix: &str,
+) -> Result<CompiledProject, String> {
     let dir: PathBuf =
         std::env::temp_dir().join(format!("streamctl-{project}-g{generation}-{}-{}", std::process::id(), bundle.hash));
     for (path, text) in &bundle.files {
@@ -48,7 +53,8 @@ pub fn compile_bundle(project: &str, generation: u64, bundle: &Bundle) -> Result
     let result = match loaded {
         Some(project) => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-            let cp = rt.block_on(crate::compile::compile(project, diags));
+            let mut cp = rt.block_on(crate::compile::compile(project, diags));
+            crate::compile::names::prefix_derived_topics(&mut cp, topic_prefix);
             if cp.diagnostics.has_errors() {
                 Err(format!(
                     "generation {generation} does not compile here: {} errors (was it applied by a newer streamctl?)",
@@ -71,6 +77,7 @@ pub fn run_deployed(
     client: &ClientConfig,
     select: &dyn Fn(&str) -> bool,
     opts: &RunOptions,
+    topic_prefix: &str,
     stop: Arc<RunControl>,
 ) -> Result<Vec<JobOutcome>, String> {
     let mut results = Vec::new();
@@ -94,7 +101,7 @@ pub fn run_deployed(
                     let bundle = state.bundles.get(generation).ok_or_else(|| {
                         format!("the project files of generation {generation} are missing from the control topic")
                     })?;
-                    let cp = Arc::new(compile_bundle(control.project(), *generation, bundle)?);
+                    let cp = Arc::new(compile_bundle(control.project(), *generation, bundle, topic_prefix)?);
                     compiled.insert(*generation, cp.clone());
                     cp
                 }
@@ -112,10 +119,7 @@ pub fn run_deployed(
             let h = std::thread::Builder::new()
                 .name(format!("job-{model}"))
                 .spawn(move || {
-                    let r = run_job(cp, model.clone(), client, opts, round);
-                    if let Err(e) = &r {
-                        eprintln!("[{model}] stopped: {e}");
-                    }
+                    let r = super::host::run_job_restarting(cp, &model, &client, &opts, round);
                     (model, r)
                 })
                 .map_err(|e| format!("cannot start a job thread: {e}"))?;

@@ -69,14 +69,10 @@ pub fn run_jobs(
         let h = std::thread::Builder::new().name(format!("job-{name}")).spawn(move || {
             let stop_all = control.clone();
             let until_caught_up = opts.until_caught_up;
-            let r = run_job(cp, model.clone(), client, opts, control);
-            if let Err(e) = &r {
-                eprintln!("[{model}] stopped: {e}");
-                // A bounded run stops: the failed job's downstream would wait for it forever.
-                // A long-running worker keeps its other jobs going.
-                if until_caught_up {
-                    stop_all.stop.store(true, Ordering::SeqCst);
-                }
+            let r = run_job_restarting(cp, &model, &client, &opts, control);
+            // A bounded run stops: the failed job's downstream would wait for it forever.
+            if r.is_err() && until_caught_up {
+                stop_all.stop.store(true, Ordering::SeqCst);
             }
             r
         });
@@ -89,6 +85,41 @@ pub fn run_jobs(
             Err(e) => (n, Err(RunError::Setup(format!("cannot start the job thread: {e}")))),
         })
         .collect()
+}
+
+/// Runs one job (`run_job`). A long-running worker restarts a job that failed, after a pause that grows
+/// with each failure in a row (2 s up to 64 s): it resumes from its last checkpoint, as a fresh process
+/// would. Broker restarts and leader moves surface as such failures (a connection reset while reading
+/// offsets or checkpoints); without the restart a job would stay stopped in every worker that saw one.
+/// A bounded run (`until_caught_up`) stops at the first failure.
+pub fn run_job_restarting(
+    cp: Arc<CompiledProject>,
+    model: &str,
+    client: &ClientConfig,
+    opts: &RunOptions,
+    control: Arc<RunControl>,
+) -> Result<JobStats, RunError> {
+    let mut failures: u32 = 0;
+    loop {
+        let started = std::time::Instant::now();
+        let r = run_job(cp.clone(), model.to_string(), client.clone(), opts.clone(), control.clone());
+        let Err(e) = &r else { return r };
+        if opts.until_caught_up || control.stop.load(Ordering::SeqCst) {
+            eprintln!("[{model}] stopped: {e}");
+            return r;
+        }
+        // A job that ran a while before failing starts the count again.
+        failures = if started.elapsed() > std::time::Duration::from_secs(300) { 1 } else { failures + 1 };
+        let pause = std::time::Duration::from_secs(1 << failures.min(6));
+        eprintln!("[{model}] stopped: {e}; restarting from its last checkpoint in {} s", pause.as_secs());
+        let until = std::time::Instant::now() + pause;
+        while std::time::Instant::now() < until {
+            if control.stop.load(Ordering::SeqCst) {
+                return r;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
 }
 
 /// Sets `stop` on SIGINT or SIGTERM, so jobs checkpoint and exit.
