@@ -150,3 +150,132 @@ fn apply_edit_apply_while_a_worker_runs() {
     assert_eq!(after.status.code(), Some(2), "{}", text(&after));
     assert!(text(&after).contains("nothing deployed yet"), "{}", text(&after));
 }
+
+/// The configs of a topic as the broker describes them: those set on the topic itself.
+fn topic_overrides(bootstrap: &str, topic: &str) -> std::collections::BTreeMap<String, String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, ConfigSource, ResourceSpecifier};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let described = rt
+        .block_on(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new()))
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    described
+        .entries
+        .into_iter()
+        .filter(|e| e.source == ConfigSource::DynamicTopic)
+        .map(|e| (e.name, e.value.unwrap_or_default()))
+        .collect()
+}
+
+fn topics_on(bootstrap: &str) -> Vec<String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let md = c.fetch_metadata(None, Duration::from_secs(10)).unwrap();
+    let mut names: Vec<String> =
+        md.topics().iter().map(|t| t.name().to_string()).filter(|n| !n.starts_with("__")).collect();
+    names.sort();
+    names
+}
+
+/// A target's `topic_prefix` names every topic streamctl derives (output, checkpoint, dead letters,
+/// control), apply and run agree on them; a relation's kind changing alters its topic's
+/// `cleanup.policy` in place, back to the broker default too, and keeps configs set by hand.
+#[test]
+fn topic_prefix_and_topic_configs_on_kafka() {
+    let Some(kcat) = tools() else { return };
+    let kafka = KafkaCluster::single();
+    let bootstrap = kafka.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path();
+    std::fs::create_dir_all(project.join("sources")).unwrap();
+    std::fs::create_dir_all(project.join("models")).unwrap();
+    std::fs::write(
+        project.join("streamctl_project.yml"),
+        "name: cfg\nversion: \"1.0.0\"\ndefault_target: dev\ntargets:\n  dev:\n    type: kafka\n    \
+         bootstrap_servers: \"{{ env_var('KAFKA_BOOTSTRAP_SERVERS') }}\"\n    topic_prefix: dev.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("sources/s.yml"),
+        "version: 1\nsources:\n  - name: s\n    tables:\n      - name: events\n        topic: cfg-events\n        \
+         kind: stream\n        format: json\n        on_error: dead_letter\n        columns:\n          - name: K\n            \
+         type: INT\n          - name: V\n            type: BIGINT\n",
+    )
+    .unwrap();
+    let model = project.join("models/latest_v.sql");
+    std::fs::write(
+        &model,
+        "{{ config(materialized='table', key=['K']) }}\nSELECT K, V FROM {{ source('s', 'events') }}\n",
+    )
+    .unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = streamctl();
+        c.arg("--project-dir").arg(project).env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap).args(args);
+        c.output().unwrap()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cluster = streamctl::connectors::kafka::Cluster::Kafka {
+        bootstrap: bootstrap.clone(),
+        properties: vec![],
+        replication_factor: 1,
+    };
+    let source = streamctl::connectors::kafka::TopicSpec { name: "cfg-events".into(), partitions: 1, compacted: false };
+    rt.block_on(cluster.ensure_topics(&[source])).unwrap();
+
+    let applied = cmd(&["apply", "--auto-approve"]);
+    assert!(applied.status.success(), "{}", text(&applied));
+    assert_eq!(
+        topics_on(&bootstrap),
+        [
+            "cfg-events",
+            "dev._streamctl.cfg.latest_v.checkpoints",
+            "dev._streamctl_deployments",
+            "dev.cfg-events.dlq",
+            "dev.latest_v"
+        ],
+        "{}",
+        text(&applied)
+    );
+    assert_eq!(topic_overrides(&bootstrap, "dev.latest_v").get("cleanup.policy").map(String::as_str), Some("compact"));
+
+    // The jobs of the deployed generation use the same names.
+    let lines: Vec<String> = [r#"{"K":1,"V":10}"#, r#"{"K":1,"V":11}"#, "not json"].map(String::from).into();
+    kcat_produce(&kcat, &bootstrap, "cfg-events", &lines, false);
+    let ran = cmd(&["run", "--until-caught-up"]);
+    assert!(ran.status.success(), "{}", text(&ran));
+    let out: Vec<i64> =
+        kcat_consume(&kcat, &bootstrap, "dev.latest_v").iter().filter_map(|(_, v)| v["v"].as_i64()).collect();
+    assert_eq!(out, [10, 11], "{}", text(&ran));
+    assert_eq!(kcat_consume(&kcat, &bootstrap, "dev.cfg-events.dlq").len(), 1, "{}", text(&ran));
+    assert!(!topics_on(&bootstrap).iter().any(|t| t.starts_with("_streamctl") || t == "latest_v"));
+    // Records stamped with event times: no time-based retention on the topics streamctl creates.
+    assert_eq!(topic_overrides(&bootstrap, "dev.cfg-events.dlq").get("retention.ms").map(String::as_str), Some("-1"));
+
+    // A config set by hand (AlterConfigs sets a topic's whole set: both here).
+    let set_by_hand = [("cleanup.policy", "compact"), ("retention.ms", "86400000")]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into();
+    rt.block_on(cluster.alter_configs("dev.latest_v", &set_by_hand)).unwrap();
+
+    // A stream: the compaction goes back to the broker's default, in place.
+    common::replace_in(project, "models/latest_v.sql", "materialized='table'", "materialized='stream'");
+    let plan = cmd(&["plan"]);
+    assert!(text(&plan).contains("~ topic dev.latest_v"), "{}", text(&plan));
+    assert!(text(&plan).contains("cleanup.policy compact → (default)"), "{}", text(&plan));
+    let applied = cmd(&["apply", "--auto-approve"]);
+    assert!(applied.status.success(), "{}", text(&applied));
+    let configs = topic_overrides(&bootstrap, "dev.latest_v");
+    assert_eq!(configs.get("cleanup.policy"), None, "{configs:?}");
+    assert_eq!(configs.get("retention.ms").map(String::as_str), Some("86400000"), "{configs:?}");
+
+    // And a table again.
+    common::replace_in(project, "models/latest_v.sql", "materialized='stream'", "materialized='table'");
+    let applied = cmd(&["apply", "--auto-approve"]);
+    assert!(applied.status.success(), "{}", text(&applied));
+    let configs = topic_overrides(&bootstrap, "dev.latest_v");
+    assert_eq!(configs.get("cleanup.policy").map(String::as_str), Some("compact"), "{configs:?}");
+    assert_eq!(configs.get("retention.ms").map(String::as_str), Some("86400000"), "{configs:?}");
+}

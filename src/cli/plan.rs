@@ -43,7 +43,7 @@ pub struct Args {
 
 /// Compiles the project and opens a session on its target.
 pub fn session_or_exit(global: &GlobalArgs, verb: &str) -> Result<(CompiledProject, Session), ExitCode> {
-    let cp = compiled_or_exit(global, verb)?;
+    let mut cp = compiled_or_exit(global, verb)?;
     let jinja = Jinja::new(cp.project.config.vars.clone());
     let target = cp.project.resolve_target(&global.overrides(), &jinja).map_err(|d| {
         eprint!("{}", crate::diagnostics::render(&d, super::common::use_color()));
@@ -52,6 +52,7 @@ pub fn session_or_exit(global: &GlobalArgs, verb: &str) -> Result<(CompiledProje
         diags.push(d);
         super::common::fail(global, &message, &diags)
     })?;
+    crate::compile::names::prefix_derived_topics(&mut cp, &target.topic_prefix);
     let session = Session::open(&cp, target)
         .map_err(|e| super::common::fail(global, &format!("error: {e}"), &crate::diagnostics::Diagnostics::new()))?;
     Ok((cp, session))

@@ -59,7 +59,7 @@ pub struct Args {
 }
 
 pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
-    let cp = match compiled_or_exit(global, "running") {
+    let mut cp = match compiled_or_exit(global, "running") {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
@@ -100,6 +100,7 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
             Some(metrics)
         }
     };
+    crate::compile::names::prefix_derived_topics(&mut cp, &target.topic_prefix);
     let opts = RunOptions {
         metrics,
         until_caught_up: args.until_caught_up,

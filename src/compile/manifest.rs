@@ -47,7 +47,6 @@ pub struct ManifestWindow {
     pub advance_ms: Option<i64>,
     pub gap_ms: Option<i64>,
     pub grace_ms: Option<i64>,
-    pub retention_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -167,7 +166,6 @@ impl Manifest {
                     advance_ms: advance,
                     gap_ms: gap,
                     grace_ms: w.grace_ms,
-                    retention_ms: w.retention_ms,
                 }
             });
             nodes.insert(

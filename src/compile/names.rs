@@ -63,3 +63,40 @@ pub struct JobTopic {
     /// The node it belongs to: the model, or the source whose dead letters it holds.
     pub owner: String,
 }
+
+/// Puts the target's `topic_prefix` before every topic name streamctl derives: a model's output topic
+/// when its `topic:` is not set, every checkpoint topic, and the dead-letter topics not set by
+/// `dead_letter_topic:` (the prefix, then the relation's topic, then `.dlq`). Topics a project names
+/// itself, and the sources' topics, stay as written. The control topic's default takes the prefix where
+/// the target is resolved.
+pub fn prefix_derived_topics(cp: &mut super::CompiledProject, prefix: &str) {
+    if prefix.is_empty() {
+        return;
+    }
+    let mut renamed: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for s in cp.sources.values_mut() {
+        if s.decl.table.dead_letter_topic.is_none() {
+            let name = format!("{prefix}{}", dead_letter_topic(None, &s.decl.table.topic));
+            renamed.insert(std::mem::replace(&mut s.dead_letter_topic, name.clone()), name);
+        }
+    }
+    for m in cp.models.values_mut() {
+        let written_topic = m.topic.clone();
+        if m.config.topic.is_none() {
+            m.topic = format!("{prefix}{written_topic}");
+            renamed.insert(written_topic.clone(), m.topic.clone());
+        }
+        let r = &mut m.resolved;
+        let checkpoint = format!("{prefix}{}", r.checkpoint_topic);
+        renamed.insert(std::mem::replace(&mut r.checkpoint_topic, checkpoint.clone()), checkpoint);
+        r.dead_letter_topic = format!("{prefix}{}", dead_letter_topic(None, &written_topic));
+    }
+    // Each job's list of the topics it writes names its output, checkpoint and dead-letter topics.
+    for m in cp.models.values_mut() {
+        for t in &mut m.resolved.topics {
+            if let Some(new) = renamed.get(&t.name) {
+                t.name = new.clone();
+            }
+        }
+    }
+}

@@ -14,8 +14,40 @@ use super::embedded::EmbeddedBroker;
 pub struct TopicSpec {
     pub name: String,
     pub partitions: i32,
-    /// Tables, changelogs and checkpoints are compacted.
+    /// Tables, changelogs and checkpoints are compacted; other topics are created without time-based
+    /// retention (`retention.ms=-1`), as their records carry event times.
     pub compacted: bool,
+}
+
+/// The topic configs streamctl decides (from a relation's kind); any other config of a topic is left as
+/// it is on the cluster.
+pub const MANAGED_TOPIC_CONFIGS: &[&str] = &["cleanup.policy"];
+
+/// The whole config set for AlterConfigs: the topic's own overrides made outside streamctl, and the
+/// managed configs as wanted (a managed key not wanted is left out: the broker's default).
+fn with_managed_configs(
+    current: &[rdkafka::admin::ConfigEntry],
+    wanted: &std::collections::BTreeMap<String, String>,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut whole = std::collections::BTreeMap::new();
+    for e in current.iter().filter(|e| !MANAGED_TOPIC_CONFIGS.contains(&e.name.as_str())) {
+        match &e.value {
+            Some(v) if !e.is_sensitive => {
+                whole.insert(e.name.clone(), v.clone());
+            }
+            // AlterConfigs would drop a value the broker does not show: refuse rather than lose it.
+            _ => {
+                return Err(format!(
+                    "the topic's config {} is hidden by the broker; it would be reset by the change",
+                    e.name
+                ))
+            }
+        }
+    }
+    for (k, v) in wanted {
+        whole.insert(k.clone(), v.clone());
+    }
+    Ok(whole)
 }
 
 /// Remembers the reason of the client's last error (librdkafka reports failed TLS handshakes and
@@ -108,7 +140,11 @@ impl Cluster<'_> {
                         if t.compacted {
                             nt.set("cleanup.policy", "compact")
                         } else {
-                            nt
+                            // Outputs are stamped with their event time (downstream jobs read it from
+                            // there), which may be years old: time-based retention counts from it and
+                            // would delete a backfill at the next check. Not managed after creation:
+                            // a retention set on the topic by hand stays.
+                            nt.set("retention.ms", "-1")
                         }
                     })
                     .collect();
@@ -204,17 +240,23 @@ impl Cluster<'_> {
         Ok(())
     }
 
+    /// Sets the configs streamctl manages (`MANAGED_TOPIC_CONFIGS`) on a topic to `configs`: a managed
+    /// key missing from `configs` goes back to the broker's default. Configs set on the topic outside
+    /// streamctl (by hand, or by a platform's policy) are kept.
     pub async fn alter_configs(
         &self,
         topic: &str,
         configs: &std::collections::BTreeMap<String, String>,
     ) -> Result<(), String> {
         let admin = self.admin()?;
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let current = topic_overrides(&admin, topic).await?;
+        let whole = with_managed_configs(&current, configs)?;
+        // rdkafka offers AlterConfigs only, which replaces the topic's whole set: hence the set above.
         let mut ac = rdkafka::admin::AlterConfig::new(rdkafka::admin::ResourceSpecifier::Topic(topic));
-        for (k, v) in configs {
+        for (k, v) in &whole {
             ac = ac.set(k, v);
         }
-        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         for r in admin.alter_configs([&ac], &opts).await.map_err(|e| format!("changing configs of {topic}: {e}"))? {
             r.map_err(|(_, code)| format!("changing configs of {topic}: {code}"))?;
         }
@@ -258,6 +300,24 @@ impl Cluster<'_> {
     }
 }
 
+/// The configs set on a topic itself (not inherited from the broker), as the broker describes them.
+async fn topic_overrides(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+) -> Result<Vec<rdkafka::admin::ConfigEntry>, String> {
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+    let described = admin
+        .describe_configs([&rdkafka::admin::ResourceSpecifier::Topic(topic)], &opts)
+        .await
+        .map_err(|e| format!("reading the configs of {topic}: {e}"))?;
+    let resource = described
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("reading the configs of {topic}: no answer"))?
+        .map_err(|code| format!("reading the configs of {topic}: {code}"))?;
+    Ok(resource.entries.into_iter().filter(|e| e.source == rdkafka::admin::ConfigSource::DynamicTopic).collect())
+}
+
 impl Cluster<'_> {
     /// The control topic: one partition (a total order for the lock), compacted.
     pub fn ensure_control_topic(&self, topic: &str) -> Result<(), String> {
@@ -271,6 +331,31 @@ impl Cluster<'_> {
 
 #[cfg(test)]
 mod tests {
+    use rdkafka::admin::{ConfigEntry, ConfigSource};
+
+    fn entry(name: &str, value: &str) -> ConfigEntry {
+        ConfigEntry {
+            name: name.into(),
+            value: Some(value.into()),
+            source: ConfigSource::DynamicTopic,
+            is_read_only: false,
+            is_default: false,
+            is_sensitive: false,
+        }
+    }
+
+    #[test]
+    fn altering_keeps_configs_set_outside_streamctl_and_resets_unwanted_managed_ones() {
+        let current = [entry("retention.ms", "1000"), entry("cleanup.policy", "compact")];
+        let whole = super::with_managed_configs(&current, &Default::default()).unwrap();
+        assert_eq!(whole.into_iter().collect::<Vec<_>>(), [("retention.ms".to_string(), "1000".to_string())]);
+        let wanted = [("cleanup.policy".to_string(), "compact".to_string())].into();
+        let whole = super::with_managed_configs(&[entry("retention.ms", "1000")], &wanted).unwrap();
+        assert_eq!(whole.len(), 2);
+        let hidden = ConfigEntry { value: None, is_sensitive: true, ..entry("x", "") };
+        assert!(super::with_managed_configs(&[hidden], &wanted).unwrap_err().contains("config x is hidden"));
+    }
+
     /// Managed Kafka needs TLS and SASL: librdkafka must be built with OpenSSL (which also brings
     /// SCRAM) and with OAUTHBEARER.
     #[test]

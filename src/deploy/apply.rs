@@ -183,7 +183,8 @@ fn execute(
                         rt.block_on(cluster.create_partitions(&c.name, spec.partitions))?;
                     }
                     let recorded = before.state.topics.get(&c.name).map(|t| &t.spec.configs);
-                    if c.action == Action::Update && recorded != Some(&spec.configs) && !spec.configs.is_empty() {
+                    // Also when the wanted set is empty: a config streamctl set goes back to the default.
+                    if c.action == Action::Update && recorded != Some(&spec.configs) {
                         rt.block_on(cluster.alter_configs(&c.name, &spec.configs))?;
                     }
                 }

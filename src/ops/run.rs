@@ -74,7 +74,7 @@ pub fn run(
     } else {
         let select = |m: &str| all_selected || models.iter().any(|x| x == m);
         eprintln!("running the deployed project (generation {}) and following new generations", deployed.generation());
-        match run_deployed(&ctl, &client, &select, opts, control.clone()) {
+        match run_deployed(&ctl, &client, &select, opts, &target.topic_prefix, control.clone()) {
             Ok(r) => r,
             Err(e) => {
                 control.stop.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -141,6 +141,7 @@ impl Project {
                 )
                 .with_help("set `bootstrap_servers:`, pass --bootstrap-servers, or set STREAMCTL_BOOTSTRAP_SERVERS"));
         }
+        let topic_prefix = opt("topic_prefix", &target.topic_prefix)?.unwrap_or_default();
         Ok(ResolvedTarget {
             name: name.clone(),
             kind: target.kind,
@@ -148,8 +149,9 @@ impl Project {
             schema_registry_url,
             properties,
             replication_factor: target.replication_factor.unwrap_or(1),
-            control_topic: opt("control_topic", &target.control_topic)?.unwrap_or_else(|| DEFAULT_CONTROL_TOPIC.into()),
-            topic_prefix: opt("topic_prefix", &target.topic_prefix)?.unwrap_or_default(),
+            control_topic: opt("control_topic", &target.control_topic)?
+                .unwrap_or_else(|| format!("{topic_prefix}{DEFAULT_CONTROL_TOPIC}")),
+            topic_prefix,
             // Both kinds of target support transactions (librdkafka's mock cluster too).
             guarantee: target.guarantee.unwrap_or_default(),
         })

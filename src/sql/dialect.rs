@@ -65,9 +65,6 @@ pub struct WindowSpec {
     /// How long after a window's end late events are still accepted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grace_ms: Option<i64>,
-    /// How long closed windows are kept for EMIT CHANGES updates.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retention_ms: Option<i64>,
 }
 
 impl fmt::Display for WindowSpec {
@@ -81,9 +78,6 @@ impl fmt::Display for WindowSpec {
         }
         if let Some(g) = self.grace_ms {
             write!(f, ", GRACE PERIOD {}", fmt_duration(g))?;
-        }
-        if let Some(r) = self.retention_ms {
-            write!(f, ", RETENTION {}", fmt_duration(r))?;
         }
         f.write_str(")")
     }
@@ -301,7 +295,7 @@ fn parse_window(tokens: &[TokenWithSpan], at: usize) -> Result<(WindowSpec, usiz
         return Err(SqlError::at(kind_tok, format!("expected `(` after WINDOW {kind_name}")));
     }
     let mut i = at + 3;
-    let (mut size, mut advance, mut gap, mut grace, mut retention) = (None, None, None, None, None);
+    let (mut size, mut advance, mut gap, mut grace) = (None, None, None, None);
     let duration = |i: &mut usize| -> Result<i64, SqlError> {
         let num_tok = tokens.get(*i).ok_or_else(|| SqlError::at(&tokens[*i - 1], "expected a duration"))?;
         let n = match &num_tok.token {
@@ -350,15 +344,21 @@ fn parse_window(tokens: &[TokenWithSpan], at: usize) -> Result<(WindowSpec, usiz
             i += 2;
             grace = Some(duration(&mut i)?);
         } else if word_is(tok, "RETENTION") {
-            i += 1;
-            retention = Some(duration(&mut i)?);
+            // ksqlDB keeps closed windows for pull queries; here a window's state is dropped when it
+            // closes, so a retention would be accepted and mean nothing.
+            return Err(SqlError::at(
+                tok,
+                "RETENTION is not supported: a window's state is kept until the window closes (its end plus the \
+                 GRACE PERIOD) and then dropped",
+            )
+            .with_help("remove RETENTION; to accept later events, set a longer GRACE PERIOD"));
         } else if kind_name == "SESSION" && matches!(tok.token, Token::Number(..)) && gap.is_none() {
             gap = Some(duration(&mut i)?);
         } else {
             let expected = match kind_name.as_str() {
-                "TUMBLING" => "SIZE, GRACE PERIOD or RETENTION",
-                "HOPPING" => "SIZE, ADVANCE BY, GRACE PERIOD or RETENTION",
-                _ => "a gap duration, GRACE PERIOD or RETENTION",
+                "TUMBLING" => "SIZE or GRACE PERIOD",
+                "HOPPING" => "SIZE, ADVANCE BY or GRACE PERIOD",
+                _ => "a gap duration or GRACE PERIOD",
             };
             return Err(SqlError::at(
                 tok,
@@ -394,7 +394,7 @@ fn parse_window(tokens: &[TokenWithSpan], at: usize) -> Result<(WindowSpec, usiz
         }
         _ => WindowKind::Session { gap_ms: positive(gap.ok_or_else(|| missing("a gap duration"))?, "gap")? },
     };
-    Ok((WindowSpec { kind, grace_ms: grace, retention_ms: retention }, close))
+    Ok((WindowSpec { kind, grace_ms: grace }, close))
 }
 
 #[cfg(test)]
@@ -409,11 +409,7 @@ mod tests {
         assert_eq!(s.sql, format!("SELECT a, COUNT(*)\nFROM t\n{}\nGROUP BY a\n{}", " ".repeat(54), " ".repeat(10)));
         assert_eq!(
             s.window,
-            Some(WindowSpec {
-                kind: WindowKind::Tumbling { size_ms: 3_600_000 },
-                grace_ms: Some(600_000),
-                retention_ms: None
-            })
+            Some(WindowSpec { kind: WindowKind::Tumbling { size_ms: 3_600_000 }, grace_ms: Some(600_000) })
         );
         assert_eq!(s.emit, Some(EmitMode::Final));
         assert_eq!(s.window.unwrap().to_string(), "TUMBLING (SIZE 1 HOUR, GRACE PERIOD 10 MINUTES)");
@@ -450,6 +446,9 @@ mod tests {
         assert_eq!((e.column, e.message.as_str()), (17, "EMIT must end the query"));
         let e = extract("SELECT * FROM (SELECT 1 FROM t WINDOW TUMBLING (SIZE 1 SECOND))").unwrap_err();
         assert_eq!(e.message, "a WINDOW clause is only allowed in the outermost SELECT");
+        let e = extract("SELECT 1 FROM t\nWINDOW TUMBLING (SIZE 1 HOUR, RETENTION 7 DAYS) GROUP BY 1").unwrap_err();
+        assert_eq!((e.line, e.column, e.len), (2, 31, 9));
+        assert!(e.message.starts_with("RETENTION is not supported"), "{}", e.message);
     }
 
     #[test]
