@@ -63,6 +63,7 @@ broken!(
     yaml_any_of,
     target_topic_names,
     sink_configs,
+    every_error,
 );
 
 #[test]

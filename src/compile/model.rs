@@ -60,15 +60,19 @@ impl Compiler<'_> {
         models: &BTreeMap<String, CompiledModel>,
     ) -> Option<CompiledModel> {
         let m = ModelInput { file, r, inputs: &inputs, sources, models };
+        // The configuration does not depend on the SQL: its problems are reported together
+        // with the SQL's, not only once the SQL is right.
+        let config = self.layered_config(&m);
+        let settings = config.as_ref().and_then(|c| self.job_settings(&m, c));
         let (streaming, statement) = self.parse_query(&m)?;
         let query = self.plan_query(&m, &streaming, &statement).await?;
         let (query, job) = self.plan_job(&m, &streaming, &statement, query).await?;
         let props = self.project.model_props.get(&file.name);
-        let config = self.layered_config(&m)?;
+        let config = config?;
+        let (partitions, replay) = settings?;
         let kind = self.relation_kind(&m, &streaming, job.operator, &config)?;
         let key = self.output_key(&m, &streaming, &query, &config)?;
         self.check_output(&m, &query.schema, &config, kind, &key)?;
-        let (partitions, replay) = self.job_settings(&m, &config)?;
 
         let mut tags: Vec<String> = props.map(|p| p.props.tags.clone()).unwrap_or_default();
         tags.extend(config.tags.clone().unwrap_or_default());
@@ -227,13 +231,36 @@ impl Compiler<'_> {
         let state = self.ctx.state();
         let planned = state.statement_to_plan(DFStatement::Statement(Box::new(statement.clone()))).await;
         let planned = planned.and_then(|p| state.analyzer().execute_and_check(p, state.config_options(), |_, _| {}));
+        // DataFusion stops at the first problem of a clause: plan the clauses apart to find the
+        // others (while the inputs are still overlaid).
+        let more_errors = match &planned {
+            Ok(_) => Vec::new(),
+            Err(_) => {
+                let mut errors = Vec::new();
+                for part in rewrite::clauses_apart(statement) {
+                    if let Err(e) = state.statement_to_plan(DFStatement::Statement(Box::new(part))).await {
+                        errors.push(e);
+                    }
+                }
+                errors
+            }
+        };
         for s in self.schemas.values() {
             s.clear_overlay();
         }
         let plan = match planned {
             Ok(p) => p,
             Err(e) => {
-                self.diags.push(self.datafusion_diag(file, r, &e));
+                let mut diags: Vec<Diagnostic> = Vec::new();
+                for e in std::iter::once(&e).chain(&more_errors) {
+                    for d in self.datafusion_diags(file, r, e) {
+                        let same = |o: &Diagnostic| o.message == d.message && o.pos == d.pos;
+                        if !diags.iter().any(same) {
+                            diags.push(d);
+                        }
+                    }
+                }
+                self.diags.extend(diags);
                 return None;
             }
         };
@@ -249,16 +276,20 @@ impl Compiler<'_> {
         // Output columns, without table qualifiers.
         let fields: Vec<Field> = plan.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
         let mut seen = BTreeSet::new();
+        let mut duplicated = false;
         for f in &fields {
             if !seen.insert(f.name().clone()) {
+                duplicated = true;
                 let d = Diagnostic::error("sql-plan", format!("the output has two columns named `{}`", f.name()))
                     .with_help("give one of them another name with AS");
                 self.diags.push(match Self::find_word(&r.sql, f.name()) {
                     Some((l, c)) => self.at_rendered(file, r, l, c, f.name().chars().count(), d),
                     None => d.in_file(&file.source),
                 });
-                return None;
             }
+        }
+        if duplicated {
+            return None;
         }
         let schema = Arc::new(Schema::new(fields));
         Some(PlannedQuery { plan, schema, input_schemas, windowed_input })
@@ -329,7 +360,8 @@ impl Compiler<'_> {
         Some((query, PlannedJob { operator, job, rowtime_column: rowtime_out }))
     }
 
-    /// Phase 4: the configuration, layered.
+    /// Phase 4: the configuration, layered. Every bad `config()` argument is reported, each at
+    /// its `key=` in the file.
     fn layered_config(&mut self, m: &ModelInput<'_>) -> Option<ModelConfig> {
         let ModelInput { file, r, .. } = *m;
         let props = self.project.model_props.get(&file.name);
@@ -337,10 +369,39 @@ impl Compiler<'_> {
         let from_sql = match serde_json::from_value::<ModelConfig>(serde_json::Value::Object(r.captured.config.clone()))
         {
             Ok(c) => c,
-            Err(e) => {
-                let (l, c) = r.captured.config_offset.map(|o| pos_of(&file.source.text, o)).unwrap_or((1, 1));
-                self.diags
-                    .push(Diagnostic::error("config", format!("config(): {e}")).at(&file.source, Pos::new(l, c, 6)));
+            Err(whole) => {
+                // serde stops at the first problem: judge each argument on its own to find all.
+                let mut found = false;
+                let mut good = serde_json::Map::new();
+                for (key, value) in &r.captured.config {
+                    let one = serde_json::Map::from_iter([(key.clone(), value.clone())]);
+                    match serde_json::from_value::<ModelConfig>(serde_json::Value::Object(one)) {
+                        Ok(_) => {
+                            good.insert(key.clone(), value.clone());
+                        }
+                        Err(e) => {
+                            // serde's words for an untagged enum name a Rust type.
+                            let msg = match key.as_str() {
+                                "replay" => format!(
+                                    "config(): `replay={value}` is not `earliest`, `latest` or {{'timestamp': '<RFC 3339>'}}"
+                                ),
+                                _ => format!("config(): {e}"),
+                            };
+                            self.diags.push(Self::config_key_error(m, Some(key), msg));
+                            found = true;
+                        }
+                    }
+                }
+                if !found {
+                    self.diags.push(Self::config_key_error(m, None, format!("config(): {whole}")));
+                }
+                // The settings of the good arguments are checked too.
+                if let Ok(partial) = serde_json::from_value::<ModelConfig>(serde_json::Value::Object(good)) {
+                    let partial = partial
+                        .or(&props.map(|p| p.props.config.clone()).unwrap_or_default())
+                        .or(&self.project.config.models);
+                    self.job_settings(m, &partial);
+                }
                 return None;
             }
         };
@@ -504,31 +565,48 @@ impl Compiler<'_> {
         Some(())
     }
 
-    /// Phase 8: the job settings checked (partitions, replay start).
+    /// Phase 8: the job settings checked (partitions, replay start); both are reported.
     fn job_settings(&mut self, m: &ModelInput<'_>, config: &ModelConfig) -> Option<(i32, ReplayStart)> {
         let partitions = config.partitions.unwrap_or(1);
+        let replay = ReplayStart::of(&config.replay);
         if partitions < 1 {
-            self.diags.push(Self::config_error(m, format!("partitions must be at least 1, got {partitions}")));
-            return None;
+            self.diags.push(Self::config_key_error(
+                m,
+                Some("partitions"),
+                format!("partitions must be at least 1, got {partitions}"),
+            ));
         }
-        let Some(replay) = ReplayStart::of(&config.replay) else {
+        if replay.is_none() {
             let timestamp = match &config.replay {
                 Some(ReplayPolicy::Timestamp { timestamp }) => timestamp.as_str(),
                 _ => "",
             };
-            self.diags.push(Self::config_error(
+            self.diags.push(Self::config_key_error(
                 m,
+                Some("replay"),
                 format!("replay timestamp `{timestamp}` is not RFC 3339 (e.g. 2024-01-31T00:00:00Z)"),
             ));
-            return None;
-        };
-        Some((partitions, replay))
+        }
+        let replay = replay?;
+        (partitions >= 1).then_some((partitions, replay))
     }
 
     /// A `config()` problem, at the `config(` call (else the top of the file).
     fn config_error(m: &ModelInput<'_>, msg: String) -> Diagnostic {
-        let (l, c) = m.r.captured.config_offset.map(|o| pos_of(&m.file.source.text, o)).unwrap_or((1, 1));
-        Diagnostic::error("config", msg).at(&m.file.source, Pos::new(l, c, 6))
+        Self::config_key_error(m, None, msg)
+    }
+
+    /// A `config()` problem, at `key=` when the SQL's `config()` passes it, else at the
+    /// `config(` call, else at the top of the file.
+    fn config_key_error(m: &ModelInput<'_>, key: Option<&str>, msg: String) -> Diagnostic {
+        let captured = &m.r.captured;
+        let at_key = key.and_then(|k| captured.config_keys.get(k).map(|o| (*o, k.chars().count())));
+        let (offset, len) = match (at_key, captured.config_offset) {
+            (Some(at), _) => (Some(at.0), at.1),
+            (None, o) => (o, 6),
+        };
+        let (l, c) = offset.map(|o| pos_of(&m.file.source.text, o)).unwrap_or((1, 1));
+        Diagnostic::error("config", msg).at(&m.file.source, Pos::new(l, c, len))
     }
 
     /// A problem of the WINDOW clause, at the clause.

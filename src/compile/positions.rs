@@ -60,6 +60,15 @@ impl Compiler<'_> {
         self.at_rendered(file, r, 1, 1, 1, d)
     }
 
+    /// Every problem a DataFusion error holds (it collects several, e.g. one per SELECT item).
+    pub(super) fn datafusion_diags(&self, file: &ModelFile, r: &Rendered, e: &DataFusionError) -> Vec<Diagnostic> {
+        let mut top = e;
+        while let DataFusionError::Context(_, inner) = top {
+            top = inner;
+        }
+        top.iter().map(|one| self.datafusion_diag(file, r, one)).collect()
+    }
+
     pub(super) fn datafusion_diag(&self, file: &ModelFile, r: &Rendered, e: &DataFusionError) -> Diagnostic {
         let root = e.find_root();
         let mut message = match e.diagnostic() {

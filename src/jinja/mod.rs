@@ -25,6 +25,8 @@ pub struct Captured {
     pub config: serde_json::Map<String, serde_json::Value>,
     /// Byte offset of the `config(...)` call.
     pub config_offset: Option<usize>,
+    /// Byte offset of each `config()` keyword argument (`key=`) in the model file.
+    pub config_keys: BTreeMap<String, usize>,
 }
 
 /// A rendered model.
@@ -95,6 +97,30 @@ pub fn sql_ident(name: &str) -> String {
 }
 
 /// Finds `func(` followed by the given quoted arguments in a template, for call positions.
+/// Byte offset of `key=` inside the first `func(...)` call that passes it.
+fn find_keyword_arg(source: &str, func: &str, key: &str) -> Option<usize> {
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    let mut from = 0;
+    while let Some(i) = source[from..].find(func) {
+        let start = from + i;
+        from = start + func.len();
+        if source[..start].ends_with(is_word) || !source[from..].trim_start().starts_with('(') {
+            continue;
+        }
+        let call = &source[from..];
+        let call = &call[..call.find(')').unwrap_or(call.len())];
+        let mut at = 0;
+        while let Some(j) = call[at..].find(key) {
+            let k = at + j;
+            at = k + key.len();
+            if !call[..k].ends_with(is_word) && call[at..].trim_start().starts_with('=') {
+                return Some(from + k);
+            }
+        }
+    }
+    None
+}
+
 fn find_call(source: &str, func: &str, args: &[&str]) -> Option<usize> {
     let mut from = 0;
     while let Some(i) = source[from..].find(func) {
@@ -176,6 +202,11 @@ impl Jinja {
                 let json = serde_json::to_value(&v)
                     .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("config({key}=...): {e}")))?;
                 rec.captured.config.insert(key.to_string(), json);
+                if !rec.captured.config_keys.contains_key(key) {
+                    if let Some(at) = rec.source.as_deref().and_then(|s| find_keyword_arg(s, "config", key)) {
+                        rec.captured.config_keys.insert(key.to_string(), at);
+                    }
+                }
             }
             if rec.captured.config_offset.is_none() {
                 rec.captured.config_offset = rec.source.as_deref().and_then(|s| s.find("config"));

@@ -8,6 +8,7 @@
 
 use datafusion::sql::sqlparser::ast::{
     Expr, GroupByExpr, Ident, ObjectName, ObjectNamePart, Query, Select, SelectItem, SetExpr, Statement, TableFactor,
+    WildcardAdditionalOptions,
 };
 
 use super::dialect::{WINDOWEND, WINDOWSTART};
@@ -34,6 +35,32 @@ fn query_select(q: &Query) -> Option<&Select> {
         SetExpr::Select(s) => Some(s.as_ref()),
         _ => None,
     }
+}
+
+/// The query's clauses apart, for finding every problem when planning it stops at the first:
+/// the query without its WHERE, and `SELECT *` with only the WHERE (empty for a query without
+/// WHERE).
+pub fn clauses_apart(stmt: &Statement) -> Vec<Statement> {
+    let Some(select) = top_select(stmt) else { return Vec::new() };
+    if select.selection.is_none() {
+        return Vec::new();
+    }
+    let mut without_where = stmt.clone();
+    let mut only_where = stmt.clone();
+    if let Some(s) = select_mut(&mut without_where) {
+        s.selection = None;
+    }
+    if let Statement::Query(q) = &mut only_where {
+        q.order_by = None;
+        q.limit_clause = None;
+    }
+    if let Some(s) = select_mut(&mut only_where) {
+        s.projection = vec![SelectItem::Wildcard(WildcardAdditionalOptions::default())];
+        s.group_by = GroupByExpr::Expressions(Vec::new(), Vec::new());
+        s.having = None;
+        s.distinct = None;
+    }
+    vec![without_where, only_where]
 }
 
 /// Adds the window bounds to GROUP BY, and to the output when the query does not name them.
