@@ -245,11 +245,13 @@ fn plan_exit_codes_and_a_breaking_schema_change() {
     std::fs::write(&yml, relaxed).unwrap();
     let out = streamctl().arg("plan").arg("--project-dir").arg(tmp.path()).arg("--detailed-exitcode").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(
-        stdout.contains("breaks FORWARD_TRANSITIVE compatibility of subject soe.orders-agg-hourly-value (version 1)"),
-        "{stdout}"
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    // The breaking change is an error: on stderr, with the plan's changes on stdout.
+    let breaks = "breaks FORWARD_TRANSITIVE compatibility of subject soe.orders-agg-hourly-value (version 1)";
+    assert!(stderr.contains(breaks), "{stderr}");
+    assert!(stderr.contains("error: orders_agg_hourly: "), "{stderr}");
+    assert!(!stdout.contains(breaks) && stdout.contains("Plan: "), "{stdout}");
 }
 
 /// `plan --format json` is what `schemas/plan.schema.json` documents.

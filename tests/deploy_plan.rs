@@ -13,7 +13,9 @@ use streamctl::deploy::control::{
     DeployedJob, DeployedSchema, DeployedState, DeployedTopic, Deployment, DeploymentStatus, Meta,
 };
 use streamctl::deploy::desired::DesiredState;
-use streamctl::deploy::plan::{make_plan, render_text, Action, ChangePlan, ClusterFacts, PlanInput};
+use streamctl::deploy::plan::{
+    make_plan, render_changes, render_problems, render_text, Action, ChangePlan, ClusterFacts, PlanInput,
+};
 use streamctl::diagnostics::Diagnostics;
 use streamctl::project::config::TargetKind;
 use streamctl::project::target::ResolvedTarget;
@@ -254,6 +256,10 @@ fn breaking_schema_change_is_a_problem() {
     assert_eq!(p.problems.len(), 2, "{:?}", p.problems);
     assert!(p.problems[0].starts_with("totals_by_status: property orders is required"));
     insta::assert_snapshot!(text(&p, reg_dir.path()));
+    // The CLI prints the changes on stdout and the problems, errors, on stderr.
+    assert!(!render_changes(&p, false).contains("error:"));
+    assert!(render_problems(&p, false).starts_with("error: totals_by_status: property orders is required"));
+    assert!(render_problems(&p, false).ends_with("The plan cannot be applied: 2 problem(s).\n"));
 }
 
 #[test]

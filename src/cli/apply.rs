@@ -4,10 +4,11 @@ use std::process::ExitCode;
 
 use clap::Args as ClapArgs;
 
-use super::common::{plural, GlobalArgs};
-use super::plan::{make, print, session_or_exit};
+use super::common::{error_exit, plural, GlobalArgs, OutputFormat};
+use super::plan::{make, plan_json, print_text, session_or_exit};
 use crate::deploy::apply::apply;
 use crate::deploy::plan::ChangePlan;
+use crate::diagnostics::Diagnostics;
 use crate::ops::run::run_after_apply;
 
 #[derive(Debug, ClapArgs)]
@@ -51,17 +52,11 @@ pub fn confirm(auto_approve: bool, question: &str) -> Result<bool, String> {
 }
 
 /// `Ok(())` to go on; the exit code when the user declined or cannot be asked.
-pub fn confirmed_or_exit(auto_approve: bool, question: &str, what: &str) -> Result<(), ExitCode> {
+pub fn confirmed_or_exit(global: &GlobalArgs, auto_approve: bool, question: &str, what: &str) -> Result<(), ExitCode> {
     match confirm(auto_approve, question) {
         Ok(true) => Ok(()),
-        Ok(false) => {
-            eprintln!("{what} cancelled.");
-            Err(ExitCode::from(1))
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            Err(ExitCode::from(1))
-        }
+        Ok(false) => Err(super::common::fail(global, &format!("{what} cancelled."), &Diagnostics::new())),
+        Err(e) => Err(error_exit(global, e)),
     }
 }
 
@@ -77,34 +72,51 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
             serde_json::from_str(&text)
                 .map_err(|e| anyhow::anyhow!("{} is not a streamctl plan: {e}", path.display()))?
         }
-        None => match make(&cp, &session, false, false) {
+        None => match make(global, &cp, &session, false, false) {
             Ok(p) => p,
             Err(code) => return Ok(code),
         },
     };
-    print(global, &plan)?;
+    let json = global.format == OutputFormat::Json;
+    // With --format json the plan, what was applied and the run are one document, at the end.
+    if !json {
+        print_text(&plan);
+    }
     if !plan.problems.is_empty() {
-        return Ok(ExitCode::from(1));
+        let message = format!("not applying: the plan has {}", plural(plan.problems.len(), "problem"));
+        return Ok(if json { super::common::fail(global, &message, &Diagnostics::new()) } else { ExitCode::from(1) });
     }
     if plan.has_changes() && args.plan.is_none() {
-        if let Err(code) = confirmed_or_exit(args.auto_approve, "Apply these changes?", "Apply") {
+        if let Err(code) = confirmed_or_exit(global, args.auto_approve, "Apply these changes?", "Apply") {
             return Ok(code);
         }
     }
-    match apply(&session, &plan, &cp.project.root) {
-        Ok(r) if r.applied == 0 => eprintln!("Nothing to apply."),
-        Ok(r) => eprintln!("Applied {} as generation {}.", plural(r.applied, "change"), r.generation),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(1));
-        }
+    let report = match apply(&session, &plan, &cp.project.root) {
+        Ok(r) => r,
+        Err(e) => return Ok(error_exit(global, e)),
+    };
+    if report.applied == 0 {
+        eprintln!("Nothing to apply.");
+    } else {
+        eprintln!("Applied {} as generation {}.", plural(report.applied, "change"), report.generation);
     }
-    match run_after_apply(&session, cp) {
-        Ok(Some(outcome)) => super::run::report(global, &outcome, args.show),
-        Ok(None) => Ok(ExitCode::SUCCESS),
-        Err(e) => {
-            eprintln!("error: {e}");
-            Ok(ExitCode::from(1))
-        }
+    let outcome = match run_after_apply(&session, cp) {
+        Ok(o) => o,
+        Err(e) => return Ok(error_exit(global, e)),
+    };
+    if json {
+        let failed = outcome.as_ref().is_some_and(|o| o.results.iter().any(|(_, r)| r.is_err()));
+        let doc = serde_json::json!({
+            "plan": plan_json(&plan),
+            "applied": report.applied,
+            "generation": report.generation,
+            "run": outcome.as_ref().map(super::run::report_json),
+        });
+        super::common::print_json(&doc)?;
+        return Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS });
+    }
+    match outcome {
+        Some(outcome) => super::run::report(global, &outcome, args.show),
+        None => Ok(ExitCode::SUCCESS),
     }
 }

@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, ValueEnum};
 
@@ -89,8 +90,28 @@ pub fn fail(global: &GlobalArgs, message: &str, diags: &Diagnostics) -> std::pro
     eprintln!("{message}");
     if global.format == OutputFormat::Json {
         println!("{}", error_json(message, diags));
+        JSON_PRINTED.store(true, Ordering::SeqCst);
     }
     std::process::ExitCode::from(1)
+}
+
+/// `error: <message>` on stderr (and the error document with `--format json`), exit code 1.
+pub fn error_exit(global: &GlobalArgs, message: impl std::fmt::Display) -> std::process::ExitCode {
+    fail(global, &format!("error: {message}"), &Diagnostics::new())
+}
+
+/// Whether this run printed its JSON document: `--format json` prints exactly one.
+static JSON_PRINTED: AtomicBool = AtomicBool::new(false);
+
+/// Prints the run's one JSON document on stdout.
+pub fn print_json(doc: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(doc)?);
+    JSON_PRINTED.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+pub fn json_printed() -> bool {
+    JSON_PRINTED.load(Ordering::SeqCst)
 }
 
 /// The error document of `--format json`.
@@ -105,13 +126,11 @@ pub fn error_json(message: &str, diags: &Diagnostics) -> String {
 
 /// The nodes a `--select` picks, or exit code 1 with the reason.
 pub fn selected_or_exit(
+    global: &GlobalArgs,
     cp: &CompiledProject,
     selectors: &[String],
 ) -> Result<std::collections::BTreeSet<crate::graph::NodeId>, std::process::ExitCode> {
-    crate::graph::select::select(&cp.graph, &cp.node_info, selectors).map_err(|e| {
-        eprintln!("error: {e}");
-        std::process::ExitCode::from(1)
-    })
+    crate::graph::select::select(&cp.graph, &cp.node_info, selectors).map_err(|e| error_exit(global, e))
 }
 
 /// Prints diagnostics to stderr, sorted by file and position.

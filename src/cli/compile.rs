@@ -45,7 +45,7 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
     let out = args.target_path.clone().unwrap_or_else(|| global.project_dir.join("target"));
     let manifest = write_artifacts(&c, &out)?;
     match global.format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&manifest)?),
+        OutputFormat::Json => super::common::print_json(&manifest)?,
         OutputFormat::Text => {
             println!("compiled {} to {}", plural(c.models.len(), "model"), out.join("manifest.json").display())
         }

@@ -30,7 +30,7 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
-    let plan = match make(&cp, &session, true, args.delete_topics) {
+    let plan = match make(global, &cp, &session, true, args.delete_topics) {
         Ok(p) => p,
         Err(code) => return Ok(code),
     };
@@ -38,7 +38,7 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
     if !plan.has_changes() {
         return Ok(ExitCode::SUCCESS);
     }
-    if let Err(code) = confirmed_or_exit(args.auto_approve, "Destroy all of these?", "Destroy") {
+    if let Err(code) = confirmed_or_exit(global, args.auto_approve, "Destroy all of these?", "Destroy") {
         return Ok(code);
     }
     match apply(&session, &plan, &cp.project.root) {
@@ -46,9 +46,6 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
             eprintln!("Destroyed {}.", plural(r.applied, "object"));
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            Ok(ExitCode::from(1))
-        }
+        Err(e) => Ok(super::common::error_exit(global, e)),
     }
 }

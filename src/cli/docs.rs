@@ -43,7 +43,7 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
                 LineageFormat::Mermaid => ("mermaid", crate::docs::mermaid(&manifest)),
                 LineageFormat::Dot => ("dot", crate::docs::dot(&manifest)),
             };
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"format": format, "lineage": text}))?);
+            super::common::print_json(&serde_json::json!({"format": format, "lineage": text}))?;
         }
         Some(LineageFormat::Mermaid) => print!("{}", crate::docs::mermaid(&manifest)),
         Some(LineageFormat::Dot) => print!("{}", crate::docs::dot(&manifest)),
@@ -63,7 +63,7 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
                     "dot": path("lineage.dot"),
                     "models": c.models.len(),
                 });
-                println!("{}", serde_json::to_string_pretty(&doc)?);
+                super::common::print_json(&doc)?;
             } else {
                 println!("wrote {}", out.join("index.html").display());
             }

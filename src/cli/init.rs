@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Args as ClapArgs;
 
-use super::common::GlobalArgs;
+use super::common::{GlobalArgs, OutputFormat};
 
 #[derive(Debug, ClapArgs)]
 #[command(after_help = "Examples:\n  streamctl init payments && cd payments && streamctl validate")]
@@ -15,15 +15,20 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
     let dir = global.project_dir.join(&args.name);
     match crate::scaffold::scaffold(&dir, &args.name) {
         Ok(files) => {
-            for f in files {
-                println!("  created {}", dir.join(f).display());
+            let paths: Vec<String> = files.iter().map(|f| dir.join(f).display().to_string()).collect();
+            match global.format {
+                OutputFormat::Json => super::common::print_json(
+                    &serde_json::json!({"project_dir": dir.display().to_string(), "created": paths}),
+                )?,
+                OutputFormat::Text => {
+                    for p in paths {
+                        println!("  created {p}");
+                    }
+                    println!("\nnext: cd {} && streamctl validate && streamctl docs", dir.display());
+                }
             }
-            println!("\nnext: cd {} && streamctl validate && streamctl docs", dir.display());
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            Ok(ExitCode::from(1))
-        }
+        Err(e) => Ok(super::common::error_exit(global, e)),
     }
 }

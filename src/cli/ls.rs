@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::{Args as ClapArgs, ValueEnum};
 
-use super::common::{load_and_compile, print_diagnostics, GlobalArgs, OutputFormat};
+use super::common::{load_and_compile, plural, print_diagnostics, GlobalArgs, OutputFormat};
 use crate::graph::select::select;
 
 #[derive(Debug, ClapArgs)]
@@ -32,25 +32,20 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
     let (compiled, diags) = load_and_compile(global);
     let Some(c) = compiled else {
         print_diagnostics(&diags);
-        return Ok(ExitCode::from(1));
+        let message = format!("not listing: {}", plural(diags.error_count(), "error"));
+        return Ok(super::common::fail(global, &message, &diags));
     };
     if diags.has_errors() {
         eprintln!("warning: the project has errors (run `streamctl validate`); listing what loaded");
     }
     let mut nodes = match select(&c.graph, &c.node_info, &args.select) {
         Ok(n) => n,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(1));
-        }
+        Err(e) => return Ok(super::common::error_exit(global, e)),
     };
     if !args.exclude.is_empty() {
         match select(&c.graph, &c.node_info, &args.exclude) {
             Ok(ex) => nodes.retain(|n| !ex.contains(n)),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(ExitCode::from(1));
-            }
+            Err(e) => return Ok(super::common::error_exit(global, e)),
         }
     }
     // Dependency order, as deploy would go.
@@ -75,7 +70,7 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&items)?);
+            super::common::print_json(&items)?;
         }
         OutputFormat::Text => {
             for n in &listed {

@@ -100,9 +100,41 @@ pub fn main() -> ExitCode {
         Command::Query(a) => query::exec(&cli.global, a),
     };
     match result {
+        Ok(code) if code != ExitCode::SUCCESS && !common::json_printed() => {
+            // A failure that printed only words: `--format json` still gets its one document.
+            if cli.global.format == common::OutputFormat::Json {
+                println!(
+                    "{}",
+                    common::error_json(
+                        &format!("streamctl {} failed (the reason is on stderr)", cli.command.name()),
+                        &crate::diagnostics::Diagnostics::new()
+                    )
+                );
+            }
+            code
+        }
         Ok(code) => code,
         Err(e) if is_closed_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => common::fail(&cli.global, &format!("error: {e:#}"), &crate::diagnostics::Diagnostics::new()),
+        Err(e) => common::error_exit(&cli.global, format!("{e:#}")),
+    }
+}
+
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Init(_) => "init",
+            Command::Validate(_) => "validate",
+            Command::Compile(_) => "compile",
+            Command::Ls(_) => "ls",
+            Command::Docs(_) => "docs",
+            Command::Run(_) => "run",
+            Command::Test(_) => "test",
+            Command::Plan(_) => "plan",
+            Command::Apply(_) => "apply",
+            Command::Seed(_) => "seed",
+            Command::Destroy(_) => "destroy",
+            Command::Status(_) => "status",
+        }
     }
 }
 

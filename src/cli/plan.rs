@@ -7,7 +7,7 @@ use clap::Args as ClapArgs;
 use super::common::{compiled_or_exit, GlobalArgs, OutputFormat};
 use crate::compile::CompiledProject;
 use crate::deploy::desired::DesiredState;
-use crate::deploy::plan::{render_text, ChangePlan};
+use crate::deploy::plan::{render_changes, render_problems, ChangePlan};
 use crate::deploy::Session;
 use crate::jinja::Jinja;
 
@@ -60,32 +60,35 @@ pub fn session_or_exit(global: &GlobalArgs, verb: &str) -> Result<(CompiledProje
 
 /// Makes the plan for the project as it is on disk.
 pub fn make(
+    global: &GlobalArgs,
     cp: &CompiledProject,
     session: &Session,
     destroy: bool,
     delete_topics: bool,
 ) -> Result<ChangePlan, ExitCode> {
-    let deployed = session.read().map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(1)
-    })?;
+    let deployed = session.read().map_err(|e| super::common::error_exit(global, e))?;
     let desired = DesiredState::of(cp, &session.target);
     Ok(session.plan(&desired, &deployed, destroy, delete_topics))
 }
 
 pub fn print(global: &GlobalArgs, plan: &ChangePlan) -> anyhow::Result<()> {
     match global.format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&plan_json(plan))?),
-        OutputFormat::Text => {
-            let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal();
-            print!("{}", render_text(plan, color));
-        }
+        OutputFormat::Json => super::common::print_json(&plan_json(plan))?,
+        OutputFormat::Text => print_text(plan),
     }
     Ok(())
 }
 
+/// The changes on stdout; why the plan cannot be applied (e.g. a breaking schema change) on
+/// stderr, with the other errors.
+pub fn print_text(plan: &ChangePlan) {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    print!("{}", render_changes(plan, !no_color && std::io::stdout().is_terminal()));
+    eprint!("{}", render_problems(plan, !no_color && std::io::stderr().is_terminal()));
+}
+
 /// The plan as JSON, without the project files it carries (those are in `--out` files only).
-fn plan_json(plan: &ChangePlan) -> serde_json::Value {
+pub fn plan_json(plan: &ChangePlan) -> serde_json::Value {
     let mut v = serde_json::to_value(plan).unwrap_or_default();
     if let Some(b) = v.pointer_mut("/desired/bundle/files") {
         *b = serde_json::json!({});
@@ -98,7 +101,7 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
-    let plan = match make(&cp, &session, args.destroy, args.delete_topics) {
+    let plan = match make(global, &cp, &session, args.destroy, args.delete_topics) {
         Ok(p) => p,
         Err(code) => return Ok(code),
     };

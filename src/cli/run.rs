@@ -63,7 +63,7 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let chosen = match selected_or_exit(&cp, &args.select) {
+    let chosen = match selected_or_exit(global, &cp, &args.select) {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
@@ -75,15 +75,17 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         .filter(|m| cp.models.get(m).is_some_and(|c| c.resolved.enabled))
         .collect();
     if models.is_empty() {
-        eprintln!("no model selected");
-        return Ok(ExitCode::from(1));
+        return Ok(super::common::error_exit(global, "no model selected"));
     }
     let jinja = Jinja::new(cp.project.config.vars.clone());
     let target = match cp.project.resolve_target(&global.overrides(), &jinja) {
         Ok(t) => t,
         Err(d) => {
             eprint!("{}", crate::diagnostics::render(&d, super::common::use_color()));
-            return Ok(ExitCode::from(1));
+            let message = format!("not running: {}", d.message);
+            let mut diags = crate::diagnostics::Diagnostics::new();
+            diags.push(d);
+            return Ok(super::common::fail(global, &message, &diags));
         }
     };
     let metrics = match &args.metrics_addr {
@@ -113,14 +115,37 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
     eprintln!("running {} on target `{}`", plural(models.len(), "job"), target.name);
     match run(Arc::new(cp), &models, &target, &opts, args.select.is_empty()) {
         Ok(outcome) => report(global, &outcome, args.show),
-        Err(e) => {
-            eprintln!("error: {e}");
-            Ok(ExitCode::from(1))
-        }
+        Err(e) => Ok(super::common::error_exit(global, e)),
     }
 }
 
 /// Each job's counters, then (embedded target) each output topic's record count and first rows.
+/// The outcome of a run for `--format json` (schemas/run.schema.json).
+pub fn report_json(outcome: &RunOutcome) -> serde_json::Value {
+    let failed = outcome.results.iter().any(|(_, r)| r.is_err());
+    let jobs: Vec<&JobStats> = outcome.results.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
+    let errors: Vec<serde_json::Value> = outcome
+        .results
+        .iter()
+        .filter_map(|(model, r)| r.as_ref().err().map(|e| serde_json::json!({"model": model, "error": e.to_string()})))
+        .collect();
+    let outs: Vec<serde_json::Value> = outcome
+        .outputs
+        .iter()
+        .map(|(m, t, rows)| serde_json::json!({"model": m, "topic": t, "records": rows.len()}))
+        .collect();
+    let failed = failed || outcome.sinks.iter().any(|(_, r)| r.is_err());
+    let sinks: Vec<serde_json::Value> = outcome
+        .sinks
+        .iter()
+        .map(|(name, r)| match r {
+            Ok(s) => serde_json::json!({"sink": s.sink, "model": s.model, "location": s.location, "records": s.records, "files": s.files}),
+            Err(e) => serde_json::json!({"sink": name, "error": e.to_string()}),
+        })
+        .collect();
+    serde_json::json!({"ok": !failed, "jobs": jobs, "errors": errors, "outputs": outs, "sinks": sinks})
+}
+
 pub fn report(global: &GlobalArgs, outcome: &RunOutcome, show: usize) -> anyhow::Result<ExitCode> {
     let (results, outputs) = (&outcome.results, &outcome.outputs);
     let mut failed = false;
@@ -145,30 +170,7 @@ pub fn report(global: &GlobalArgs, outcome: &RunOutcome, show: usize) -> anyhow:
         }
     }
     match global.format {
-        OutputFormat::Json => {
-            let outs: Vec<serde_json::Value> = outputs
-                .iter()
-                .map(|(m, t, rows)| serde_json::json!({"model": m, "topic": t, "records": rows.len()}))
-                .collect();
-            let sink_json: Vec<serde_json::Value> = sinks
-                .iter()
-                .map(|s| {
-                    serde_json::json!({
-                        "sink": s.sink,
-                        "model": s.model,
-                        "location": s.location,
-                        "records": s.records,
-                        "files": s.files,
-                    })
-                })
-                .collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(
-                    &serde_json::json!({"ok": !failed, "jobs": stats, "outputs": outs, "sinks": sink_json})
-                )?
-            );
-        }
+        OutputFormat::Json => super::common::print_json(&report_json(outcome))?,
         OutputFormat::Text => {
             println!(
                 "{:<24} {:>8} {:>8} {:>6} {:>6} {:>6} {:>5} {:>6}  watermark",

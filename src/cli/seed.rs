@@ -40,7 +40,7 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
-    let chosen = match selected_or_exit(&cp, &args.select) {
+    let chosen = match selected_or_exit(global, &cp, &args.select) {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
@@ -50,8 +50,7 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         .filter(|(name, s)| s.decl.table.sample_data.is_some() && chosen.contains(&NodeId::Source((*name).clone())))
         .collect();
     if seeded.is_empty() {
-        eprintln!("no selected source has `sample_data`");
-        return Ok(ExitCode::from(1));
+        return Ok(super::common::error_exit(global, "no selected source has `sample_data`"));
     }
     let cluster = session.cluster();
     let topics: Vec<String> = seeded.iter().map(|(_, s)| s.decl.table.topic.clone()).collect();
@@ -60,14 +59,15 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         seeded.iter().filter(|(_, s)| !existing.contains_key(&s.decl.table.topic)).collect();
     if !missing.is_empty() && !args.create_topics && !session.is_embedded() {
         let names: Vec<&str> = missing.iter().map(|(_, s)| s.decl.table.topic.as_str()).collect();
-        eprintln!(
-            "error: {} on target `{}`: {}",
+        let message = format!(
+            "{} on target `{}`: {}",
             plural(names.len(), "source topic does not exist"),
             session.target.name,
             names.join(", ")
         );
+        let code = super::common::error_exit(global, message);
         eprintln!("help: pass --create-topics to create them with the sources' partitions");
-        return Ok(ExitCode::from(1));
+        return Ok(code);
     }
     let specs: Vec<TopicSpec> = missing
         .iter()
@@ -119,7 +119,7 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
                     json!({"source": source, "topic": topic, "file": file, "records": records, "created": created, "topic_records": holds(topic)})
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&json!({"target": session.target.name, "sources": sources}))?);
+            super::common::print_json(&json!({"target": session.target.name, "sources": sources}))?;
         }
         OutputFormat::Text => {
             let mut by_topic: BTreeMap<&str, usize> = BTreeMap::new();

@@ -45,7 +45,7 @@ pub fn exec(global: &GlobalArgs, _args: &Args) -> anyhow::Result<ExitCode> {
                 "schemas": state.schemas.values().map(|s| serde_json::json!({"subject": s.spec.subject, "version": s.version, "id": s.id, "generation": s.meta.generation})).collect::<Vec<_>>(),
                 "jobs": job_status,
             });
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            super::common::print_json(&v)?;
         }
         OutputFormat::Text => {
             match &state.deployment {

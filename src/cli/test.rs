@@ -31,7 +31,7 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let chosen = match selected_or_exit(&cp, &args.select) {
+    let chosen = match selected_or_exit(global, &cp, &args.select) {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
@@ -48,12 +48,15 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
     }
     if problems.has_errors() {
         print_diagnostics(&problems);
-        eprintln!("not testing: {} in the test files", plural(problems.error_count(), "error"));
-        return Ok(ExitCode::from(1));
+        let message = format!("not testing: {} in the test files", plural(problems.error_count(), "error"));
+        return Ok(super::common::fail(global, &message, &problems));
     }
     if prepared.is_empty() {
-        eprintln!("no tests found (tests/*.yml with `unit_tests:`)");
-        return Ok(ExitCode::from(1));
+        return Ok(super::common::fail(
+            global,
+            "no tests found (tests/*.yml with `unit_tests:`)",
+            &crate::diagnostics::Diagnostics::new(),
+        ));
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let task = crate::runtime::task_context();
@@ -86,12 +89,9 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
                     })
                 })
                 .collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(
-                    &serde_json::json!({"passed": outcomes.len() - failed, "failed": failed, "tests": items})
-                )?
-            );
+            super::common::print_json(
+                &serde_json::json!({"passed": outcomes.len() - failed, "failed": failed, "tests": items}),
+            )?;
         }
         OutputFormat::Text => print!("{}", report::text(&outcomes)),
     }

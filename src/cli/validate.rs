@@ -41,7 +41,7 @@ pub fn exec(global: &GlobalArgs, _args: &Args) -> anyhow::Result<ExitCode> {
                 "sinks": sinks,
                 "diagnostics": diags.sorted(),
             });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            super::common::print_json(&out)?;
         }
         OutputFormat::Text => {
             print_diagnostics(&diags);

@@ -659,8 +659,30 @@ pub fn unified_diff(old: &str, new: &str) -> String {
     out
 }
 
-/// The plan for people, Terraform's way. `color`: ANSI colors (a terminal without NO_COLOR).
+/// The plan for people, Terraform's way, then its problems. `color`: ANSI colors (a terminal
+/// without NO_COLOR).
 pub fn render_text(plan: &ChangePlan, color: bool) -> String {
+    render_changes(plan, color) + &render_problems(plan, color)
+}
+
+/// Why the plan cannot be applied (empty when it can): for stderr, apart from the changes.
+pub fn render_problems(plan: &ChangePlan, color: bool) -> String {
+    let paint = |code: &str, s: &str| if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() };
+    let mut out = String::new();
+    for p in &plan.problems {
+        out.push_str(&format!("{} {p}\n", paint("31;1", "error:")));
+    }
+    if !plan.problems.is_empty() {
+        out.push_str(&format!(
+            "{}\n",
+            paint("31;1", &format!("The plan cannot be applied: {} problem(s).", plan.problems.len()))
+        ));
+    }
+    out
+}
+
+/// The plan's changes for people, Terraform's way, without its problems.
+pub fn render_changes(plan: &ChangePlan, color: bool) -> String {
     let paint = |code: &str, s: &str| if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() };
     let mut out = String::new();
     let base = if plan.base.generation == 0 {
@@ -707,9 +729,6 @@ pub fn render_text(plan: &ChangePlan, color: bool) -> String {
             }
         }
     }
-    for p in &plan.problems {
-        out.push_str(&format!("{} {p}\n", paint("31;1", "error:")));
-    }
     out.push_str(&format!(
         "\nPlan: {} to create, {} to update in place, {} to replace, {} to destroy.\n",
         plan.count(Action::Create),
@@ -717,11 +736,5 @@ pub fn render_text(plan: &ChangePlan, color: bool) -> String {
         plan.count(Action::Replace),
         plan.count(Action::Destroy)
     ));
-    if !plan.problems.is_empty() {
-        out.push_str(&format!(
-            "{}\n",
-            paint("31;1", &format!("The plan cannot be applied: {} problem(s).", plan.problems.len()))
-        ));
-    }
     out
 }
