@@ -83,6 +83,9 @@ impl Cluster<'_> {
         match self {
             Cluster::Embedded(b) => {
                 c.set("bootstrap.servers", b.bootstrap_servers());
+                // The broker is in this process: a fetch that finds nothing need not wait the
+                // default 500 ms for more (a bounded run ends on such a fetch).
+                c.set("fetch.wait.max.ms", "10");
             }
             Cluster::Kafka { bootstrap, properties, .. } => {
                 c.set("bootstrap.servers", bootstrap);
