@@ -207,4 +207,8 @@ fn docs_json_names_the_files() {
     assert!(html.contains("reads <a href=\"#source_soe_logon\"><code>source.soe.logon</code></a>"));
     assert!(html.contains("· windowed aggregation</span>"));
     assert!(!html.contains("windowed_aggregate") && !html.contains("flowchart LR"));
+    // A sink shows its description, and its columns the descriptions the model gives them.
+    let sink = &html[html.find("id=\"sink_prime_logons_out\"").unwrap()..];
+    assert!(sink.contains("Logons of loyal Prime customers, published for downstream consumers"), "{sink}");
+    assert!(sink.contains("<td>cust_email</td><td>STRING</td><td>yes</td><td>Customer e-mail address.</td>"), "{sink}");
 }

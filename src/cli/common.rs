@@ -11,7 +11,7 @@ use crate::diagnostics::{render, Diagnostics};
 use crate::project::target::TargetOverrides;
 use crate::project::Project;
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct GlobalArgs {
     /// The project directory (holding streamctl_project.yml).
     #[arg(long, global = true, default_value = ".", value_name = "DIR")]
@@ -34,6 +34,18 @@ pub struct GlobalArgs {
 pub enum OutputFormat {
     Text,
     Json,
+}
+
+impl std::fmt::Debug for GlobalArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlobalArgs")
+            .field("project_dir", &self.project_dir)
+            .field("target", &self.target)
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("schema_registry_url", &self.schema_registry_url.as_deref().map(crate::project::target::redact_url))
+            .field("format", &self.format)
+            .finish()
+    }
 }
 
 impl GlobalArgs {

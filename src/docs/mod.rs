@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::compile::manifest::Manifest;
+use crate::compile::manifest::{Manifest, ManifestNode};
 use crate::graph::NodeId;
 
 fn mermaid_id(id: &str) -> String {
@@ -88,7 +88,31 @@ fn layout(m: &Manifest) -> (Vec<SvgNode>, Vec<SvgEdge>, i64, i64) {
             ids.push(id);
         }
     }
+    // Column by column, each node near the rows of what it reads (fewer crossing arrows).
+    let mut by_column: BTreeMap<i64, Vec<&String>> = BTreeMap::new();
     for id in ids {
+        by_column.entry(layer[id.as_str()]).or_default().push(id);
+    }
+    let mut placed: Vec<&String> = Vec::new();
+    let mut row_of: BTreeMap<&str, f64> = BTreeMap::new();
+    for column in by_column.values_mut() {
+        let centre = |id: &String| {
+            let parents: Vec<f64> =
+                m.nodes[id].depends_on.iter().filter_map(|d| row_of.get(d.as_str()).copied()).collect();
+            if parents.is_empty() {
+                f64::MAX
+            } else {
+                parents.iter().sum::<f64>() / parents.len() as f64
+            }
+        };
+        let mut keyed: Vec<(f64, &String)> = column.iter().map(|id| (centre(id), *id)).collect();
+        keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (i, (_, id)) in keyed.into_iter().enumerate() {
+            row_of.insert(id.as_str(), i as f64);
+            placed.push(id);
+        }
+    }
+    for id in placed {
         let col = layer[id.as_str()];
         let row = rows.entry(col).or_insert(0);
         let (x, y) = (20 + col * (NODE_W + COL_GAP), 20 + *row * (NODE_H + ROW_GAP));
@@ -132,7 +156,7 @@ pub fn html(m: &Manifest, compiled_sql: &BTreeMap<String, String>) -> Result<Str
         .iter()
         .chain(m.nodes.keys().filter(|k| !m.order.contains(k)))
         .map(|id| {
-            let n = &m.nodes[id];
+            let n = &with_inherited_column_docs(m, &m.nodes[id]);
             serde_json::json!({
                 "id": id,
                 "anchor": mermaid_id(id),
@@ -153,6 +177,24 @@ pub fn html(m: &Manifest, compiled_sql: &BTreeMap<String, String>) -> Result<Str
         node_h => NODE_H,
         nodes => minijinja::value::Serde(details),
     })
+}
+
+/// A sink delivers its model's columns: where the sink does not describe a column, the model's
+/// description of it is shown.
+fn with_inherited_column_docs(m: &Manifest, node: &ManifestNode) -> ManifestNode {
+    let mut node = node.clone();
+    if node.resource_type != "sink" {
+        return node;
+    }
+    let upstream: Vec<&ManifestNode> = node.depends_on.iter().filter_map(|d| m.nodes.get(d)).collect();
+    for column in node.columns.iter_mut().filter(|c| c.description.is_none()) {
+        column.description = upstream
+            .iter()
+            .flat_map(|u| &u.columns)
+            .find(|c| c.name.eq_ignore_ascii_case(&column.name))
+            .and_then(|c| c.description.clone());
+    }
+    node
 }
 
 /// The manifest's operator names as a reader of the page says them.

@@ -10,15 +10,25 @@ use crate::diagnostics::Diagnostic;
 use crate::jinja::Jinja;
 
 /// Settings given outside the project file (flags, or `STREAMCTL_*` environment variables).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct TargetOverrides {
     pub target: Option<String>,
     pub bootstrap_servers: Option<String>,
     pub schema_registry_url: Option<String>,
 }
 
-/// A target with every setting final.
-#[derive(Debug, Clone, PartialEq)]
+impl std::fmt::Debug for TargetOverrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetOverrides")
+            .field("target", &self.target)
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("schema_registry_url", &self.schema_registry_url.as_deref().map(redact_url))
+            .finish()
+    }
+}
+
+/// A target with every setting final. Its Debug form shows no secret (see [`redacted`]).
+#[derive(Clone, PartialEq)]
 pub struct ResolvedTarget {
     pub name: String,
     pub kind: TargetKind,
@@ -33,6 +43,53 @@ pub struct ResolvedTarget {
 }
 
 pub const DEFAULT_CONTROL_TOPIC: &str = "_streamctl_deployments";
+
+impl std::fmt::Debug for ResolvedTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: BTreeMap<&str, &str> =
+            self.properties.iter().map(|(k, v)| (k.as_str(), redacted(k, v))).collect();
+        f.debug_struct("ResolvedTarget")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("schema_registry_url", &self.schema_registry_url.as_deref().map(redact_url))
+            .field("properties", &properties)
+            .field("replication_factor", &self.replication_factor)
+            .field("control_topic", &self.control_topic)
+            .field("topic_prefix", &self.topic_prefix)
+            .finish()
+    }
+}
+
+/// A Kafka client property's value as it may be shown: passwords, secrets, keys, tokens and
+/// JAAS configs (which hold passwords) are `<redacted>`.
+pub fn redacted<'v>(key: &str, value: &'v str) -> &'v str {
+    let key = key.to_ascii_lowercase();
+    let secret = ["password", "secret", "jaas", "token", "credential"].iter().any(|w| key.contains(w))
+        || key.ends_with(".key")
+        || key.contains("key.pem")
+        || key.contains("private");
+    if secret {
+        "<redacted>"
+    } else {
+        value
+    }
+}
+
+/// A URL as it may be shown: the password of its userinfo (`https://KEY:SECRET@host`) is
+/// `<redacted>`.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or_default();
+            let sep = if scheme.is_empty() { "" } else { "://" };
+            format!("{scheme}{sep}{user}:<redacted>@{}", &rest[at + 1..])
+        }
+        None => url.to_string(),
+    }
+}
 
 impl Project {
     /// `default_target` must name a target of the file (or the built-in `embedded`).
@@ -155,5 +212,37 @@ impl Project {
             // Both kinds of target support transactions (librdkafka's mock cluster too).
             guarantee: target.guarantee.unwrap_or_default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_a_resolved_target_shows_no_secret() {
+        let target = ResolvedTarget {
+            name: "prod".into(),
+            kind: TargetKind::Kafka,
+            bootstrap_servers: Some("b:9092".into()),
+            schema_registry_url: Some("https://key:hunter2-url@registry.example.com/sr".into()),
+            properties: BTreeMap::from([
+                ("sasl.password".into(), "hunter2-sasl".into()),
+                ("ssl.key.password".into(), "hunter2-key".into()),
+                ("sasl.oauthbearer.client.secret".into(), "hunter2-oauth".into()),
+                ("sasl.jaas.config".into(), "x password=\"hunter2-jaas\";".into()),
+                ("ssl.key.pem".into(), "hunter2-pem".into()),
+                ("sasl.username".into(), "alice".into()),
+            ]),
+            replication_factor: 3,
+            control_topic: DEFAULT_CONTROL_TOPIC.into(),
+            topic_prefix: String::new(),
+        };
+        let shown = format!("{target:?} {target:#?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("alice") && shown.contains("https://key:<redacted>@registry.example.com/sr"), "{shown}");
+        let overrides =
+            TargetOverrides { schema_registry_url: target.schema_registry_url.clone(), ..Default::default() };
+        assert!(!format!("{overrides:?}").contains("hunter2"));
     }
 }
