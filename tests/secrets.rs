@@ -44,6 +44,9 @@ fn project() -> tempfile::TempDir {
 #[test]
 fn no_command_prints_a_secret_set_through_env_var() {
     let tmp = project();
+    let plan_file = tmp.path().join("target").join("secure.plan");
+    std::fs::create_dir_all(plan_file.parent().unwrap()).unwrap();
+    let plan_file = plan_file.to_str().unwrap();
     let everything: &[&[&str]] = &[
         &["validate"],
         &["compile"],
@@ -51,7 +54,7 @@ fn no_command_prints_a_secret_set_through_env_var() {
         &["docs"],
         &["test"],
         &["plan"],
-        &["plan", "--out", "secure.plan"],
+        &["plan", "--out", plan_file],
         &["apply", "--auto-approve"],
         &["seed", "--create-topics"],
         &["run", "--until-caught-up"],

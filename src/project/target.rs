@@ -57,6 +57,7 @@ impl std::fmt::Debug for ResolvedTarget {
             .field("replication_factor", &self.replication_factor)
             .field("control_topic", &self.control_topic)
             .field("topic_prefix", &self.topic_prefix)
+            .field("guarantee", &self.guarantee)
             .finish()
     }
 }
@@ -237,6 +238,7 @@ mod redaction_tests {
             replication_factor: 3,
             control_topic: DEFAULT_CONTROL_TOPIC.into(),
             topic_prefix: String::new(),
+            guarantee: Guarantee::default(),
         };
         let shown = format!("{target:?} {target:#?}");
         assert!(!shown.contains("hunter2"), "{shown}");
