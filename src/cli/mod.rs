@@ -134,6 +134,8 @@ impl Command {
             Command::Seed(_) => "seed",
             Command::Destroy(_) => "destroy",
             Command::Status(_) => "status",
+            Command::Peek(_) => "peek",
+            Command::Query(_) => "query",
         }
     }
 }
