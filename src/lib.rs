@@ -40,6 +40,7 @@
 //! * [`docs`] renders lineage (Mermaid, DOT, a static HTML page).
 //! * [`deploy`] diffs desired against deployed state and applies it; [`runtime`] runs a model's
 //!   job: one micro-batch driver behind the Kafka worker and the in-memory run of `streamctl test`.
+//! * `sinks` delivers a model's topic to a native sink (files), beside `runtime`, hosted by `ops`.
 
 // `Diagnostic` (about 180 bytes) is the error of every loading and validation step. Errors are the
 // cold path and are collected by value into `Diagnostics`, so boxing them would only add noise.

@@ -188,12 +188,15 @@ fn metrics_of_a_run_pass_promtool_and_match_its_summary() {
     loop {
         let (status, body) = http_get(&addr, "/metrics");
         assert!(status.contains("200"), "{status}");
-        let done = sample_value(&body, records_in) == Some(orders);
+        // Read, and checkpointed after (the checkpoint series appear with the first one).
+        let checkpointed =
+            sample_value(&body, r#"streamctl_checkpoints_total{job="orders_by_mode"}"#).is_some_and(|n| n >= 1.0);
+        let done = sample_value(&body, records_in) == Some(orders) && checkpointed;
         if done && body == last {
             break;
         }
         last = body;
-        assert!(Instant::now() < deadline, "records in did not reach {orders}: {last}");
+        assert!(Instant::now() < deadline, "records in did not reach {orders} with a checkpoint: {last}");
         std::thread::sleep(Duration::from_secs(1));
     }
     for series in [
