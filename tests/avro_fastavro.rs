@@ -353,6 +353,15 @@ fn debezium_change_events_read_as_a_table_and_as_a_stream() {
     unit_tests_pass(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/debezium"));
 }
 
+/// GoldenGate's JSON change records (`format: goldengate_json`, op_type I/U/D, op_ts) with keys
+/// in Kafka's string serializer format: read as a table (a compressed update keeps the other
+/// columns, a `D` and a tombstone delete) and as a stream of changes with the op type and
+/// `op_ts` as ROWTIME. See `tests/fixtures/goldengate/tests/ogg.yml`.
+#[test]
+fn goldengate_change_records_read_as_a_table_and_as_a_stream() {
+    unit_tests_pass(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/goldengate"));
+}
+
 fn unit_tests_pass(fixture: &str) {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(Path::new(fixture), dir.path(), &["target"]);

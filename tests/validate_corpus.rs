@@ -64,6 +64,8 @@ broken!(
     target_topic_names,
     sink_configs,
     every_error,
+    key_formats,
+    key_format_unknown,
 );
 
 #[test]

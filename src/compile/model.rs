@@ -537,12 +537,13 @@ impl Compiler<'_> {
     ) -> Option<()> {
         let file = m.file;
         match config.format {
-            Some(ValueFormat::DebeziumJson) => {
+            Some(f) if f.is_change_events() => {
                 self.diags.push(Self::config_error(
                     m,
                     format!(
-                        "model `{}`: format `debezium-json` is read-only; a model writes `json` or `avro`",
-                        file.name
+                        "model `{}`: format `{}` is read-only; a model writes `json` or `avro`",
+                        file.name,
+                        f.name()
                     ),
                 ));
                 return None;
@@ -554,6 +555,17 @@ impl Compiler<'_> {
                 }
             }
             _ => {}
+        }
+        if let Some(f) = config.key_format.filter(|f| !f.is_json()) {
+            let problem = if key.is_empty() {
+                Err(format!("key_format `{}` needs a key (key=[...] in config())", f.name()))
+            } else {
+                crate::formats::keys::check_key_format(f, key, schema)
+            };
+            if let Err(e) = problem {
+                self.diags.push(Self::config_key_error(m, Some("key_format"), format!("model `{}`: {e}", file.name)));
+                return None;
+            }
         }
         if kind == RelationKind::Table && key.is_empty() {
             self.diags.push(

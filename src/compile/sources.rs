@@ -184,6 +184,10 @@ impl Compiler<'_> {
                 return None;
             }
         }
+        if let Err(e) = crate::formats::keys::check_key_format(t.key_format, &t.key, &schema) {
+            self.diags.push(o.error("source", "key_format", format!("source `{full}`: {e}")));
+            return None;
+        }
         if t.on_error != OnError::DeadLetter && t.dead_letter_topic.is_some() {
             self.diags.push(o.error(
                 "source",

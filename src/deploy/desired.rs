@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 pub use crate::compile::names::TopicRole;
 use crate::compile::{CompiledProject, OperatorKind};
 use crate::graph::NodeId;
-use crate::project::config::{Guarantee, RelationKind, TargetKind};
+use crate::project::config::{Guarantee, KeyFormat, RelationKind, TargetKind};
 use crate::project::target::ResolvedTarget;
 use crate::registry::{json_schema_of, json_schema_of_scalar, Compatibility, SchemaType};
 
@@ -192,9 +192,16 @@ impl DesiredState {
                     topic: m.topic.clone(),
                 },
             );
-            if !m.key.is_empty() {
+            let key_format = m.config.key_format.unwrap_or_default();
+            // Keys in Kafka's primitive serializers have no registered schema.
+            if !m.key.is_empty() && matches!(key_format, KeyFormat::Json | KeyFormat::Avro) {
                 let key_subject = format!("{}-key", m.topic);
+                let avro_key = match key_format {
+                    KeyFormat::Avro => crate::formats::keys::avro_key_schema(&m.name, &m.key, &m.schema).ok(),
+                    _ => None,
+                };
                 let schema = match m.key.as_slice() {
+                    _ if avro_key.is_some() => avro_key.as_ref().map(|k| k.to_string()).unwrap_or_default(),
                     [one] => m
                         .schema
                         .fields()
@@ -208,7 +215,7 @@ impl DesiredState {
                     key_subject.clone(),
                     SchemaSpec {
                         subject: key_subject,
-                        schema_type: SchemaType::Json,
+                        schema_type: if avro_key.is_some() { SchemaType::Avro } else { SchemaType::Json },
                         schema,
                         compatibility: m.config.schema_compatibility,
                         model: name.clone(),

@@ -85,6 +85,11 @@ impl SchemaSource {
         self.cache().insert(id, Ok(Arc::from(schema)));
     }
 
+    /// The writer schema with this id (from the cache, else the registry).
+    pub fn avro_schema(&self, id: i32) -> Result<String, String> {
+        self.schema(id).map(|s| s.to_string()).map_err(|e| e.reason)
+    }
+
     fn schema(&self, id: i32) -> Result<Arc<str>, LookupError> {
         if let Some(hit) = self.cache().get(&id) {
             return hit.clone().map_err(|reason| LookupError { reason, lasting: true });
@@ -108,7 +113,7 @@ impl SchemaSource {
 }
 
 /// The Avro type of a column of this SQL type (without null).
-fn avro_type(dt: &DataType) -> Result<Value, String> {
+pub(crate) fn avro_type(dt: &DataType) -> Result<Value, String> {
     use DataType::*;
     Ok(match dt {
         Int8 | Int16 | Int32 | UInt8 | UInt16 => json!("int"),

@@ -3,8 +3,10 @@
 //! are unwrapped into JSON rows. Each decoder returns the good rows and the bad records with the reason.
 
 pub mod avro;
+pub mod avro_json;
 pub mod debezium;
 pub mod json;
+pub mod keys;
 
 /// How a source's event time is read from its records.
 #[derive(Debug, Clone, PartialEq)]

@@ -339,7 +339,8 @@ pub fn run_query(
         .enable_all()
         .build()
         .map_err(|e| RunError::Setup(e.to_string()))?;
-    let mut driver = MicroBatchDriver::new(cp, QUERY_MODEL, crate::runtime::task_context(), Duration::from_secs(2))?;
+    let mut driver =
+        MicroBatchDriver::new(cp, QUERY_MODEL, crate::runtime::task_context(), Duration::from_secs(2), None)?;
     let m = &cp.models[QUERY_MODEL];
     let stateless = m.operator == OperatorKind::Stateless;
     let consumer = manual_consumer(client, "streamctl-query").map_err(RunError::Setup)?;

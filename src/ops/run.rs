@@ -17,6 +17,7 @@ use crate::deploy::Session;
 use crate::graph::NodeId;
 use crate::project::config::TargetKind;
 use crate::project::target::ResolvedTarget;
+use crate::registry::SharedRegistry;
 use crate::runtime::worker::{JobOutcome, RunControl, RunOptions};
 
 /// How the jobs of a run ended, and (embedded target) what each output topic holds.
@@ -44,6 +45,7 @@ pub fn run(
     all_selected: bool,
 ) -> Result<RunOutcome, String> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let opts = &RunOptions { registry: target_registry(target, &cp)?, ..opts.clone() };
     if target.kind == TargetKind::Embedded {
         let broker = EmbeddedBroker::start()?;
         let run = rt.block_on(run_embedded(&broker, cp, models, opts)).map_err(|e| e.to_string())?;
@@ -93,6 +95,17 @@ pub fn run(
     Ok(RunOutcome { results, outputs: Vec::new(), sinks })
 }
 
+/// The registry the jobs read Avro writer schemas from and frame Avro outputs with: the
+/// target's `schema_registry_url` (a Confluent-API registry, or `file:DIR`); the embedded
+/// target's default is the project's file registry `schemas/`. `None`: the target has none
+/// (the jobs fall back to the project's file registry).
+fn target_registry(target: &ResolvedTarget, cp: &CompiledProject) -> Result<Option<SharedRegistry>, String> {
+    let embedded = target.kind == TargetKind::Embedded;
+    let opened = crate::registry::open(target.schema_registry_url.as_deref(), embedded, &cp.project.root)
+        .map_err(|e| e.to_string())?;
+    Ok(opened.map(|r| SharedRegistry(Arc::from(r))))
+}
+
 /// After `apply` on the embedded target: sample data in, every deployed job run until caught
 /// up. `None` on any other target (running workers pick the new generation up).
 pub fn run_after_apply(session: &Session, cp: CompiledProject) -> Result<Option<RunOutcome>, String> {
@@ -108,7 +121,8 @@ pub fn run_after_apply(session: &Session, cp: CompiledProject) -> Result<Option<
         .collect();
     eprintln!("running {} job{} until caught up", models.len(), if models.len() == 1 { "" } else { "s" });
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let opts = RunOptions { guarantee: session.target.guarantee, ..RunOptions::default() };
+    let registry = target_registry(&session.target, &cp)?;
+    let opts = RunOptions { guarantee: session.target.guarantee, registry, ..RunOptions::default() };
     let run = rt.block_on(run_embedded(broker, Arc::new(cp), &models, &opts)).map_err(|e| e.to_string())?;
     Ok(Some(run.into()))
 }

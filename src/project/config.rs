@@ -186,6 +186,9 @@ pub struct SourceTable {
     /// Encoding of the record value.
     #[serde(default)]
     pub format: ValueFormat,
+    /// Encoding of the record key (read for the tombstones of a table).
+    #[serde(default, skip_serializing_if = "KeyFormat::is_json")]
+    pub key_format: KeyFormat,
     /// Columns with SQL types. Give either `columns` or `schema`.
     #[serde(default)]
     pub columns: Vec<ColumnDef>,
@@ -225,7 +228,65 @@ pub enum ValueFormat {
     #[default]
     Json,
     Avro,
+    /// Debezium change events in JSON (read-only).
     DebeziumJson,
+    /// Debezium change events in Avro, Confluent wire format (read-only).
+    DebeziumAvro,
+    /// Oracle GoldenGate's JSON change records: `op_type` I/U/D, `op_ts`, `before`/`after` (read-only).
+    GoldengateJson,
+}
+
+impl ValueFormat {
+    /// Change events (an envelope with the row before and after), read as a table or a stream.
+    pub fn is_change_events(&self) -> bool {
+        matches!(self, ValueFormat::DebeziumJson | ValueFormat::DebeziumAvro | ValueFormat::GoldengateJson)
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            ValueFormat::Json => "json",
+            ValueFormat::Avro => "avro",
+            ValueFormat::DebeziumJson => "debezium-json",
+            ValueFormat::DebeziumAvro => "debezium-avro",
+            ValueFormat::GoldengateJson => "goldengate-json",
+        }
+    }
+}
+
+/// Encoding of record keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyFormat {
+    /// JSON: one key column as its bare value, several as an object (default).
+    #[default]
+    Json,
+    /// The one key column as UTF-8 text (Kafka's StringSerializer).
+    String,
+    /// The one key column as 8 bytes, big-endian (Kafka's LongSerializer).
+    Long,
+    /// The one key column as 4 bytes, big-endian (Kafka's IntegerSerializer).
+    Int,
+    /// The one key column as an IEEE 754 double, 8 bytes big-endian (Kafka's DoubleSerializer).
+    Double,
+    /// Avro in the Confluent wire format, the schema registered as `<topic>-key`.
+    Avro,
+}
+
+impl KeyFormat {
+    pub fn is_json(&self) -> bool {
+        *self == KeyFormat::Json
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            KeyFormat::Json => "json",
+            KeyFormat::String => "string",
+            KeyFormat::Long => "long",
+            KeyFormat::Int => "int",
+            KeyFormat::Double => "double",
+            KeyFormat::Avro => "avro",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -350,6 +411,10 @@ pub struct ModelConfig {
     /// the schema `apply` registers from the output columns).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<ValueFormat>,
+    /// Encoding of the output keys: `json` (default), `string`, `long`, `int`, `double` (Kafka's
+    /// serializers, one key column) or `avro` (Confluent wire format, registered as `<topic>-key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_format: Option<KeyFormat>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
     /// Delivery guarantee of this model's job: `exactly_once` or `at_least_once` (default: the
@@ -370,6 +435,7 @@ impl ModelConfig {
             enabled: self.enabled.or(base.enabled),
             schema_compatibility: self.schema_compatibility.or(base.schema_compatibility),
             format: self.format.or(base.format),
+            key_format: self.key_format.or(base.key_format),
             tags: self.tags.or_else(|| base.tags.clone()),
             guarantee: self.guarantee.or(base.guarantee),
         }

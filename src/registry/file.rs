@@ -46,6 +46,10 @@ impl SchemaRegistry for FileRegistry {
         format!("file registry {}", self.shown)
     }
 
+    fn content_addressed(&self) -> bool {
+        true
+    }
+
     fn subjects(&self) -> Result<Vec<String>, RegistryError> {
         let mut out = Vec::new();
         let entries = match std::fs::read_dir(&self.root) {

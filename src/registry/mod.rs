@@ -82,6 +82,41 @@ pub trait SchemaRegistry: Send + Sync {
         }
         Ok(None)
     }
+    /// Whether a schema's id is derived from its content (the file registry): then the id is
+    /// known without registering, and the same schema has the same id in every such registry.
+    fn content_addressed(&self) -> bool {
+        false
+    }
+}
+
+/// A registry shared by the jobs of a run (cheap to clone); `Debug` shows where it is.
+#[derive(Clone)]
+pub struct SharedRegistry(pub std::sync::Arc<dyn SchemaRegistry>);
+
+impl std::fmt::Debug for SharedRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SharedRegistry").field(&self.0.describe()).finish()
+    }
+}
+
+/// The id a registry gives `schema` under `subject`: an existing version's, or (not registered
+/// yet, e.g. a `run` of local files that were never applied) a new registration's, as the
+/// Confluent serializers do by default. A content-addressed registry knows it without asking.
+pub fn id_for(
+    registry: &dyn SchemaRegistry,
+    subject: &str,
+    schema_type: SchemaType,
+    schema: &str,
+) -> Result<i32, RegistryError> {
+    if registry.content_addressed() {
+        return Ok(file::content_id(schema_type, schema));
+    }
+    let versions = registry.versions(subject)?;
+    if let Some(found) = versions.iter().rev().find(|v| v.schema_type == schema_type && same_schema(&v.schema, schema))
+    {
+        return Ok(found.id);
+    }
+    Ok(registry.register(subject, schema_type, schema)?.id)
 }
 
 /// The registry a target names: `file:DIR` (relative to the project) or an http(s) URL.

@@ -70,7 +70,7 @@ pub async fn run_model_steps(
     task: Arc<TaskContext>,
 ) -> Result<RunResult, RunError> {
     // Partitions never idle out within a bounded run: the watermark moves with the data.
-    let mut driver = MicroBatchDriver::new(cp, model, task, Duration::from_secs(3600))?;
+    let mut driver = MicroBatchDriver::new(cp, model, task, Duration::from_secs(3600), None)?;
     let mut out = BatchOutcome::default();
     let mut i = 0;
     while i < steps.len() {

@@ -7,13 +7,13 @@ use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array, R
 use datafusion::arrow::datatypes::{Field, Schema};
 
 use crate::compile::{CompiledModel, CompiledProject, EventTimeSpec};
-use crate::formats::avro::{output_schema, AvroDecoder, AvroEncoder, SchemaSource};
+use crate::formats::avro::{output_schema, split_frame, AvroDecoder, AvroEncoder, SchemaSource};
 use crate::formats::json::{encode_keys, encode_rows, event_times, JsonDecoder};
-use crate::formats::{debezium, BadRecord};
+use crate::formats::{avro_json, debezium, keys, BadRecord};
 use crate::graph::NodeId;
-use crate::project::config::{OnError, RelationKind, ValueFormat};
+use crate::project::config::{KeyFormat, OnError, RelationKind, ValueFormat};
 use crate::registry::file::{content_id, FileRegistry};
-use crate::registry::{SchemaRegistry, SchemaType};
+use crate::registry::{id_for, SchemaRegistry, SchemaType};
 use crate::sql::dialect::PseudoColumn;
 
 use super::job::OutputBatch;
@@ -45,9 +45,18 @@ pub struct InputCodec {
     /// Values are Debezium change events; `Some(column)` is the declared column (`__op`)
     /// that gets each change's op.
     debezium: Option<Option<String>>,
+    /// The change-event format (Debezium JSON or Avro, GoldenGate JSON) when `debezium` is set.
+    changes: ValueFormat,
     event_time: Option<EventTimeSpec>,
     /// Key columns: SQL names and names in the data.
     key: Vec<(String, String)>,
+    key_format: KeyFormat,
+    /// Whether each key column is numeric (a `string` key is then read as a number).
+    key_numeric: Vec<bool>,
+    /// Writer schemas by id (Avro values and keys).
+    schemas: Arc<SchemaSource>,
+    /// Avro keys: the key columns' schema and its content id, to write keys given as JSON.
+    own_key_schema: Option<(i32, serde_json::Value)>,
 }
 
 /// A decoded micro-batch: rows with the relation's columns and the pseudo columns.
@@ -64,8 +73,7 @@ impl InputCodec {
     /// The codec of an input; Avro writer schemas come from the project's file registry
     /// (`schemas/`, the embedded target's).
     pub fn for_input(cp: &CompiledProject, id: &NodeId) -> Option<InputCodec> {
-        let registry: Arc<dyn SchemaRegistry> = Arc::new(FileRegistry::new(cp.project.root.join("schemas"), "schemas"));
-        InputCodec::for_input_with_registry(cp, id, Some(registry))
+        InputCodec::for_input_with_registry(cp, id, Some(project_registry(cp)))
     }
 
     /// The codec of an input, reading Avro writer schemas from `registry`.
@@ -74,6 +82,8 @@ impl InputCodec {
         id: &NodeId,
         registry: Option<Arc<dyn SchemaRegistry>>,
     ) -> Option<InputCodec> {
+        // A content-addressed registry (or none) knows a model's output schema by its content id.
+        let own_ids = registry.as_ref().is_none_or(|r| r.content_addressed());
         let schemas = Arc::new(SchemaSource::new(registry));
         match id {
             NodeId::Source(n) => {
@@ -100,17 +110,29 @@ impl InputCodec {
                     on_error: s.decl.table.on_error,
                     dead_letter_topic: s.dead_letter_topic.clone(),
                     decoder: JsonDecoder::new(s.schema.clone(), &data_names),
-                    debezium: (s.decl.table.format == ValueFormat::DebeziumJson).then(|| {
+                    changes: s.decl.table.format,
+                    debezium: s.decl.table.format.is_change_events().then(|| {
                         s.columns.iter().find(|c| c.name.eq_ignore_ascii_case("__op")).map(|c| c.name.clone())
                     }),
                     avro: match s.decl.table.format {
-                        ValueFormat::Avro => {
-                            Some(AvroDecoder::new(&s.decl.table.name, s.schema.clone(), &data_names, schemas).ok()?)
-                        }
+                        ValueFormat::Avro => Some(
+                            AvroDecoder::new(&s.decl.table.name, s.schema.clone(), &data_names, schemas.clone())
+                                .ok()?,
+                        ),
                         _ => None,
                     },
                     event_time: s.event_time.clone(),
+                    key_numeric: numeric_columns(&s.schema, &s.key),
                     key,
+                    key_format: s.decl.table.key_format,
+                    own_key_schema: own_key_schema(
+                        s.decl.table.key_format,
+                        &s.decl.table.name,
+                        &s.key,
+                        &s.schema,
+                        &schemas,
+                    ),
+                    schemas,
                 })
             }
             NodeId::Model(n) => {
@@ -125,17 +147,30 @@ impl InputCodec {
                     dead_letter_topic: m.resolved.dead_letter_topic.clone(),
                     decoder: JsonDecoder::new(m.schema.clone(), &names),
                     debezium: None,
+                    changes: ValueFormat::Json,
                     avro: match m.config.format {
                         Some(ValueFormat::Avro) => {
                             // What the model writes, known without the registry.
                             let (id, schema) = model_avro_schema(m).ok()?;
-                            schemas.insert(id, &schema);
-                            Some(AvroDecoder::new(&m.name, m.schema.clone(), &names, schemas).ok()?)
+                            if own_ids {
+                                schemas.insert(id, &schema);
+                            }
+                            Some(AvroDecoder::new(&m.name, m.schema.clone(), &names, schemas.clone()).ok()?)
                         }
                         _ => None,
                     },
                     event_time: None,
                     key: m.key.iter().map(|k| (k.clone(), k.clone())).collect(),
+                    key_format: m.config.key_format.unwrap_or_default(),
+                    key_numeric: numeric_columns(&m.schema, &m.key),
+                    own_key_schema: own_key_schema(
+                        m.config.key_format.unwrap_or_default(),
+                        &m.name,
+                        &m.key,
+                        &m.schema,
+                        &schemas,
+                    ),
+                    schemas,
                 })
             }
             NodeId::Sink(_) => None,
@@ -145,7 +180,7 @@ impl InputCodec {
     /// Decodes records; rows get `rowtime`, `rowpartition`, `rowoffset`.
     pub fn decode(&self, records: &[Record]) -> Decoded {
         match &self.debezium {
-            None => self.decode_rows(records),
+            None => self.decode_rows(records, self.key_format),
             Some(op_column) => self.decode_changes(records, op_column.as_deref()),
         }
     }
@@ -160,7 +195,7 @@ impl InputCodec {
             .map(|(i, r)| {
                 let mut f = r.clone();
                 match &r.value {
-                    Some(v) => match debezium::parse(v, op_column) {
+                    Some(v) => match self.parse_change(v, op_column) {
                         Ok(change) => {
                             if let Some(ts) = change.ts_ms {
                                 f.timestamp = ts;
@@ -182,9 +217,9 @@ impl InputCodec {
                             f.value = Some(Vec::new());
                         }
                     },
-                    // A tombstone's key may be wrapped by Kafka Connect's JsonConverter.
+                    // A tombstone's key (as JSON) may be wrapped by Kafka Connect's JsonConverter.
                     None => {
-                        if let Some(k) = r.key.as_deref().and_then(|k| serde_json::from_slice(k).ok()) {
+                        if let Some(k) = r.key.as_deref().and_then(|k| self.key_value(k).ok()) {
                             f.key = serde_json::to_vec(&debezium::unwrap_payload(k)).ok();
                         }
                     }
@@ -192,7 +227,7 @@ impl InputCodec {
                 f
             })
             .collect();
-        let mut decoded = self.decode_rows(&flat);
+        let mut decoded = self.decode_rows(&flat, KeyFormat::Json);
         for (i, reason) in envelope_errors {
             if let Some(b) = decoded.bad.iter_mut().find(|b| b.index == i) {
                 b.reason = reason;
@@ -201,7 +236,24 @@ impl InputCodec {
         decoded
     }
 
-    fn decode_rows(&self, records: &[Record]) -> Decoded {
+    /// One change event of this input's change format.
+    fn parse_change(&self, value: &[u8], op_column: Option<&str>) -> Result<debezium::Change, String> {
+        match self.changes {
+            ValueFormat::GoldengateJson => debezium::parse_goldengate(value, op_column),
+            ValueFormat::DebeziumAvro => {
+                let (id, mut body) = split_frame(value)?;
+                let schema: serde_json::Value = serde_json::from_str(&self.schemas.avro_schema(id)?)
+                    .map_err(|e| format!("schema id {id} is not valid JSON: {e}"))?;
+                let event = avro_json::read_all(&schema, &mut body)
+                    .map_err(|e| format!("invalid or truncated Avro body ({e})"))?;
+                debezium::parse_value(event, op_column)
+            }
+            _ => debezium::parse(value, op_column),
+        }
+    }
+
+    /// `key_format`: how the keys of tombstones are encoded.
+    fn decode_rows(&self, records: &[Record], key_format: KeyFormat) -> Decoded {
         // Tombstones of tables become their key as a row; everything else is decoded in place.
         let mut bad = Vec::new();
         let mut tombstones: Vec<(usize, Vec<u8>)> = Vec::new();
@@ -211,7 +263,7 @@ impl InputCodec {
                     bad.push(BadRecord { index: i, reason: "null value (a tombstone) on a stream".into() });
                     continue;
                 }
-                match self.key_object(r.key.as_deref()) {
+                match self.key_object(r.key.as_deref(), key_format) {
                     Ok(k) => tombstones.push((i, k)),
                     Err(reason) => bad.push(BadRecord { index: i, reason }),
                 }
@@ -303,11 +355,50 @@ impl InputCodec {
         }
     }
 
+    /// A key given as JSON (test rows, sample data) as this input's topic holds it.
+    pub fn key_from_json(&self, json: &[u8]) -> Result<Vec<u8>, String> {
+        if self.key_format == KeyFormat::Json {
+            return Ok(json.to_vec());
+        }
+        let v: serde_json::Value = serde_json::from_slice(json).map_err(|e| format!("key is not JSON: {e}"))?;
+        let values: Vec<(String, serde_json::Value)> = match (&v, self.key.as_slice()) {
+            (serde_json::Value::Object(o), cols) => cols
+                .iter()
+                .map(|(sql, data)| {
+                    let found = o.iter().find(|(k, _)| k.eq_ignore_ascii_case(sql)).map(|(_, v)| v.clone());
+                    (data.clone(), found.unwrap_or(serde_json::Value::Null))
+                })
+                .collect(),
+            (scalar, [(_, data)]) => vec![(data.clone(), scalar.clone())],
+            _ => return Err("the key does not match the key columns".into()),
+        };
+        keys::encode_key(self.key_format, &values, self.own_key_schema.as_ref())
+    }
+
+    /// A key of this input's topic as JSON (an object, or one column's bare value).
+    pub fn key_as_json(&self, key: &[u8]) -> Option<serde_json::Value> {
+        self.key_value(key).ok()
+    }
+
+    /// A key in the input's key format as JSON.
+    fn key_value(&self, key: &[u8]) -> Result<serde_json::Value, String> {
+        let v = keys::decode_key(self.key_format, key, &|id| self.schemas.avro_schema(id))?;
+        // Text keys of numeric columns: the number they spell.
+        match (&v, self.key_format, self.key_numeric.as_slice()) {
+            (serde_json::Value::String(s), KeyFormat::String, [true]) => {
+                Ok(s.trim().parse::<serde_json::Number>().map(serde_json::Value::Number).unwrap_or(v))
+            }
+            _ => Ok(v),
+        }
+    }
+
     /// A tombstone's key as a JSON object with the data's column names.
-    fn key_object(&self, key: Option<&[u8]>) -> Result<Vec<u8>, String> {
+    fn key_object(&self, key: Option<&[u8]>, key_format: KeyFormat) -> Result<Vec<u8>, String> {
         let key = key.ok_or("tombstone without a key")?;
-        let v: serde_json::Value =
-            serde_json::from_slice(key).map_err(|e| format!("tombstone key is not JSON: {e}"))?;
+        let v: serde_json::Value = match key_format {
+            KeyFormat::Json => serde_json::from_slice(key).map_err(|e| format!("tombstone key is not JSON: {e}"))?,
+            _ => self.key_value(key).map_err(|e| format!("tombstone key: {e}"))?,
+        };
         let mut obj = serde_json::Map::new();
         match (&v, self.key.as_slice()) {
             (serde_json::Value::Object(m), cols) => {
@@ -371,33 +462,118 @@ pub fn model_avro_schema(m: &CompiledModel) -> Result<(i32, String), String> {
     Ok((content_id(SchemaType::Avro, &schema), schema))
 }
 
-/// Encodes a model's output rows as records (partition left to the producer: -1), in the
-/// model's format: JSON, or Avro framed with the id of the schema `apply` registered.
-pub fn encode_output(
-    out: &OutputBatch,
-    m: &CompiledModel,
-) -> Result<Vec<Record>, datafusion::arrow::error::ArrowError> {
-    let key = &m.key;
-    let values = match m.config.format {
-        Some(ValueFormat::Avro) => {
-            let (id, schema) = model_avro_schema(m).map_err(datafusion::arrow::error::ArrowError::SchemaError)?;
-            AvroEncoder::new(id, &schema, &m.schema).encode(&out.batch)?
+/// For Avro keys, the schema of the key columns, known to `schemas` under its content id.
+fn own_key_schema(
+    format: KeyFormat,
+    name: &str,
+    key: &[String],
+    schema: &Schema,
+    schemas: &SchemaSource,
+) -> Option<(i32, serde_json::Value)> {
+    if format != KeyFormat::Avro || key.is_empty() {
+        return None;
+    }
+    let avro = keys::avro_key_schema(name, key, schema).ok()?;
+    let id = content_id(SchemaType::Avro, &avro.to_string());
+    schemas.insert(id, &avro.to_string());
+    Some((id, avro))
+}
+
+fn numeric_columns(schema: &Schema, key: &[String]) -> Vec<bool> {
+    key.iter()
+        .map(|k| schema.fields().iter().any(|f| f.name().eq_ignore_ascii_case(k) && f.data_type().is_numeric()))
+        .collect()
+}
+
+/// The project's own file registry (`schemas/`, the embedded target's).
+pub fn project_registry(cp: &CompiledProject) -> Arc<dyn SchemaRegistry> {
+    Arc::new(FileRegistry::new(cp.project.root.join("schemas"), "schemas"))
+}
+
+/// How a model's output rows become records: values in the model's format (JSON, or Avro framed
+/// with the id the registry gives the model's schema under `<topic>-value`), keys in its
+/// `key_format` (an Avro key framed with the id of `<topic>-key`).
+#[derive(Debug, Clone)]
+pub struct OutputCodec {
+    key: Vec<String>,
+    key_format: KeyFormat,
+    /// The Avro key schema and its id.
+    avro_key: Option<(i32, serde_json::Value)>,
+    avro: Option<AvroEncoder>,
+}
+
+impl OutputCodec {
+    /// Looks the Avro schemas' ids up in `registry` (registering them when the subject lacks them).
+    pub fn new(m: &CompiledModel, registry: &dyn SchemaRegistry) -> Result<OutputCodec, String> {
+        let id_of = |subject: String, schema: &str| {
+            id_for(registry, &subject, SchemaType::Avro, schema).map_err(|e| {
+                format!("model `{}`: cannot find the id of its Avro schema (subject `{subject}`): {e}", m.name)
+            })
+        };
+        let avro = match m.config.format {
+            Some(ValueFormat::Avro) => {
+                let schema = output_schema(&m.name, &m.schema)?;
+                let id = id_of(format!("{}-value", m.topic), &schema)?;
+                Some(AvroEncoder::new(id, &schema, &m.schema))
+            }
+            _ => None,
+        };
+        let key_format = m.config.key_format.unwrap_or_default();
+        let avro_key = match key_format {
+            KeyFormat::Avro if !m.key.is_empty() => {
+                let schema = keys::avro_key_schema(&m.name, &m.key, &m.schema)?;
+                Some((id_of(format!("{}-key", m.topic), &schema.to_string())?, schema))
+            }
+            _ => None,
+        };
+        Ok(OutputCodec { key: m.key.clone(), key_format, avro_key, avro })
+    }
+
+    /// Encodes output rows as records (partition left to the producer: -1).
+    pub fn encode(&self, out: &OutputBatch) -> Result<Vec<Record>, datafusion::arrow::error::ArrowError> {
+        let values = match &self.avro {
+            Some(avro) => avro.encode(&out.batch)?,
+            None => encode_rows(&out.batch)?,
+        };
+        let keys = match self.key_format {
+            KeyFormat::Json => encode_keys(&out.batch, &self.key)?,
+            _ => self.encode_keys(&out.batch)?,
+        };
+        Ok(values
+            .into_iter()
+            .zip(keys)
+            .enumerate()
+            .map(|(i, (v, k))| Record {
+                partition: -1,
+                offset: -1,
+                timestamp: out.timestamps.get(i).copied().unwrap_or(0),
+                key: k,
+                value: if out.deletes.as_ref().is_some_and(|d| d.value(i)) { None } else { Some(v) },
+            })
+            .collect())
+    }
+
+    /// Keys in a format other than JSON: the key columns' values, then `keys::encode_key`.
+    fn encode_keys(&self, batch: &RecordBatch) -> Result<Vec<Option<Vec<u8>>>, datafusion::arrow::error::ArrowError> {
+        if self.key.is_empty() {
+            return Ok(vec![None; batch.num_rows()]);
         }
-        _ => encode_rows(&out.batch)?,
-    };
-    let keys = encode_keys(&out.batch, key)?;
-    Ok(values
-        .into_iter()
-        .zip(keys)
-        .enumerate()
-        .map(|(i, (v, k))| Record {
-            partition: -1,
-            offset: -1,
-            timestamp: out.timestamps.get(i).copied().unwrap_or(0),
-            key: k,
-            value: if out.deletes.as_ref().is_some_and(|d| d.value(i)) { None } else { Some(v) },
-        })
-        .collect())
+        let idx: Vec<usize> = self.key.iter().filter_map(|k| batch.schema().index_of(k).ok()).collect();
+        let rows = encode_rows(&batch.project(&idx)?)?;
+        let err = datafusion::arrow::error::ArrowError::InvalidArgumentError;
+        rows.iter()
+            .map(|r| {
+                let obj: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_slice(r).map_err(|e| err(e.to_string()))?;
+                let values: Vec<(String, serde_json::Value)> = self
+                    .key
+                    .iter()
+                    .map(|k| (k.clone(), obj.get(k).cloned().unwrap_or(serde_json::Value::Null)))
+                    .collect();
+                keys::encode_key(self.key_format, &values, self.avro_key.as_ref()).map(Some).map_err(err)
+            })
+            .collect()
+    }
 }
 
 /// Kafka's default partitioner for keyed records (murmur2, as the Java client).

@@ -12,13 +12,14 @@ use datafusion::arrow::array::Int64Array;
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 
-use super::codec::{encode_output, Decoded, InputCodec, Record};
+use super::codec::{project_registry, Decoded, InputCodec, OutputCodec, Record};
 use super::error::RunError;
 use super::job::{Job, OutputBatch};
 use super::watermark::WatermarkTracker;
-use crate::compile::{CompiledModel, CompiledProject};
+use crate::compile::CompiledProject;
 use crate::graph::NodeId;
 use crate::project::config::{OnError, RelationKind};
+use crate::registry::SharedRegistry;
 
 /// Why a late record is dead-lettered.
 pub const LATE_REASON: &str = "late: its window had closed";
@@ -48,7 +49,7 @@ pub struct BatchOutcome {
 /// One model's job with its inputs' decoders and the watermark of its streams.
 pub struct MicroBatchDriver {
     job: Job,
-    model: CompiledModel,
+    output: OutputCodec,
     codecs: BTreeMap<NodeId, InputCodec>,
     streams: Vec<NodeId>,
     tracker: WatermarkTracker,
@@ -59,23 +60,29 @@ pub struct MicroBatchDriver {
 
 impl MicroBatchDriver {
     /// `idle_timeout`: a caught-up partition quiet this long stops holding the watermark back.
+    /// `registry`: where Avro writer schemas and output schema ids come from (the target's);
+    /// `None`: the project's file registry.
     pub fn new(
         cp: &CompiledProject,
         model: &str,
         task: Arc<TaskContext>,
         idle_timeout: Duration,
+        registry: Option<&SharedRegistry>,
     ) -> Result<MicroBatchDriver, RunError> {
         let m = cp.models.get(model).ok_or_else(|| RunError::Setup(format!("no compiled model `{model}`")))?;
         let job = Job::new(m, task)?;
+        let registry = registry.map(|r| r.0.clone()).unwrap_or_else(|| project_registry(cp));
         let mut codecs = BTreeMap::new();
         for id in &m.inputs {
-            let c = InputCodec::for_input(cp, id).ok_or_else(|| RunError::Setup(format!("no input `{id}`")))?;
+            let c = InputCodec::for_input_with_registry(cp, id, Some(registry.clone()))
+                .ok_or_else(|| RunError::Setup(format!("no input `{id}`")))?;
             codecs.insert(id.clone(), c);
         }
+        let output = OutputCodec::new(m, registry.as_ref()).map_err(RunError::Setup)?;
         let streams = codecs.values().filter(|c| c.kind == RelationKind::Stream).map(|c| c.id.clone()).collect();
         Ok(MicroBatchDriver {
             job,
-            model: m.clone(),
+            output,
             codecs,
             streams,
             tracker: WatermarkTracker::new(idle_timeout),
@@ -179,7 +186,7 @@ impl MicroBatchDriver {
 
     fn encode(&self, outputs: &[OutputBatch], out: &mut BatchOutcome) -> Result<(), RunError> {
         for o in outputs {
-            out.outputs.extend(encode_output(o, &self.model).map_err(DataFusionError::from)?);
+            out.outputs.extend(self.output.encode(o).map_err(DataFusionError::from)?);
         }
         Ok(())
     }

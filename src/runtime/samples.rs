@@ -21,7 +21,12 @@ pub fn sample_records(cp: &CompiledProject, source: &str, text: &str) -> Vec<Rec
             continue;
         }
         let parsed: Option<serde_json::Value> = serde_json::from_str(line).ok();
+        // Keys as the topic holds them (`key_format`).
         let key = parsed.as_ref().and_then(|v| key_of(v, s));
+        let key = match (key, &codec) {
+            (Some(k), Some(c)) => c.key_from_json(&k).ok(),
+            (k, _) => k,
+        };
         let partition = match &key {
             Some(k) => partition_for_key(k, partitions),
             None => (line_no as i32) % partitions,

@@ -63,6 +63,9 @@ pub struct RunOptions {
     pub guarantee: Guarantee,
     /// Where the jobs report their metrics (`--metrics-addr`).
     pub metrics: Option<Arc<Metrics>>,
+    /// The target's schema registry: Avro writer schemas by id, the ids of Avro outputs. `None`:
+    /// the project's file registry (`schemas/`).
+    pub registry: Option<crate::registry::SharedRegistry>,
 }
 
 impl Default for RunOptions {
@@ -77,6 +80,7 @@ impl Default for RunOptions {
             bad_record_writers: Arc::default(),
             guarantee: Guarantee::default(),
             metrics: None,
+            registry: None,
         }
     }
 }
@@ -348,7 +352,8 @@ impl KafkaJob {
         let m = cp.models.get(model).ok_or_else(|| RunError::Setup(format!("no model `{model}`")))?.clone();
         let checkpoint_topic = m.resolved.checkpoint_topic.clone();
         let stateful = m.stateful();
-        let mut driver = MicroBatchDriver::new(&cp, model, super::task_context(), opts.idle_timeout)?;
+        let mut driver =
+            MicroBatchDriver::new(&cp, model, super::task_context(), opts.idle_timeout, opts.registry.as_ref())?;
         let left_to_others: Vec<NodeId> = driver
             .codecs()
             .filter(|c| {

@@ -349,6 +349,12 @@ fn row_record(
     if delete && key.is_none() {
         return Err("a `_delete` row needs its key columns or `_key`".into());
     }
+    // Written as the topic holds its keys (`key_format`).
+    let codec = InputCodec::for_input(cp, id);
+    let key = match (key, &codec) {
+        (Some(k), Some(c)) => Some(c.key_from_json(&k)?),
+        (k, _) => k,
+    };
     let value = if delete {
         None
     } else if let Some(raw) = row.get("_raw") {
@@ -356,7 +362,7 @@ fn row_record(
     } else {
         let json = serde_json::to_vec(&data).map_err(|e| e.to_string())?;
         // Written as the topic holds it: Avro sources get Avro values.
-        Some(match InputCodec::for_input(cp, id) {
+        Some(match &codec {
             Some(codec) => codec.value_from_json(&json)?,
             None => json,
         })
@@ -370,14 +376,13 @@ fn row_record(
 
 /// An output record as a row; a tombstone is its key columns and `_delete: true`.
 fn output_row(cp: &CompiledProject, model: &str, r: &Record) -> Map<String, Value> {
+    let codec = InputCodec::for_input(cp, &NodeId::Model(model.to_string()));
     match &r.value {
-        Some(v) => InputCodec::for_input(cp, &NodeId::Model(model.to_string()))
-            .and_then(|codec| codec.value_as_json(v))
-            .unwrap_or_default(),
+        Some(v) => codec.and_then(|codec| codec.value_as_json(v)).unwrap_or_default(),
         None => {
             let mut m = Map::new();
             m.insert("_delete".into(), Value::Bool(true));
-            let key: Option<Value> = r.key.as_ref().and_then(|k| serde_json::from_slice(k).ok());
+            let key: Option<Value> = r.key.as_ref().and_then(|k| codec.as_ref()?.key_as_json(k));
             let cols = &cp.models[model].key;
             match (key, cols.as_slice()) {
                 (Some(Value::Object(o)), _) => m.extend(o),
