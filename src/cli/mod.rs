@@ -13,6 +13,7 @@ mod plan;
 mod query;
 mod run;
 mod seed;
+mod source;
 mod status;
 mod test;
 mod validate;
@@ -68,6 +69,8 @@ pub enum Command {
     Apply(apply::Args),
     /// Produce the sources' sample data into their topics, on any target (dbt's seed).
     Seed(seed::Args),
+    /// Source tools: `source import` writes a source's registered columns into its YAML.
+    Source(source::Args),
     /// Remove what the project deployed on the target.
     Destroy(destroy::Args),
     /// What is deployed, which worker runs each job, its lag and counters.
@@ -94,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Plan(a) => plan::exec(&cli.global, a),
         Command::Apply(a) => apply::exec(&cli.global, a),
         Command::Seed(a) => seed::exec(&cli.global, a),
+        Command::Source(a) => source::exec(&cli.global, a),
         Command::Destroy(a) => destroy::exec(&cli.global, a),
         Command::Status(a) => status::exec(&cli.global, a),
         Command::Peek(a) => peek::exec(&cli.global, a),
@@ -132,6 +136,7 @@ impl Command {
             Command::Plan(_) => "plan",
             Command::Apply(_) => "apply",
             Command::Seed(_) => "seed",
+            Command::Source(_) => "source import",
             Command::Destroy(_) => "destroy",
             Command::Status(_) => "status",
             Command::Peek(_) => "peek",

@@ -11,6 +11,7 @@
 //! * [`query`]: one SELECT compiled like a model and run as a transient job.
 //! * [`status`]: deployed jobs with their checkpoints, lease holders and lag.
 //! * [`sinks`]: native sink tasks beside the jobs.
+//! * [`source_import`]: a source's registered columns written into its YAML.
 
 pub(crate) mod embedded;
 pub(crate) mod follow;
@@ -19,4 +20,5 @@ pub(crate) mod peek;
 pub(crate) mod query;
 pub(crate) mod run;
 pub(crate) mod sinks;
+pub(crate) mod source_import;
 pub(crate) mod status;

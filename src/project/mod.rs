@@ -4,6 +4,7 @@
 
 pub(crate) mod compatibility;
 pub mod config;
+pub mod edit;
 pub mod schemas;
 pub mod target;
 pub(crate) mod yaml;

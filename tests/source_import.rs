@@ -1,0 +1,140 @@
+//! `streamctl source import`: a source's registered columns written into its YAML, the rest of
+//! the file (comments, blank lines, other sources) kept; a second import after a new schema
+//! version replaces the block; `validate` then passes offline; `--format json` follows
+//! schemas/source_import.schema.json.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use streamctl::registry::file::FileRegistry;
+use streamctl::registry::{SchemaRegistry, SchemaType};
+
+const SOURCES: &str = "\
+version: 1
+# Orders and customers of the shop.
+sources:
+  - name: shop
+    tables:
+      - name: orders
+        topic: shop.orders
+        format: avro   # Confluent wire format
+        # the columns come from the registry
+        event_time: {column: ORDER_TS}
+        on_error: dead_letter
+
+      # Customers: a table, its schema named by subject.
+      - name: customers
+        topic: shop.customers
+        kind: table
+        key: [CUSTOMER_ID]
+        format: avro
+        schema: {subject: customers-v}
+";
+
+fn streamctl(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::cargo_bin("streamctl")
+        .unwrap()
+        .args(args)
+        .arg("--project-dir")
+        .arg(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("STREAMCTL_TARGET")
+        .env_remove("STREAMCTL_SCHEMA_REGISTRY_URL")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn order(extra: &str) -> String {
+    format!(
+        r#"{{"type": "record", "name": "Order", "fields": [
+        {{"name": "ORDER_ID", "type": "long", "doc": "the order's id"}},
+        {{"name": "AMOUNT", "type": ["null", "double"], "default": null}},
+        {{"name": "ORDER_TS", "type": "long"}}{extra}]}}"#
+    )
+}
+
+#[test]
+fn writes_registered_columns_into_the_yaml_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("sources")).unwrap();
+    std::fs::write(root.join("streamctl_project.yml"), "name: shop\nversion: '1.0'\n").unwrap();
+    std::fs::write(root.join("sources/shop.yml"), SOURCES).unwrap();
+    let registry = FileRegistry::new(root.join("schemas"), "schemas");
+    registry.register("shop.orders-value", SchemaType::Avro, &order("")).unwrap();
+    let customers = r#"{"type": "record", "name": "C", "fields": [{"name": "CUSTOMER_ID", "type": "long"},
+        {"name": "TIER", "type": ["null", "string"], "default": null}]}"#;
+    registry.register("customers-v", SchemaType::Avro, customers).unwrap();
+
+    let (ok, out, err) = streamctl(root, &["source", "import", "orders"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        out,
+        "wrote 3 columns of `shop.orders` into sources/shop.yml (subject shop.orders-value version 1, id \
+         1297458064, file registry schemas)\n"
+            .replace("1297458064", &registry.versions("shop.orders-value").unwrap()[0].id.to_string())
+    );
+    let (ok, out, err) = streamctl(root, &["source", "import", "shop.customers"]);
+    assert!(ok, "{out}{err}");
+    let text = std::fs::read_to_string(root.join("sources/shop.yml")).unwrap();
+    let (id1, idc) =
+        (registry.versions("shop.orders-value").unwrap()[0].id, registry.versions("customers-v").unwrap()[0].id);
+    let want = SOURCES
+        .replace(
+            "        on_error: dead_letter\n",
+            &format!(
+                "        on_error: dead_letter\n        # columns of shop.orders-value version 1 (id {id1}) in file registry \
+                 schemas, by `streamctl source import`\n        columns:\n          - {{name: ORDER_ID, type: BIGINT, \
+                 nullable: false, description: \"the order's id\"}}\n          - {{name: AMOUNT, type: DOUBLE}}\n          \
+                 - {{name: ORDER_TS, type: BIGINT, nullable: false}}\n"
+            ),
+        )
+        .replace(
+            "        schema: {subject: customers-v}\n",
+            &format!(
+                "        # columns of customers-v version 1 (id {idc}) in file registry schemas, by `streamctl source \
+                 import`\n        columns:\n          - {{name: CUSTOMER_ID, type: BIGINT, nullable: false}}\n          - \
+                 {{name: TIER, type: STRING}}\n"
+            ),
+        );
+    assert_eq!(text, want);
+    let (ok, out, err) = streamctl(root, &["validate"]);
+    assert!(ok, "{out}{err}");
+
+    // A new version: the import replaces its block, and says nothing changed when run again.
+    registry
+        .register(
+            "shop.orders-value",
+            SchemaType::Avro,
+            &order(r#", {"name": "CHANNEL", "type": "string", "default": "web"}"#),
+        )
+        .unwrap();
+    let (ok, out, err) = streamctl(root, &["source", "import", "orders", "--format", "json"]);
+    assert!(ok, "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/source_import.schema.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(jsonschema::validator_for(&schema).unwrap().is_valid(&doc), "{doc:#}");
+    assert_eq!((doc["version"].as_i64(), doc["written"].as_bool()), (Some(2), Some(true)));
+    assert_eq!(doc["columns"][3], serde_json::json!({"name": "CHANNEL", "type": "STRING", "nullable": false}));
+    let again = std::fs::read_to_string(root.join("sources/shop.yml")).unwrap();
+    assert_eq!(again.matches("# columns of shop.orders-value").count(), 1, "{again}");
+    assert!(again.contains("version 2") && again.contains("{name: CHANNEL, type: STRING, nullable: false}"), "{again}");
+    assert!(again.contains("# the columns come from the registry\n") && again.contains("# Customers: a table"));
+    let (ok, out, _) = streamctl(root, &["source", "import", "orders"]);
+    assert!(ok && out.starts_with("unchanged: 4 columns"), "{out}");
+
+    // Errors name what is wrong.
+    let (ok, _, err) = streamctl(root, &["source", "import", "nope"]);
+    assert!(!ok && err.contains("no source `nope`"), "{err}");
+    let (ok, _, err) = streamctl(root, &["source", "import", "orders", "--subject", "missing-value"]);
+    assert!(!ok && err.contains("subject `missing-value` is not in file registry schemas"), "{err}");
+}
