@@ -98,6 +98,7 @@ fn embedded() -> ResolvedTarget {
         kind: TargetKind::Embedded,
         bootstrap_servers: None,
         schema_registry_url: None,
+        schema_registry_access: Default::default(),
         properties: BTreeMap::new(),
         replication_factor: 1,
         control_topic: "_streamctl_deployments".into(),

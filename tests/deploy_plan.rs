@@ -31,6 +31,7 @@ fn target() -> ResolvedTarget {
         kind: TargetKind::Kafka,
         bootstrap_servers: Some("kafka:9092".into()),
         schema_registry_url: None,
+        schema_registry_access: Default::default(),
         properties: BTreeMap::new(),
         replication_factor: 1,
         control_topic: "_streamctl_deployments".into(),

@@ -25,6 +25,7 @@ fn project() -> tempfile::TempDir {
     type: kafka
     bootstrap_servers: 127.0.0.1:1
     schema_registry_url: \"https://key:{{ env_var('STREAMCTL_TEST_SECRET') }}@127.0.0.1:1\"
+    schema_registry_basic_auth_user_info: \"key:{{ env_var('STREAMCTL_TEST_SECRET') }}\"
     properties:
       security.protocol: SASL_SSL
       sasl.mechanisms: PLAIN

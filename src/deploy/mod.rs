@@ -31,6 +31,7 @@ impl Session {
         let broker = if target.kind == TargetKind::Embedded { Some(EmbeddedBroker::start()?) } else { None };
         let registry = crate::registry::open(
             target.schema_registry_url.as_deref(),
+            &target.schema_registry_access,
             target.kind == TargetKind::Embedded,
             &cp.project.root,
         )

@@ -90,6 +90,20 @@ pub struct Target {
     /// Confluent-compatible Schema Registry URL. Overridden by `--schema-registry-url` / `STREAMCTL_SCHEMA_REGISTRY_URL`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_registry_url: Option<String>,
+    /// PEM file of the certificate authorities trusted for an `https://` registry (relative to the project),
+    /// like `ssl.ca.location` on the Kafka side. Default: the Mozilla root certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry_ca_location: Option<String>,
+    /// PEM file of the client certificate presented to an `https://` registry that asks for one (mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry_certificate_location: Option<String>,
+    /// PEM file of the private key of `schema_registry_certificate_location`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry_key_location: Option<String>,
+    /// Basic-auth credentials for the registry, `USER:PASSWORD` (a Confluent Cloud API key and secret), as in
+    /// Confluent's `basic.auth.user.info`. Put them here only through `{{ env_var('NAME') }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry_basic_auth_user_info: Option<String>,
     /// Extra librdkafka properties (`security.protocol`, `sasl.username`, ...). Put secrets here only
     /// through `{{ env_var('NAME') }}`.
     #[serde(default)]

@@ -3,6 +3,7 @@
 //! which is rendered here, for the chosen target only.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use super::config::{Guarantee, Target, TargetKind};
 use super::Project;
@@ -34,6 +35,8 @@ pub struct ResolvedTarget {
     pub kind: TargetKind,
     pub bootstrap_servers: Option<String>,
     pub schema_registry_url: Option<String>,
+    /// TLS files and basic auth for an `https://` registry.
+    pub schema_registry_access: RegistryAccess,
     pub properties: BTreeMap<String, String>,
     pub replication_factor: i32,
     pub control_topic: String,
@@ -44,6 +47,35 @@ pub struct ResolvedTarget {
 
 pub const DEFAULT_CONTROL_TOPIC: &str = "_streamctl_deployments";
 
+/// How the target's schema registry is reached besides its URL: the CA to trust, a client
+/// certificate, basic-auth credentials. Paths are absolute (relative ones are taken from the
+/// project directory). Its Debug form shows no password.
+#[derive(Clone, Default, PartialEq)]
+pub struct RegistryAccess {
+    pub ca_location: Option<PathBuf>,
+    pub certificate_location: Option<PathBuf>,
+    pub key_location: Option<PathBuf>,
+    /// `USER:PASSWORD`.
+    pub basic_auth_user_info: Option<String>,
+}
+
+impl std::fmt::Debug for RegistryAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let user = self.basic_auth_user_info.as_deref().map(|u| format!("{}:<redacted>", basic_auth_user(u)));
+        f.debug_struct("RegistryAccess")
+            .field("ca_location", &self.ca_location)
+            .field("certificate_location", &self.certificate_location)
+            .field("key_location", &self.key_location)
+            .field("basic_auth_user_info", &user)
+            .finish()
+    }
+}
+
+/// The user of `USER:PASSWORD` (all of it when there is no `:`).
+fn basic_auth_user(user_info: &str) -> &str {
+    user_info.split_once(':').map_or(user_info, |(user, _)| user)
+}
+
 impl std::fmt::Debug for ResolvedTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let properties: BTreeMap<&str, &str> =
@@ -53,6 +85,7 @@ impl std::fmt::Debug for ResolvedTarget {
             .field("kind", &self.kind)
             .field("bootstrap_servers", &self.bootstrap_servers)
             .field("schema_registry_url", &self.schema_registry_url.as_deref().map(redact_url))
+            .field("schema_registry_access", &self.schema_registry_access)
             .field("properties", &properties)
             .field("replication_factor", &self.replication_factor)
             .field("control_topic", &self.control_topic)
@@ -120,6 +153,10 @@ impl Project {
             kind: TargetKind::Embedded,
             bootstrap_servers: None,
             schema_registry_url: None,
+            schema_registry_ca_location: None,
+            schema_registry_certificate_location: None,
+            schema_registry_key_location: None,
+            schema_registry_basic_auth_user_info: None,
             properties: BTreeMap::new(),
             replication_factor: None,
             control_topic: None,
@@ -200,11 +237,28 @@ impl Project {
                 .with_help("set `bootstrap_servers:`, pass --bootstrap-servers, or set STREAMCTL_BOOTSTRAP_SERVERS"));
         }
         let topic_prefix = opt("topic_prefix", &target.topic_prefix)?.unwrap_or_default();
+        let path = |field: &str, v: &Option<String>| -> Result<Option<PathBuf>, Diagnostic> {
+            Ok(opt(field, v)?.map(|p| self.root.join(p)))
+        };
+        let schema_registry_access = RegistryAccess {
+            ca_location: path("schema_registry_ca_location", &target.schema_registry_ca_location)?,
+            certificate_location: path(
+                "schema_registry_certificate_location",
+                &target.schema_registry_certificate_location,
+            )?,
+            key_location: path("schema_registry_key_location", &target.schema_registry_key_location)?,
+            basic_auth_user_info: opt(
+                "schema_registry_basic_auth_user_info",
+                &target.schema_registry_basic_auth_user_info,
+            )?,
+        };
+        self.check_registry_access(&name, target, &schema_registry_access)?;
         Ok(ResolvedTarget {
             name: name.clone(),
             kind: target.kind,
             bootstrap_servers,
             schema_registry_url,
+            schema_registry_access,
             properties,
             replication_factor: target.replication_factor.unwrap_or(1),
             control_topic: opt("control_topic", &target.control_topic)?
@@ -213,6 +267,57 @@ impl Project {
             // Both kinds of target support transactions (librdkafka's mock cluster too).
             guarantee: target.guarantee.unwrap_or_default(),
         })
+    }
+}
+
+impl Project {
+    /// A client certificate comes with its key; basic-auth credentials are `USER:PASSWORD` (the
+    /// message names the field, never its value).
+    fn check_registry_access(&self, name: &str, target: &Target, access: &RegistryAccess) -> Result<(), Diagnostic> {
+        let pointer = format!("/targets/{name}");
+        let field_error = |field: &str, message: String, help: &str| {
+            let len = field.chars().count();
+            self.config_doc.error_at("target", &format!("{pointer}/{field}"), true, len, message).with_help(help)
+        };
+        match (&target.schema_registry_certificate_location, &target.schema_registry_key_location) {
+            (Some(_), None) => {
+                return Err(field_error(
+                    "schema_registry_certificate_location",
+                    format!("target `{name}`: a client certificate without `schema_registry_key_location`"),
+                    "set both, or neither (the registry asks for a client certificate only with mutual TLS)",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(field_error(
+                    "schema_registry_key_location",
+                    format!("target `{name}`: a client key without `schema_registry_certificate_location`"),
+                    "set both, or neither (the registry asks for a client certificate only with mutual TLS)",
+                ))
+            }
+            _ => {}
+        }
+        let files = [
+            ("schema_registry_ca_location", &access.ca_location),
+            ("schema_registry_certificate_location", &access.certificate_location),
+            ("schema_registry_key_location", &access.key_location),
+        ];
+        for (field, path) in files {
+            if let Some(path) = path.as_ref().filter(|p| !p.is_file()) {
+                return Err(field_error(
+                    field,
+                    format!("target `{name}`: `{field}`: no file {}", path.display()),
+                    "a PEM file; a relative path is taken from the project directory",
+                ));
+            }
+        }
+        if access.basic_auth_user_info.as_deref().is_some_and(|u| !u.contains(':')) {
+            return Err(field_error(
+                "schema_registry_basic_auth_user_info",
+                format!("target `{name}`: `schema_registry_basic_auth_user_info` is not `USER:PASSWORD`"),
+                "for example \"{{ env_var('SR_API_KEY') }}:{{ env_var('SR_API_SECRET') }}\"",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -227,6 +332,10 @@ mod redaction_tests {
             kind: TargetKind::Kafka,
             bootstrap_servers: Some("b:9092".into()),
             schema_registry_url: Some("https://key:hunter2-url@registry.example.com/sr".into()),
+            schema_registry_access: RegistryAccess {
+                basic_auth_user_info: Some("sr-key:hunter2-basic".into()),
+                ..Default::default()
+            },
             properties: BTreeMap::from([
                 ("sasl.password".into(), "hunter2-sasl".into()),
                 ("ssl.key.password".into(), "hunter2-key".into()),
@@ -243,6 +352,7 @@ mod redaction_tests {
         let shown = format!("{target:?} {target:#?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("alice") && shown.contains("https://key:<redacted>@registry.example.com/sr"), "{shown}");
+        assert!(shown.contains("sr-key:<redacted>"), "{shown}");
         let overrides =
             TargetOverrides { schema_registry_url: target.schema_registry_url.clone(), ..Default::default() };
         assert!(!format!("{overrides:?}").contains("hunter2"));

@@ -6,7 +6,8 @@
 //! `GET`/`PUT /config/{s}`, `DELETE /subjects/{s}` (soft delete).
 //!
 //! Basic auth comes from the URL's userinfo (`https://KEY:SECRET@host`, percent-decoded) or from
-//! [`ConfluentRegistry::with_basic_auth`]. Credentials never appear in `describe()` or in errors.
+//! the target's `schema_registry_basic_auth_user_info`. Credentials never appear in `describe()`
+//! or in errors. TLS settings (CA, client certificate) come from the target too ([`super::tls`]).
 
 use std::fmt;
 use std::time::Duration;
@@ -15,7 +16,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::tls::RegistryTls;
 use super::{Compatibility, RegisteredSchema, RegistryError, SchemaRegistry, SchemaType};
+use crate::project::target::RegistryAccess;
 
 /// Content type of request bodies; also the preferred response type.
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
@@ -38,6 +41,7 @@ pub struct ConfluentRegistry {
     /// Value of the `Authorization` header, when basic auth is configured.
     authorization: Option<String>,
     timeout: Duration,
+    tls: RegistryTls,
     agent: ureq::Agent,
 }
 
@@ -60,7 +64,8 @@ impl ConfluentRegistry {
             base: parsed.base,
             authorization: None,
             timeout: DEFAULT_TIMEOUT,
-            agent: build_agent(DEFAULT_TIMEOUT),
+            tls: RegistryTls::default(),
+            agent: build_agent(DEFAULT_TIMEOUT, &RegistryTls::default()),
         };
         if let Some((user, password)) = parsed.credentials {
             registry = registry.with_basic_auth(&user, &password);
@@ -72,8 +77,19 @@ impl ConfluentRegistry {
     #[cfg(test)]
     fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
-        self.agent = build_agent(timeout);
+        self.agent = build_agent(timeout, &self.tls);
         self
+    }
+
+    /// Applies the target's TLS files and basic-auth credentials (which replace the URL's userinfo).
+    pub fn with_access(mut self, access: &RegistryAccess) -> Result<Self, RegistryError> {
+        self.tls = RegistryTls::new(access, self.base.starts_with("https://"))?;
+        self.agent = build_agent(self.timeout, &self.tls);
+        if let Some(user_info) = &access.basic_auth_user_info {
+            let (user, password) = user_info.split_once(':').unwrap_or((user_info, ""));
+            self = self.with_basic_auth(user, password);
+        }
+        Ok(self)
     }
 
     /// Sets (or replaces) the basic-auth credentials, e.g. a Confluent Cloud API key and secret.
@@ -134,10 +150,18 @@ impl ConfluentRegistry {
         let unreachable =
             |detail: String| RegistryError::Other(format!("cannot reach schema registry at {}: {detail}", self.base));
         match error {
-            ureq::Error::Io(e) => unreachable(e.to_string()),
+            // A refused certificate surfaces as an I/O error of the TLS stream.
+            ureq::Error::Io(e) => {
+                let detail = e.to_string();
+                unreachable(self.tls.untrusted(&detail).unwrap_or(detail))
+            }
             ureq::Error::HostNotFound => unreachable("host not found".into()),
             ureq::Error::ConnectionFailed => unreachable("connection failed".into()),
-            ureq::Error::Tls(e) => unreachable(format!("TLS: {e}")),
+            ureq::Error::Tls(e) => unreachable(self.tls.untrusted(e).unwrap_or(format!("TLS: {e}"))),
+            ureq::Error::Rustls(e) => {
+                let detail = e.to_string();
+                unreachable(self.tls.untrusted(&detail).unwrap_or(format!("TLS: {detail}")))
+            }
             ureq::Error::Timeout(Timeout::Resolve | Timeout::Connect) => {
                 unreachable(format!("no connection within {:?}", self.timeout))
             }
@@ -363,9 +387,10 @@ struct ConfigRecord {
     compatibility_level: Option<Compatibility>,
 }
 
-fn build_agent(timeout: Duration) -> ureq::Agent {
+fn build_agent(timeout: Duration, tls: &RegistryTls) -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
+        .tls_config(tls.config.clone())
         // Read 4xx/5xx bodies ourselves: they carry the registry's error_code and message.
         .http_status_as_error(false)
         .user_agent(concat!("streamctl/", env!("CARGO_PKG_VERSION")))

@@ -9,6 +9,7 @@
 pub(crate) mod compat;
 pub(crate) mod confluent;
 pub mod file;
+mod tls;
 
 use std::path::Path;
 
@@ -34,6 +35,7 @@ impl std::fmt::Display for SchemaType {
 }
 
 pub use crate::project::compatibility::Compatibility;
+use crate::project::target::RegistryAccess;
 
 /// The level for a model's output when neither the model nor the registry sets one: consumers
 /// of an output upgrade on their own schedule, so every schema they may still hold must read
@@ -119,10 +121,12 @@ pub fn id_for(
     Ok(registry.register(subject, schema_type, schema)?.id)
 }
 
-/// The registry a target names: `file:DIR` (relative to the project) or an http(s) URL.
+/// The registry a target names: `file:DIR` (relative to the project) or an http(s) URL, reached
+/// with the target's TLS files and credentials (`access`).
 /// The embedded target uses the project's `schemas/` directory when it names none.
 pub fn open(
     url: Option<&str>,
+    access: &RegistryAccess,
     embedded: bool,
     project_root: &Path,
 ) -> Result<Option<Box<dyn SchemaRegistry>>, RegistryError> {
@@ -135,7 +139,7 @@ pub fn open(
         let dir = dir.trim_start_matches("//");
         return Ok(Some(Box::new(file::FileRegistry::new(project_root.join(dir), dir))));
     }
-    Ok(Some(Box::new(confluent::ConfluentRegistry::new(&url)?)))
+    Ok(Some(Box::new(confluent::ConfluentRegistry::new(&url)?.with_access(access)?)))
 }
 
 /// The JSON Schema of the JSON values streamctl writes for these columns: one property per
