@@ -101,8 +101,13 @@ pub fn run(
 /// (the jobs fall back to the project's file registry).
 fn target_registry(target: &ResolvedTarget, cp: &CompiledProject) -> Result<Option<SharedRegistry>, String> {
     let embedded = target.kind == TargetKind::Embedded;
-    let opened = crate::registry::open(target.schema_registry_url.as_deref(), embedded, &cp.project.root)
-        .map_err(|e| e.to_string())?;
+    let opened = crate::registry::open(
+        target.schema_registry_url.as_deref(),
+        &target.schema_registry_access,
+        embedded,
+        &cp.project.root,
+    )
+    .map_err(|e| e.to_string())?;
     Ok(opened.map(|r| SharedRegistry(Arc::from(r))))
 }
 
