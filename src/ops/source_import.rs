@@ -82,9 +82,14 @@ pub fn import(
         .or_else(|| t.schema.as_ref().and_then(|s| s.subject.clone()))
         .unwrap_or_else(|| format!("{}-value", t.topic));
     let embedded = target.kind == crate::project::config::TargetKind::Embedded;
-    let registry = crate::registry::open(target.schema_registry_url.as_deref(), embedded, &project.root)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("target `{}` has no schema registry (schema_registry_url)", target.name))?;
+    let registry = crate::registry::open(
+        target.schema_registry_url.as_deref(),
+        &target.schema_registry_access,
+        embedded,
+        &project.root,
+    )
+    .map_err(|e| e.to_string())?
+    .ok_or_else(|| format!("target `{}` has no schema registry (schema_registry_url)", target.name))?;
     let latest = registry
         .versions(&subject)
         .map_err(|e| e.to_string())?
