@@ -273,6 +273,18 @@ fn confluent_serialized_avro_through_a_join_and_a_window_with_the_registry() {
         assert_eq!(sorted(rows, &order), sorted(want, &order), "{model}\n--- run\n{}", text(&run));
     }
 
+    // `peek` decodes with the same registry: every order (v1 and v2), and the malformed frames
+    // shown as such.
+    let peeked = streamctl_cmd(&["peek", "shop.orders", "-n", "100", "--from", "earliest", "--format", "json"]);
+    assert!(peeked.status.success(), "{}", text(&peeked));
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&peeked.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ids: Vec<i64> = lines.iter().filter_map(|l| l["value"]["order_id"].as_i64()).collect();
+    assert_eq!(ids, ORDERS.iter().map(|o| o.0).collect::<Vec<_>>(), "{}", text(&peeked));
+    assert_eq!(lines.iter().filter(|l| !l["malformed"].is_null()).count(), 3, "{}", text(&peeked));
+    let fifth = lines.iter().find(|l| l["value"]["order_id"] == json!(5)).unwrap();
+    assert_eq!((&fifth["value"]["channel"], &lines[0]["value"]["channel"]), (&json!("app"), &Value::Null));
+
     // The three malformed frames, once each, with the reason.
     let dlq = Command::new(&kcat)
         .args(["-C", "-b", &bootstrap, "-t", "shop.orders.dlq", "-o", "beginning", "-e", "-q", "-f", "%h\n"])

@@ -79,7 +79,7 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
     // Aligned columns: widths from what is shown, or fixed ones when following.
     let mut table = TableOut::new(args.follow);
     let mut out = std::io::stdout();
-    let result = peek(&cp, &reader.client, &relation, &opts, &stop, &mut |r| {
+    let result = peek(&cp, &reader.client, &relation, reader.registry.as_ref(), &opts, &stop, &mut |r| {
         if json {
             writeln!(out, "{}", serde_json::to_string(&record_json(r)).unwrap_or_default())?;
             out.flush()

@@ -99,23 +99,24 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout();
     let mut printed = 0usize;
     let mut write_error: Option<std::io::Error> = None;
-    let result = run_query(&cp, &reader.client, prepared.push, opts, &stop, &mut |row: Row| {
-        if limit.is_some_and(|l| printed >= l) {
-            return false;
-        }
-        let written = if json {
-            let v = row.map_or(serde_json::Value::Null, serde_json::Value::Object);
-            writeln!(out, "{v}").and_then(|_| out.flush())
-        } else {
-            table.push(row, &mut out)
-        };
-        if let Err(e) = written {
-            write_error = Some(e);
-            return false;
-        }
-        printed += 1;
-        limit.is_none_or(|l| printed < l)
-    });
+    let result =
+        run_query(&cp, &reader.client, reader.registry.as_ref(), prepared.push, opts, &stop, &mut |row: Row| {
+            if limit.is_some_and(|l| printed >= l) {
+                return false;
+            }
+            let written = if json {
+                let v = row.map_or(serde_json::Value::Null, serde_json::Value::Object);
+                writeln!(out, "{v}").and_then(|_| out.flush())
+            } else {
+                table.push(row, &mut out)
+            };
+            if let Err(e) = written {
+                write_error = Some(e);
+                return false;
+            }
+            printed += 1;
+            limit.is_none_or(|l| printed < l)
+        });
     if let Some(e) = write_error {
         return Err(e.into());
     }

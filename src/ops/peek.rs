@@ -233,14 +233,17 @@ pub fn peek(
     cp: &CompiledProject,
     client: &ClientConfig,
     target: &Relation,
+    registry: Option<&crate::registry::SharedRegistry>,
     opts: &PeekOptions,
     stop: &AtomicBool,
     emit: &mut dyn FnMut(&PeekedRecord) -> std::io::Result<()>,
 ) -> Result<usize, String> {
     let topic = topic_of(cp, target);
+    let registry = registry.map(|r| r.0.clone()).unwrap_or_else(|| crate::runtime::codec::project_registry(cp));
     let codec = match target.node() {
         Some(id) => Some(
-            InputCodec::for_input(cp, &id).ok_or_else(|| format!("cannot build the decoder of {id} (its format)"))?,
+            InputCodec::for_input_with_registry(cp, &id, Some(registry))
+                .ok_or_else(|| format!("cannot build the decoder of {id} (its format)"))?,
         ),
         None => None,
     };
@@ -410,6 +413,8 @@ pub struct ReadTarget {
     /// Kept alive for as long as the command reads.
     _broker: Option<EmbeddedBroker>,
     pub client: ClientConfig,
+    /// The target's schema registry (Avro writer schemas by id); `None`: the project's files.
+    pub registry: Option<crate::registry::SharedRegistry>,
 }
 
 impl ReadTarget {
@@ -423,7 +428,8 @@ impl ReadTarget {
                 replication_factor: target.replication_factor,
             };
             cluster.check_reachable()?;
-            return Ok(ReadTarget { client: cluster.client_config(), _broker: None });
+            let registry = super::run::target_registry(target, cp)?;
+            return Ok(ReadTarget { client: cluster.client_config(), _broker: None, registry });
         }
         let broker = EmbeddedBroker::start()?;
         let client = Cluster::Embedded(&broker).client_config();
@@ -471,6 +477,6 @@ impl ReadTarget {
                 return Err(format!("job {m} failed on the sample data: {e}"));
             }
         }
-        Ok(ReadTarget { client, _broker: Some(broker) })
+        Ok(ReadTarget { client, _broker: Some(broker), registry: None })
     }
 }

@@ -330,6 +330,7 @@ pub type Row = Option<serde_json::Map<String, serde_json::Value>>;
 pub fn run_query(
     cp: &CompiledProject,
     client: &ClientConfig,
+    registry: Option<&crate::registry::SharedRegistry>,
     push: bool,
     opts: QueryOptions,
     stop: &AtomicBool,
@@ -340,7 +341,7 @@ pub fn run_query(
         .build()
         .map_err(|e| RunError::Setup(e.to_string()))?;
     let mut driver =
-        MicroBatchDriver::new(cp, QUERY_MODEL, crate::runtime::task_context(), Duration::from_secs(2), None)?;
+        MicroBatchDriver::new(cp, QUERY_MODEL, crate::runtime::task_context(), Duration::from_secs(2), registry)?;
     let m = &cp.models[QUERY_MODEL];
     let stateless = m.operator == OperatorKind::Stateless;
     let consumer = manual_consumer(client, "streamctl-query").map_err(RunError::Setup)?;

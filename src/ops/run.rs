@@ -99,7 +99,7 @@ pub fn run(
 /// target's `schema_registry_url` (a Confluent-API registry, or `file:DIR`); the embedded
 /// target's default is the project's file registry `schemas/`. `None`: the target has none
 /// (the jobs fall back to the project's file registry).
-fn target_registry(target: &ResolvedTarget, cp: &CompiledProject) -> Result<Option<SharedRegistry>, String> {
+pub(crate) fn target_registry(target: &ResolvedTarget, cp: &CompiledProject) -> Result<Option<SharedRegistry>, String> {
     let embedded = target.kind == TargetKind::Embedded;
     let opened = crate::registry::open(
         target.schema_registry_url.as_deref(),
