@@ -213,14 +213,12 @@ pub fn report(global: &GlobalArgs, outcome: &RunOutcome, show: usize) -> anyhow:
                 }
             }
             for s in &sinks {
-                println!(
-                    "\nsink {} ({} → {}): {} in {}",
-                    s.sink,
-                    s.model,
-                    s.location.display(),
-                    plural(s.records as usize, "record"),
-                    plural(s.files.len(), "new file")
-                );
+                let written = if s.to_files {
+                    format!("{} in {}", plural(s.records as usize, "record"), plural(s.files.len(), "new file"))
+                } else {
+                    format!("{} written", plural(s.records as usize, "record"))
+                };
+                println!("\nsink {} ({} → {}): {written}", s.sink, s.model, s.location);
                 for f in &s.files {
                     println!("  {}", f.display());
                 }

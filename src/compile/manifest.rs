@@ -200,7 +200,8 @@ impl Manifest {
                 crate::project::config::SinkConnector::Kafka { topic, format, key, .. } => {
                     (Some(topic.clone()), Some(*format), key.clone().unwrap_or_default())
                 }
-                crate::project::config::SinkConnector::File { .. } => (None, None, Vec::new()),
+                crate::project::config::SinkConnector::File { .. }
+                | crate::project::config::SinkConnector::Postgres { .. } => (None, None, Vec::new()),
             };
             let columns = c.models.get(&s.from).map(|m| columns_of(&m.schema, &[])).unwrap_or_default();
             nodes.insert(

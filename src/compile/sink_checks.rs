@@ -6,12 +6,18 @@ use std::path::PathBuf;
 use super::CompiledProject;
 use crate::diagnostics::Diagnostic;
 use crate::project::config::SinkConnector;
+use crate::project::SinkDecl;
 
-/// One diagnostic per file sink with an empty directory or a directory another sink writes.
+/// One diagnostic per file sink with an empty directory or a directory another sink writes, and
+/// per PostgreSQL sink without a connection or with a password written in the file.
 pub(crate) fn check(cp: &CompiledProject) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut dirs: BTreeMap<PathBuf, &str> = BTreeMap::new();
     for s in &cp.project.sinks {
+        if let SinkConnector::Postgres { .. } = &s.sink.connector {
+            out.extend(check_postgres(s));
+            continue;
+        }
         let SinkConnector::File { path, .. } = &s.sink.connector else { continue };
         let pointer = format!("{}/connector/path", s.origin.pointer);
         let len = path.chars().count().max(1);
@@ -51,4 +57,99 @@ pub(crate) fn check(cp: &CompiledProject) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+/// Whether a setting's text takes its secret from the environment (`{{ env_var('X') }}`).
+fn from_env(text: &str) -> bool {
+    text.contains("{{") && text.contains("env_var")
+}
+
+/// The password written in a connection URL (userinfo or `?password=`) or `key=value` string.
+fn password_in_url(url: &str) -> Option<&str> {
+    if let Some((_, rest)) = url.split_once("://") {
+        let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+        let userinfo = authority.rfind('@').map(|at| &authority[..at]);
+        if let Some(p) = userinfo.and_then(|u| u.split_once(':')).map(|(_, p)| p).filter(|p| !p.is_empty()) {
+            return Some(p);
+        }
+    }
+    let rest = &url[url.find("password=")? + "password=".len()..];
+    let end = if rest.starts_with("{{") {
+        rest.find("}}").map_or(rest.len(), |i| i + 2)
+    } else {
+        rest.find(|c: char| c.is_whitespace() || c == '&').unwrap_or(rest.len())
+    };
+    Some(&rest[..end]).filter(|p| !p.is_empty())
+}
+
+fn check_postgres(s: &SinkDecl) -> Vec<Diagnostic> {
+    let SinkConnector::Postgres { url, host, port, dbname, user, password, .. } = &s.sink.connector else {
+        return Vec::new();
+    };
+    let name = &s.sink.name;
+    let at = |field: &str, len: usize, message: String, help: &str| {
+        let pointer = format!("{}/connector{field}", s.origin.pointer);
+        s.origin.doc.error_at("sink-config", &pointer, field.is_empty(), len.max(1), message).with_help(help)
+    };
+    let mut out = Vec::new();
+    let env_help = "write `password: \"{{ env_var('PGPASSWORD') }}\"` and set the variable where streamctl runs";
+    if let Some(p) = password.as_deref().filter(|p| !from_env(p)) {
+        out.push(at(
+            "/password",
+            p.chars().count(),
+            format!("postgres sink `{name}`: a password is given only through env_var(), never in the file"),
+            env_help,
+        ));
+    }
+    if let Some(u) = url {
+        if password_in_url(u).is_some_and(|p| !from_env(p)) {
+            out.push(at(
+                "/url",
+                u.chars().count(),
+                format!("postgres sink `{name}`: the url holds a password; it is given only through env_var()"),
+                "leave the password out of the url and give it as `password: \"{{ env_var('PGPASSWORD') }}\"`, or \
+                 make the whole url `{{ env_var('PG_URL') }}`",
+            ));
+        }
+        let both = [
+            ("host", host.is_some()),
+            ("port", port.is_some()),
+            ("dbname", dbname.is_some()),
+            ("user", user.is_some()),
+        ];
+        if let Some((field, _)) = both.iter().find(|(_, set)| *set) {
+            out.push(at(
+                &format!("/{field}"),
+                field.len(),
+                format!("postgres sink `{name}`: `{field}` and `url` both say where to connect"),
+                "give either `url` or `host`, `port`, `dbname` and `user` (a password may go with either)",
+            ));
+        }
+    } else if host.is_none() {
+        out.push(at(
+            "",
+            name.chars().count(),
+            format!("postgres sink `{name}`: no `url` or `host` says where to connect"),
+            "add `url: postgresql://user@host:5432/dbname`, or `host`, `dbname` and `user`",
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_found() {
+        assert_eq!(password_in_url("postgresql://u:pw@h:5432/db"), Some("pw"));
+        assert_eq!(password_in_url("postgresql://u@h/db"), None);
+        assert_eq!(password_in_url("postgresql://h/db?user=u"), None);
+        assert_eq!(password_in_url("postgresql://u:{{ env_var('P') }}@h/db"), Some("{{ env_var('P') }}"));
+        assert_eq!(password_in_url("host=h user=u password=pw dbname=d"), Some("pw"));
+        assert_eq!(password_in_url("host=h password={{ env_var('P') }} dbname=d"), Some("{{ env_var('P') }}"));
+        assert_eq!(password_in_url("host=h dbname=d"), None);
+        assert_eq!(password_in_url("postgresql://u@h/db?password=pw&x=1"), Some("pw"));
+        assert!(from_env("{{ env_var('P') }}") && !from_env("hunter2"));
+    }
 }

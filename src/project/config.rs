@@ -529,6 +529,40 @@ pub enum SinkConnector {
         #[schemars(range(min = 1))]
         roll_seconds: Option<u64>,
     },
+    /// Write the model's rows to a PostgreSQL table, delivered by `streamctl run` (and the embedded
+    /// `apply`): a table model's rows are upserted by its key (a tombstone deletes the row), a
+    /// stream model's rows are appended. Each batch of rows is written in one transaction together
+    /// with the Kafka offsets it covers (table `streamctl_sink_offsets`), so after a crash the table
+    /// holds every row of the topic exactly once. Connect with `url`, or with `host`, `port`,
+    /// `dbname`, `user` and `password`; a password only through `{{ env_var('NAME') }}`.
+    Postgres {
+        /// `postgresql://user@host:port/dbname` (or `key=value` settings); instead of `host`..`password`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+        /// Default 5432.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dbname: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+        /// Only through `{{ env_var('NAME') }}`: a password written in the file is an error.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<String>,
+        /// The table: `name` (in the user's search path) or `schema.name`.
+        #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"))]
+        table: String,
+        /// Create the table from the model's columns when it does not exist (a table model's key
+        /// is its primary key). Without it the table must exist when the sink starts.
+        #[serde(default)]
+        create_table: bool,
+        /// Rows written per transaction at most (default 1000).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(range(min = 1))]
+        batch_records: Option<u32>,
+    },
 }
 
 /// How a file sink writes rows.

@@ -5,8 +5,11 @@
 //! (group [`names::sink_consumer_group`]) only after the destination holds the records.
 //!
 //! * [`file`]: JSON Lines files in a directory, rolled by size and age.
+//! * [`postgres`]: a PostgreSQL table, rows and offsets written in one transaction (the sink
+//!   resumes from the offsets in Postgres, not from the group's).
 
 pub(crate) mod file;
+pub(crate) mod postgres;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -32,7 +35,7 @@ pub fn native_sinks<'a>(cp: &'a CompiledProject, models: &[String]) -> Vec<&'a S
     cp.project
         .sinks
         .iter()
-        .filter(|s| matches!(s.sink.connector, SinkConnector::File { .. }))
+        .filter(|s| matches!(s.sink.connector, SinkConnector::File { .. } | SinkConnector::Postgres { .. }))
         .filter(|s| models.contains(&s.sink.from) && cp.models.contains_key(&s.sink.from))
         .collect()
 }
@@ -52,9 +55,11 @@ pub enum SinkRun {
 pub struct SinkOutcome {
     pub sink: String,
     pub model: String,
-    /// Where the records went (a directory for a file sink).
-    pub location: PathBuf,
+    /// Where the records went (a directory for a file sink, a table for a postgres sink).
+    pub location: String,
     pub records: u64,
+    /// Whether the sink writes files (`files` then lists those this run closed).
+    pub to_files: bool,
     /// Files this run closed.
     pub files: Vec<PathBuf>,
 }
@@ -71,9 +76,12 @@ pub fn run_sink(
 ) -> Result<SinkOutcome, String> {
     let name = &sink.sink.name;
     let model_name = &sink.sink.from;
+    if let SinkConnector::Postgres { .. } = &sink.sink.connector {
+        return postgres::run(cp, sink, client, how, control, fresh).map_err(|e| format!("sink {name}: {e}"));
+    }
     let model = cp.models.get(model_name).ok_or_else(|| format!("sink {name}: no model `{model_name}`"))?;
     let SinkConnector::File { path, roll_bytes, roll_seconds, .. } = &sink.sink.connector else {
-        return Err(format!("sink {name}: not delivered by streamctl (only file sinks are)"));
+        return Err(format!("sink {name}: not delivered by streamctl (only file and postgres sinks are)"));
     };
     let codec = InputCodec::for_input(cp, &NodeId::Model(model_name.clone()))
         .ok_or_else(|| format!("sink {name}: cannot decode the output of `{model_name}`"))?;
@@ -82,8 +90,9 @@ pub fn run_sink(
         return Ok(SinkOutcome {
             sink: name.clone(),
             model: model_name.clone(),
-            location: dir,
+            location: dir.display().to_string(),
             records: 0,
+            to_files: true,
             files: Vec::new(),
         });
     };
@@ -194,7 +203,14 @@ pub fn run_sink(
     }
     let closed = writer.finish().map_err(|e| format!("sink {name}: {e}"))?;
     commit(&consumer, topic, &closed, name);
-    Ok(SinkOutcome { sink: name.clone(), model: model_name.clone(), location: dir, records, files: writer.closed })
+    Ok(SinkOutcome {
+        sink: name.clone(),
+        model: model_name.clone(),
+        location: dir.display().to_string(),
+        records,
+        to_files: true,
+        files: writer.closed,
+    })
 }
 
 /// Holds the sink directory's lock. A long-running sink stands by while another process

@@ -1,0 +1,273 @@
+//! The PostgreSQL sink against a real PostgreSQL (Debian's packages, started by the test in a
+//! temporary directory) and Apache Kafka (started by the test, see `e2e_common::kafka`): the
+//! example project with three postgres sinks, a stream model appended (`logon_prime_loyal`),
+//! a running aggregate upserted by key (`orders_by_mode`, a table the sink creates) and a
+//! windowed aggregate upserted by its composite key (`orders_agg_hourly`, into a table the user
+//! created with other column types). A long-running `streamctl run` is killed with SIGKILL
+//! while it delivers, more input arrives, a second one resumes: the tables then hold exactly the
+//! rows `tests/e2e/expected.py` computes from the sample data (none lost, none twice), read back
+//! with psql. The password comes from `env_var()` and appears in no log.
+
+mod common;
+mod e2e_common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e_common::kafka::KafkaCluster;
+use e2e_common::postgres::{self, Postgres};
+use e2e_common::*;
+use serde_json::Value;
+
+const PASSWORD: &str = "pg-Secret-7731";
+
+/// The sink tables and the model each holds.
+const TABLES: [(&str, &str); 3] = [
+    ("prime_logons", "logon_prime_loyal"),
+    ("sales.orders_by_mode", "orders_by_mode"),
+    ("sales.orders_hourly", "orders_agg_hourly"),
+];
+
+/// A copy of the example project whose sinks also go to PostgreSQL on `port`.
+fn project(port: u16, batch: u32) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_dir(&root().join("example-project"), dir.path(), &["target"]);
+    let file = dir.path().join("sinks/downstream.yml");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    let connect = format!(
+        "host: 127.0.0.1\n      port: {port}\n      dbname: postgres\n      user: streamctl\n      password: \
+         \"{{{{ env_var('PG_SINK_PASSWORD') }}}}\""
+    );
+    text.push_str(&format!(
+        "
+  - name: prime_logons_pg
+    from: logon_prime_loyal
+    connector:
+      type: postgres
+      {connect}
+      table: prime_logons
+      create_table: true
+      batch_records: {batch}
+
+  - name: orders_by_mode_pg
+    from: orders_by_mode
+    connector:
+      type: postgres
+      url: postgresql://streamctl@127.0.0.1:{port}/postgres
+      password: \"{{{{ env_var('PG_SINK_PASSWORD') }}}}\"
+      table: sales.orders_by_mode
+      create_table: true
+      batch_records: {batch}
+
+  - name: orders_hourly_pg
+    from: orders_agg_hourly
+    connector:
+      type: postgres
+      {connect}
+      table: sales.orders_hourly
+      batch_records: {batch}
+"
+    ));
+    std::fs::write(&file, text).unwrap();
+    dir
+}
+
+/// The schema and the table the user creates (the sink creates the other two).
+fn prepare(pg: &Postgres) {
+    pg.psql(
+        "CREATE SCHEMA sales; CREATE TABLE sales.orders_hourly (order_status integer, order_count bigint, \
+         max_order_total numeric, sum_order_total double precision, window_start_ts text, windowstart bigint, \
+         windowend bigint, PRIMARY KEY (order_status, windowstart, windowend))",
+    );
+}
+
+/// Rows of `want` not in `got` and rows of `got` not in `want`, counting repeats.
+fn diff(want: &[Value], got: &[Value]) -> (Vec<Value>, Vec<Value>) {
+    let mut used = vec![false; got.len()];
+    let mut missing = Vec::new();
+    for w in want {
+        match (0..got.len()).find(|i| !used[*i] && same(w, &got[*i])) {
+            Some(i) => used[i] = true,
+            None => missing.push(w.clone()),
+        }
+    }
+    let extra = got.iter().zip(&used).filter(|(_, u)| !**u).map(|(g, _)| g.clone()).collect();
+    (missing, extra)
+}
+
+/// What differs between the sink tables and the reference, one line per table; empty when equal.
+fn problems(pg: &Postgres, expected: &std::collections::BTreeMap<String, Vec<Value>>) -> Vec<String> {
+    TABLES
+        .iter()
+        .filter_map(|(table, model)| {
+            let Some(got) = pg.rows(table) else { return Some(format!("{table}: no such table")) };
+            let (missing, extra) = diff(&expected[*model], &got);
+            (!missing.is_empty() || !extra.is_empty()).then(|| {
+                format!(
+                    "{table}: {} rows, {} expected; {} missing (first {:?}), {} not expected or twice (first {:?})",
+                    got.len(),
+                    expected[*model].len(),
+                    missing.len(),
+                    missing.first(),
+                    extra.len(),
+                    extra.first()
+                )
+            })
+        })
+        .collect()
+}
+
+fn count(pg: &Postgres, table: &str) -> usize {
+    pg.rows(table).map_or(0, |r| r.len())
+}
+
+#[test]
+fn postgres_sinks_hold_exactly_the_models_rows_after_a_sigkill() {
+    let Some(kcat) = tools() else { return };
+    let Some(bin) = postgres::available() else { return };
+    let pg = Postgres::start(&bin, PASSWORD);
+    prepare(&pg);
+    let kafka = KafkaCluster::single();
+    let bootstrap = kafka.bootstrap();
+    // Small batches: many transactions, so the kill lands among them.
+    let project = project(pg.port, 5);
+    create_source_topics(&bootstrap);
+    produce_samples(&kcat, &bootstrap, 0.0..0.5);
+    let logs = tempfile::tempdir().unwrap();
+    let worker = |name: &str| {
+        let log = std::fs::File::create(logs.path().join(name)).unwrap();
+        Killed(
+            streamctl()
+                .args(["run", "--project-dir"])
+                .arg(project.path())
+                .args(["--target", "local", "--bootstrap-servers", &bootstrap, "--checkpoint-interval-ms", "500"])
+                .env("PG_SINK_PASSWORD", PASSWORD)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let log = |n: &str| std::fs::read_to_string(logs.path().join(n)).unwrap_or_default();
+
+    let mut first = worker("first.log");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count(&pg, "prime_logons") == 0 {
+        assert!(Instant::now() < deadline, "no row in prime_logons within 120 s\n{}", log("first.log"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SIGKILL while delivering: a transaction may be open, none is finished by hand.
+    first.0.kill().unwrap();
+    let _ = first.0.wait();
+    let at_kill: Vec<usize> = TABLES.iter().map(|(t, _)| count(&pg, t)).collect();
+
+    produce_samples(&kcat, &bootstrap, 0.5..1.0);
+    let mut second = worker("second.log");
+    let expected = expected();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let p = problems(&pg, &expected);
+        if p.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sink tables differ from the reference after 180 s:\n{}\n--- first (killed)\n{}\n--- second\n{}",
+            p.join("\n"),
+            log("first.log"),
+            log("second.log")
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // SIGTERM: the sinks write what they hold and the process exits 0.
+    assert!(Command::new("kill").args(["-TERM", &second.0.id().to_string()]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = second.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the worker did not stop within 60 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(status.success(), "exit status after SIGTERM: {status}\n{}", log("second.log"));
+    let p = problems(&pg, &expected);
+    assert!(p.is_empty(), "after the stop: {}", p.join("\n"));
+    // The offsets of every sink are in Postgres, next to the rows.
+    let offsets = pg.psql(
+        "SELECT sink || ' ' || topic || ' ' || partition || ' ' || next_offset FROM streamctl_sink_offsets ORDER BY 1",
+    );
+    assert!(offsets.contains("soe_demo.prime_logons_pg soe.logon-prime-loyal 0 "), "{offsets}");
+    let sales = pg.psql("SELECT sink FROM sales.streamctl_sink_offsets ORDER BY 1");
+    assert_eq!(sales.lines().collect::<Vec<_>>(), ["soe_demo.orders_by_mode_pg", "soe_demo.orders_hourly_pg"]);
+    for n in ["first.log", "second.log"] {
+        assert!(!log(n).contains(PASSWORD), "{n} shows the password");
+    }
+    eprintln!(
+        "rows at the kill: {at_kill:?}; after the restart: {:?}; offsets:\n{offsets}restart log:\n{}",
+        TABLES.iter().map(|(t, _)| count(&pg, t)).collect::<Vec<_>>(),
+        log("second.log").lines().filter(|l| l.contains("sink")).collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// On the embedded target the run delivers after the jobs have caught up; a second run starts
+/// the tables over (the in-process broker starts empty) instead of doubling the stream's rows.
+#[test]
+fn embedded_runs_fill_the_postgres_tables_and_a_rerun_replaces_them() {
+    let Some(bin) = postgres::available() else { return };
+    let pg = Postgres::start(&bin, PASSWORD);
+    prepare(&pg);
+    let project = project(pg.port, 50);
+    let expected = expected();
+    for round in 1..=2 {
+        let out = streamctl()
+            .args(["run", "--project-dir"])
+            .arg(project.path())
+            .env("PG_SINK_PASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "run {round}:\n{stdout}\n{stderr}");
+        let p = problems(&pg, &expected);
+        assert!(p.is_empty(), "run {round}: {}\n{stderr}", p.join("\n"));
+        let shown = format!(
+            "sink prime_logons_pg (logon_prime_loyal → postgresql://streamctl@127.0.0.1:{}/postgres table \
+             \"prime_logons\"): {} records written",
+            pg.port,
+            expected["logon_prime_loyal"].len()
+        );
+        assert!(stdout.contains(&shown), "run {round} does not say `{shown}`:\n{stdout}");
+        assert!(!stdout.contains(PASSWORD) && !stderr.contains(PASSWORD), "run {round} shows the password");
+        if round == 2 {
+            assert!(stderr.contains("emptied \"prime_logons\""), "{stderr}");
+        }
+    }
+}
+
+/// Without a server: a password written in the file and a url with a password are errors at
+/// their place.
+#[test]
+fn validate_rejects_passwords_written_in_sink_files() {
+    let project = project(5432, 10);
+    let file = project.path().join("sinks/downstream.yml");
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "password: \"{{ env_var('PG_SINK_PASSWORD') }}\"\n      table: sales.orders_by_mode",
+        "password: hunter2\n      table: sales.orders_by_mode",
+    );
+    let text = text.replacen(
+        "host: 127.0.0.1\n      port: 5432\n      dbname: postgres\n      user: streamctl",
+        "url: postgresql://streamctl:hunter3@127.0.0.1/postgres",
+        1,
+    );
+    std::fs::write(&file, &text).unwrap();
+    let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let out = streamctl().args(["validate", "--project-dir"]).arg(project.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let at = |needle: &str, column: usize| format!("sinks/downstream.yml:{}:{column}", line_of(needle));
+    assert!(stderr.contains(&at("password: hunter2", 17)), "{stderr}");
+    assert!(stderr.contains("a password is given only through env_var()"), "{stderr}");
+    assert!(stderr.contains(&at("hunter3", 12)), "{stderr}");
+    assert!(stderr.contains("the url holds a password"), "{stderr}");
+    assert!(Path::new(&file).exists());
+}
