@@ -6,7 +6,9 @@
 //! created with other column types). A long-running `streamctl run` is killed with SIGKILL
 //! while it delivers, more input arrives, a second one resumes: the tables then hold exactly the
 //! rows `tests/e2e/expected.py` computes from the sample data (none lost, none twice), read back
-//! with psql. The password comes from `env_var()` and appears in no log.
+//! with psql. Meanwhile one table refuses rows for a while (a check constraint): its sink stalls,
+//! logs the refusal and retries, and drops nothing. The password comes from `env_var()` and
+//! appears in no log.
 
 mod common;
 mod e2e_common;
@@ -162,8 +164,20 @@ fn postgres_sinks_hold_exactly_the_models_rows_after_a_sigkill() {
     let _ = first.0.wait();
     let at_kill: Vec<usize> = TABLES.iter().map(|(t, _)| count(&pg, t)).collect();
 
+    // The table refuses new rows for a while (a constraint they break, not checked on the rows it
+    // holds): the sink must stall and retry, not drop them.
+    pg.psql("ALTER TABLE sales.orders_hourly ADD CONSTRAINT hold CHECK (windowstart < 0) NOT VALID");
     produce_samples(&kcat, &bootstrap, 0.5..1.0);
     let mut second = worker("second.log");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !log("second.log").contains("violates check constraint \"hold\"") {
+        assert!(Instant::now() < deadline, "the refused batch is not logged within 120 s\n{}", log("second.log"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let while_refused = count(&pg, "sales.orders_hourly");
+    assert_eq!(while_refused, at_kill[2], "rows arrived past the constraint");
+    pg.psql("ALTER TABLE sales.orders_hourly DROP CONSTRAINT hold");
     let expected = expected();
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
