@@ -254,6 +254,12 @@ fn embedded_runs_fill_the_postgres_tables_and_a_rerun_replaces_them() {
         assert!(!stdout.contains(PASSWORD) && !stderr.contains(PASSWORD), "run {round} shows the password");
         if round == 2 {
             assert!(stderr.contains("emptied \"prime_logons\""), "{stderr}");
+            let sinks: Vec<&str> = stdout.lines().filter(|l| l.starts_with("sink ")).collect();
+            eprintln!(
+                "{}\n{}",
+                sinks.join("\n"),
+                stderr.lines().filter(|l| l.contains("emptied")).collect::<Vec<_>>().join("\n")
+            );
         }
     }
 }
@@ -284,4 +290,24 @@ fn validate_rejects_passwords_written_in_sink_files() {
     assert!(stderr.contains(&at("hunter3", 12)), "{stderr}");
     assert!(stderr.contains("the url holds a password"), "{stderr}");
     assert!(Path::new(&file).exists());
+}
+
+/// `plan` ends with the sinks `run` delivers (apply has nothing to create for them).
+#[test]
+fn plan_lists_the_sinks_run_delivers() {
+    let project = project(5432, 10);
+    let out = streamctl().args(["plan", "--project-dir"]).arg(project.path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let listed = stdout.split("Sinks delivered by `streamctl run` (nothing for apply to create):\n").nth(1);
+    assert_eq!(
+        listed.map(|l| l.lines().map(str::trim).collect::<Vec<_>>()),
+        Some(vec![
+            "prime_logons_files  logon_prime_loyal → files in target/sinks/prime_logons",
+            "prime_logons_pg     logon_prime_loyal → PostgreSQL table prime_logons",
+            "orders_by_mode_pg   orders_by_mode → PostgreSQL table sales.orders_by_mode",
+            "orders_hourly_pg    orders_agg_hourly → PostgreSQL table sales.orders_hourly",
+        ]),
+        "{stdout}"
+    );
 }

@@ -10,6 +10,7 @@ use crate::deploy::desired::DesiredState;
 use crate::deploy::plan::{render_changes, render_problems, ChangePlan};
 use crate::deploy::Session;
 use crate::jinja::Jinja;
+use crate::project::config::SinkConnector;
 
 #[derive(Debug, ClapArgs)]
 #[command(after_help = "\
@@ -87,6 +88,31 @@ pub fn print_text(plan: &ChangePlan) {
     eprint!("{}", render_problems(plan, !no_color && std::io::stderr().is_terminal()));
 }
 
+/// The native sinks: `streamctl run` delivers them, `apply` has nothing to create for them.
+fn print_sinks(cp: &CompiledProject) {
+    let sinks: Vec<(&str, &str, String)> = cp
+        .project
+        .sinks
+        .iter()
+        .filter_map(|s| {
+            let to = match &s.sink.connector {
+                SinkConnector::File { path, .. } => format!("files in {path}"),
+                SinkConnector::Postgres { table, .. } => format!("PostgreSQL table {table}"),
+                SinkConnector::Kafka { .. } => return None,
+            };
+            Some((s.sink.name.as_str(), s.sink.from.as_str(), to))
+        })
+        .collect();
+    if sinks.is_empty() {
+        return;
+    }
+    println!("\nSinks delivered by `streamctl run` (nothing for apply to create):");
+    let width = sinks.iter().map(|(n, _, _)| n.len()).max().unwrap_or(0);
+    for (name, from, to) in sinks {
+        println!("  {name:<width$}  {from} → {to}");
+    }
+}
+
 /// The plan as JSON, without the project files it carries (those are in `--out` files only).
 pub fn plan_json(plan: &ChangePlan) -> serde_json::Value {
     let mut v = serde_json::to_value(plan).unwrap_or_default();
@@ -106,6 +132,9 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     print(global, &plan)?;
+    if global.format == OutputFormat::Text && !args.destroy {
+        print_sinks(&cp);
+    }
     if let Some(path) = &args.out {
         std::fs::write(path, serde_json::to_string_pretty(&plan)?)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
