@@ -8,7 +8,7 @@
 //! rows `tests/e2e/expected.py` computes from the sample data (none lost, none twice), read back
 //! with psql. Meanwhile one table refuses rows for a while (a check constraint): its sink stalls,
 //! logs the refusal and retries, and drops nothing. The password comes from `env_var()` and
-//! appears in no log.
+//! appears in no log. Last, a tombstone on the table model's topic deletes its row.
 
 mod common;
 mod e2e_common;
@@ -217,6 +217,35 @@ fn postgres_sinks_hold_exactly_the_models_rows_after_a_sigkill() {
     for n in ["first.log", "second.log"] {
         assert!(!log(n).contains(PASSWORD), "{n} shows the password");
     }
+
+    // A tombstone on the table model's topic deletes its row (and only it): written here with
+    // kcat, delivered by a bounded run.
+    let modes = |pg: &Postgres| {
+        let mut m: Vec<String> =
+            pg.psql("SELECT order_mode FROM sales.orders_by_mode").lines().map(String::from).collect();
+        m.sort();
+        m
+    };
+    assert_eq!(modes(&pg), ["direct", "online"]);
+    let mut kcat_p = Command::new(&kcat)
+        .args(["-P", "-b", &bootstrap, "-t", "soe.orders-by-mode", "-K", "\t", "-Z"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        writeln!(kcat_p.stdin.as_mut().unwrap(), "\"direct\"\t").unwrap();
+    }
+    assert!(kcat_p.wait().unwrap().success());
+    let out = streamctl()
+        .args(["run", "--until-caught-up", "--select", "orders_by_mode", "--project-dir"])
+        .arg(project.path())
+        .args(["--target", "local", "--bootstrap-servers", &bootstrap])
+        .env("PG_SINK_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(modes(&pg), ["online"], "{}", String::from_utf8_lossy(&out.stdout));
     eprintln!(
         "rows at the kill: {at_kill:?}; after the restart: {:?}; offsets:\n{offsets}restart log:\n{}",
         TABLES.iter().map(|(t, _)| count(&pg, t)).collect::<Vec<_>>(),
