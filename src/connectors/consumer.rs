@@ -28,15 +28,20 @@ pub fn manual_consumer(client: &ClientConfig, group: &str) -> Result<BaseConsume
 /// A job's input consumer: large fetches, so a micro-batch does not wait on many small round
 /// trips; only committed records (an upstream exactly-once job's aborted outputs are skipped).
 pub fn input_consumer(client: &ClientConfig, group: &str) -> Result<BaseConsumer, String> {
+    let mut client = client.clone();
+    // A fetch that finds nothing is held this long by the broker, and the watermark queries a
+    // job makes while it waits for input are answered after it (a connection answers in order):
+    // the embedded target sets a shorter wait, which stays.
+    if client.get("fetch.wait.max.ms").is_none() {
+        client.set("fetch.wait.max.ms", "100");
+    }
     client
-        .clone()
         .set("group.id", group)
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("fetch.max.bytes", "67108864")
         .set("max.partition.fetch.bytes", "16777216")
-        .set("fetch.wait.max.ms", "100")
         .create()
         .map_err(|e| kafka_err("creating the input consumer", e))
 }
@@ -82,7 +87,9 @@ pub fn read_topic(client: &ClientConfig, topic: &str) -> Result<TopicRows, Strin
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut done: BTreeMap<i32, bool> = ends.keys().map(|p| (*p, false)).collect();
     while done.values().any(|d| !d) && Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(200)) {
+        // Short polls: an exactly-once topic ends in a transaction marker, which is never
+        // delivered, so its end is seen only in the position after a poll that found nothing.
+        match consumer.poll(Duration::from_millis(20)) {
             Some(Ok(m)) => {
                 out.push((m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec)));
                 if ends.get(&m.partition()).is_some_and(|end| m.offset() + 1 >= *end) {

@@ -132,10 +132,15 @@ pub struct ControlTopic {
 
 impl ControlTopic {
     pub fn new(client: &ClientConfig, topic: &str, project: &str) -> Result<ControlTopic, ControlError> {
-        let producer: FutureProducer =
-            client.clone().set("message.max.bytes", "8000000").set("compression.type", "gzip").create().map_err(
-                |e| ControlError::Kafka { topic: topic.into(), message: format!("creating a producer: {e}") },
-            )?;
+        let producer: FutureProducer = client
+            .clone()
+            .set("message.max.bytes", "8000000")
+            .set("compression.type", "gzip")
+            // Every record is waited for before the next is written: lingering for company
+            // (librdkafka's default 5 ms) only delays each one.
+            .set("linger.ms", "0")
+            .create()
+            .map_err(|e| ControlError::Kafka { topic: topic.into(), message: format!("creating a producer: {e}") })?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -174,6 +179,8 @@ impl ControlTopic {
             // (A short-lived reader of a small topic: the extra fetches cost nothing.)
             .set("enable.partition.eof", "true")
             .set("fetch.wait.max.ms", "10")
+            // Should the start move (retention) between reading it and fetching, read from the new start.
+            .set("auto.offset.reset", "earliest")
             .create()
             .map_err(|e| self.err(format!("creating a consumer: {e}")))?;
         let md = consumer
@@ -184,11 +191,13 @@ impl ControlTopic {
         if !exists {
             return Ok(state);
         }
-        let (_, high) = consumer
+        let (low, high) = consumer
             .fetch_watermarks(&self.topic, 0, Duration::from_secs(10))
             .map_err(|e| self.err(format!("offsets: {e}")))?;
+        // A number, not `BEGINNING`: librdkafka looks a logical offset up only after a 500 ms
+        // retry when it does not know the partition's leader yet.
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.topic, 0, Offset::Beginning).map_err(|e| self.err(e.to_string()))?;
+        tpl.add_partition_offset(&self.topic, 0, Offset::Offset(low)).map_err(|e| self.err(e.to_string()))?;
         consumer.assign(&tpl).map_err(|e| self.err(e.to_string()))?;
         let prefix = format!("{}/", self.project);
         let mut latest: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();

@@ -56,6 +56,12 @@ pub fn load_samples(
     Ok(counts)
 }
 
+/// How long a job's poll waits to fill a micro-batch on the embedded target. Its input is all in
+/// the broker in this process before the jobs start, so a poll that finds nothing more has
+/// reached the end, and waiting the default 100 ms for more (for a Kafka of producers that keep
+/// writing) only delays every job's end, and so its downstream jobs' start.
+const EMBEDDED_BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// The embedded target: the sources' sample data loaded into the broker in this process, the
 /// jobs run until they have caught up, and what they wrote.
 pub struct EmbeddedRun {
@@ -83,16 +89,30 @@ pub async fn run_embedded(
     }
     let control = Arc::new(RunControl::default());
     stop_on_signals(control.clone());
-    let opts = RunOptions { until_caught_up: true, ..opts.clone() };
+    let opts = RunOptions {
+        until_caught_up: true,
+        max_batch_wait: opts.max_batch_wait.min(EMBEDDED_BATCH_WAIT),
+        ..opts.clone()
+    };
     let results = run_jobs(cp.clone(), models, &client, &opts, control.clone());
     let sinks = deliver_caught_up(&cp, models, &client, &control, true);
-    let outputs = models
-        .iter()
-        .map(|m| {
-            let topic = cp.models[m].topic.clone();
-            let rows = read_topic(&client, &topic).unwrap_or_default();
-            (m.clone(), topic, rows)
-        })
-        .collect();
+    // Read side by side: each reader's start (metadata, offsets, the first fetch) is mostly waiting.
+    let outputs = std::thread::scope(|scope| {
+        let readers: Vec<_> = models
+            .iter()
+            .map(|m| {
+                let topic = cp.models[m].topic.clone();
+                let client = &client;
+                (m.clone(), scope.spawn(move || (read_topic(client, &topic).unwrap_or_default(), topic)))
+            })
+            .collect();
+        readers
+            .into_iter()
+            .map(|(m, reader)| {
+                let (rows, topic) = reader.join().unwrap_or_default();
+                (m, topic, rows)
+            })
+            .collect()
+    });
     Ok(EmbeddedRun { results, outputs, sinks })
 }

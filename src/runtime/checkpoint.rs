@@ -107,6 +107,8 @@ pub(crate) struct CheckpointLog {
     latest: HashMap<Vec<u8>, Vec<u8>>,
     pub(crate) leases: LeaseBook,
     next: i64,
+    /// The partition is assigned on the first read, at the offset its start had then.
+    assigned: bool,
 }
 
 impl CheckpointLog {
@@ -119,18 +121,30 @@ impl CheckpointLog {
                 Isolation::Leases => "read_uncommitted",
             },
         );
+        // Should the start move (retention) between reading it and fetching, read from the new start.
+        client.set("auto.offset.reset", "earliest");
         let consumer = manual_consumer(&client, "streamctl-checkpoint-reader").map_err(RunError::Setup)?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, 0, Offset::Beginning)
-            .map_err(|e| RunError::Setup(format!("checkpoint partition: {e}")))?;
-        consumer.assign(&tpl).map_err(|e| RunError::Setup(format!("reading checkpoints: {e}")))?;
         Ok(CheckpointLog {
             consumer,
             topic: topic.to_string(),
             latest: HashMap::new(),
             leases: LeaseBook::default(),
             next: 0,
+            assigned: false,
         })
+    }
+
+    /// Assigns the partition at its start offset as a number: a logical offset (`BEGINNING`)
+    /// assigned before the client knows the partition's leader is looked up only after a fixed
+    /// 500 ms retry in librdkafka, which every job start and lease claim would wait for.
+    fn assign(&mut self, low: i64) -> Result<(), RunError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, 0, Offset::Offset(low))
+            .map_err(|e| RunError::Setup(format!("checkpoint partition: {e}")))?;
+        self.consumer.assign(&tpl).map_err(|e| RunError::Setup(format!("reading checkpoints: {e}")))?;
+        self.next = low;
+        self.assigned = true;
+        Ok(())
     }
 
     pub(crate) fn topic(&self) -> &str {
@@ -139,7 +153,13 @@ impl CheckpointLog {
 
     /// Reads everything written so far (read_committed: up to the last stable offset).
     pub(crate) fn catch_up(&mut self) -> Result<(), RunError> {
-        let high = self.end_offset()?;
+        let (low, high) = self.offsets()?;
+        if !self.assigned {
+            if low >= high {
+                return Ok(()); // nothing written yet: assigned on a later read, from where the log starts then
+            }
+            self.assign(low)?;
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.next < high {
             if Instant::now() > deadline {
@@ -164,14 +184,14 @@ impl CheckpointLog {
         Ok(())
     }
 
-    /// The end offset to read to, retried with backoff while the partition has no leader (a
+    /// The start and end offsets, retried with backoff while the partition has no leader (a
     /// broker restarting, leadership moving): that passes, and a job should not stop for it.
-    fn end_offset(&self) -> Result<i64, RunError> {
+    fn offsets(&self) -> Result<(i64, i64), RunError> {
         let mut wait = Duration::from_millis(100);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             match self.consumer.fetch_watermarks(&self.topic, 0, Duration::from_secs(10)) {
-                Ok((_, high)) => return Ok(high),
+                Ok(offsets) => return Ok(offsets),
                 Err(e) if is_transient(&e) && Instant::now() + wait < deadline => {
                     std::thread::sleep(wait);
                     wait = (wait * 2).min(Duration::from_secs(5));
