@@ -217,3 +217,21 @@ fn debezium_avro_changes_read_as_a_table_with_avro_keys() {
         assert!(reasons[2].starts_with("invalid or truncated Avro body"), "{reasons:?}");
     }
 }
+
+/// `streamctl test` writes the given rows of a `debezium-avro` source as Avro create events
+/// (and keys in Avro), so unit tests need no hand-made envelopes; see
+/// `tests/fixtures/debezium_avro/tests/rows.yml`.
+#[test]
+fn streamctl_test_writes_given_rows_as_avro_change_events() {
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_dir(Path::new(FIXTURE), dir.path(), &["target"]);
+    let out = assert_cmd::Command::cargo_bin("streamctl")
+        .unwrap()
+        .args(["test", "--project-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("tests: 1 passed, 0 failed"), "{text}");
+}

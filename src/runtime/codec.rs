@@ -57,6 +57,9 @@ pub struct InputCodec {
     schemas: Arc<SchemaSource>,
     /// Avro keys: the key columns' schema and its content id, to write keys given as JSON.
     own_key_schema: Option<(i32, serde_json::Value)>,
+    /// `debezium-avro`: an envelope schema of the declared columns and its content id, to write
+    /// rows given as JSON.
+    own_envelope: Option<(i32, serde_json::Value)>,
 }
 
 /// A decoded micro-batch: rows with the relation's columns and the pseudo columns.
@@ -132,6 +135,9 @@ impl InputCodec {
                         &s.schema,
                         &schemas,
                     ),
+                    own_envelope: (s.decl.table.format == ValueFormat::DebeziumAvro)
+                        .then(|| own_envelope(&s.schema, &data_names, &schemas))
+                        .flatten(),
                     schemas,
                 })
             }
@@ -170,6 +176,7 @@ impl InputCodec {
                         &m.schema,
                         &schemas,
                     ),
+                    own_envelope: None,
                     schemas,
                 })
             }
@@ -340,7 +347,27 @@ impl InputCodec {
 
     /// A row given as a JSON object (test rows, sample data) as the value this input's topic
     /// holds: the JSON itself, or Avro written with the schema of the declared columns.
+    /// Change-event sources get the row as a create (insert) event of their format.
     pub fn value_from_json(&self, json: &[u8]) -> Result<Vec<u8>, String> {
+        if let Some(op_column) = &self.debezium {
+            let mut row: serde_json::Value = serde_json::from_slice(json).map_err(|e| format!("not JSON: {e}"))?;
+            if let (Some(c), serde_json::Value::Object(m)) = (op_column, &mut row) {
+                m.retain(|k, _| !k.eq_ignore_ascii_case(c));
+            }
+            return match self.changes {
+                ValueFormat::GoldengateJson => serde_json::to_vec(&serde_json::json!({"op_type": "I", "after": row})),
+                ValueFormat::DebeziumAvro => {
+                    let (id, schema) = self.own_envelope.as_ref().ok_or("the columns have no Avro mapping")?;
+                    let mut out = vec![crate::formats::avro::MAGIC_BYTE];
+                    out.extend(id.to_be_bytes());
+                    let event = serde_json::json!({"after": row, "before": null, "op": "c"});
+                    avro_json::write(schema, &event, &mut out)?;
+                    return Ok(out);
+                }
+                _ => serde_json::to_vec(&serde_json::json!({"op": "c", "before": null, "after": row})),
+            }
+            .map_err(|e| e.to_string());
+        }
         match &self.avro {
             None => Ok(json.to_vec()),
             Some(avro) => avro.encode_json(json),
@@ -477,6 +504,27 @@ fn own_key_schema(
     let id = content_id(SchemaType::Avro, &avro.to_string());
     schemas.insert(id, &avro.to_string());
     Some((id, avro))
+}
+
+/// A Debezium envelope in Avro for these columns (`data_names`: their names in the data; an
+/// `__op` column is not data), known to `schemas` under its content id.
+fn own_envelope(schema: &Schema, data_names: &[String], schemas: &SchemaSource) -> Option<(i32, serde_json::Value)> {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .zip(data_names)
+        .filter(|(_, n)| !n.eq_ignore_ascii_case("__op"))
+        .map(|(f, n)| Field::new(n, f.data_type().clone(), true))
+        .collect();
+    let value: serde_json::Value = serde_json::from_str(&output_schema("Value", &Schema::new(fields)).ok()?).ok()?;
+    // `after` defines `Value`, `before` refers to it.
+    let envelope = serde_json::json!({"type": "record", "name": "Envelope", "fields": [
+        {"name": "after", "type": ["null", value], "default": null},
+        {"name": "before", "type": ["null", "Value"], "default": null},
+        {"name": "op", "type": "string"}]});
+    let id = content_id(SchemaType::Avro, &envelope.to_string());
+    schemas.insert(id, &envelope.to_string());
+    Some((id, envelope))
 }
 
 fn numeric_columns(schema: &Schema, key: &[String]) -> Vec<bool> {
