@@ -340,3 +340,152 @@ fn plan_lists_the_sinks_run_delivers() {
         "{stdout}"
     );
 }
+
+/// The example with the same transforms on its file sink and on a postgres sink: a masked
+/// email, a dropped name, a renamed column.
+fn project_with_transforms(port: u16) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_dir(&root().join("example-project"), dir.path(), &["target"]);
+    let transforms = "
+      transforms:
+        - type: mask_field
+          fields: [cust_email]
+        - type: drop_field
+          fields: [cust_full_name]
+        - type: rename_field
+          renames: {customer_since_yrs: loyal_years}";
+    let file = dir.path().join("sinks/downstream.yml");
+    let text = std::fs::read_to_string(&file).unwrap().replace("format: jsonl", &format!("format: jsonl{transforms}"));
+    let text = format!(
+        "{text}
+  - name: prime_logons_masked
+    from: logon_prime_loyal
+    connector:
+      type: postgres
+      url: postgresql://streamctl@127.0.0.1:{port}/postgres
+      password: \"{{{{ env_var('PG_SINK_PASSWORD') }}}}\"
+      table: prime_logons_masked
+      create_table: true{transforms}
+"
+    );
+    std::fs::write(&file, text).unwrap();
+    dir
+}
+
+/// The reference rows after the transforms, computed here from expected.py's rows.
+fn transformed(rows: &[Value]) -> Vec<Value> {
+    rows.iter()
+        .map(|r| {
+            let mut r = r.as_object().unwrap().clone();
+            if r["cust_email"].is_string() {
+                r.insert("cust_email".into(), Value::from("****"));
+            }
+            r.remove("cust_full_name").unwrap();
+            let years = r.remove("customer_since_yrs").unwrap();
+            r.insert("loyal_years".into(), years);
+            Value::Object(r)
+        })
+        .collect()
+}
+
+/// An embedded run delivers the rows after the sink's transforms, to the files and to a table
+/// the sink creates with the transformed columns.
+#[test]
+fn embedded_run_applies_the_sinks_transforms_to_files_and_tables() {
+    let Some(bin) = postgres::available() else { return };
+    let pg = Postgres::start(&bin, PASSWORD);
+    let project = project_with_transforms(pg.port);
+    let out = streamctl()
+        .args(["run", "--project-dir"])
+        .arg(project.path())
+        .env("PG_SINK_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let want = transformed(&expected()["logon_prime_loyal"]);
+    assert!(want.iter().any(|r| r["cust_email"] == "****"), "the sample has emails to mask");
+
+    let table = pg.rows("prime_logons_masked").expect("the sink creates its table");
+    let (missing, extra) = diff(&want, &table);
+    assert!(missing.is_empty() && extra.is_empty(), "table: missing {missing:?}\nnot expected {extra:?}");
+    let columns = pg.psql(
+        "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns \
+         WHERE table_name = 'prime_logons_masked'",
+    );
+    assert_eq!(
+        columns.trim(),
+        "logon_id,logon_date,customer_id,cust_email,customer_class,loyal_years",
+        "the table has the columns after the transforms"
+    );
+
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(project.path().join("target/sinks/prime_logons")).unwrap().flatten() {
+        if e.file_name().to_string_lossy().ends_with(".jsonl") {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            files.extend(text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()));
+        }
+    }
+    let (missing, extra) = diff(&want, &files);
+    assert!(missing.is_empty() && extra.is_empty(), "files: missing {missing:?}\nnot expected {extra:?}");
+    eprintln!("{} rows, first delivered to the table: {}", table.len(), table[0]);
+}
+
+/// Without a server: an unknown transform type (the file does not load) and, once it is fixed,
+/// fields the model's rows do not have at that point are errors at their place.
+#[test]
+fn validate_rejects_unknown_transforms_and_fields() {
+    let project = project_with_transforms(5432);
+    let file = project.path().join("sinks/downstream.yml");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let validate = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        let out = streamctl().args(["validate", "--project-dir"]).arg(project.path()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        stderr
+    };
+    // Where the `nth` line holding `needle` is, at `column`.
+    let at = |text: &str, needle: &str, nth: usize, column: usize| {
+        let line = text.lines().enumerate().filter(|(_, l)| l.contains(needle)).nth(nth).unwrap().0 + 1;
+        format!("sinks/downstream.yml:{line}:{column}")
+    };
+    let text = original.replacen("- type: mask_field", "- type: mask_fields", 1);
+    let stderr = validate(&text);
+    assert!(stderr.contains(&at(&text, "type: mask_fields", 0, 17)), "{stderr}");
+    assert!(stderr.contains("unknown transform type `mask_fields`"), "{stderr}");
+    assert!(stderr.contains("did you mean `mask_field`?"), "{stderr}");
+
+    // The postgres sink's: a typo, and a rename of a column an earlier transform dropped.
+    let text = original.replacen("fields: [cust_email]", "fields: [cust_emial]", 2).replacen(
+        "renames: {customer_since_yrs: loyal_years}",
+        "renames: {cust_full_name: name}",
+        2,
+    );
+    let stderr = validate(&text);
+    assert!(stderr.contains(&at(&text, "fields: [cust_emial]", 1, 20)), "{stderr}");
+    assert!(stderr.contains("mask_field names `cust_emial`, not a column of model"), "{stderr}");
+    assert!(stderr.contains(&at(&text, "renames: {cust_full_name", 1, 21)), "{stderr}");
+    assert!(stderr.contains("rename_field renames `cust_full_name`, not a column of model"), "{stderr}");
+
+    // A table model's key masked, and a rename onto a column the row has.
+    let text = format!(
+        "{original}
+  - name: orders_by_mode_files
+    from: orders_by_mode
+    connector:
+      type: file
+      path: target/sinks/orders_by_mode
+      transforms:
+        - type: mask_field
+          fields: [order_mode]
+        - type: rename_field
+          renames: {{total: order_count}}
+"
+    );
+    let stderr = validate(&text);
+    assert!(stderr.contains(&at(&text, "fields: [order_mode]", 0, 20)), "{stderr}");
+    assert!(stderr.contains("mask_field of `order_mode`, a key column of table model"), "{stderr}");
+    assert!(stderr.contains(&at(&text, "renames: {total: order_count}", 0, 28)), "{stderr}");
+    assert!(stderr.contains("rename_field renames `total` to `order_count`"), "{stderr}");
+}

@@ -528,6 +528,9 @@ pub enum SinkConnector {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[schemars(range(min = 1))]
         roll_seconds: Option<u64>,
+        /// Single message transforms applied to each row, in order, before it is written.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        transforms: Vec<SinkTransform>,
     },
     /// Write the model's rows to a PostgreSQL table, delivered by `streamctl run` (and the embedded
     /// `apply`): a table model's rows are upserted by its key (a tombstone deletes the row), a
@@ -562,7 +565,42 @@ pub enum SinkConnector {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[schemars(range(min = 1))]
         batch_records: Option<u32>,
+        /// Single message transforms applied to each row, in order, before it is written (the
+        /// table's columns are the model's after them).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        transforms: Vec<SinkTransform>,
     },
+}
+
+impl SinkConnector {
+    /// The transforms a native sink applies to each row (none for the others).
+    pub fn transforms(&self) -> &[SinkTransform] {
+        match self {
+            SinkConnector::File { transforms, .. } | SinkConnector::Postgres { transforms, .. } => transforms,
+            SinkConnector::Kafka { .. } => &[],
+        }
+    }
+}
+
+/// A single message transform of a native sink, tagged by `type` (like Kafka Connect's SMTs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkTransform {
+    /// Replaces the values of `fields`: a string by `replacement` (default `****`), a number by 0,
+    /// a boolean by false, a list or object by an empty one; null stays null (Connect's MaskField).
+    MaskField {
+        #[schemars(length(min = 1))]
+        fields: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replacement: Option<String>,
+    },
+    /// Removes `fields` from the row (Connect's ReplaceField `exclude`).
+    DropField {
+        #[schemars(length(min = 1))]
+        fields: Vec<String>,
+    },
+    /// Renames fields, `from: to` (Connect's ReplaceField `renames`).
+    RenameField { renames: BTreeMap<String, String> },
 }
 
 /// How a file sink writes rows.

@@ -150,13 +150,47 @@ fn unknown_key_hint(root: &Value, instance: &Value, schema_path: &str) -> Option
     suggest(unknown, known.iter().map(String::as_str)).map(|s| format!("`{unknown}`: did you mean `{s}`?"))
 }
 
+/// For alternatives that are tagged by a constant `type` (an enum serde tags by `type`, such as
+/// a connector or a transform): `Ok` with the alternative the value's `type` names, `Err` with
+/// the tags when it names none. `None` when the alternatives are not all tagged or the value has
+/// no `type` string.
+fn tagged<'a>(root: &'a Value, alts: &'a Value, instance: &Value) -> Option<Result<&'a Value, Vec<String>>> {
+    let tag = instance.get("type")?.as_str()?;
+    let alts = alts.as_array().or_else(|| alts.get("oneOf").or_else(|| alts.get("anyOf"))?.as_array())?;
+    let mut tags = Vec::new();
+    for alt in alts {
+        let alt = resolve(root, alt);
+        let t = alt.pointer("/properties/type/const")?.as_str()?;
+        if t == tag {
+            return Some(Ok(alt));
+        }
+        tags.push(t.to_string());
+    }
+    Some(Err(tags))
+}
+
 /// Validates a parsed YAML file against the schema of its kind; one diagnostic per problem.
 pub fn validate(kind: FileKind, value: &Value, positions: &PositionIndex, file: &SourceText) -> Vec<Diagnostic> {
-    let root = kind.schema();
     let mut out = Vec::new();
-    for err in kind.validator().iter_errors(value) {
+    validate_at(kind.schema(), kind.validator(), value, "", positions, file, &mut out);
+    out
+}
+
+/// The problems of `value`, found at `base` in the file, against `root` (compiled as `validator`).
+/// A value of a tagged enum is checked against the alternative its `type` names, so its problems
+/// are reported at their own place rather than as a mismatch of the whole value.
+fn validate_at(
+    root: &Value,
+    validator: &jsonschema::Validator,
+    value: &Value,
+    base: &str,
+    positions: &PositionIndex,
+    file: &SourceText,
+    out: &mut Vec<Diagnostic>,
+) {
+    for err in validator.iter_errors(value) {
         use jsonschema::error::ValidationErrorKind as K;
-        let pointer = err.instance_path().as_str().to_string();
+        let pointer = format!("{base}{}", err.instance_path().as_str());
         let instance = err.instance();
         let schema_parent = {
             let p = err.schema_path().as_str();
@@ -211,6 +245,48 @@ pub fn validate(kind: FileKind, value: &Value, positions: &PositionIndex, file: 
                 format!("unsupported file format version {instance}: this streamctl reads version 1"),
                 Some("write `version: 1`".to_string()),
             ),
+            K::AnyOf { .. } | K::OneOfNotValid { .. }
+                if root
+                    .pointer(err.schema_path().as_str())
+                    .and_then(|alts| tagged(root, alts, instance.as_ref()))
+                    .is_some() =>
+            {
+                let alts = root.pointer(err.schema_path().as_str()).unwrap_or(&Value::Null);
+                match tagged(root, alts, instance.as_ref()) {
+                    Some(Ok(alt)) => {
+                        // The alternative alone, with the definitions it refers to.
+                        let mut sub = alt.clone();
+                        if let (Some(obj), Some(defs)) = (sub.as_object_mut(), root.get("$defs")) {
+                            obj.insert("$defs".into(), defs.clone());
+                        }
+                        if let Ok(v) = jsonschema::validator_for(&sub) {
+                            validate_at(&sub, &v, instance.as_ref(), &pointer, positions, file, out);
+                            continue;
+                        }
+                        (err.to_string(), None)
+                    }
+                    _ => {
+                        let Some(Err(tags)) = tagged(root, alts, instance.as_ref()) else { continue };
+                        let given = instance.get("type").and_then(Value::as_str).unwrap_or_default();
+                        let what = pointer
+                            .rsplit('/')
+                            .find(|f| !f.is_empty() && f.parse::<usize>().is_err())
+                            .map(|f| f.trim_end_matches('s'))
+                            .unwrap_or("this value");
+                        let listed: Vec<String> = tags.iter().map(|t| format!("`{t}`")).collect();
+                        let help = match suggest(given, tags.iter().map(String::as_str)) {
+                            Some(t) => format!("did you mean `{t}`?"),
+                            None => format!("expected one of: {}", listed.join(", ")),
+                        };
+                        let (line, column) = positions.value(&format!("{pointer}/type"));
+                        let mut d = Diagnostic::error("yaml-schema", format!("unknown {what} type `{given}`"))
+                            .at(file, Pos::new(line, column, given.chars().count().max(1)));
+                        d.help = Some(help);
+                        out.push(d);
+                        continue;
+                    }
+                }
+            }
             K::AnyOf { .. } | K::OneOfNotValid { .. } => {
                 let forms =
                     root.pointer(err.schema_path().as_str()).map(|alts| forms(root, alts, 0)).unwrap_or_default();
@@ -239,5 +315,4 @@ pub fn validate(kind: FileKind, value: &Value, positions: &PositionIndex, file: 
         d.help = help;
         out.push(d);
     }
-    out
 }

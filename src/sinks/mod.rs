@@ -10,6 +10,7 @@
 
 pub(crate) mod file;
 pub(crate) mod postgres;
+pub(crate) mod transform;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -173,7 +174,7 @@ pub fn run_sink(
         }
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
-                let line = jsonl_line(&codec, m.key(), m.payload());
+                let line = jsonl_line(&codec, sink.sink.connector.transforms(), m.key(), m.payload());
                 writer.write(m.partition(), m.offset(), &line).map_err(|e| format!("sink {name}: {e}"))?;
                 next.insert(m.partition(), m.offset() + 1);
                 records += 1;
@@ -291,12 +292,23 @@ fn commit(consumer: &BaseConsumer, topic: &str, offsets: &BTreeMap<i32, i64>, si
     }
 }
 
-/// One record as a JSON Lines line: the value as a JSON object; a tombstone as its key with
-/// `"_delete": true`; a value the model's codec cannot read as `_raw` text with `_error`.
-fn jsonl_line(codec: &InputCodec, key: Option<&[u8]>, value: Option<&[u8]>) -> Vec<u8> {
+/// One record as a JSON Lines line: the value as a JSON object after the sink's transforms; a
+/// tombstone as its key with `"_delete": true`; a value the model's codec cannot read as `_raw`
+/// text with `_error` (only `_error` when the sink has transforms).
+fn jsonl_line(
+    codec: &InputCodec,
+    transforms: &[crate::project::config::SinkTransform],
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> Vec<u8> {
     let line = match value {
         Some(v) => match codec.value_as_json(v) {
-            Some(obj) => serde_json::Value::Object(obj),
+            Some(obj) => serde_json::Value::Object(transform::apply(transforms, obj)),
+            // The transforms cannot apply to a value they cannot read: it is left out rather than
+            // written unmasked.
+            None if !transforms.is_empty() => serde_json::json!({
+                "_error": "not a value of the model's output format (left out: the sink's transforms cannot apply)",
+            }),
             None => serde_json::json!({
                 "_raw": String::from_utf8_lossy(v),
                 "_error": "not a value of the model's output format",
@@ -307,6 +319,12 @@ fn jsonl_line(codec: &InputCodec, key: Option<&[u8]>, value: Option<&[u8]>) -> V
                 serde_json::from_slice(k)
                     .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(k).into()))
             });
+            // A key of several columns is renamed like the rows (validate keeps transforms from
+            // masking or dropping a table's key columns).
+            let key = match key {
+                serde_json::Value::Object(k) => serde_json::Value::Object(transform::apply(transforms, k)),
+                k => k,
+            };
             serde_json::json!({"_key": key, "_delete": true})
         }
     };

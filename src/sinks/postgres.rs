@@ -25,12 +25,12 @@ use tokio::runtime::Runtime;
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, NoTls};
 
-use super::{SinkOutcome, SinkRun};
+use super::{transform, SinkOutcome, SinkRun};
 use crate::compile::{names, CompiledModel, CompiledProject};
 use crate::connectors::consumer::partition_offsets;
 use crate::graph::NodeId;
 use crate::jinja::Jinja;
-use crate::project::config::{RelationKind, SinkConnector};
+use crate::project::config::{RelationKind, SinkConnector, SinkTransform};
 use crate::project::SinkDecl;
 use crate::runtime::codec::InputCodec;
 use crate::runtime::worker::RunControl;
@@ -146,6 +146,17 @@ pub fn pg_type(t: &DataType) -> String {
         | DataType::Map(..) => "jsonb".into(),
         _ => "text".into(),
     }
+}
+
+/// The table's columns: the model's after the sink's transforms (dropped ones left out,
+/// renamed ones under their new name), with their PostgreSQL types.
+fn columns_after(model: &CompiledModel, transforms: &[SinkTransform]) -> Vec<(String, String)> {
+    model
+        .schema
+        .fields()
+        .iter()
+        .filter_map(|f| transform::column_after(transforms, f.name()).map(|n| (n, pg_type(f.data_type()))))
+        .collect()
 }
 
 /// `CREATE TABLE IF NOT EXISTS` with the model's columns; `key` becomes the primary key.
@@ -299,11 +310,18 @@ async fn prepare(
     model: &CompiledModel,
     table_setting: &str,
     create: bool,
+    transforms: &[SinkTransform],
 ) -> Result<Target, String> {
     let (table, offsets) = table_names(table_setting);
-    let key: Vec<String> = if model.kind == RelationKind::Table { model.key.clone() } else { Vec::new() };
-    let columns: Vec<(String, String)> =
-        model.schema.fields().iter().map(|f| (f.name().clone(), pg_type(f.data_type()))).collect();
+    let key_of_model: &[String] = if model.kind == RelationKind::Table { &model.key } else { &[] };
+    let key = key_of_model
+        .iter()
+        .map(|k| {
+            transform::column_after(transforms, k)
+                .ok_or_else(|| format!("the sink's transforms drop `{k}`, a key column of model `{}`", model.name))
+        })
+        .collect::<Result<Vec<String>, String>>()?;
+    let columns = columns_after(model, transforms);
     let tx = client.transaction().await.map_err(|e| pg_err("starting a transaction", &e))?;
     // Two sinks creating tables at once would collide in the catalog.
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_id("streamctl ddl")])
@@ -500,7 +518,7 @@ fn deliver(
 ) -> Result<SinkOutcome, String> {
     let name = &sink.sink.name;
     let model_name = &sink.sink.from;
-    let SinkConnector::Postgres { table, create_table, batch_records, .. } = &sink.sink.connector else {
+    let SinkConnector::Postgres { table, create_table, batch_records, transforms, .. } = &sink.sink.connector else {
         return Err("not a postgres sink".into());
     };
     let model = cp.models.get(model_name).ok_or_else(|| format!("no model `{model_name}`"))?;
@@ -530,7 +548,7 @@ fn deliver(
     if !wait_for_lock(&rt, &pg, &sink_id, how, control)? {
         return Ok(outcome(0));
     }
-    let target = rt.block_on(prepare(&mut pg, model, table, *create_table))?;
+    let target = rt.block_on(prepare(&mut pg, model, table, *create_table, transforms))?;
     if fresh {
         rt.block_on(forget(&mut pg, &target, &sink_id))?;
         eprintln!(
@@ -597,17 +615,21 @@ fn deliver(
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 let change = match m.payload() {
-                    Some(v) => Change::Upsert(codec.value_as_json(v).ok_or_else(|| {
-                        format!(
+                    Some(v) => Change::Upsert(
+                        codec.value_as_json(v).map(|r| transform::apply(transforms, r)).ok_or_else(|| {
+                            format!(
                             "the record at offset {} of partition {} of {topic} is not a value of the model's output \
                              format",
                             m.offset(),
                             m.partition()
                         )
-                    })?),
-                    None => Change::Delete(tombstone_key(m.key(), &model.key).map_err(|e| {
-                        format!("offset {} of partition {} of {topic}: {e}", m.offset(), m.partition())
-                    })?),
+                        })?,
+                    ),
+                    None => Change::Delete(
+                        tombstone_key(m.key(), &model.key).map(|k| transform::apply(transforms, k)).map_err(|e| {
+                            format!("offset {} of partition {} of {topic}: {e}", m.offset(), m.partition())
+                        })?,
+                    ),
                 };
                 if batch.is_empty() {
                     batch_started = Instant::now();
