@@ -1,8 +1,11 @@
-//! `streamctl query` and `peek` on Apache Kafka (started by the test, see `e2e_common::kafka`),
-//! with kcat producing the inputs: a push query prints the rows produced after it started, in
-//! order, and stops at LIMIT; a pull query on a table model returns the latest row of a key
-//! after that key was updated; peek shows a malformed record as malformed.
+//! `streamctl query`, `peek` and `shell` on Apache Kafka (started by the test, see
+//! `e2e_common::kafka`), with kcat producing the inputs: a push query prints the rows produced
+//! after it started, in order, and stops at LIMIT; a pull query on a table model returns the
+//! latest row of a key after that key was updated; peek shows a malformed record as malformed
+//! and starts at a time; the shell in a terminal prints a push query's rows as they come and
+//! Ctrl-C cancels the query, not the shell. `/metrics` and `status`'s throughput after a run.
 
+mod common;
 mod e2e_common;
 
 use std::io::{BufRead, BufReader};
@@ -125,6 +128,65 @@ fn query_and_peek_on_a_real_broker() {
     assert_eq!(records[1]["value"]["order_id"], 30, "{records:?}");
     let text = streamctl_on(&bootstrap).args(["peek", "orders", "--from", "latest", "-n", "2"]).output().unwrap();
     assert!(String::from_utf8_lossy(&text.stdout).contains("MALFORMED ("), "{}", String::from_utf8_lossy(&text.stdout));
+
+    // Peek from a time: the records stamped at or after it (by the broker's offsets for times),
+    // with the time as epoch ms or RFC 3339.
+    std::thread::sleep(Duration::from_millis(20));
+    let since = chrono::Utc::now();
+    std::thread::sleep(Duration::from_millis(20));
+    produce(&(40..=42).map(|i| order(i, "direct", 7.0)).collect::<Vec<_>>());
+    for from in [since.timestamp_millis().to_string(), since.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()] {
+        let out = streamctl_on(&bootstrap)
+            .args(["peek", "soe.orders", "--from", &from, "-n", "100", "--format", "json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let ids: Vec<i64> = json_lines(&out.stdout).iter().map(|r| r["value"]["order_id"].as_i64().unwrap()).collect();
+        assert_eq!(ids, [40, 41, 42], "--from {from}");
+    }
+    let later = (since + chrono::Duration::hours(1)).timestamp_millis().to_string();
+    let out = streamctl_on(&bootstrap).args(["peek", "soe.orders", "--from", &later]).output().unwrap();
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no records"));
+
+    // The shell in a terminal: a push query's rows as they are produced; Ctrl-C cancels the query
+    // and the shell goes on; `exit` leaves.
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_dir(&root().join("example-project"), dir.path(), &["target"]);
+    let project = dir.path().to_str().unwrap().to_string();
+    let args = ["--project-dir", &project, "--target", "local", "--bootstrap-servers", &bootstrap, "shell"];
+    let Some(t) = common::tmux::Tmux::start(
+        "kafka",
+        std::path::Path::new(env!("CARGO_BIN_EXE_streamctl")),
+        &args,
+        &[("NO_COLOR", "1")],
+    ) else {
+        return;
+    };
+    t.wait_for_count("streamctl> ", 1, 60);
+    t.type_text("SELECT order_id, order_mode FROM soe.orders WHERE order_mode = 'online' EMIT CHANGES");
+    t.keys(&["Enter"]);
+    t.wait_for_count("query started", 1, 60);
+    produce(&[order(50, "online", 1.0), order(51, "direct", 1.0), order(52, "online", 1.0)]);
+    let rows = |s: &str| -> Vec<String> {
+        s.lines().filter(|l| l.ends_with("online") && !l.contains("streamctl>")).map(|l| l.trim().to_string()).collect()
+    };
+    let screen = t.wait_until("rows 50 and 52", 60, |s| rows(s).len() >= 2);
+    let got = rows(&screen);
+    assert!(got[0].starts_with("50 ") && got[1].starts_with("52 "), "{screen}");
+    assert!(t.alive());
+    t.keys(&["C-c"]);
+    let screen = t.wait_for_count("streamctl> ", 2, 30);
+    assert!(screen.contains("2 rows\n(cancelled)"), "{screen}");
+    assert!(t.alive(), "{screen}");
+    t.type_text("PEEK soe.orders 1 FROM latest");
+    t.keys(&["Enter"]);
+    let screen = t.wait_for_count("streamctl> ", 3, 30);
+    assert!(screen.contains("\"order_id\":52"), "{screen}");
+    t.type_text("exit");
+    t.keys(&["Enter"]);
+    assert_eq!(t.wait_exit(30), 0, "{}", t.screen());
 }
 
 /// GET of a path on the metrics endpoint: (status line, body).
@@ -245,4 +307,67 @@ fn metrics_of_a_run_pass_promtool_and_match_its_summary() {
     assert_eq!(job["records_in"].as_f64(), sample_value(&last, records_in), "{summary}");
     assert_eq!(job["records_out"].as_f64(), sample_value(&last, records_out), "{summary}");
     assert!(job["records_out"].as_u64().unwrap() > 0, "{summary}");
+}
+
+#[test]
+fn status_shows_each_jobs_throughput_over_the_last_minute() {
+    let Some(kcat) = tools() else { return };
+    let kafka = KafkaCluster::single();
+    let bootstrap = kafka.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    common::copy_dir(&root().join("example-project"), &project, &["target", "schemas"]);
+    let cmd = |args: &[&str]| {
+        let mut c = streamctl();
+        c.arg("--project-dir").arg(&project);
+        c.args(["--target", "local", "--bootstrap-servers", &bootstrap, "--schema-registry-url", "file:registry"]);
+        c.args(args);
+        c.output().unwrap()
+    };
+    let text = |o: &std::process::Output| {
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    };
+    create_source_topics(&bootstrap);
+    produce_samples(&kcat, &bootstrap, 0.0..1.0);
+    let apply = cmd(&["apply", "--auto-approve"]);
+    assert!(apply.status.success(), "{}", text(&apply));
+    let run = cmd(&["run", "--until-caught-up", "--checkpoint-interval-ms", "500"]);
+    assert!(run.status.success(), "{}", text(&run));
+
+    let status = cmd(&["status", "--format", "json"]);
+    assert!(status.status.success(), "{}", text(&status));
+    let doc: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("schemas/status.schema.json")).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&doc).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{doc:#}");
+    let jobs = doc["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 5, "{doc:#}");
+    // The run was within the last minute, and the jobs' first: their rates are their totals
+    // over 60 s.
+    for job in jobs {
+        let t = job["throughput"].as_object().unwrap_or_else(|| panic!("{job:#}"));
+        assert_eq!(
+            t.keys().collect::<Vec<_>>(),
+            ["window_seconds", "records_in_per_second", "records_out_per_second"],
+            "{job:#}"
+        );
+        assert_eq!(t["window_seconds"], 60);
+        for (rate, total) in [("records_in_per_second", "records_in"), ("records_out_per_second", "records_out")] {
+            let rate = t[rate].as_f64().unwrap();
+            let total = job["totals"][total].as_f64().unwrap();
+            assert!((rate * 60.0 - total).abs() < 1e-6, "{rate}/s against {total} in: {job:#}");
+        }
+    }
+    let orders = jobs.iter().find(|j| j["model"] == "orders_by_mode").unwrap();
+    let orders_in = orders["throughput"]["records_in_per_second"].as_f64().unwrap();
+    assert!(orders_in > 0.0, "{orders:#}");
+
+    let status = cmd(&["status"]);
+    let shown = String::from_utf8_lossy(&status.stdout).into_owned();
+    eprintln!("{shown}");
+    assert!(shown.lines().any(|l| l.contains("in/s") && l.contains("out/s")), "{shown}");
+    let line = shown.lines().find(|l| l.starts_with("orders_by_mode")).unwrap_or_else(|| panic!("{shown}"));
+    assert!(line.split_whitespace().any(|w| w == format!("{orders_in:.1}")), "{line}");
 }

@@ -13,6 +13,7 @@ mod plan;
 mod query;
 mod run;
 mod seed;
+mod shell;
 mod source;
 mod status;
 mod test;
@@ -81,6 +82,9 @@ pub enum Command {
     /// Run a SELECT over sources and models: rows as they come (EMIT CHANGES) or a table's
     /// current rows.
     Query(query::Args),
+    /// An interactive session: SHOW SOURCES, SHOW MODELS, DESCRIBE, PEEK and queries, with
+    /// line editing, history and completion (statements from stdin when it is not a terminal).
+    Shell(shell::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -102,6 +106,7 @@ pub fn main() -> ExitCode {
         Command::Status(a) => status::exec(&cli.global, a),
         Command::Peek(a) => peek::exec(&cli.global, a),
         Command::Query(a) => query::exec(&cli.global, a),
+        Command::Shell(a) => shell::exec(&cli.global, a),
     };
     match result {
         Ok(code) if code != ExitCode::SUCCESS && !common::json_printed() => {
@@ -141,6 +146,7 @@ impl Command {
             Command::Status(_) => "status",
             Command::Peek(_) => "peek",
             Command::Query(_) => "query",
+            Command::Shell(_) => "shell",
         }
     }
 }

@@ -1,14 +1,15 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::Args as ClapArgs;
 
 use super::common::{compiled_or_exit, GlobalArgs, OutputFormat};
+use crate::compile::CompiledProject;
 use crate::jinja::Jinja;
 use crate::ops::peek::{
-    peek, resolve_peek_target, stop_flag, PeekOptions, PeekedRecord, PeekedValue, ReadTarget, StartAt,
+    peek, resolve_peek_target, stop_flag, PeekOptions, PeekedRecord, PeekedValue, ReadTarget, Relation, StartAt,
 };
 
 #[derive(Debug, ClapArgs)]
@@ -75,22 +76,7 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
     };
     let opts = PeekOptions { limit: args.limit, start, partition: args.partition, follow: args.follow };
     let stop = stop_flag();
-    let json = global.format == OutputFormat::Json;
-    // Aligned columns: widths from what is shown, or fixed ones when following.
-    let mut table = TableOut::new(args.follow);
-    let mut out = std::io::stdout();
-    let result = peek(&cp, &reader.client, &relation, reader.registry.as_ref(), &opts, &stop, &mut |r| {
-        if json {
-            writeln!(out, "{}", serde_json::to_string(&record_json(r)).unwrap_or_default())?;
-            out.flush()
-        } else {
-            table.push(r, &mut out)
-        }
-    });
-    if !json {
-        table.finish(&mut out)?;
-    }
-    match result {
+    match print_records(&cp, &reader, &relation, &opts, &stop, global.format == OutputFormat::Json)? {
         Ok(n) => {
             if n == 0 && !stop.load(Ordering::SeqCst) {
                 eprintln!("no records");
@@ -102,6 +88,34 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Reads the records `opts` asks for and prints them to stdout: an aligned table (as they come
+/// when following) or JSON lines. Returns the records shown, or the reading error; `Err` when
+/// stdout cannot be written.
+pub(super) fn print_records(
+    cp: &CompiledProject,
+    reader: &ReadTarget,
+    relation: &Relation,
+    opts: &PeekOptions,
+    stop: &AtomicBool,
+    json: bool,
+) -> std::io::Result<Result<usize, String>> {
+    // Aligned columns: widths from what is shown, or fixed ones when following.
+    let mut table = TableOut::new(opts.follow);
+    let mut out = std::io::stdout();
+    let result = peek(cp, &reader.client, relation, reader.registry.as_ref(), opts, stop, &mut |r| {
+        if json {
+            writeln!(out, "{}", serde_json::to_string(&record_json(r)).unwrap_or_default())?;
+            out.flush()
+        } else {
+            table.push(r, &mut out)
+        }
+    });
+    if !json {
+        table.finish(&mut out)?;
+    }
+    Ok(result)
 }
 
 /// One JSON line per record.

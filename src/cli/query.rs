@@ -1,16 +1,19 @@
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::Args as ClapArgs;
 
 use super::common::{fail, plural, print_diagnostics, GlobalArgs, OutputFormat};
+use crate::compile::CompiledProject;
 use crate::diagnostics::Diagnostics;
 use crate::jinja::Jinja;
 use crate::ops::peek::{stop_flag, ReadTarget, StartAt};
-use crate::ops::query::{columns, compile_query, prepare, run_query, QueryOptions, Row, QUERY_MODEL};
+use crate::ops::query::{columns, compile_query, prepare, run_query, PreparedQuery, QueryOptions, Row, QUERY_MODEL};
 use crate::project::config::TargetKind;
 use crate::project::Project;
+use crate::runtime::RunError;
 
 #[derive(Debug, ClapArgs)]
 #[command(after_help = "\
@@ -91,40 +94,10 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         }
     };
     let stop = stop_flag();
-    let names = columns(&cp);
     let json = global.format == OutputFormat::Json;
     let opts = QueryOptions { start, until_caught_up: embedded };
-    let limit = prepared.limit;
-    let mut table = RowsOut::new(names, prepared.push);
-    let mut out = std::io::stdout();
-    let mut printed = 0usize;
-    let mut write_error: Option<std::io::Error> = None;
-    let result =
-        run_query(&cp, &reader.client, reader.registry.as_ref(), prepared.push, opts, &stop, &mut |row: Row| {
-            if limit.is_some_and(|l| printed >= l) {
-                return false;
-            }
-            let written = if json {
-                let v = row.map_or(serde_json::Value::Null, serde_json::Value::Object);
-                writeln!(out, "{v}").and_then(|_| out.flush())
-            } else {
-                table.push(row, &mut out)
-            };
-            if let Err(e) = written {
-                write_error = Some(e);
-                return false;
-            }
-            printed += 1;
-            limit.is_none_or(|l| printed < l)
-        });
-    if let Some(e) = write_error {
-        return Err(e.into());
-    }
-    if !json {
-        table.finish(&mut out)?;
-    }
-    match result {
-        Ok(_) => {
+    match print_rows(&cp, &reader, &prepared, opts, &stop, json)? {
+        Ok(printed) => {
             if !json {
                 eprintln!("{}", plural(printed, "row"));
             }
@@ -135,6 +108,48 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Runs a compiled query and prints its rows to stdout, up to its LIMIT: an aligned table (rows
+/// as they come for a push query) or JSON lines. Returns the rows printed, or the run's error;
+/// `Err` when stdout cannot be written.
+pub(super) fn print_rows(
+    cp: &CompiledProject,
+    reader: &ReadTarget,
+    prepared: &PreparedQuery,
+    opts: QueryOptions,
+    stop: &AtomicBool,
+    json: bool,
+) -> std::io::Result<Result<usize, RunError>> {
+    let limit = prepared.limit;
+    let mut table = RowsOut::new(columns(cp), prepared.push);
+    let mut out = std::io::stdout();
+    let mut printed = 0usize;
+    let mut write_error: Option<std::io::Error> = None;
+    let result = run_query(cp, &reader.client, reader.registry.as_ref(), prepared.push, opts, stop, &mut |row: Row| {
+        if limit.is_some_and(|l| printed >= l) {
+            return false;
+        }
+        let written = if json {
+            let v = row.map_or(serde_json::Value::Null, serde_json::Value::Object);
+            writeln!(out, "{v}").and_then(|_| out.flush())
+        } else {
+            table.push(row, &mut out)
+        };
+        if let Err(e) = written {
+            write_error = Some(e);
+            return false;
+        }
+        printed += 1;
+        limit.is_none_or(|l| printed < l)
+    });
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+    if !json {
+        table.finish(&mut out)?;
+    }
+    Ok(result.map(|_| printed))
 }
 
 fn cell(v: Option<&serde_json::Value>) -> String {

@@ -10,8 +10,10 @@ use crate::ops::status::jobs;
 #[command(after_help = "\
 What the target's control topic records as deployed for this project (generation, when, from
 which commit), and per job: the worker running it, its lag (input records not yet processed,
-from its consumer group's committed offsets), and its counters since it was first deployed
-(records in and out, bad records, dead letters, late events).
+from its consumer group's committed offsets), its throughput over the last minute (records in
+and out per second, from the counters its checkpoints recorded in that minute), and its
+counters since it was first deployed (records in and out, bad records, dead letters, late
+events).
 
 Examples:
   streamctl status --target prod
@@ -65,19 +67,22 @@ pub fn exec(global: &GlobalArgs, _args: &Args) -> anyhow::Result<ExitCode> {
             }
             println!("{} topics, {} schemas, {} jobs\n", state.topics.len(), state.schemas.len(), state.jobs.len());
             println!(
-                "{:<24} {:>4} {:<28} {:>8} {:>9} {:>9} {:>6} {:>6} {:>6}",
-                "job", "gen", "worker", "lag", "in", "out", "bad", "dlq", "late"
+                "{:<24} {:>4} {:<28} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>6} {:>6}",
+                "job", "gen", "worker", "lag", "in/s", "out/s", "in", "out", "bad", "dlq", "late"
             );
             for j in &job_status {
                 let t = j.totals.unwrap_or_default();
                 let worker = j.worker.clone().unwrap_or_else(|| "(not running)".into());
                 let lag = j.lag.map_or("?".into(), |l| l.to_string());
+                let rate = |r: Option<f64>| r.map_or("?".into(), |r| format!("{r:.1}"));
                 println!(
-                    "{:<24} {:>4} {:<28} {:>8} {:>9} {:>9} {:>6} {:>6} {:>6}",
+                    "{:<24} {:>4} {:<28} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>6} {:>6}",
                     j.model,
                     j.generation,
                     worker,
                     lag,
+                    rate(j.throughput.map(|t| t.records_in_per_second)),
+                    rate(j.throughput.map(|t| t.records_out_per_second)),
                     t.records_in,
                     t.records_out,
                     t.bad_records,

@@ -9,6 +9,7 @@
 //! * [`peek`]: records of a relation's topic, decoded as its jobs decode them; the cluster
 //!   reading commands read (the embedded broker loaded first).
 //! * [`query`]: one SELECT compiled like a model and run as a transient job.
+//! * [`shell`]: the statements of the interactive shell, over one connection to the target.
 //! * [`status`]: deployed jobs with their checkpoints, lease holders and lag.
 //! * [`sinks`]: native sink tasks beside the jobs.
 //! * [`source_import`]: a source's registered columns written into its YAML.
@@ -19,6 +20,7 @@ pub mod host;
 pub(crate) mod peek;
 pub(crate) mod query;
 pub(crate) mod run;
+pub(crate) mod shell;
 pub(crate) mod sinks;
 pub(crate) mod source_import;
 pub(crate) mod status;

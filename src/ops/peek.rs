@@ -13,7 +13,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Serialize;
 
-use super::embedded::run_embedded;
+use super::host::{job_topics, run_jobs};
 use crate::compile::CompiledProject;
 use crate::connectors::consumer::{manual_consumer, partition_offsets};
 use crate::connectors::embedded::EmbeddedBroker;
@@ -25,7 +25,7 @@ use crate::project::config::{RelationKind, TargetKind};
 use crate::project::target::ResolvedTarget;
 use crate::runtime::codec::{InputCodec, Record};
 use crate::runtime::samples::sample_records;
-use crate::runtime::worker::RunOptions;
+use crate::runtime::worker::{RunControl, RunOptions};
 use crate::sql::dialect::PseudoColumn;
 
 /// What a name on the command line stands for.
@@ -406,21 +406,32 @@ pub fn load_source_samples(cp: &CompiledProject, client: &ClientConfig, source: 
     Ok(records.len())
 }
 
-/// The cluster a reading command (`peek`, `query`) reads from: a Kafka target as it is, or the
-/// embedded broker, which starts empty with this process and so first gets the sample data of
-/// the sources involved and the records of the models involved (their jobs run until caught up).
+/// The cluster a reading command (`peek`, `query`, `shell`) reads from: a Kafka target as it is,
+/// or the embedded broker, which starts empty with this process and so first gets the sample data
+/// of the sources involved and the records of the models involved (their jobs run until caught
+/// up), once each for as long as it lives.
 pub struct ReadTarget {
     /// Kept alive for as long as the command reads.
-    _broker: Option<EmbeddedBroker>,
+    broker: Option<EmbeddedBroker>,
     pub client: ClientConfig,
     /// The target's schema registry (Avro writer schemas by id); `None`: the project's files.
     pub registry: Option<crate::registry::SharedRegistry>,
+    /// Embedded: the sources and models whose records are in the broker.
+    loaded: BTreeSet<NodeId>,
 }
 
 impl ReadTarget {
     /// `reads`: the relations the command reads (the models among them and everything
     /// upstream of them run first on the embedded target).
     pub fn open(cp: &Arc<CompiledProject>, target: &ResolvedTarget, reads: &[NodeId]) -> Result<ReadTarget, String> {
+        let mut r = ReadTarget::connect(cp, target)?;
+        r.load(cp, reads)?;
+        Ok(r)
+    }
+
+    /// The target's cluster: a Kafka target checked reachable (with its schema registry), or an
+    /// empty embedded broker.
+    pub fn connect(cp: &CompiledProject, target: &ResolvedTarget) -> Result<ReadTarget, String> {
         if target.kind != TargetKind::Embedded {
             let cluster = Cluster::Kafka {
                 bootstrap: target.bootstrap_servers.clone().unwrap_or_default(),
@@ -429,14 +440,22 @@ impl ReadTarget {
             };
             cluster.check_reachable()?;
             let registry = super::run::target_registry(target, cp)?;
-            return Ok(ReadTarget { client: cluster.client_config(), _broker: None, registry });
+            return Ok(ReadTarget { client: cluster.client_config(), broker: None, registry, loaded: BTreeSet::new() });
         }
         let broker = EmbeddedBroker::start()?;
         let client = Cluster::Embedded(&broker).client_config();
+        Ok(ReadTarget { client, broker: Some(broker), registry: None, loaded: BTreeSet::new() })
+    }
+
+    /// Embedded: loads the sample data of the sources `reads` depend on and runs the models
+    /// among them and upstream until caught up, skipping what an earlier call loaded. Nothing to
+    /// do on a Kafka target.
+    pub fn load(&mut self, cp: &Arc<CompiledProject>, reads: &[NodeId]) -> Result<(), String> {
+        let Some(broker) = &self.broker else { return Ok(()) };
         let mut upstream: BTreeSet<NodeId> = BTreeSet::new();
         let mut todo: Vec<NodeId> = reads.to_vec();
         while let Some(id) = todo.pop() {
-            if upstream.insert(id.clone()) {
+            if !self.loaded.contains(&id) && upstream.insert(id.clone()) {
                 todo.extend(cp.graph.parents(&id));
             }
         }
@@ -447,36 +466,38 @@ impl ReadTarget {
             .filter_map(|n| if let NodeId::Model(m) = n { Some(m) } else { None })
             .filter(|m| cp.models.contains_key(m))
             .collect();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        // Sources no model involved reads: their topics and sample data, loaded here.
-        let loaded_by_jobs: BTreeSet<NodeId> =
-            models.iter().flat_map(|m| cp.models[m].inputs.iter().cloned()).collect();
-        let direct: Vec<&String> = reads
+        let sources: Vec<&String> = upstream
             .iter()
             .filter_map(|n| if let NodeId::Source(s) = n { Some(s) } else { None })
-            .filter(|s| !loaded_by_jobs.contains(&NodeId::Source((*s).clone())))
+            .filter(|s| cp.sources.contains_key(*s))
             .collect();
-        let specs: Vec<TopicSpec> = direct
+        let cluster = Cluster::Embedded(broker);
+        let mut specs: Vec<TopicSpec> = sources
             .iter()
-            .filter_map(|s| cp.sources.get(*s))
+            .map(|s| &cp.sources[*s])
             .map(|s| TopicSpec {
                 name: s.decl.table.topic.clone(),
                 partitions: s.partitions,
                 compacted: s.decl.table.kind == RelationKind::Table,
             })
             .collect();
-        rt.block_on(Cluster::Embedded(&broker).ensure_topics(&specs))?;
-        for s in direct {
-            load_source_samples(cp, &client, s)?;
+        specs.extend(job_topics(cp, &models));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        rt.block_on(cluster.ensure_topics(&specs))?;
+        for s in sources {
+            let n = load_source_samples(cp, &self.client, s)?;
+            if n > 0 {
+                eprintln!("loaded {n} sample records into {}", cp.sources[s].decl.table.topic);
+            }
         }
         if !models.is_empty() {
-            let run = rt
-                .block_on(run_embedded(&broker, cp.clone(), &models, &RunOptions::default()))
-                .map_err(|e| e.to_string())?;
-            if let Some((m, Err(e))) = run.results.iter().find(|(_, r)| r.is_err()) {
+            let opts = RunOptions { until_caught_up: true, ..RunOptions::default() };
+            let results = run_jobs(cp.clone(), &models, &self.client, &opts, Arc::new(RunControl::default()));
+            if let Some((m, Err(e))) = results.iter().find(|(_, r)| r.is_err()) {
                 return Err(format!("job {m} failed on the sample data: {e}"));
             }
         }
-        Ok(ReadTarget { client, _broker: Some(broker), registry: None })
+        self.loaded.extend(upstream);
+        Ok(())
     }
 }

@@ -1,4 +1,4 @@
-//! `status`: what is deployed, which worker runs each job, how far behind it is.
+//! `status`: what is deployed, which worker runs each job, how far behind it is, how fast it goes.
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::connectors::lease::now_ms;
 use crate::deploy::control::DeployedState;
-use crate::runtime::checkpoint::{read_checkpoint_summary, Totals};
+use crate::runtime::checkpoint::{read_checkpoint_summary, Throughput, Totals};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct JobStatus {
@@ -25,6 +25,9 @@ pub struct JobStatus {
     /// Records in the inputs not yet processed (end offsets minus the group's committed offsets).
     pub lag: Option<i64>,
     pub totals: Option<Totals>,
+    /// Records in and out per second over the last minute, from the job's checkpoints (`None`
+    /// when its checkpoint topic cannot be read).
+    pub throughput: Option<Throughput>,
     /// `exactly_once` or `at_least_once`, as deployed.
     pub guarantee: &'static str,
 }
@@ -46,6 +49,7 @@ pub fn jobs(client: &ClientConfig, state: &DeployedState) -> Vec<JobStatus> {
             checkpoint_current: manifest.map(|m| m.semantic_hash == job.spec.semantic_hash),
             lag: lag(client, &job.spec.consumer_group, &job.spec.input_topics).ok(),
             totals: manifest.map(|m| m.totals),
+            throughput: summary.as_ref().map(|s| s.throughput),
             guarantee: job.spec.guarantee.word(),
         });
     }

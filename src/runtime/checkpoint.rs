@@ -70,21 +70,79 @@ impl Totals {
 pub struct CheckpointSummary {
     pub manifest: Option<CheckpointManifest>,
     pub lease: Option<Lease>,
+    /// Records per second over the last [`THROUGHPUT_WINDOW_MS`].
+    pub throughput: Throughput,
+}
+
+/// The span `status` measures throughput over: the last minute.
+pub const THROUGHPUT_WINDOW_MS: i64 = 60_000;
+
+/// Records per second over a span of time ending now, as the job's checkpoints counted them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Throughput {
+    pub window_seconds: u64,
+    pub records_in_per_second: f64,
+    pub records_out_per_second: f64,
+}
+
+/// The counters a checkpoint log held at a moment and at its end. Every manifest carries the
+/// job's totals and is stamped when written, so the totals at time t are those of the last
+/// manifest written at or before t: zero before the first checkpoint the topic ever held (epoch
+/// 1), and, when compaction removed the manifests before t, those of the earliest one left.
+#[derive(Debug, Clone, Default)]
+struct CounterHistory {
+    since_ms: i64,
+    first: Option<(u64, Totals)>,
+    at_since: Option<Totals>,
+    last: Option<Totals>,
+}
+
+impl CounterHistory {
+    fn observe(&mut self, timestamp_ms: i64, manifest: &[u8]) {
+        let Ok(m) = serde_json::from_slice::<CheckpointManifest>(manifest) else { return };
+        self.first.get_or_insert((m.epoch, m.totals));
+        if timestamp_ms <= self.since_ms {
+            self.at_since = Some(m.totals);
+        }
+        self.last = Some(m.totals);
+    }
+
+    fn throughput(&self, window_ms: i64) -> Throughput {
+        let last = self.last.unwrap_or_default();
+        let start = match (self.at_since, self.first) {
+            (Some(t), _) => t,
+            (None, Some((epoch, totals))) if epoch > 1 => totals,
+            _ => Totals::default(),
+        };
+        let seconds = window_ms as f64 / 1000.0;
+        Throughput {
+            window_seconds: (window_ms / 1000) as u64,
+            records_in_per_second: last.records_in.saturating_sub(start.records_in) as f64 / seconds,
+            records_out_per_second: last.records_out.saturating_sub(start.records_out) as f64 / seconds,
+        }
+    }
 }
 
 /// Reads a job's checkpoint topic (empty summary when it does not exist yet): the last committed
-/// checkpoint, and the lease as written (leases are outside transactions, and a transaction a
-/// dead owner left open must not hide the leases written after it).
+/// checkpoint, the throughput over the last minute, and the lease as written (leases are outside
+/// transactions, and a transaction a dead owner left open must not hide the leases written after
+/// it).
 pub fn read_checkpoint_summary(client: &ClientConfig, topic: &str) -> Result<CheckpointSummary, RunError> {
     let mut log = CheckpointLog::open(client, topic, Isolation::Committed)?;
+    log.history = Some(CounterHistory { since_ms: now_ms() - THROUGHPUT_WINDOW_MS, ..CounterHistory::default() });
     log.catch_up()?;
     let manifest = match log.latest.get(b"manifest".as_slice()) {
         Some(m) => serde_json::from_slice(m).ok(),
         None => None,
     };
+    let throughput = log.history.as_ref().map(|h| h.throughput(THROUGHPUT_WINDOW_MS)).unwrap_or(Throughput {
+        window_seconds: (THROUGHPUT_WINDOW_MS / 1000) as u64,
+        records_in_per_second: 0.0,
+        records_out_per_second: 0.0,
+    });
     let mut leases = CheckpointLog::open(client, topic, Isolation::Leases)?;
     leases.catch_up()?;
-    Ok(CheckpointSummary { manifest, lease: leases.leases.current().cloned() })
+    Ok(CheckpointSummary { manifest, lease: leases.leases.current().cloned(), throughput })
 }
 
 /// Which records of the checkpoint topic a reader sees.
@@ -109,6 +167,8 @@ pub(crate) struct CheckpointLog {
     next: i64,
     /// The partition is assigned on the first read, at the offset its start had then.
     assigned: bool,
+    /// For `status`: the counters of the manifests, by time.
+    history: Option<CounterHistory>,
 }
 
 impl CheckpointLog {
@@ -131,6 +191,7 @@ impl CheckpointLog {
             leases: LeaseBook::default(),
             next: 0,
             assigned: false,
+            history: None,
         })
     }
 
@@ -172,6 +233,9 @@ impl CheckpointLog {
                     if k == b"lease" {
                         self.leases.observe(v);
                     } else {
+                        if let (Some(h), b"manifest") = (self.history.as_mut(), k) {
+                            h.observe(m.timestamp().to_millis().unwrap_or(0), v);
+                        }
                         self.latest.insert(k.to_vec(), v.to_vec());
                     }
                 }
@@ -307,4 +371,55 @@ pub(crate) fn write_checkpoint(
     producer.flush().map_err(RunError::Setup)?;
     send_keyed(producer, topic, b"manifest", &value)?;
     producer.flush().map_err(RunError::Setup)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(epoch: u64, records_in: u64, records_out: u64) -> Vec<u8> {
+        let totals = Totals { records_in, records_out, ..Totals::default() };
+        let m = CheckpointManifest {
+            epoch,
+            slot: 0,
+            chunks: 1,
+            semantic_hash: String::new(),
+            stateful: false,
+            offsets: Vec::new(),
+            event_times: Vec::new(),
+            totals,
+        };
+        serde_json::to_vec(&m).unwrap()
+    }
+
+    #[test]
+    fn throughput_is_the_growth_of_the_totals_over_the_window() {
+        // Checkpoints before the window and in it: the growth since the last one before it.
+        let mut h = CounterHistory { since_ms: 1_000_000, ..CounterHistory::default() };
+        h.observe(900_000, &manifest(7, 100, 10));
+        h.observe(990_000, &manifest(8, 400, 40));
+        h.observe(1_010_000, &manifest(9, 700, 70));
+        h.observe(1_050_000, &manifest(10, 1000, 100));
+        let t = h.throughput(60_000);
+        assert_eq!(t.window_seconds, 60);
+        assert_eq!(t.records_in_per_second, 10.0);
+        assert_eq!(t.records_out_per_second, 1.0);
+
+        // A job whose first checkpoint ever is in the window: everything it counted is recent.
+        let mut h = CounterHistory { since_ms: 1_000_000, ..CounterHistory::default() };
+        h.observe(1_010_000, &manifest(1, 120, 30));
+        assert_eq!(h.throughput(60_000).records_in_per_second, 2.0);
+        assert_eq!(h.throughput(60_000).records_out_per_second, 0.5);
+
+        // Earlier manifests compacted away: the earliest one left is the start.
+        let mut h = CounterHistory { since_ms: 1_000_000, ..CounterHistory::default() };
+        h.observe(1_010_000, &manifest(40, 5000, 30));
+        h.observe(1_020_000, &manifest(41, 5600, 30));
+        assert_eq!(h.throughput(60_000).records_in_per_second, 10.0);
+
+        // Nothing checkpointed in the last minute: nothing processed.
+        let mut h = CounterHistory { since_ms: 1_000_000, ..CounterHistory::default() };
+        h.observe(900_000, &manifest(3, 500, 50));
+        assert_eq!(h.throughput(60_000).records_in_per_second, 0.0);
+    }
 }

@@ -26,3 +26,4 @@ pub fn replace_in(root: &Path, file: &str, from: &str, to: &str) {
     assert!(text.contains(from), "{file} has no `{from}`");
     std::fs::write(&p, text.replace(from, to)).unwrap();
 }
+pub mod tmux;
