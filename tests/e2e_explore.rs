@@ -331,6 +331,7 @@ fn status_shows_each_jobs_throughput_over_the_last_minute() {
     produce_samples(&kcat, &bootstrap, 0.0..1.0);
     let apply = cmd(&["apply", "--auto-approve"]);
     assert!(apply.status.success(), "{}", text(&apply));
+    let ran = Instant::now();
     let run = cmd(&["run", "--until-caught-up", "--checkpoint-interval-ms", "500"]);
     assert!(run.status.success(), "{}", text(&run));
 
@@ -344,8 +345,9 @@ fn status_shows_each_jobs_throughput_over_the_last_minute() {
     assert!(errors.is_empty(), "{errors:#?}\n{doc:#}");
     let jobs = doc["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 5, "{doc:#}");
-    // The run was within the last minute, and the jobs' first: their rates are their totals
-    // over 60 s.
+    // The jobs' first run: when all of it was within the last minute, their rates are their
+    // totals over 60 s (on a machine so slow that it was not, at most that).
+    let within_a_minute = ran.elapsed() < Duration::from_secs(55);
     for job in jobs {
         let t = job["throughput"].as_object().unwrap_or_else(|| panic!("{job:#}"));
         assert_eq!(
@@ -357,7 +359,11 @@ fn status_shows_each_jobs_throughput_over_the_last_minute() {
         for (rate, total) in [("records_in_per_second", "records_in"), ("records_out_per_second", "records_out")] {
             let rate = t[rate].as_f64().unwrap();
             let total = job["totals"][total].as_f64().unwrap();
-            assert!((rate * 60.0 - total).abs() < 1e-6, "{rate}/s against {total} in: {job:#}");
+            if within_a_minute {
+                assert!((rate * 60.0 - total).abs() < 1e-6, "{rate}/s against {total} in: {job:#}");
+            } else {
+                assert!(rate * 60.0 <= total + 1e-6, "{rate}/s against {total} in: {job:#}");
+            }
         }
     }
     let orders = jobs.iter().find(|j| j["model"] == "orders_by_mode").unwrap();

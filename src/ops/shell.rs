@@ -209,11 +209,7 @@ pub struct Listed {
 }
 
 fn format_word(f: ValueFormat) -> &'static str {
-    match f {
-        ValueFormat::Json => "json",
-        ValueFormat::Avro => "avro",
-        ValueFormat::DebeziumJson => "debezium-json",
-    }
+    f.name()
 }
 
 /// `stream` or `table`.
