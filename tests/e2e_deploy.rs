@@ -100,10 +100,22 @@ fn apply_edit_apply_while_a_worker_runs() {
         );
         std::thread::sleep(Duration::from_secs(2));
     }
-    let wl = worker_log();
-    assert!(wl.contains("generation 2 deployed: checkpointing and switching"), "{wl}");
-    assert!(wl.contains("[logon_prime_loyal] the model changed; it keeps no state"), "{wl}");
-    assert!(wl.contains("[orders_by_mode] the model changed since its last checkpoint"), "{wl}");
+    // The outputs can be complete before the new generation's jobs have read their checkpoints
+    // (the old ones run until they hand over), so their log lines are waited for.
+    let wanted = [
+        "generation 2 deployed: checkpointing and switching",
+        "[logon_prime_loyal] the model changed; it keeps no state",
+        "[orders_by_mode] the model changed since its last checkpoint",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let wl = worker_log();
+        if wanted.iter().all(|w| wl.contains(w)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "missing one of {wanted:?} in:\n{wl}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     let status = cmd(&["status", "--format", "json"]).output().unwrap();
     assert!(status.status.success(), "{}", text(&status));
