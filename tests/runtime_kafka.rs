@@ -20,6 +20,7 @@ use streamctl::connectors::kafka::Cluster;
 use streamctl::diagnostics::Diagnostics;
 use streamctl::graph::NodeId;
 use streamctl::ops::host::{job_topics, run_jobs, source_topics};
+use streamctl::project::config::Guarantee;
 use streamctl::project::Project;
 use streamctl::runtime::bounded::{run_model, BoundedOptions};
 use streamctl::runtime::codec::Record;
@@ -175,6 +176,54 @@ fn a_crash_between_checkpoints_loses_nothing_and_counts_nothing_twice() {
     // Every window's count is exact; outputs after the last checkpoint may appear twice.
     assert_eq!(distinct, reference(&cp, model, &values));
     assert!(out.len() >= distinct.len());
+}
+
+/// Writes a lease record to a job's checkpoint topic, as a worker claiming (or renewing) the job would.
+fn write_lease(broker: &EmbeddedBroker, topic: &str, holder: &str, epoch: u64, expires_ms: i64) {
+    let p: ThreadedProducer<_> = Cluster::Embedded(broker).client_config().create().unwrap();
+    let value = json!({"holder": holder, "epoch": epoch, "expires_ms": expires_ms}).to_string();
+    let record = BaseRecord::<[u8], [u8]>::to(topic).partition(0).key(b"lease".as_slice()).payload(value.as_bytes());
+    p.send(record).map_err(|(e, _)| e).unwrap();
+    p.flush(Duration::from_secs(10)).unwrap();
+}
+
+#[test]
+fn at_least_once_checkpoints_of_an_owner_that_lost_its_lease_are_ignored() {
+    let cp = project();
+    let model = "tumbling_final";
+    let broker = setup(&cp, &[model.to_string()]);
+    let values: Vec<String> = clicks().iter().map(|v| v.to_string()).collect();
+    produce(&broker, "web.clicks", &values);
+    let ck_topic = cp.models[model].resolved.checkpoint_topic.clone();
+    let far = 4_000_000_000_000;
+    let alo = RunOptions { checkpoint_interval: Duration::ZERO, guarantee: Guarantee::AtLeastOnce, ..opts() };
+    // Worker a holds lease epoch 1 and checkpoints after each of three batches.
+    write_lease(&broker, &ck_topic, "a", 1, far);
+    let client = Cluster::Embedded(&broker).client_config();
+    let stats = JobStats { model: model.to_string(), ..Default::default() };
+    let mut zombie = KafkaJob::start(cp.clone(), model, &client, &alo, stats).unwrap();
+    zombie.owned_under(1);
+    let batch = |job: &mut KafkaJob| {
+        while job.poll_and_process(false).unwrap() == 0 {}
+        job.settle(false, true).unwrap();
+    };
+    for _ in 0..3 {
+        batch(&mut zombie);
+    }
+    let read_while_owner = zombie.stats().records_in;
+    // Its batch is slow: worker b claims epoch 2 meanwhile (and releases it at once, so that the run below
+    // can claim the job), and only then does a write its fourth checkpoint.
+    write_lease(&broker, &ck_topic, "b", 2, far);
+    write_lease(&broker, &ck_topic, "b", 2, 0);
+    batch(&mut zombie);
+    let zombie_stats = zombie.into_stats();
+    assert_eq!(zombie_stats.checkpoints, 4);
+    let s = run(&cp, &broker, model, &alo, RunControl::default());
+    assert_eq!(s.restored_epoch, Some(3), "the checkpoint written after epoch 2 was claimed is not restored");
+    assert_eq!(s.records_in + read_while_owner, values.len() as u64, "it reads on from the third checkpoint's offsets");
+    let out = output_values(&broker, &cp.models[model].topic);
+    let distinct: BTreeSet<String> = out.iter().cloned().collect();
+    assert_eq!(distinct, reference(&cp, model, &values), "every window exact, none counts an input twice");
 }
 
 #[test]

@@ -1,13 +1,20 @@
 //! A job's checkpoint topic: one partition, compacted, holding the job's lease records, its
 //! state in chunks (two slots, written alternately) and a manifest naming the complete slot, the
 //! input offsets and event times it goes with, and the job's counters.
+//!
+//! At-least-once checkpoints carry the writer's lease epoch (a record header): a reader ignores a
+//! checkpoint record written after a newer lease epoch was claimed in the log, i.e. by an owner that
+//! had lost the job (a batch slower than the lease, a paused process) and did not know it yet. So the
+//! checkpoint a new owner restores stays the last one its predecessor wrote while it held the job, and
+//! a late write of the old owner never pairs its state with other offsets. Exactly-once checkpoints
+//! need no tag: a new owner's transactional producer fences the old one before it reads.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +25,9 @@ use crate::connectors::lease::{now_ms, Lease, LeaseBook};
 use crate::connectors::producer::{OutRecord, RecordProducer};
 
 const CHUNK_BYTES: usize = 512 * 1024;
+
+/// The header holding the lease epoch an at-least-once checkpoint record was written under.
+const LEASE_EPOCH_HEADER: &str = "streamctl.lease.epoch";
 
 /// A checkpoint's manifest: the last key written, after every chunk of its state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,6 +48,9 @@ pub struct CheckpointManifest {
     /// Counters since the job was first deployed (carried over when the model changes).
     #[serde(default)]
     pub totals: Totals,
+    /// The lease epoch of the owner that wrote it (at-least-once); its chunks carry the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_epoch: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -163,6 +176,10 @@ pub(crate) struct CheckpointLog {
     consumer: BaseConsumer,
     topic: String,
     latest: HashMap<Vec<u8>, Vec<u8>>,
+    /// The lease epoch each key's latest value was written under, where it says.
+    written_under: HashMap<Vec<u8>, u64>,
+    /// Checkpoint records ignored because their writer had lost the lease when it wrote them.
+    pub(crate) stale_records: u64,
     pub(crate) leases: LeaseBook,
     next: i64,
     /// The partition is assigned on the first read, at the offset its start had then.
@@ -188,6 +205,8 @@ impl CheckpointLog {
             consumer,
             topic: topic.to_string(),
             latest: HashMap::new(),
+            written_under: HashMap::new(),
+            stale_records: 0,
             leases: LeaseBook::default(),
             next: 0,
             assigned: false,
@@ -232,12 +251,22 @@ impl CheckpointLog {
                     let (Some(k), Some(v)) = (m.key(), m.payload()) else { continue };
                     if k == b"lease" {
                         self.leases.observe(v);
-                    } else {
-                        if let (Some(h), b"manifest") = (self.history.as_mut(), k) {
-                            h.observe(m.timestamp().to_millis().unwrap_or(0), v);
-                        }
-                        self.latest.insert(k.to_vec(), v.to_vec());
+                        continue;
                     }
+                    let under = lease_epoch_of(&m);
+                    // Written by an owner that had lost the job to a newer lease epoch by then.
+                    if under.is_some_and(|e| self.leases.current().is_some_and(|l| l.epoch > e)) {
+                        self.stale_records += 1;
+                        continue;
+                    }
+                    if let (Some(h), b"manifest") = (self.history.as_mut(), k) {
+                        h.observe(m.timestamp().to_millis().unwrap_or(0), v);
+                    }
+                    self.latest.insert(k.to_vec(), v.to_vec());
+                    match under {
+                        Some(e) => self.written_under.insert(k.to_vec(), e),
+                        None => self.written_under.remove(k),
+                    };
                 }
                 Some(Err(e)) => return Err(RunError::Setup(format!("reading checkpoints: {e}"))),
                 // Transaction markers take offsets but are never delivered: the position moves
@@ -280,10 +309,20 @@ impl CheckpointLog {
             if chunk.len() < 8 || u64::from_le_bytes(chunk[..8].try_into().unwrap_or_default()) != manifest.epoch {
                 return Err(RunError::Setup(format!("checkpoint chunk {key} belongs to another epoch")));
             }
+            if manifest.lease_epoch.is_some() && self.written_under.get(key.as_bytes()) != manifest.lease_epoch.as_ref()
+            {
+                return Err(RunError::Setup(format!("checkpoint chunk {key} was written by another owner")));
+            }
             state.extend_from_slice(&chunk[8..]);
         }
         Ok(Some((manifest, state)))
     }
+}
+
+/// The lease epoch header of a checkpoint record, if it has one.
+fn lease_epoch_of(m: &rdkafka::message::BorrowedMessage<'_>) -> Option<u64> {
+    let headers = m.headers()?;
+    headers.iter().find(|h| h.key == LEASE_EPOCH_HEADER).and_then(|h| std::str::from_utf8(h.value?).ok()?.parse().ok())
 }
 
 /// The consumer's position on a partition: the next offset it delivers, past any transaction
@@ -318,15 +357,21 @@ pub(crate) fn is_transient(e: &rdkafka::error::KafkaError) -> bool {
     )
 }
 
-fn send_keyed(producer: &RecordProducer, topic: &str, key: &[u8], value: &[u8]) -> Result<(), RunError> {
+fn send_keyed(
+    producer: &RecordProducer,
+    topic: &str,
+    key: &[u8],
+    value: &[u8],
+    headers: Option<&OwnedHeaders>,
+) -> Result<(), RunError> {
     let r = OutRecord { partition: Some(0), key: Some(key), value: Some(value), timestamp: now_ms() };
-    producer.send(topic, r, None).map_err(RunError::Setup)
+    producer.send(topic, r, headers).map_err(RunError::Setup)
 }
 
 /// Writes a lease record and waits until it is acknowledged.
 pub(crate) fn write_lease(producer: &RecordProducer, topic: &str, lease: &Lease) -> Result<(), RunError> {
     let value = serde_json::to_vec(lease).map_err(|e| RunError::Setup(e.to_string()))?;
-    send_keyed(producer, topic, b"lease", &value)?;
+    send_keyed(producer, topic, b"lease", &value, None)?;
     producer.flush().map_err(RunError::Setup)
 }
 
@@ -338,6 +383,8 @@ pub(crate) struct CheckpointHead {
     pub totals: Totals,
     pub offsets: Vec<(String, i32, i64)>,
     pub event_times: Vec<(String, i32, i64)>,
+    /// At-least-once: the writer's lease epoch, for readers to ignore it once a newer owner claimed the job.
+    pub lease_epoch: Option<u64>,
 }
 
 /// Flushes outputs, then writes state chunks and the manifest (double-buffered slots, so a
@@ -352,10 +399,13 @@ pub(crate) fn write_checkpoint(
     let epoch = head.epoch;
     let slot = (epoch % 2) as u8;
     let chunks: Vec<&[u8]> = if state.is_empty() { vec![&[]] } else { state.chunks(CHUNK_BYTES).collect() };
+    let lease = head.lease_epoch.map(|e| e.to_string());
+    let headers =
+        lease.as_deref().map(|e| OwnedHeaders::new().insert(Header { key: LEASE_EPOCH_HEADER, value: Some(e) }));
     for (i, c) in chunks.iter().enumerate() {
         let mut value = epoch.to_le_bytes().to_vec();
         value.extend_from_slice(c);
-        send_keyed(producer, topic, format!("chunk/{slot}/{i}").as_bytes(), &value)?;
+        send_keyed(producer, topic, format!("chunk/{slot}/{i}").as_bytes(), &value, headers.as_ref())?;
     }
     let manifest = CheckpointManifest {
         epoch,
@@ -366,10 +416,11 @@ pub(crate) fn write_checkpoint(
         totals: head.totals,
         offsets: head.offsets,
         event_times: head.event_times,
+        lease_epoch: head.lease_epoch,
     };
     let value = serde_json::to_vec(&manifest).map_err(|e| RunError::Setup(e.to_string()))?;
     producer.flush().map_err(RunError::Setup)?;
-    send_keyed(producer, topic, b"manifest", &value)?;
+    send_keyed(producer, topic, b"manifest", &value, headers.as_ref())?;
     producer.flush().map_err(RunError::Setup)
 }
 
@@ -388,6 +439,7 @@ mod tests {
             offsets: Vec::new(),
             event_times: Vec::new(),
             totals,
+            lease_epoch: None,
         };
         serde_json::to_vec(&m).unwrap()
     }

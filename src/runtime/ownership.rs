@@ -63,6 +63,10 @@ impl Ownership {
         }
     }
 
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// Renews the lease when due, and notices a newer owner.
     pub(crate) fn keep(&mut self, log: &mut CheckpointLog, producer: &RecordProducer) -> Result<Held, RunError> {
         if now_ms() - self.renewed_at < LEASE_RENEW_MS {

@@ -201,6 +201,7 @@ fn run_owned_job(
             return Ok(stats);
         };
         let mut job = KafkaJob::start(cp.clone(), &model, &client, &opts, stats)?;
+        job.owned_under(owner.epoch());
         job.report_state(JobState::Running);
         loop {
             if let Held::Lost(why) = owner.keep(&mut lease_log, &lease_producer)? {
@@ -302,6 +303,8 @@ pub struct KafkaJob {
     stats: JobStats,
     guarantee: Guarantee,
     metrics: Option<JobMetrics>,
+    /// The lease epoch the job runs under, when a lease is held (at-least-once checkpoints carry it).
+    lease_epoch: Option<u64>,
 }
 
 impl KafkaJob {
@@ -327,6 +330,10 @@ impl KafkaJob {
         .map_err(RunError::Setup)?;
         let mut log = CheckpointLog::open(client, &m.resolved.checkpoint_topic, Isolation::Committed)?;
         log.catch_up()?;
+        if log.stale_records > 0 {
+            let n = log.stale_records;
+            self::log(model, &format!("ignored {n} checkpoint records written by an owner that had lost the job"));
+        }
         let job = KafkaJob::start_from(cp, model, client, opts, stats, &log, producer, guarantee)?;
         if guarantee == Guarantee::ExactlyOnce {
             job.producer.begin().map_err(txn_error)?;
@@ -487,7 +494,14 @@ impl KafkaJob {
             metrics: opts.metrics.as_ref().map(|metrics| metrics.job(model)),
             model: m,
             guarantee,
+            lease_epoch: None,
         })
+    }
+
+    /// The job runs under this lease epoch: its at-least-once checkpoints say so, and readers ignore them
+    /// once a newer epoch has been claimed (an owner that lost the lease during a slow batch).
+    pub fn owned_under(&mut self, lease_epoch: u64) {
+        self.lease_epoch = Some(lease_epoch);
     }
 
     fn report_state(&self, state: JobState) {
@@ -750,6 +764,8 @@ impl KafkaJob {
                 .iter()
                 .filter_map(|((t, p), st)| self.driver.max_event_time(&st.input, *p).map(|e| (t.clone(), *p, e)))
                 .collect(),
+            // Exactly-once needs no tag: the transactional id fences an old owner's writes.
+            lease_epoch: self.lease_epoch.filter(|_| self.guarantee == Guarantee::AtLeastOnce),
         };
         let mut commit = TopicPartitionList::new();
         for ((topic, p), st) in &self.parts {
