@@ -101,7 +101,12 @@ impl Tmux {
             assert!(Instant::now() < deadline, "still running after {secs} s:\n{}", self.screen());
             std::thread::sleep(Duration::from_millis(100));
         }
-        self.run(&["display-message", "-p", "-t", "t", "#{pane_dead_status}"]).trim().parse().unwrap_or(-1)
+        let status = self.run(&["display-message", "-p", "-t", "t", "#{pane_dead_status}"]);
+        status.trim().parse().unwrap_or_else(|_| {
+            // Killed by a signal: tmux has no exit status then, only the signal.
+            let signal = self.run(&["display-message", "-p", "-t", "t", "#{pane_dead_signal}"]);
+            panic!("the program was killed by signal {}:\n{}", signal.trim(), self.screen())
+        })
     }
 }
 
