@@ -101,12 +101,18 @@ impl Tmux {
             assert!(Instant::now() < deadline, "still running after {secs} s:\n{}", self.screen());
             std::thread::sleep(Duration::from_millis(100));
         }
-        let status = self.run(&["display-message", "-p", "-t", "t", "#{pane_dead_status}"]);
-        status.trim().parse().unwrap_or_else(|_| {
-            // Killed by a signal: tmux has no exit status then, only the signal.
+        // tmux marks the pane dead when the terminal closes, and learns the exit status a moment
+        // later when it reaps the process: poll until the status (or the killing signal) is known.
+        loop {
+            let status = self.run(&["display-message", "-p", "-t", "t", "#{pane_dead_status}"]);
+            if let Ok(code) = status.trim().parse() {
+                return code;
+            }
             let signal = self.run(&["display-message", "-p", "-t", "t", "#{pane_dead_signal}"]);
-            panic!("the program was killed by signal {}:\n{}", signal.trim(), self.screen())
-        })
+            assert!(signal.trim().is_empty(), "the program was killed by signal {}:\n{}", signal.trim(), self.screen());
+            assert!(Instant::now() < deadline, "no exit status after {secs} s:\n{}", self.screen());
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
