@@ -182,15 +182,7 @@ pub fn run_sink(
             }
             Some(Err(e)) => eprintln!("[sink {name}] reading {topic}: {e} (retrying)"),
             None => {
-                // Transaction markers take offsets no record has: the position moves past them.
-                if let Ok(pos) = consumer.position() {
-                    for e in pos.elements_for_topic(topic) {
-                        if let Offset::Offset(o) = e.offset() {
-                            let n = next.entry(e.partition()).or_insert(o);
-                            *n = (*n).max(o);
-                        }
-                    }
-                }
+                skip_transaction_markers(&consumer, topic, &mut next);
                 if how == SinkRun::UntilCaughtUp && last_progress.elapsed() > Duration::from_secs(120) {
                     return Err(format!(
                         "sink {name}: no record of {topic} arrived for 120 s before its end offsets {ends:?} \
@@ -277,6 +269,19 @@ fn committed_offsets(
 
 /// Commits delivered offsets. A failed commit is logged, not fatal: the closed files say where
 /// a restart resumes.
+/// Moves each partition's next offset past transaction markers: they take offsets no record has,
+/// and the consumer's position passes them without delivering anything.
+fn skip_transaction_markers(consumer: &BaseConsumer, topic: &str, next: &mut BTreeMap<i32, i64>) {
+    if let Ok(pos) = consumer.position() {
+        for e in pos.elements_for_topic(topic) {
+            if let Offset::Offset(o) = e.offset() {
+                let n = next.entry(e.partition()).or_insert(o);
+                *n = (*n).max(o);
+            }
+        }
+    }
+}
+
 fn commit(consumer: &BaseConsumer, topic: &str, offsets: &BTreeMap<i32, i64>, sink: &str) {
     if offsets.is_empty() {
         return;

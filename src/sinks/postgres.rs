@@ -25,7 +25,7 @@ use tokio::runtime::Runtime;
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, NoTls};
 
-use super::{transform, SinkOutcome, SinkRun};
+use super::{skip_transaction_markers, transform, SinkOutcome, SinkRun};
 use crate::compile::{names, CompiledModel, CompiledProject};
 use crate::connectors::consumer::partition_offsets;
 use crate::graph::NodeId;
@@ -640,15 +640,7 @@ fn deliver(
             }
             Some(Err(e)) => eprintln!("[sink {name}] reading {topic}: {e} (retrying)"),
             None => {
-                // Transaction markers take offsets no record has: the position moves past them.
-                if let Ok(pos) = consumer.position() {
-                    for e in pos.elements_for_topic(topic) {
-                        if let Offset::Offset(o) = e.offset() {
-                            let n = next.entry(e.partition()).or_insert(o);
-                            *n = (*n).max(o);
-                        }
-                    }
-                }
+                skip_transaction_markers(&consumer, topic, &mut next);
                 if how == SinkRun::UntilCaughtUp && last_progress.elapsed() > Duration::from_secs(120) {
                     return Err(format!(
                         "no record of {topic} arrived for 120 s before its end offsets {ends:?} (at {next:?})"
