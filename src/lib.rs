@@ -41,6 +41,8 @@
 //! * [`deploy`] diffs desired against deployed state and applies it; [`runtime`] runs a model's
 //!   job: one micro-batch driver behind the Kafka worker and the in-memory run of `streamctl test`.
 //! * `sinks` delivers a model's topic to a native sink (files), beside `runtime`, hosted by `ops`.
+//! * [`connect`] is Kafka Connect: a connector's properties, their differences with secrets
+//!   masked, and the REST client `deploy` plans and applies connectors with.
 
 // `Diagnostic` (about 180 bytes) is the error of every loading and validation step. Errors are the
 // cold path and are collected by value into `Diagnostics`, so boxing them would only add noise.
@@ -48,6 +50,7 @@
 
 pub mod cli;
 pub mod compile;
+pub mod connect;
 pub mod connectors;
 pub mod deploy;
 pub mod diagnostics;

@@ -104,6 +104,7 @@ fn embedded() -> ResolvedTarget {
         control_topic: "_streamctl_deployments".into(),
         topic_prefix: String::new(),
         guarantee: Default::default(),
+        connect: BTreeMap::new(),
     }
 }
 

@@ -37,6 +37,7 @@ fn target() -> ResolvedTarget {
         control_topic: "_streamctl_deployments".into(),
         topic_prefix: String::new(),
         guarantee: Default::default(),
+        connect: BTreeMap::new(),
     }
 }
 

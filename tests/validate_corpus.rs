@@ -66,6 +66,7 @@ broken!(
     every_error,
     key_formats,
     key_format_unknown,
+    connector_configs,
 );
 
 #[test]

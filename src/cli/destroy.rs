@@ -9,9 +9,10 @@ use crate::deploy::apply::apply;
 
 #[derive(Debug, ClapArgs)]
 #[command(after_help = "\
-Removes what the project deployed on the target: its jobs stop (running workers let them go)
-and their records leave the control topic. Topics and schema subjects are only forgotten,
-with their data kept, unless --delete-topics is given.
+Removes what the project deployed on the target: its jobs stop (running workers let them go),
+its Kafka Connect connectors are deleted from their Connect cluster (sink connectors first,
+source connectors last), and their records leave the control topic. Topics and schema subjects
+are only forgotten, with their data kept, unless --delete-topics is given.
 
 Examples:
   streamctl destroy --target staging

@@ -4,12 +4,13 @@ use clap::Args as ClapArgs;
 
 use super::common::{GlobalArgs, OutputFormat};
 use super::plan::session_or_exit;
-use crate::ops::status::jobs;
+use crate::ops::status::{connectors, jobs};
 
 #[derive(Debug, ClapArgs)]
 #[command(after_help = "\
 What the target's control topic records as deployed for this project (generation, when, from
-which commit), and per job: the worker running it, its lag (input records not yet processed,
+which commit); per Kafka Connect connector its state and its tasks' (a FAILED one with the
+first line of its trace); and per job: the worker running it, its lag (input records not yet processed,
 from its consumer group's committed offsets), its throughput over the last minute (records in
 and out per second, from the counters its checkpoints recorded in that minute), and its
 counters since it was first deployed (records in and out, bad records, dead letters, late
@@ -36,6 +37,7 @@ pub fn exec(global: &GlobalArgs, _args: &Args) -> anyhow::Result<ExitCode> {
     let state = session.read()?;
     let project = &cp.project.config.name;
     let job_status = jobs(&session.cluster().client_config(), &state);
+    let connector_status = connectors(&session.connect, &state);
     match global.format {
         OutputFormat::Json => {
             let v = serde_json::json!({
@@ -46,6 +48,7 @@ pub fn exec(global: &GlobalArgs, _args: &Args) -> anyhow::Result<ExitCode> {
                 "topics": state.topics.values().map(|t| serde_json::json!({"name": t.spec.name, "role": t.spec.role, "partitions": t.spec.partitions, "generation": t.meta.generation})).collect::<Vec<_>>(),
                 "schemas": state.schemas.values().map(|s| serde_json::json!({"subject": s.spec.subject, "version": s.version, "id": s.id, "generation": s.meta.generation})).collect::<Vec<_>>(),
                 "jobs": job_status,
+                "connectors": connector_status,
             });
             super::common::print_json(&v)?;
         }
@@ -65,7 +68,13 @@ pub fn exec(global: &GlobalArgs, _args: &Args) -> anyhow::Result<ExitCode> {
                     d.meta.git_commit.as_ref().map(|c| format!(" at {c}")).unwrap_or_default()
                 ),
             }
-            println!("{} topics, {} schemas, {} jobs\n", state.topics.len(), state.schemas.len(), state.jobs.len());
+            println!(
+                "{} topics, {} schemas, {} jobs, {} connectors\n",
+                state.topics.len(),
+                state.schemas.len(),
+                state.jobs.len(),
+                state.connectors.len()
+            );
             println!(
                 "{:<24} {:>4} {:<28} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>6} {:>6}",
                 "job", "gen", "worker", "lag", "in/s", "out/s", "in", "out", "bad", "dlq", "late"
@@ -90,7 +99,35 @@ pub fn exec(global: &GlobalArgs, _args: &Args) -> anyhow::Result<ExitCode> {
                     t.late
                 );
             }
+            print_connectors(&connector_status);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_connectors(rows: &[crate::ops::status::ConnectorStatus]) {
+    if rows.is_empty() {
+        return;
+    }
+    println!("\n{:<24} {:<6} {:<10} {:>4} {:<10} {:<28}", "connector", "type", "cluster", "gen", "state", "worker");
+    for c in rows {
+        println!(
+            "{:<24} {:<6} {:<10} {:>4} {:<10} {:<28}",
+            c.name,
+            c.kind,
+            c.cluster,
+            c.generation,
+            c.state.as_deref().unwrap_or("?"),
+            c.worker.as_deref().unwrap_or("")
+        );
+        if let Some(e) = &c.error {
+            println!("    {e}");
+        }
+        for t in &c.tasks {
+            println!("    task {:<3} {:<10} {}", t.id, t.state, t.worker);
+            if let Some(e) = &t.error {
+                println!("        {e}");
+            }
+        }
+    }
 }

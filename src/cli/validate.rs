@@ -20,7 +20,10 @@ pub fn exec(global: &GlobalArgs, _args: &Args) -> anyhow::Result<ExitCode> {
         if !diags.iter().any(|d| d.code == "unknown-target") {
             let jinja = crate::jinja::Jinja::new(cp.project.config.vars.clone());
             match cp.project.resolve_target(&global.overrides(), &jinja) {
-                Ok(target) => diags.extend(target_topic_problems(cp, &target)),
+                Ok(target) => {
+                    diags.extend(target_topic_problems(cp, &target));
+                    diags.extend(crate::compile::connector_target_problems(cp, &target));
+                }
                 Err(d) => diags.push(d),
             }
         }

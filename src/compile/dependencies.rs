@@ -7,6 +7,7 @@ use super::Compiler;
 use crate::diagnostics::{pos_of, suggest, Diagnostic, Pos};
 use crate::graph::{EdgeAt, Graph, NodeId};
 use crate::jinja::Rendered;
+use crate::project::connectors::ConnectorKind;
 
 impl Compiler<'_> {
     /// The graph, and the models with references that resolve to nothing (not planned: their
@@ -84,7 +85,44 @@ impl Compiler<'_> {
                 self.diags.push(d);
             }
         }
+        self.connector_edges(&mut g, &model_names);
         (g, unresolved)
+    }
+
+    /// A source connector comes before the sources that read the topics it writes; a sink
+    /// connector after the models it reads.
+    fn connector_edges(&mut self, g: &mut Graph, model_names: &[&str]) {
+        for c in &self.project.connectors {
+            let def = &c.connector;
+            let me = NodeId::Connector(def.name.clone());
+            g.add_node(me.clone());
+            for s in &self.project.sources {
+                if def.kind == ConnectorKind::Source && def.topics.contains(&s.table.topic) {
+                    g.add_edge(&me, &NodeId::Source(s.full_name()), EdgeAt(None));
+                }
+            }
+            if def.kind != ConnectorKind::Sink {
+                continue;
+            }
+            for (i, m) in def.from.iter().enumerate() {
+                if model_names.contains(&m.as_str()) {
+                    g.add_edge(&NodeId::Model(m.clone()), &me, EdgeAt(None));
+                    continue;
+                }
+                let pointer = format!("{}/from/{i}", c.origin.pointer);
+                let mut d = c.origin.doc.error_at(
+                    "unknown-ref",
+                    &pointer,
+                    false,
+                    m.chars().count().max(1),
+                    format!("connector `{}` reads from `{m}`, which is not a model", def.name),
+                );
+                if let Some(x) = suggest(m, model_names.iter().copied()) {
+                    d = d.with_help(format!("did you mean `{x}`?"));
+                }
+                self.diags.push(d);
+            }
+        }
     }
 
     pub(super) fn report_cycles(&mut self, cycles: &[Vec<(NodeId, EdgeAt)>]) {

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::{CompiledProject, OperatorKind};
 use crate::graph::NodeId;
 use crate::project::config::{ModelConfig, OnError, RelationKind, ValueFormat};
+use crate::project::connectors::ConnectorKind;
+use crate::project::target::DEFAULT_CONNECT_CLUSTER;
 use crate::sql::dialect::{EmitMode, WindowKind};
 use crate::sql::types::sql_type_name;
 
@@ -20,7 +22,7 @@ pub struct Manifest {
     pub streamctl_version: String,
     pub project: String,
     pub project_version: String,
-    /// Every node by unique id (`source.soe.orders`, `model.x`, `sink.y`).
+    /// Every node by unique id (`source.soe.orders`, `model.x`, `sink.y`, `connector.z`).
     pub nodes: BTreeMap<String, ManifestNode>,
     /// `[from, to]`: `to` reads `from`.
     pub edges: Vec<[String; 2]>,
@@ -95,6 +97,24 @@ pub struct ManifestNode {
     pub semantic_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
+    // Kafka Connect connectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connector: Option<ManifestConnector>,
+}
+
+/// A Kafka Connect connector of `connectors/*.yml`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ManifestConnector {
+    /// `source` or `sink`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub class: String,
+    /// The target's Connect cluster that runs it.
+    pub cluster: String,
+    /// Topics it writes (source) or reads (sink).
+    pub topics: Vec<String>,
+    /// Its single message transforms, `name: class`, in order.
+    pub transforms: Vec<String>,
 }
 
 fn columns_of(schema: &datafusion::arrow::datatypes::Schema, docs: &[(String, Option<String>)]) -> Vec<ManifestColumn> {
@@ -218,6 +238,40 @@ impl Manifest {
                     topic,
                     key,
                     format,
+                    ..Default::default()
+                },
+            );
+        }
+        for cd in &c.project.connectors {
+            let def = &cd.connector;
+            let id = NodeId::Connector(def.name.clone());
+            let topics = match def.kind {
+                ConnectorKind::Source => def.topics.clone(),
+                ConnectorKind::Sink => {
+                    def.from.iter().filter_map(|m| c.models.get(m)).map(|m| m.topic.clone()).collect()
+                }
+            };
+            let description = def
+                .description
+                .clone()
+                .or_else(|| Some(format!("Kafka Connect {} connector {}", def.kind.word(), def.class)));
+            nodes.insert(
+                id.unique_id(),
+                ManifestNode {
+                    unique_id: id.unique_id(),
+                    resource_type: "connector".into(),
+                    name: def.name.clone(),
+                    path: cd.origin.doc.source.path.display().to_string(),
+                    description,
+                    tags: def.tags.clone(),
+                    depends_on: deps(&id),
+                    connector: Some(ManifestConnector {
+                        kind: def.kind.word().into(),
+                        class: def.class.clone(),
+                        cluster: def.cluster.clone().unwrap_or_else(|| DEFAULT_CONNECT_CLUSTER.into()),
+                        topics,
+                        transforms: def.transforms.iter().map(|t| format!("{}: {}", t.name, t.class)).collect(),
+                    }),
                     ..Default::default()
                 },
             );

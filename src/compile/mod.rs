@@ -5,6 +5,8 @@
 
 pub(crate) mod carry_over;
 pub(crate) mod catalog;
+mod connector_checks;
+pub use connector_checks::target_problems as connector_target_problems;
 mod contract;
 mod dependencies;
 pub mod manifest;
@@ -149,7 +151,7 @@ impl CompiledProject {
         match id {
             NodeId::Source(n) => self.sources.get(n).map(|s| s.decl.table.kind),
             NodeId::Model(n) => self.models.get(n).map(|m| m.kind),
-            NodeId::Sink(_) => None,
+            NodeId::Sink(_) | NodeId::Connector(_) => None,
         }
     }
 }
@@ -238,7 +240,7 @@ pub async fn compile(project: Project, mut diags: Diagnostics) -> CompiledProjec
         let ready = inputs.iter().all(|i| match i {
             NodeId::Source(n) => sources.contains_key(n),
             NodeId::Model(n) => models.contains_key(n),
-            NodeId::Sink(_) => false,
+            NodeId::Sink(_) | NodeId::Connector(_) => false,
         });
         if !ready {
             continue;
@@ -262,6 +264,8 @@ pub async fn compile(project: Project, mut diags: Diagnostics) -> CompiledProjec
     cp.diagnostics.extend(refused_names);
     let sink_problems = sink_checks::check(&cp);
     cp.diagnostics.extend(sink_problems);
+    let connector_problems = connector_checks::check(&cp);
+    cp.diagnostics.extend(connector_problems);
     cp
 }
 
@@ -283,6 +287,12 @@ fn node_info(project: &Project, models: &BTreeMap<String, CompiledModel>) -> BTr
         out.insert(
             NodeId::Sink(s.sink.name.clone()),
             NodeInfo { tags: s.sink.tags.clone(), path: Some(s.origin.doc.source.path.clone()) },
+        );
+    }
+    for c in &project.connectors {
+        out.insert(
+            NodeId::Connector(c.connector.name.clone()),
+            NodeInfo { tags: c.connector.tags.clone(), path: Some(c.origin.doc.source.path.clone()) },
         );
     }
     out

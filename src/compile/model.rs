@@ -209,7 +209,7 @@ impl Compiler<'_> {
                     (s.decl.group.clone(), s.decl.table.name.clone(), s.schema.clone())
                 }
                 NodeId::Model(n) => (MODEL_SCHEMA.to_string(), n.clone(), models[n].schema.clone()),
-                NodeId::Sink(_) => continue,
+                NodeId::Sink(_) | NodeId::Connector(_) => continue,
             };
             let mut extra: Vec<Field> = streaming.pseudo_columns.iter().map(|p| pseudo_field(*p)).collect();
             let is_driving = driving.as_ref().is_some_and(|d| {
@@ -641,7 +641,7 @@ impl Compiler<'_> {
         let is_stream = |id: &NodeId| match id {
             NodeId::Source(n) => sources.get(n).is_some_and(|s| s.decl.table.kind == RelationKind::Stream),
             NodeId::Model(n) => models.get(n).is_some_and(|m| m.kind == RelationKind::Stream),
-            NodeId::Sink(_) => false,
+            NodeId::Sink(_) | NodeId::Connector(_) => false,
         };
         let streams: Vec<&NodeId> = inputs.iter().filter(|i| is_stream(i)).collect();
         let [stream] = streams.as_slice() else { return None };
@@ -651,7 +651,7 @@ impl Compiler<'_> {
                 (s.decl.group.clone(), s.decl.table.name.clone())
             }
             NodeId::Model(n) => (MODEL_SCHEMA.to_string(), n.clone()),
-            NodeId::Sink(_) => return None,
+            NodeId::Sink(_) | NodeId::Connector(_) => return None,
         };
         let mut stmt = statement.clone();
         let Statement::Query(q) = &mut stmt else { return None };
@@ -687,7 +687,7 @@ impl Compiler<'_> {
             let (sn, tn) = match id {
                 NodeId::Source(n) => (sources[n].decl.group.clone(), sources[n].decl.table.name.clone()),
                 NodeId::Model(n) => (MODEL_SCHEMA.to_string(), n.clone()),
-                NodeId::Sink(_) => continue,
+                NodeId::Sink(_) | NodeId::Connector(_) => continue,
             };
             let s =
                 if id == *stream { with_fields(schema, [pseudo_field(PseudoColumn::Rowtime)]) } else { schema.clone() };

@@ -99,7 +99,7 @@ pub(crate) fn resolve(project: &str, out: Output<'_>, inputs: Inputs<'_>) -> Res
         .map(|i| match i {
             NodeId::Source(n) => inputs.sources.get(n).map_or(0, |s| s.allowed_lateness_ms),
             NodeId::Model(n) => inputs.models.get(n).map_or(0, |m| m.resolved.allowed_lateness_ms),
-            NodeId::Sink(_) => 0,
+            NodeId::Sink(_) | NodeId::Connector(_) => 0,
         })
         .max()
         .unwrap_or(0);

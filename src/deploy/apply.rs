@@ -8,8 +8,12 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::control::{
-    git_commit, whoami, ControlError, DeployedSchema, DeployedState, DeployedTopic, Deployment, DeploymentStatus, Meta,
+    git_commit, whoami, ControlError, DeployedConnector, DeployedSchema, DeployedState, DeployedTopic, Deployment,
+    DeploymentStatus, Meta,
 };
+
+/// How long apply waits for a connector it created or updated to run.
+const CONNECTOR_START: std::time::Duration = std::time::Duration::from_secs(20);
 use super::plan::{Action, Change, ChangePlan, ObjectKind};
 use super::Session;
 use crate::connectors::kafka::TopicSpec as ClusterTopic;
@@ -219,6 +223,24 @@ fn execute(
             control.put("schema", &c.name, Some(&rec)).map_err(ctl)
         }
         (ObjectKind::Job, Action::Destroy) => control.put::<()>("job", &c.name, None).map_err(ctl),
+        (ObjectKind::Connector, Action::Destroy) => {
+            let recorded = before.state.connectors.get(&c.name).map(|r| &r.spec);
+            super::connect::apply_change(&session.connect, plan, c, recorded)?;
+            control.put::<DeployedConnector>("connector", &c.name, None).map_err(ctl)
+        }
+        (ObjectKind::Connector, _) => {
+            let recorded = before.state.connectors.get(&c.name).map(|r| &r.spec);
+            super::connect::apply_change(&session.connect, plan, c, recorded)?;
+            let spec = plan.desired.connectors.get(&c.name).ok_or("not in the plan's desired state")?;
+            control
+                .put("connector", &c.name, Some(&DeployedConnector { spec: spec.clone(), meta: meta.clone() }))
+                .map_err(ctl)?;
+            // Recorded first: it exists on Connect whatever its state. A task that fails at once
+            // (a wrong password, a missing table) fails the apply with the reason.
+            super::connect::check_running(&session.connect, spec, CONNECTOR_START).map_err(|e| {
+                format!("{e}\n(the connector is created: fix its config and apply again, or `streamctl destroy`)")
+            })
+        }
         (ObjectKind::Job, _) => {
             let spec = plan.desired.jobs.get(&c.name).ok_or("not in the plan's desired state")?;
             control

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::desired::{hex, Bundle, JobSpec, SchemaSpec, TopicSpec};
+use super::desired::{hex, Bundle, ConnectorSpec, JobSpec, SchemaSpec, TopicSpec};
 use crate::connectors::lease::{now_ms, Lease, LeaseBook};
 
 /// Who applied an object, when, from which commit, as part of which generation.
@@ -50,6 +50,14 @@ pub struct DeployedJob {
     pub meta: Meta,
 }
 
+/// A connector streamctl created on a Kafka Connect cluster (its config with `env_var()`s
+/// unrendered: no secret is recorded).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeployedConnector {
+    pub spec: ConnectorSpec,
+    pub meta: Meta,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeploymentStatus {
@@ -72,6 +80,7 @@ pub struct DeployedState {
     pub topics: BTreeMap<String, DeployedTopic>,
     pub schemas: BTreeMap<String, DeployedSchema>,
     pub jobs: BTreeMap<String, DeployedJob>,
+    pub connectors: BTreeMap<String, DeployedConnector>,
     pub bundles: BTreeMap<u64, Bundle>,
     pub lock: LeaseBook,
     /// Records that could not be read (written by a newer streamctl, or damaged).
@@ -84,7 +93,7 @@ impl DeployedState {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.topics.is_empty() && self.schemas.is_empty() && self.jobs.is_empty()
+        self.topics.is_empty() && self.schemas.is_empty() && self.jobs.is_empty() && self.connectors.is_empty()
     }
 
     /// Changes whenever any deployed object does: a saved plan made against another
@@ -106,6 +115,9 @@ impl DeployedState {
         }
         for (k, v) in &self.jobs {
             put(k, serde_json::to_string(v).unwrap_or_default());
+        }
+        for (k, v) in &self.connectors {
+            put(&format!("connector/{k}"), serde_json::to_string(v).unwrap_or_default());
         }
         hex(&h.finalize()[..8])
     }
@@ -252,6 +264,11 @@ impl ControlTopic {
                 "job" => {
                     if let Some(j) = parse(&value, &key, bad) {
                         state.jobs.insert(name.to_string(), j);
+                    }
+                }
+                "connector" => {
+                    if let Some(c) = parse(&value, &key, bad) {
+                        state.connectors.insert(name.to_string(), c);
                     }
                 }
                 "bundle" => {

@@ -10,7 +10,8 @@ pub use crate::compile::names::TopicRole;
 use crate::compile::{CompiledProject, OperatorKind};
 use crate::graph::NodeId;
 use crate::project::config::{Guarantee, KeyFormat, RelationKind, TargetKind};
-use crate::project::target::ResolvedTarget;
+use crate::project::connectors::ConnectorKind;
+use crate::project::target::{ResolvedTarget, DEFAULT_CONNECT_CLUSTER};
 use crate::registry::{json_schema_of, json_schema_of_scalar, Compatibility, SchemaType};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -78,6 +79,30 @@ impl JobSpec {
     }
 }
 
+/// A Kafka Connect connector as the project wants it on the target's Connect cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ConnectorSpec {
+    pub name: String,
+    /// `source` or `sink`.
+    pub kind: ConnectorKind,
+    /// The target's Connect cluster (`default`: its `connect_url`).
+    pub cluster: String,
+    /// Connect's properties as the project writes them: `{{ env_var(..) }}` is rendered only
+    /// when the plan is made and applied, so no secret is in a plan, a record or a log.
+    pub config: BTreeMap<String, String>,
+    /// Topics it writes (source) or reads (sink).
+    pub topics: Vec<String>,
+    /// Sink connectors: the models it reads.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+}
+
+impl ConnectorSpec {
+    pub fn class(&self) -> &str {
+        self.config.get("connector.class").map_or("", String::as_str)
+    }
+}
+
 /// The project files a deployment runs from: workers compile the deployed generation from
 /// these, not from whatever checkout they were started in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -109,6 +134,9 @@ pub struct DesiredState {
     pub topics: BTreeMap<String, TopicSpec>,
     pub schemas: BTreeMap<String, SchemaSpec>,
     pub jobs: BTreeMap<String, JobSpec>,
+    /// Kafka Connect connectors (none on the embedded target, which has no Connect).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub connectors: BTreeMap<String, ConnectorSpec>,
     /// Models in dependency order.
     pub order: Vec<String>,
     /// Which models read which (for "downstream affected").
@@ -139,6 +167,13 @@ impl DesiredState {
                 owner: owner.to_string(),
             });
         };
+        let connector_topics: std::collections::BTreeSet<&String> = cp
+            .project
+            .connectors
+            .iter()
+            .filter(|c| c.connector.kind == ConnectorKind::Source)
+            .flat_map(|c| &c.connector.topics)
+            .collect();
         for id in cp.order() {
             let NodeId::Model(name) = &id else { continue };
             let Some(m) = cp.models.get(name) else { continue };
@@ -158,7 +193,10 @@ impl DesiredState {
                         let src = &cp.sources[s];
                         input_topics.push(src.decl.table.topic.clone());
                         input_sources.push(s.clone());
-                        if target.kind == TargetKind::Embedded {
+                        // Topics a source connector writes are created with the source's shape
+                        // before the connector starts (a CDC table compacted), as on the embedded
+                        // target every source topic.
+                        if target.kind == TargetKind::Embedded || connector_topics.contains(&src.decl.table.topic) {
                             let t = &src.decl.table;
                             add_topic(&t.topic, TopicRole::Source, src.partitions, t.kind == RelationKind::Table, s);
                         }
@@ -170,7 +208,7 @@ impl DesiredState {
                         input_models.push(u.clone());
                         downstream.entry(u.clone()).or_default().push(name.clone());
                     }
-                    NodeId::Sink(_) => {}
+                    NodeId::Sink(_) | NodeId::Connector(_) => {}
                 }
             }
             let value_subject = format!("{}-value", m.topic);
@@ -243,11 +281,29 @@ impl DesiredState {
                 },
             );
         }
+        let mut connectors = BTreeMap::new();
+        if target.kind != TargetKind::Embedded {
+            for c in &cp.project.connectors {
+                let def = &c.connector;
+                let models: Vec<String> = def.from.iter().filter(|m| cp.models.contains_key(*m)).cloned().collect();
+                let read: Vec<String> = models.iter().map(|m| cp.models[m].topic.clone()).collect();
+                let spec = ConnectorSpec {
+                    name: def.name.clone(),
+                    kind: def.kind,
+                    cluster: def.cluster.clone().unwrap_or_else(|| DEFAULT_CONNECT_CLUSTER.into()),
+                    config: crate::connect::properties(def, &read, rf),
+                    topics: if def.kind == ConnectorKind::Source { def.topics.clone() } else { read },
+                    models,
+                };
+                connectors.insert(def.name.clone(), spec);
+            }
+        }
         DesiredState {
             project,
             topics,
             schemas,
             jobs,
+            connectors,
             order,
             downstream,
             bundle: Bundle::new(cp.project.definition_files()),

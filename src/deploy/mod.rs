@@ -3,6 +3,7 @@
 //! ([`control`]), the difference as a [`plan::ChangePlan`], and [`apply`] to carry it out.
 
 pub mod apply;
+pub mod connect;
 pub mod control;
 pub mod desired;
 pub mod plan;
@@ -24,6 +25,8 @@ pub struct Session {
     broker: Option<EmbeddedBroker>,
     pub control: ControlTopic,
     pub registry: Option<Box<dyn SchemaRegistry>>,
+    /// The target's Kafka Connect clusters.
+    pub connect: connect::Connect,
 }
 
 impl Session {
@@ -39,7 +42,8 @@ impl Session {
         let client = cluster_of(&target, broker.as_ref()).client_config();
         let control =
             ControlTopic::new(&client, &target.control_topic, &cp.project.config.name).map_err(|e| e.to_string())?;
-        let s = Session { target, broker, control, registry };
+        let connect = connect::Connect::new(&target.name, &target.connect, cp.project.config.vars.clone());
+        let s = Session { target, broker, control, registry, connect };
         s.cluster().check_reachable()?;
         Ok(s)
     }
@@ -87,6 +91,7 @@ impl Session {
             delete_topics,
         });
         p.notes.extend(note);
+        connect::add_to_plan(&mut p, &self.connect, deployed, self.is_embedded());
         if self.is_embedded() && !destroy {
             p.notes.push("the embedded broker starts empty in every process: apply loads each source's sample data after deploying".into());
         }

@@ -20,6 +20,8 @@ pub enum ObjectKind {
     Topic,
     Schema,
     Job,
+    /// A Kafka Connect connector.
+    Connector,
 }
 
 impl ObjectKind {
@@ -28,6 +30,7 @@ impl ObjectKind {
             ObjectKind::Topic => "topic",
             ObjectKind::Schema => "schema",
             ObjectKind::Job => "job",
+            ObjectKind::Connector => "connector",
         }
     }
 }
@@ -39,7 +42,8 @@ pub enum Action {
     Create,
     /// `~`: changed in place (a job keeps its state and offsets, or its offsets).
     Update,
-    /// `-/+`: a job whose state is rebuilt by reprocessing its inputs.
+    /// `-/+`: a job whose state is rebuilt by reprocessing its inputs; a connector deleted and
+    /// created again.
     Replace,
     /// `-`
     Destroy,
@@ -163,6 +167,7 @@ pub fn make_plan(input: &PlanInput<'_>) -> ChangePlan {
             topics: BTreeMap::new(),
             schemas: BTreeMap::new(),
             jobs: BTreeMap::new(),
+            connectors: BTreeMap::new(),
             order: Vec::new(),
             ..input.desired.clone()
         };

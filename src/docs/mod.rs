@@ -20,6 +20,7 @@ pub fn mermaid(m: &Manifest) -> String {
         let (open, close) = match n.resource_type.as_str() {
             "source" => ("[(", ")]"),
             "sink" => ("[/", "/]"),
+            "connector" => ("{{", "}}"),
             _ => ("[", "]"),
         };
         let _ = writeln!(s, "  {}{open}\"{}\"{close}", mermaid_id(id), n.name);
@@ -37,6 +38,7 @@ pub fn dot(m: &Manifest) -> String {
         let shape = match n.resource_type.as_str() {
             "source" => "cylinder",
             "sink" => "parallelogram",
+            "connector" => "hexagon",
             _ => "box",
         };
         let _ = writeln!(s, "  \"{id}\" [label=\"{}\", shape={shape}];", n.name.replace('"', "\\\""));

@@ -12,18 +12,20 @@ use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 use serde::{Deserialize, Serialize};
 
-/// A node's identity, printed dbt-style as `source.soe.orders`, `model.x`, `sink.y`.
+/// A node's identity, printed dbt-style as `source.soe.orders`, `model.x`, `sink.y`,
+/// `connector.z` (a Kafka Connect connector).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum NodeId {
     Source(String),
     Model(String),
     Sink(String),
+    Connector(String),
 }
 
 impl NodeId {
     pub fn name(&self) -> &str {
         match self {
-            NodeId::Source(n) | NodeId::Model(n) | NodeId::Sink(n) => n,
+            NodeId::Source(n) | NodeId::Model(n) | NodeId::Sink(n) | NodeId::Connector(n) => n,
         }
     }
 
@@ -32,6 +34,7 @@ impl NodeId {
             NodeId::Source(_) => "source",
             NodeId::Model(_) => "model",
             NodeId::Sink(_) => "sink",
+            NodeId::Connector(_) => "connector",
         }
     }
 

@@ -85,3 +85,70 @@ fn lag(client: &ClientConfig, group: &str, topics: &[String]) -> Result<i64, Str
     }
     Ok(total)
 }
+
+/// A deployed Kafka Connect connector as its cluster reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectorStatus {
+    pub name: String,
+    /// `source` or `sink`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub cluster: String,
+    pub generation: u64,
+    /// `RUNNING`, `PAUSED`, `STOPPED`, `FAILED`, `UNASSIGNED`, `RESTARTING`; null when Connect
+    /// could not be asked or has no such connector (`error` says which).
+    pub state: Option<String>,
+    pub worker: Option<String>,
+    pub tasks: Vec<ConnectorTask>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectorTask {
+    pub id: i64,
+    pub state: String,
+    pub worker: String,
+    /// A FAILED task's reason: the first line of its trace.
+    pub error: Option<String>,
+}
+
+/// The state of every connector the project deployed, and of its tasks.
+pub fn connectors(connect: &crate::deploy::connect::Connect, state: &DeployedState) -> Vec<ConnectorStatus> {
+    let mut out = Vec::new();
+    for (name, c) in &state.connectors {
+        // A trace might quote a secret of the config: masked when the config renders here.
+        let config = connect.rendered(&c.spec).unwrap_or_default();
+        let scrub = |t: &str| crate::connect::scrub(t, &config);
+        let mut row = ConnectorStatus {
+            name: name.clone(),
+            kind: c.spec.kind.word(),
+            cluster: c.spec.cluster.clone(),
+            generation: c.meta.generation,
+            state: None,
+            worker: None,
+            tasks: Vec::new(),
+            error: None,
+        };
+        match connect.client(&c.spec.cluster).and_then(|client| client.status(name)) {
+            Ok(Some(s)) => {
+                row.state = Some(s.connector.state.clone());
+                row.worker = Some(s.connector.worker_id.clone());
+                row.error = s.connector.trace_first_line().map(scrub);
+                row.tasks = s
+                    .tasks
+                    .iter()
+                    .map(|t| ConnectorTask {
+                        id: t.id.unwrap_or_default(),
+                        state: t.state.clone(),
+                        worker: t.worker_id.clone(),
+                        error: t.trace_first_line().map(scrub),
+                    })
+                    .collect();
+            }
+            Ok(None) => row.error = Some("not on the Connect cluster (deleted outside streamctl?)".into()),
+            Err(e) => row.error = Some(e),
+        }
+        out.push(row);
+    }
+    out
+}

@@ -53,6 +53,8 @@ pub struct Paths {
     pub sources: Vec<String>,
     /// Folders holding sink definitions (`.yml`).
     pub sinks: Vec<String>,
+    /// Folders holding Kafka Connect connectors (`.yml`).
+    pub connectors: Vec<String>,
     /// Folders holding Jinja macro files (`.sql`).
     pub macros: Vec<String>,
     /// Folders holding unit tests (`.yml`).
@@ -69,6 +71,7 @@ impl Default for Paths {
             models: vec!["models".into()],
             sources: vec!["sources".into()],
             sinks: vec!["sinks".into()],
+            connectors: vec!["connectors".into()],
             macros: vec!["macros".into()],
             tests: vec!["tests".into()],
             schemas: vec!["schemas".into()],
@@ -121,6 +124,14 @@ pub struct Target {
     /// `guarantee` wins). `at_least_once` for brokers without transactions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guarantee: Option<Guarantee>,
+    /// Kafka Connect REST URL (`http://host:8083`) of the cluster named `default`, which runs the
+    /// project's connectors unless they name another. Basic auth as `http://user:password@host`
+    /// only through `{{ env_var('NAME') }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_url: Option<String>,
+    /// More Kafka Connect clusters, name → REST URL; a connector picks one with `cluster:`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub connect_clusters: BTreeMap<String, String>,
 }
 
 /// What a job's outputs, state and input offsets promise after a crash.

@@ -4,6 +4,7 @@
 
 pub(crate) mod compatibility;
 pub mod config;
+pub mod connectors;
 pub mod edit;
 pub mod schemas;
 pub mod target;
@@ -20,6 +21,7 @@ use config::{
     ModelProperties, ModelPropertiesFile, ProjectFile, SinkDef, SinksFile, SourceTable, SourcesFile, TestsFile,
     UnitTest,
 };
+use connectors::{ConnectorDef, ConnectorsFile};
 use schemas::FileKind;
 use yaml::PositionIndex;
 
@@ -102,6 +104,13 @@ pub struct SinkDecl {
     pub origin: Origin,
 }
 
+/// A Kafka Connect connector of `connectors/*.yml`.
+#[derive(Debug, Clone)]
+pub struct ConnectorDecl {
+    pub connector: ConnectorDef,
+    pub origin: Origin,
+}
+
 /// A loaded project. `load` returns it together with every problem found while loading; later
 /// stages work with whatever did load.
 #[derive(Debug, Clone)]
@@ -113,6 +122,7 @@ pub struct Project {
     pub models: Vec<ModelFile>,
     pub model_props: BTreeMap<String, ModelPropsDecl>,
     pub sinks: Vec<SinkDecl>,
+    pub connectors: Vec<ConnectorDecl>,
     pub macro_files: Vec<SourceText>,
     /// Source files that failed to load: references to their tables are not reported again.
     pub broken_source_files: usize,
@@ -232,6 +242,7 @@ impl Project {
             models: Vec::new(),
             model_props: BTreeMap::new(),
             sinks: Vec::new(),
+            connectors: Vec::new(),
             macro_files: Vec::new(),
             broken_source_files: 0,
             unit_tests: Vec::new(),
@@ -240,6 +251,7 @@ impl Project {
         project.load_sources(diags);
         project.load_models(diags);
         project.load_sinks(diags);
+        project.load_connectors(diags);
         project.load_tests(diags);
         for dir in project.config.paths.macros.clone() {
             for path in files_with_ext(&root.join(dir), &["sql", "jinja"]) {
@@ -263,6 +275,7 @@ impl Project {
         self.models.iter().for_each(|m| put(&m.source));
         self.model_props.values().for_each(|p| put(&p.origin.doc.source));
         self.sinks.iter().for_each(|d| put(&d.origin.doc.source));
+        self.connectors.iter().for_each(|d| put(&d.origin.doc.source));
         self.macro_files.iter().for_each(&mut put);
         out
     }
@@ -368,6 +381,27 @@ impl Project {
                 }
                 seen.insert(sink.name.clone(), origin.clone());
                 self.sinks.push(SinkDecl { sink, origin });
+            }
+        }
+    }
+
+    fn load_connectors(&mut self, diags: &mut Diagnostics) {
+        let mut seen: BTreeMap<String, Origin> = BTreeMap::new();
+        for path in self.yaml_files(&self.config.paths.connectors.clone()) {
+            let Some(src) = read_source(&self.root, &path, diags) else { continue };
+            let Some((file, doc)) = load_yaml::<ConnectorsFile>(FileKind::Connectors, src, diags) else { continue };
+            for (i, connector) in file.connectors.into_iter().enumerate() {
+                let origin = Origin { doc: doc.clone(), pointer: format!("/connectors/{i}") };
+                if let Some(first) = seen.get(&connector.name) {
+                    diags.push(
+                        origin
+                            .error("duplicate", "name", format!("connector `{}` is defined twice", connector.name))
+                            .with_help(format!("first defined in {}", location_of(first))),
+                    );
+                    continue;
+                }
+                seen.insert(connector.name.clone(), origin.clone());
+                self.connectors.push(ConnectorDecl { connector, origin });
             }
         }
     }

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use super::config::{ModelPropertiesFile, ProjectFile, SinksFile, SourcesFile, TestsFile};
+use super::connectors::ConnectorsFile;
 use crate::diagnostics::{suggest, Diagnostic, Pos, SourceText};
 use crate::project::yaml::PositionIndex;
 
@@ -17,11 +18,18 @@ pub enum FileKind {
     Models,
     Sinks,
     Tests,
+    Connectors,
 }
 
 impl FileKind {
-    pub const ALL: [FileKind; 5] =
-        [FileKind::Project, FileKind::Sources, FileKind::Models, FileKind::Sinks, FileKind::Tests];
+    pub const ALL: [FileKind; 6] = [
+        FileKind::Project,
+        FileKind::Sources,
+        FileKind::Models,
+        FileKind::Sinks,
+        FileKind::Tests,
+        FileKind::Connectors,
+    ];
 
     /// File name of the schema under `schemas/`.
     pub fn schema_file(self) -> &'static str {
@@ -31,6 +39,7 @@ impl FileKind {
             FileKind::Models => "models.schema.json",
             FileKind::Sinks => "sinks.schema.json",
             FileKind::Tests => "tests.schema.json",
+            FileKind::Connectors => "connectors.schema.json",
         }
     }
 
@@ -46,6 +55,7 @@ impl FileKind {
                         FileKind::Models => schemars::schema_for!(ModelPropertiesFile),
                         FileKind::Sinks => schemars::schema_for!(SinksFile),
                         FileKind::Tests => schemars::schema_for!(TestsFile),
+                        FileKind::Connectors => schemars::schema_for!(ConnectorsFile),
                     };
                     serde_json::to_value(s).expect("schemas serialize")
                 })

@@ -43,7 +43,12 @@ pub struct ResolvedTarget {
     pub topic_prefix: String,
     /// The target's delivery guarantee for jobs whose model does not set one.
     pub guarantee: Guarantee,
+    /// Kafka Connect clusters, name → REST URL (`connect_url` is `default`).
+    pub connect: BTreeMap<String, String>,
 }
+
+/// The name of the Connect cluster at the target's `connect_url`.
+pub const DEFAULT_CONNECT_CLUSTER: &str = "default";
 
 pub const DEFAULT_CONTROL_TOPIC: &str = "_streamctl_deployments";
 
@@ -91,6 +96,7 @@ impl std::fmt::Debug for ResolvedTarget {
             .field("control_topic", &self.control_topic)
             .field("topic_prefix", &self.topic_prefix)
             .field("guarantee", &self.guarantee)
+            .field("connect", &self.connect.iter().map(|(k, v)| (k, redact_url(v))).collect::<BTreeMap<_, _>>())
             .finish()
     }
 }
@@ -162,6 +168,8 @@ impl Project {
             control_topic: None,
             topic_prefix: None,
             guarantee: None,
+            connect_url: None,
+            connect_clusters: BTreeMap::new(),
         };
         let target = match self.config.targets.get(&name) {
             Some(t) => t,
@@ -253,6 +261,13 @@ impl Project {
             )?,
         };
         self.check_registry_access(&name, target, &schema_registry_access)?;
+        let mut connect = BTreeMap::new();
+        if let Some(url) = opt("connect_url", &target.connect_url)? {
+            connect.insert(DEFAULT_CONNECT_CLUSTER.to_string(), url);
+        }
+        for (cluster, url) in &target.connect_clusters {
+            connect.insert(cluster.clone(), render(&format!("connect_clusters/{cluster}"), url)?);
+        }
         Ok(ResolvedTarget {
             name: name.clone(),
             kind: target.kind,
@@ -266,6 +281,7 @@ impl Project {
             topic_prefix,
             // Both kinds of target support transactions (librdkafka's mock cluster too).
             guarantee: target.guarantee.unwrap_or_default(),
+            connect,
         })
     }
 }
@@ -348,6 +364,7 @@ mod redaction_tests {
             control_topic: DEFAULT_CONTROL_TOPIC.into(),
             topic_prefix: String::new(),
             guarantee: Guarantee::default(),
+            connect: BTreeMap::from([("default".into(), "http://connect:hunter2-connect@c.example.com:8083".into())]),
         };
         let shown = format!("{target:?} {target:#?}");
         assert!(!shown.contains("hunter2"), "{shown}");

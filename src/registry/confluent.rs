@@ -447,7 +447,7 @@ fn redact_userinfo(url: &str) -> String {
     }
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -466,7 +466,7 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// Percent-encodes everything but RFC 3986 unreserved characters, so `/`, `:` and spaces in a
 /// subject name stay inside one path segment.
-fn escape_path_segment(segment: &str) -> String {
+pub(crate) fn escape_path_segment(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for b in segment.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -478,7 +478,7 @@ fn escape_path_segment(segment: &str) -> String {
     out
 }
 
-fn base64_encode(input: &[u8]) -> String {
+pub(crate) fn base64_encode(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {

@@ -180,7 +180,7 @@ impl InputCodec {
                     schemas,
                 })
             }
-            NodeId::Sink(_) => None,
+            NodeId::Sink(_) | NodeId::Connector(_) => None,
         }
     }
 

@@ -100,7 +100,7 @@ fn data_columns(cp: &CompiledProject, id: &NodeId) -> Vec<(String, DataType)> {
             .get(n)
             .map(|m| m.schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect())
             .unwrap_or_default(),
-        NodeId::Sink(_) => Vec::new(),
+        NodeId::Sink(_) | NodeId::Connector(_) => Vec::new(),
     }
 }
 
@@ -108,7 +108,7 @@ fn key_columns(cp: &CompiledProject, id: &NodeId) -> Vec<String> {
     match id {
         NodeId::Source(n) => cp.sources.get(n).map(|s| s.key.clone()).unwrap_or_default(),
         NodeId::Model(n) => cp.models.get(n).map(|m| m.key.clone()).unwrap_or_default(),
-        NodeId::Sink(_) => Vec::new(),
+        NodeId::Sink(_) | NodeId::Connector(_) => Vec::new(),
     }
 }
 
