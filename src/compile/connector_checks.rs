@@ -23,7 +23,42 @@ fn from_env(text: &str) -> bool {
 }
 
 pub(crate) fn check(cp: &CompiledProject) -> Vec<Diagnostic> {
-    cp.project.connectors.iter().flat_map(check_one).collect()
+    let mut out: Vec<Diagnostic> = cp.project.connectors.iter().flat_map(check_one).collect();
+    out.extend(shared_topic_prefixes(&cp.project.connectors));
+    out
+}
+
+/// Two source connectors of one Connect cluster with the same `topic.prefix`: Debezium keys its
+/// metrics (and the topics' names) by it, so the second waits for the first one's to go away.
+fn shared_topic_prefixes(connectors: &[ConnectorDecl]) -> Vec<Diagnostic> {
+    let mut seen: std::collections::BTreeMap<(String, String), &str> = std::collections::BTreeMap::new();
+    let mut out = Vec::new();
+    for c in connectors {
+        let def = &c.connector;
+        let Some(prefix) = def.config.get("topic.prefix").map(ConfigScalar::text) else { continue };
+        if def.kind != ConnectorKind::Source {
+            continue;
+        }
+        let cluster = def.cluster.clone().unwrap_or_else(|| DEFAULT_CONNECT_CLUSTER.to_string());
+        match seen.get(&(cluster.clone(), prefix.clone())) {
+            Some(first) => out.push(
+                c.origin
+                    .doc
+                    .error_at(
+                        "connector",
+                        &format!("{}/config/topic.prefix", c.origin.pointer),
+                        false,
+                        prefix.chars().count().max(1),
+                        format!("connector `{}`: `topic.prefix` `{prefix}` is also connector `{first}`'s", def.name),
+                    )
+                    .with_help("each source connector needs a topic prefix of its own (Debezium keys its metrics and topic names by it)"),
+            ),
+            None => {
+                seen.insert((cluster, prefix), def.name.as_str());
+            }
+        }
+    }
+    out
 }
 
 fn check_one(c: &ConnectorDecl) -> Vec<Diagnostic> {

@@ -93,9 +93,11 @@ fn matches_method(id: &NodeId, info: &NodeInfo, method: &str, value: &str) -> Re
         "sink" => matches!(id, NodeId::Sink(n) if n == value),
         "connector" => matches!(id, NodeId::Connector(n) if n == value),
         "resource_type" => id.resource_type() == value,
-        other => return Err(SelectError(format!(
+        other => {
+            return Err(SelectError(format!(
             "unknown selector method `{other}:` (use tag:, path:, source:, model:, sink:, connector:, resource_type:)"
-        ))),
+        )))
+        }
     })
 }
 

@@ -1,7 +1,9 @@
-//! Helpers shared by the end-to-end tests: Apache Kafka processes (`kafka`), kcat as the foreign client,
+//! Helpers shared by the end-to-end tests: Apache Kafka processes (`kafka`), a Kafka Connect worker
+//! (`connect`), PostgreSQL (`postgres`), kcat as the foreign client,
 //! the example project's sample data.
 #![allow(dead_code)]
 
+pub mod connect;
 pub mod kafka;
 pub mod postgres;
 

@@ -55,6 +55,17 @@ impl Postgres {
     /// A fresh cluster with superuser `streamctl` (password `password` over TCP, SCRAM), listening
     /// on 127.0.0.1 only.
     pub fn start(bin: &Path, password: &str) -> Postgres {
+        Self::start_with(bin, password, "")
+    }
+
+    /// A fresh cluster as [`Postgres::start`] with `wal_level=logical` and room for replication
+    /// slots, for change data capture (Debezium's `pgoutput` plugin).
+    pub fn start_logical(bin: &Path, password: &str) -> Postgres {
+        Self::start_with(bin, password, " -c wal_level=logical -c max_wal_senders=8 -c max_replication_slots=8")
+    }
+
+    /// `options`: more `-c name=value` server settings.
+    fn start_with(bin: &Path, password: &str, options: &str) -> Postgres {
         let dir = tempfile::tempdir().unwrap();
         let as_postgres = is_root();
         let data = dir.path().join("data");
@@ -83,7 +94,7 @@ impl Postgres {
             .unwrap();
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=50",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=50{options}",
             pg.port,
             pg._dir.path().display()
         );

@@ -1,0 +1,248 @@
+//! Kafka Connect connectors managed by streamctl, on real parts: PostgreSQL (Debian's packages,
+//! `wal_level=logical`) holds SOE-like `customers` and `orders` tables; Apache Kafka 4.4.0 and one
+//! Kafka Connect 4.4.0 worker in distributed mode with Debezium's PostgreSQL connector 3.6.1.Final
+//! on its plugin path (all from Maven Central, `tests/kafka/fetch.sh`). `streamctl apply` of
+//! `tests/connect/project` creates the two Debezium connectors, the topics and the jobs; `streamctl
+//! run` delivers the models to PostgreSQL tables (native postgres sinks). Rows inserted, updated
+//! and deleted in the source tables arrive through the models: the sink tables then equal what SQL
+//! over the source tables computes (psql, not streamctl). A plan right after apply is empty; a
+//! changed SMT is an in-place connector change; `status` shows the connectors RUNNING; `destroy`
+//! deletes them from Connect. The database password comes from `env_var()` and appears in no
+//! output.
+
+mod common;
+mod e2e_common;
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e_common::connect::{self, ConnectWorker};
+use e2e_common::kafka::KafkaCluster;
+use e2e_common::postgres::{self, Postgres};
+use e2e_common::*;
+use serde_json::Value;
+
+const PASSWORD: &str = "cdc-Secret-4471";
+const CONNECTORS: [&str; 2] = ["soe-customers-cdc", "soe-orders-cdc"];
+
+struct Env {
+    bootstrap: String,
+    connect: String,
+    pg_port: u16,
+}
+
+fn cmd(env: &Env, project: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = streamctl();
+    c.args(args)
+        .arg("--project-dir")
+        .arg(project)
+        .env("KAFKA_BOOTSTRAP_SERVERS", &env.bootstrap)
+        .env("CONNECT_URL", &env.connect)
+        .env("PG_PORT", env.pg_port.to_string())
+        .env("PG_URL", format!("postgresql://streamctl@127.0.0.1:{}/postgres", env.pg_port))
+        .env("PG_PASSWORD", PASSWORD);
+    c
+}
+
+fn run(env: &Env, project: &Path, args: &[&str]) -> Output {
+    let out = cmd(env, project, args).output().unwrap();
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!all.contains(PASSWORD), "`streamctl {}` printed the password:\n{all}", args.join(" "));
+    out
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// The reference, computed by PostgreSQL from the source tables.
+fn reference(pg: &Postgres) -> (Vec<Value>, Vec<Value>) {
+    let q = |sql: &str| -> Vec<Value> {
+        pg.psql(sql).lines().filter(|l| !l.is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let customers = q("SELECT row_to_json(t) FROM (SELECT customer_id, cust_first_name || ' ' || cust_last_name AS \
+         full_name, customer_class, credit_limit::double precision AS credit_limit FROM customers) t");
+    let orders = q("SELECT row_to_json(t) FROM (SELECT customer_id, count(*) AS order_count, \
+         sum(order_total)::double precision AS order_sum FROM orders GROUP BY customer_id) t");
+    (customers, orders)
+}
+
+/// Rows of `want` not in `got` and the other way round (repeats count).
+fn differs(want: &[Value], got: &[Value]) -> Option<String> {
+    let mut used = vec![false; got.len()];
+    let mut missing = Vec::new();
+    for w in want {
+        match (0..got.len()).find(|i| !used[*i] && same(w, &got[*i])) {
+            Some(i) => used[i] = true,
+            None => missing.push(w.clone()),
+        }
+    }
+    let extra: Vec<&Value> = got.iter().zip(&used).filter(|(_, u)| !**u).map(|(g, _)| g).collect();
+    (!missing.is_empty() || !extra.is_empty()).then(|| {
+        format!(
+            "{} rows, {} expected; missing {:?}; not expected or twice {:?}",
+            got.len(),
+            want.len(),
+            missing.iter().take(3).collect::<Vec<_>>(),
+            extra.iter().take(3).collect::<Vec<_>>()
+        )
+    })
+}
+
+fn problems(pg: &Postgres) -> Vec<String> {
+    let (customers, orders) = reference(pg);
+    let mut out = Vec::new();
+    for (table, want) in [("analytics.customers_named", customers), ("analytics.orders_by_customer", orders)] {
+        match pg.rows(table) {
+            None => out.push(format!("{table}: no such table")),
+            Some(got) => out.extend(differs(&want, &got).map(|d| format!("{table}: {d}"))),
+        }
+    }
+    out
+}
+
+fn wait_equal(pg: &Postgres, what: &str, logs: &dyn Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let p = problems(pg);
+        if p.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the sink tables differ from the reference:\n{}\n{}",
+            p.join("\n"),
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn debezium_connectors_are_planned_applied_and_their_changes_reach_postgres() {
+    let Some(_kcat) = tools() else { return };
+    let Some(bin) = postgres::available() else { return };
+    if !connect::available() {
+        return;
+    }
+    let t0 = Instant::now();
+    let phase = |what: &str| eprintln!("[{:>6.1} s] {what}", t0.elapsed().as_secs_f64());
+    let pg = Postgres::start_logical(&bin, PASSWORD);
+    pg.psql(
+        "CREATE TABLE customers (customer_id bigint PRIMARY KEY, cust_first_name text, cust_last_name text, \
+         customer_class text, credit_limit numeric(9,2)); \
+         CREATE TABLE orders (order_id bigint PRIMARY KEY, customer_id bigint, order_mode text, \
+         order_total numeric(9,2)); CREATE SCHEMA analytics; \
+         INSERT INTO customers VALUES (1, 'ada', 'lovelace', 'Prime', 5000), (2, 'alan', 'turing', 'Regular', 1200), \
+         (3, 'grace', 'hopper', 'Business', 800.5); \
+         INSERT INTO orders VALUES (10, 1, 'online', 120.25), (11, 2, 'direct', 80), (12, 1, 'online', 19.75)",
+    );
+    let kafka = KafkaCluster::single();
+    let worker = ConnectWorker::start(&kafka.bootstrap());
+    phase("PostgreSQL, Kafka and Kafka Connect are up");
+    let env = Env { bootstrap: kafka.bootstrap(), connect: worker.url(), pg_port: pg.port };
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_dir(&root().join("tests/connect/project"), dir.path(), &["target"]);
+    let project = dir.path();
+
+    // The plan: the connectors first, their class and cluster, the topics they write.
+    let plan = run(&env, project, &["plan"]);
+    let shown = text(&plan);
+    assert!(plan.status.success(), "{shown}");
+    for name in CONNECTORS {
+        assert!(shown.contains(&format!("+ connector {name}")), "{shown}");
+    }
+    assert!(shown.contains("source connector io.debezium.connector.postgresql.PostgresConnector"), "{shown}");
+    // The topics the connectors write are created first, a CDC table's compacted.
+    let topic = shown.find("+ topic crm.public.customers").expect("the CDC topic is created");
+    assert!(topic < shown.find("connector soe-customers-cdc").unwrap(), "{shown}");
+    assert!(shown.contains("source soe.customers: 1 partition, compacted"), "{shown}");
+    let first_job = shown.find("job ").unwrap();
+    assert!(shown.find("connector soe-orders-cdc").unwrap() < first_job, "connectors come before the jobs:\n{shown}");
+
+    eprintln!("{shown}");
+    let apply = run(&env, project, &["apply", "--auto-approve"]);
+    assert!(apply.status.success(), "{}\n{}", text(&apply), worker.logs());
+    phase("applied");
+    let logs = tempfile::tempdir().unwrap();
+    let log_path = logs.path().join("run.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let _run = Killed(
+        cmd(&env, project, &["run", "--checkpoint-interval-ms", "500"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let run_log =
+        || format!("--- streamctl run\n{}\n{}", std::fs::read_to_string(&log_path).unwrap_or_default(), worker.logs());
+    wait_equal(&pg, "after the snapshot", &run_log);
+    phase("the snapshot is in the sink tables");
+
+    // Changes in the database: inserts, updates (a key's row changes twice), deletes.
+    pg.psql(
+        "INSERT INTO customers VALUES (4, 'edsger', 'dijkstra', 'Prime', 300); \
+         UPDATE customers SET customer_class = 'Prime', credit_limit = 2500 WHERE customer_id = 2; \
+         UPDATE customers SET cust_last_name = 'hopper-murray' WHERE customer_id = 3; \
+         UPDATE customers SET credit_limit = 2600.5 WHERE customer_id = 2; \
+         DELETE FROM customers WHERE customer_id = 1; \
+         INSERT INTO orders VALUES (13, 2, 'direct', 40.5), (14, 4, 'online', 7), (15, 4, 'online', 8.25)",
+    );
+    wait_equal(&pg, "after inserts, updates and deletes", &run_log);
+    phase("inserts, updates and deletes are in the sink tables");
+    assert_eq!(pg.psql("SELECT count(*) FROM analytics.customers_named WHERE customer_id = 1").trim(), "0");
+
+    // Right after apply nothing is left to do, connectors included.
+    let again = run(&env, project, &["plan", "--detailed-exitcode"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+
+    // A changed SMT: an in-place change of that connector only, then applied.
+    let file = project.join("connectors/cdc.yml");
+    let yaml = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, yaml.replace("static.value: soe-v1", "static.value: soe-v2")).unwrap();
+    let changed = run(&env, project, &["plan", "--format", "json"]);
+    let doc: Value = serde_json::from_slice(&changed.stdout).unwrap();
+    let changes = doc["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{}", text(&changed));
+    assert_eq!(changes[0]["object"], "connector");
+    assert_eq!(changes[0]["name"], "soe-customers-cdc");
+    assert_eq!(changes[0]["action"], "update");
+    let reasons = changes[0]["reasons"].to_string();
+    assert!(reasons.contains("transforms.lineage.static.value: soe-v1 → soe-v2"), "{reasons}");
+    eprintln!("{}", text(&run(&env, project, &["plan"])));
+    let apply = run(&env, project, &["apply", "--auto-approve"]);
+    assert!(apply.status.success(), "{}", text(&apply));
+    phase("the changed SMT is applied");
+    let client = streamctl::connect::client::ConnectClient::new("default", &env.connect).unwrap();
+    let config = client.config("soe-customers-cdc").unwrap().unwrap();
+    assert_eq!(config["transforms.lineage.static.value"], "soe-v2");
+    let again = run(&env, project, &["plan", "--detailed-exitcode"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+
+    // The changes still flow after the connector restarted with its new config.
+    pg.psql("UPDATE customers SET customer_class = 'Occasional' WHERE customer_id = 4; INSERT INTO orders VALUES (16, 3, 'direct', 99)");
+    wait_equal(&pg, "after the connector's update", &run_log);
+    phase("changes after the update are in the sink tables");
+    eprintln!("{}", text(&run(&env, project, &["status"])));
+
+    // status: both connectors and their tasks RUNNING on the worker.
+    let status = run(&env, project, &["status", "--format", "json"]);
+    assert!(status.status.success(), "{}", text(&status));
+    let doc: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let rows = doc["connectors"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{doc}");
+    for r in rows {
+        assert_eq!(r["state"], "RUNNING", "{r}");
+        assert_eq!(r["tasks"][0]["state"], "RUNNING", "{r}");
+    }
+
+    // destroy deletes them from Connect.
+    let destroy = run(&env, project, &["destroy", "--auto-approve"]);
+    assert!(destroy.status.success(), "{}", text(&destroy));
+    for name in CONNECTORS {
+        assert_eq!(client.config(name).unwrap(), None, "{name} is still on Connect");
+    }
+    eprintln!("{}", text(&destroy));
+    phase("destroyed");
+}
