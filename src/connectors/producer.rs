@@ -3,15 +3,17 @@
 //! exactly-once job) groups its sends into transactions instead: nothing it sent is visible to
 //! `read_committed` readers until `commit` succeeds.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, TopicPartitionList};
 
@@ -52,11 +54,28 @@ impl ProducerContext for DeliveryContext {
     }
 }
 
-/// A producer that counts failed deliveries.
+/// How long one turn of the delivery-report thread waits. rdkafka's `poll` waits out its whole
+/// timeout even when reports arrive, and its `ThreadedProducer` polls 100 ms at a time, so
+/// dropping one (and every `flush`) cost up to 100 ms: for the embedded run, with a dozen
+/// producers, most of its wall time.
+const REPORT_POLL: Duration = Duration::from_millis(10);
+
+/// A producer that counts failed deliveries. A thread of its own serves the delivery reports.
 pub struct RecordProducer {
-    producer: ThreadedProducer<DeliveryContext>,
+    producer: Arc<BaseProducer<DeliveryContext>>,
     errors: Arc<DeliveryErrors>,
     transactional_id: Option<String>,
+    stop: Arc<AtomicBool>,
+    reports: Option<JoinHandle<()>>,
+}
+
+impl Drop for RecordProducer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.reports.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Why a transaction did not commit.
@@ -84,14 +103,35 @@ pub(crate) fn kafka_err(what: &str, e: KafkaError) -> String {
 impl RecordProducer {
     pub fn new(client: &ClientConfig) -> Result<RecordProducer, String> {
         let errors = Arc::new(DeliveryErrors::default());
-        let producer: ThreadedProducer<DeliveryContext> = client
+        let producer: BaseProducer<DeliveryContext> = client
             .clone()
             // Keyed records land where Kafka's Java clients would put them.
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "5")
             .create_with_context(DeliveryContext(errors.clone()))
             .map_err(|e| kafka_err("creating the producer", e))?;
-        Ok(RecordProducer { producer, errors, transactional_id: None })
+        RecordProducer::serving(producer, errors, None)
+    }
+
+    fn serving(
+        producer: BaseProducer<DeliveryContext>,
+        errors: Arc<DeliveryErrors>,
+        transactional_id: Option<String>,
+    ) -> Result<RecordProducer, String> {
+        let producer = Arc::new(producer);
+        let stop = Arc::new(AtomicBool::new(false));
+        let reports = {
+            let (producer, stop) = (producer.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("delivery-reports".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        producer.poll(REPORT_POLL);
+                    }
+                })
+                .map_err(|e| format!("cannot start the producer's delivery-report thread: {e}"))?
+        };
+        Ok(RecordProducer { producer, errors, transactional_id, stop, reports: Some(reports) })
     }
 
     /// A transactional producer with this id, initialised: `init_transactions` fences any older
@@ -103,7 +143,7 @@ impl RecordProducer {
         timeout_ms: u64,
     ) -> Result<RecordProducer, String> {
         let errors = Arc::new(DeliveryErrors::default());
-        let producer: ThreadedProducer<DeliveryContext> = client
+        let producer: BaseProducer<DeliveryContext> = client
             .clone()
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "5")
@@ -111,7 +151,7 @@ impl RecordProducer {
             .set("transaction.timeout.ms", timeout_ms.to_string())
             .create_with_context(DeliveryContext(errors.clone()))
             .map_err(|e| kafka_err("creating the transactional producer", e))?;
-        let p = RecordProducer { producer, errors, transactional_id: Some(transactional_id.to_string()) };
+        let p = RecordProducer::serving(producer, errors, Some(transactional_id.to_string()))?;
         p.producer.init_transactions(TXN_CALL_TIMEOUT).map_err(|e| {
             let unsupported = matches!(
                 e.rdkafka_error_code(),
@@ -217,7 +257,18 @@ impl RecordProducer {
     /// Waits until everything sent is acknowledged; fails if anything was not. In a
     /// transaction: acknowledged, not yet visible to `read_committed` readers.
     pub fn flush(&self) -> Result<(), String> {
-        self.producer.flush(Duration::from_secs(60)).map_err(|e| kafka_err("flushing the producer", e))?;
+        // Asked with no timeout, librdkafka only says whether anything is still queued or in
+        // flight (and sends what lingers at once); rdkafka's own waiting polls 100 ms at a time.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.producer.flush(Duration::ZERO) {
+                Ok(()) => break,
+                Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => return Err(kafka_err("flushing the producer", e)),
+            }
+        }
         let n = self.errors.count.swap(0, Ordering::SeqCst);
         if n > 0 {
             let last = self.errors.last.lock().ok().and_then(|l| l.clone()).unwrap_or_default();

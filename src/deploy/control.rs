@@ -195,6 +195,7 @@ impl ControlTopic {
             .set("auto.offset.reset", "earliest")
             .create()
             .map_err(|e| self.err(format!("creating a consumer: {e}")))?;
+        let _closed = crate::connectors::consumer::ClosedOnDrop(&consumer);
         let md = consumer
             .fetch_metadata(Some(&self.topic), Duration::from_secs(10))
             .map_err(|e| self.err(format!("metadata: {e}")))?;

@@ -248,6 +248,7 @@ pub fn peek(
         None => None,
     };
     let consumer = manual_consumer(client, "streamctl-peek")?;
+    let _closed = crate::connectors::consumer::ClosedOnDrop(&consumer);
     let partitions = partition_offsets(&consumer, &topic)?.ok_or_else(|| format!("topic {topic} does not exist"))?;
     let partitions: Vec<(i32, i64, i64)> =
         partitions.into_iter().filter(|(p, _, _)| opts.partition.is_none_or(|want| want == *p)).collect();

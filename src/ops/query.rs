@@ -345,6 +345,7 @@ pub fn run_query(
     let m = &cp.models[QUERY_MODEL];
     let stateless = m.operator == OperatorKind::Stateless;
     let consumer = manual_consumer(client, "streamctl-query").map_err(RunError::Setup)?;
+    let _closed = crate::connectors::consumer::ClosedOnDrop(&consumer);
     let mut emitted = 0usize;
     let mut emit_out = |out: &mut BatchOutcome, emitted: &mut usize| -> bool {
         for r in out.outputs.drain(..) {

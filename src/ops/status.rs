@@ -61,6 +61,7 @@ pub fn jobs(client: &ClientConfig, state: &DeployedState) -> Vec<JobStatus> {
 fn lag(client: &ClientConfig, group: &str, topics: &[String]) -> Result<i64, String> {
     let consumer: BaseConsumer =
         client.clone().set("group.id", group).set("enable.auto.commit", "false").create().map_err(|e| e.to_string())?;
+    let _closed = crate::connectors::consumer::ClosedOnDrop(&consumer);
     let mut tpl = TopicPartitionList::new();
     let mut ends = Vec::new();
     for t in topics {

@@ -188,6 +188,12 @@ pub(crate) struct CheckpointLog {
     history: Option<CounterHistory>,
 }
 
+impl Drop for CheckpointLog {
+    fn drop(&mut self) {
+        crate::connectors::consumer::close(&self.consumer);
+    }
+}
+
 impl CheckpointLog {
     pub(crate) fn open(client: &ClientConfig, topic: &str, isolation: Isolation) -> Result<CheckpointLog, RunError> {
         let mut client = client.clone();

@@ -515,6 +515,7 @@ impl KafkaJob {
     }
 
     pub fn into_stats(self) -> JobStats {
+        crate::connectors::consumer::close(&self.data);
         self.stats
     }
 
@@ -523,6 +524,7 @@ impl KafkaJob {
         let (watermark, open) = self.rt.block_on(self.driver.progress())?;
         self.stats.watermark = watermark;
         self.stats.open_windows = open as u64;
+        crate::connectors::consumer::close(&self.data);
         Ok(self.stats)
     }
 

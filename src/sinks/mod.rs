@@ -125,6 +125,7 @@ pub fn run_sink(
         .set("auto.offset.reset", "earliest")
         .create()
         .map_err(|e| format!("sink {name}: creating the consumer: {e}"))?;
+    let _closed = crate::connectors::consumer::ClosedOnDrop(&consumer);
     let partitions = partition_offsets(&consumer, topic)
         .map_err(|e| format!("sink {name}: {e}"))?
         .ok_or_else(|| format!("sink {name}: topic {topic} of model `{model_name}` does not exist"))?;

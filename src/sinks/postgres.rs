@@ -566,6 +566,7 @@ fn deliver(
         .set("auto.offset.reset", "earliest")
         .create()
         .map_err(|e| format!("creating the consumer: {e}"))?;
+    let _closed = crate::connectors::consumer::ClosedOnDrop(&consumer);
     let partitions = partition_offsets(&consumer, topic)?
         .ok_or_else(|| format!("topic {topic} of model `{model_name}` does not exist"))?;
     let mut stored = rt.block_on(stored_offsets(&pg, &target.offsets, &sink_id, topic))?;
