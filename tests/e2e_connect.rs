@@ -5,7 +5,9 @@
 //! `tests/connect/project` creates the two Debezium connectors, the topics and the jobs; `streamctl
 //! run` delivers the models to PostgreSQL tables (native postgres sinks). Rows inserted, updated
 //! and deleted in the source tables arrive through the models: the sink tables then equal what SQL
-//! over the source tables computes (psql, not streamctl). A plan right after apply is empty; a
+//! over the source tables computes (psql, not streamctl). A sink connector (Kafka's
+//! FileStreamSinkConnector) writes a model's rows to a file through a MaskField transform, and
+//! the records the transform refuses reach its dead-letter topic. A plan right after apply is empty; a
 //! changed SMT is an in-place connector change; `status` shows the connectors RUNNING; `destroy`
 //! deletes them from Connect. The database password comes from `env_var()` and appears in no
 //! output.
@@ -24,12 +26,13 @@ use e2e_common::*;
 use serde_json::Value;
 
 const PASSWORD: &str = "cdc-Secret-4471";
-const CONNECTORS: [&str; 2] = ["soe-customers-cdc", "soe-orders-cdc"];
+const CONNECTORS: [&str; 3] = ["soe-customers-cdc", "soe-orders-cdc", "customers-file"];
 
 struct Env {
     bootstrap: String,
     connect: String,
     pg_port: u16,
+    sink_file: std::path::PathBuf,
 }
 
 fn cmd(env: &Env, project: &Path, args: &[&str]) -> std::process::Command {
@@ -41,7 +44,8 @@ fn cmd(env: &Env, project: &Path, args: &[&str]) -> std::process::Command {
         .env("CONNECT_URL", &env.connect)
         .env("PG_PORT", env.pg_port.to_string())
         .env("PG_URL", format!("postgresql://streamctl@127.0.0.1:{}/postgres", env.pg_port))
-        .env("PG_PASSWORD", PASSWORD);
+        .env("PG_PASSWORD", PASSWORD)
+        .env("SINK_FILE", &env.sink_file);
     c
 }
 
@@ -121,7 +125,7 @@ fn wait_equal(pg: &Postgres, what: &str, logs: &dyn Fn() -> String) {
 
 #[test]
 fn debezium_connectors_are_planned_applied_and_their_changes_reach_postgres() {
-    let Some(_kcat) = tools() else { return };
+    let Some(kcat) = tools() else { return };
     let Some(bin) = postgres::available() else { return };
     if !connect::available() {
         return;
@@ -141,7 +145,13 @@ fn debezium_connectors_are_planned_applied_and_their_changes_reach_postgres() {
     let kafka = KafkaCluster::single();
     let worker = ConnectWorker::start(&kafka.bootstrap());
     phase("PostgreSQL, Kafka and Kafka Connect are up");
-    let env = Env { bootstrap: kafka.bootstrap(), connect: worker.url(), pg_port: pg.port };
+    let files = tempfile::tempdir().unwrap();
+    let env = Env {
+        bootstrap: kafka.bootstrap(),
+        connect: worker.url(),
+        pg_port: pg.port,
+        sink_file: files.path().join("customers.txt"),
+    };
     let dir = tempfile::tempdir().unwrap();
     common::copy_dir(&root().join("tests/connect/project"), dir.path(), &["target"]);
     let project = dir.path();
@@ -160,6 +170,10 @@ fn debezium_connectors_are_planned_applied_and_their_changes_reach_postgres() {
     assert!(shown.contains("source soe.customers: 1 partition, compacted"), "{shown}");
     let first_job = shown.find("job ").unwrap();
     assert!(shown.find("connector soe-orders-cdc").unwrap() < first_job, "connectors come before the jobs:\n{shown}");
+    // The sink connector after the job that writes its topic.
+    let sink = shown.find("+ connector customers-file").expect("the sink connector is created");
+    assert!(sink > shown.find("+ job customers_named").unwrap(), "{shown}");
+    assert!(shown.contains("reads soe.customers-named"), "{shown}");
 
     eprintln!("{shown}");
     let apply = run(&env, project, &["apply", "--auto-approve"]);
@@ -192,6 +206,40 @@ fn debezium_connectors_are_planned_applied_and_their_changes_reach_postgres() {
     wait_equal(&pg, "after inserts, updates and deletes", &run_log);
     phase("inserts, updates and deletes are in the sink tables");
     assert_eq!(pg.psql("SELECT count(*) FROM analytics.customers_named WHERE customer_id = 1").trim(), "0");
+
+    // The sink connector: every row of the model's topic in the file with the credit limit masked,
+    // every tombstone (which MaskField refuses) in the dead-letter topic with Connect's context.
+    let records = kcat_consume(&kcat, &env.bootstrap, "soe.customers-named");
+    let rows = records.iter().filter(|(_, v)| !v.is_null()).count();
+    let tombstones = records.len() - rows;
+    assert!(tombstones >= 1, "the deleted customer's tombstone: {records:?}");
+    let dead_letters = || {
+        let out = std::process::Command::new(&kcat)
+            .args(["-C", "-b", &env.bootstrap, "-t", "soe.customers-file.dlq", "-o", "beginning", "-e", "-q"])
+            .args(["-f", "%h\n--end--\n"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.matches("__connect.errors.topic=soe.customers-named").count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let lines: Vec<String> =
+            std::fs::read_to_string(&env.sink_file).unwrap_or_default().lines().map(String::from).collect();
+        if lines.len() == rows && dead_letters() == tombstones {
+            assert!(lines.iter().all(|l| l.contains("credit_limit=0.0")), "{lines:?}");
+            assert!(lines.iter().any(|l| l.contains("full_name=alan turing")), "{lines:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the file has {} lines ({rows} rows), the dead-letter topic {} records ({tombstones} tombstones)\n{}",
+            lines.len(),
+            dead_letters(),
+            worker.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     // Right after apply nothing is left to do, connectors included.
     let again = run(&env, project, &["plan", "--detailed-exitcode"]);
@@ -231,7 +279,7 @@ fn debezium_connectors_are_planned_applied_and_their_changes_reach_postgres() {
     assert!(status.status.success(), "{}", text(&status));
     let doc: Value = serde_json::from_slice(&status.stdout).unwrap();
     let rows = doc["connectors"].as_array().unwrap();
-    assert_eq!(rows.len(), 2, "{doc}");
+    assert_eq!(rows.len(), 3, "{doc}");
     for r in rows {
         assert_eq!(r["state"], "RUNNING", "{r}");
         assert_eq!(r["tasks"][0]["state"], "RUNNING", "{r}");
@@ -239,10 +287,15 @@ fn debezium_connectors_are_planned_applied_and_their_changes_reach_postgres() {
 
     // destroy deletes them from Connect.
     let destroy = run(&env, project, &["destroy", "--auto-approve"]);
-    assert!(destroy.status.success(), "{}", text(&destroy));
+    let gone = text(&destroy);
+    assert!(destroy.status.success(), "{gone}");
+    // The sink connector goes before the jobs, the source connectors after them.
+    let at = |what: &str| gone.find(what).unwrap_or_else(|| panic!("{what} is not destroyed:\n{gone}"));
+    assert!(at("- connector customers-file") < at("- job customers_named"), "{gone}");
+    assert!(at("- job customers_named") < at("- connector soe-customers-cdc"), "{gone}");
     for name in CONNECTORS {
         assert_eq!(client.config(name).unwrap(), None, "{name} is still on Connect");
     }
-    eprintln!("{}", text(&destroy));
+    eprintln!("{gone}");
     phase("destroyed");
 }

@@ -1,7 +1,8 @@
 //! A Kafka Connect worker in distributed mode (`org.apache.kafka.connect.cli.ConnectDistributed`)
 //! started by a test from the jars `tests/kafka/fetch.sh` copies from Maven Central: the worker
 //! (`connect-runtime` and its dependencies) in `<home>/libs`, connector plugins (Debezium's
-//! PostgreSQL connector) in `<home>/plugins`, its `plugin.path`. Killed when dropped.
+//! PostgreSQL connector, Kafka's file connectors) in `<home>/plugins`, its `plugin.path`. Killed
+//! when dropped.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -22,7 +23,8 @@ pub fn missing_piece() -> Option<String> {
     let home = connect_home();
     let runtime = home.join("libs").join(format!("connect-runtime-{}.jar", super::kafka::KAFKA_VERSION));
     let debezium = home.join("plugins/debezium-connector-postgres/debezium-connector-postgres-3.6.1.Final.jar");
-    if !runtime.is_file() || !debezium.is_file() || !home.join(".complete").is_file() {
+    let file = home.join("plugins/connect-file/connect-file-4.3.0.jar");
+    if !runtime.is_file() || !debezium.is_file() || !file.is_file() || !home.join(".complete").is_file() {
         return Some(format!(
             "Kafka Connect and Debezium are not in {} (run tests/kafka/fetch.sh, which needs Maven)",
             home.display()
@@ -55,7 +57,7 @@ pub struct ConnectWorker {
 impl ConnectWorker {
     /// One distributed worker on `bootstrap` (its config, offsets and status topics replicated
     /// once), JSON converters without schemas by default, REST on a free port; returns when the
-    /// REST API answers and the Debezium PostgreSQL connector is among its plugins.
+    /// REST API answers and the Debezium PostgreSQL and file sink connectors are among its plugins.
     pub fn start(bootstrap: &str) -> ConnectWorker {
         let dir = tempfile::Builder::new().prefix("streamctl-connect").tempdir().unwrap();
         let port = super::kafka::free_port();
@@ -127,7 +129,8 @@ impl ConnectWorker {
             if let Some(status) = self.process.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("Kafka Connect exited ({status}) while starting\n{}", self.logs());
             }
-            if self.get("/connector-plugins").is_some_and(|b| b.contains("io.debezium.connector.postgresql")) {
+            let plugins = self.get("/connector-plugins").unwrap_or_default();
+            if plugins.contains("io.debezium.connector.postgresql") && plugins.contains("FileStreamSinkConnector") {
                 return;
             }
             assert!(Instant::now() < deadline, "Kafka Connect did not answer within {limit:?}\n{}", self.logs());

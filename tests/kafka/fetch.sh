@@ -2,7 +2,7 @@
 # Copies Apache Kafka (the broker, its storage formatter and their dependencies, as pinned in pom.xml) from
 # Maven Central into the cache folder the end-to-end tests read: $STREAMCTL_KAFKA_HOME, else
 # ~/.cache/streamctl/kafka-<version>; and Kafka Connect with the Debezium PostgreSQL connector
-# (connect-pom.xml, debezium-pom.xml). Does nothing for a complete copy. Needs Maven and Java 17+.
+# (connect-pom.xml, debezium-pom.xml, file-connector-pom.xml). Does nothing for a complete copy. Needs Maven and Java 17+.
 set -euo pipefail
 cd "$(dirname "$0")"
 version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' pom.xml)
@@ -14,14 +14,15 @@ if [ ! -f "$home/libs/.complete" ]; then
   echo "Kafka $version is in $home"
 fi
 
-# Kafka Connect (the distributed worker) and the Debezium PostgreSQL connector as its plugin, for
-# tests/e2e_connect.rs: $STREAMCTL_CONNECT_HOME, else ~/.cache/streamctl/connect-<version>.
+# Kafka Connect (the distributed worker) with the Debezium PostgreSQL connector and Kafka's file
+# connectors as its plugins, for tests/e2e_connect.rs: $STREAMCTL_CONNECT_HOME, else ~/.cache/streamctl/connect-<version>.
 connect="${STREAMCTL_CONNECT_HOME:-$HOME/.cache/streamctl/connect-$version}"
 if [ ! -f "$connect/.complete" ]; then
   command -v mvn >/dev/null || { echo "tests/kafka/fetch.sh: Maven (mvn) is not installed" >&2; exit 1; }
   rm -rf "$connect/libs" "$connect/plugins"
   mvn -q -B -Dstyle.color=never -f connect-pom.xml dependency:copy-dependencies -Dconnect.dir="$connect"
   mvn -q -B -Dstyle.color=never -f debezium-pom.xml dependency:copy-dependencies -Dconnect.dir="$connect"
+  mvn -q -B -Dstyle.color=never -f file-connector-pom.xml dependency:copy-dependencies -Dconnect.dir="$connect"
   touch "$connect/.complete"
   echo "Kafka Connect $version and Debezium are in $connect"
 fi
