@@ -268,6 +268,19 @@ fn debezium_connectors_are_planned_applied_and_their_changes_reach_postgres() {
     let again = run(&env, project, &["plan", "--detailed-exitcode"]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
 
+    // A changed secret is shown as changed, never as its value; a changed topic.prefix warns that
+    // the connector's offsets may reset. Planned only.
+    let yaml = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, yaml.replace("topic.prefix: crm", "topic.prefix: crm2")).unwrap();
+    let other = "other-Secret-9035";
+    let out = cmd(&env, project, &["plan"]).env("PG_PASSWORD", other).output().unwrap();
+    let shown = text(&out);
+    assert!(!shown.contains(other) && !shown.contains(PASSWORD), "{shown}");
+    assert!(shown.contains("database.password: changed (secret, not shown)"), "{shown}");
+    assert!(shown.contains("topic.prefix: crm → crm2"), "{shown}");
+    assert!(shown.contains("offsets may reset: topic.prefix changed"), "{shown}");
+    std::fs::write(&file, yaml).unwrap();
+
     // The changes still flow after the connector restarted with its new config.
     pg.psql("UPDATE customers SET customer_class = 'Occasional' WHERE customer_id = 4; INSERT INTO orders VALUES (16, 3, 'direct', 99)");
     wait_equal(&pg, "after the connector's update", &run_log);
