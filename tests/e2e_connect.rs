@@ -60,6 +60,15 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// `doc` follows `schemas/<name>.schema.json`.
+fn follows_schema(doc: &Value, name: &str) {
+    let text = std::fs::read_to_string(root().join(format!("schemas/{name}.schema.json"))).unwrap();
+    let schema: Value = serde_json::from_str(&text).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "{name} --format json does not follow its schema: {errors:?}\n{doc}");
+}
+
 /// The reference, computed by PostgreSQL from the source tables.
 fn reference(pg: &Postgres) -> (Vec<Value>, Vec<Value>) {
     let q = |sql: &str| -> Vec<Value> {
@@ -251,6 +260,7 @@ fn debezium_connectors_are_planned_applied_and_their_changes_reach_postgres() {
     std::fs::write(&file, yaml.replace("static.value: soe-v1", "static.value: soe-v2")).unwrap();
     let changed = run(&env, project, &["plan", "--format", "json"]);
     let doc: Value = serde_json::from_slice(&changed.stdout).unwrap();
+    follows_schema(&doc, "plan");
     let changes = doc["changes"].as_array().unwrap();
     assert_eq!(changes.len(), 1, "{}", text(&changed));
     assert_eq!(changes[0]["object"], "connector");
@@ -291,6 +301,7 @@ fn debezium_connectors_are_planned_applied_and_their_changes_reach_postgres() {
     let status = run(&env, project, &["status", "--format", "json"]);
     assert!(status.status.success(), "{}", text(&status));
     let doc: Value = serde_json::from_slice(&status.stdout).unwrap();
+    follows_schema(&doc, "status");
     let rows = doc["connectors"].as_array().unwrap();
     assert_eq!(rows.len(), 3, "{doc}");
     for r in rows {
