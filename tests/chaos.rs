@@ -324,12 +324,23 @@ impl Worker {
     }
 }
 
-/// The process id holding each job's lease, by checkpoint topic.
+/// The process id holding each task's lease, by `<checkpoint topic>/<task key prefix>` (a job's tasks
+/// write their records under `t<p>/` in its checkpoint topic; a job that is one task, under no prefix).
 type Holders = std::sync::Arc<std::sync::Mutex<HashMap<String, u32>>>;
 
-/// Watches the jobs' checkpoint topics (uncommitted reads too): who holds each job's lease (into `holders`),
-/// and a message the moment a job writes a checkpoint record (anything but a lease), with the writer's
-/// process id.
+/// The task a checkpoint topic record belongs to: `<topic>/<key prefix>`.
+fn task_of(topic: &str, key: &[u8]) -> String {
+    let key = String::from_utf8_lossy(key);
+    let prefix = match key.split_once('/') {
+        Some((t, _)) if t.starts_with('t') && t[1..].parse::<u32>().is_ok() => format!("{t}/"),
+        _ => String::new(),
+    };
+    format!("{topic}/{prefix}")
+}
+
+/// Watches the jobs' checkpoint topics (uncommitted reads too): who holds each task's lease (into
+/// `holders`), and a message the moment a task writes a checkpoint record (anything but a lease), with the
+/// writer's process id.
 fn watch_checkpoints(
     bootstrap: String,
     topics: Vec<String>,
@@ -348,13 +359,13 @@ fn watch_checkpoints(
             .set("log_level", "0")
             .create()
             .expect("create the checkpoint watcher");
-        // The workers create the checkpoint topics: wait for them.
+        // The workers create the checkpoint topics, and grow them to a partition per task (four): wait for them.
         loop {
             if stop.load(std::sync::atomic::Ordering::SeqCst) {
                 return;
             }
             let exist = consumer.fetch_metadata(None, Duration::from_secs(5)).is_ok_and(|md| {
-                topics.iter().all(|t| md.topics().iter().any(|m| m.name() == t && !m.partitions().is_empty()))
+                topics.iter().all(|t| md.topics().iter().any(|m| m.name() == t && m.partitions().len() >= 4))
             });
             if exist {
                 break;
@@ -363,23 +374,31 @@ fn watch_checkpoints(
         }
         let mut assignment = rdkafka::TopicPartitionList::new();
         for t in &topics {
-            assignment.add_partition_offset(t, 0, rdkafka::Offset::Beginning).unwrap();
+            for p in 0..4 {
+                assignment.add_partition_offset(t, p, rdkafka::Offset::Beginning).unwrap();
+            }
         }
         consumer.assign(&assignment).expect("assign the checkpoint topics");
         while !stop.load(std::sync::atomic::Ordering::SeqCst) {
             let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else { continue };
-            let topic = m.topic().to_string();
-            if m.key() == Some(b"lease".as_slice()) {
-                // The holder is `<host>-<pid>-<start, hex>`.
-                let holder = m
-                    .payload()
-                    .and_then(|p| serde_json::from_slice::<Value>(p).ok())
-                    .and_then(|v| v.get("holder").and_then(Value::as_str).map(String::from));
-                let pid = holder.and_then(|h| h.rsplit('-').nth(1).and_then(|p| p.parse().ok()));
-                if let Some(pid) = pid {
-                    holders.lock().unwrap().insert(topic, pid);
+            let Some(key) = m.key() else { continue };
+            let task = task_of(m.topic(), key);
+            if key.ends_with(b"lease") {
+                // The holder is `<host>-<pid>-<start, hex>/thread-<n>`; a released lease has `expires_ms` 0.
+                let lease = m.payload().and_then(|p| serde_json::from_slice::<Value>(p).ok()).unwrap_or_default();
+                let released = lease.get("expires_ms").and_then(Value::as_i64) == Some(0);
+                let holder = lease.get("holder").and_then(Value::as_str).map(String::from);
+                let pid = holder.and_then(|h| h.split('/').next()?.rsplit('-').nth(1).and_then(|p| p.parse().ok()));
+                match pid {
+                    Some(_) if released => {
+                        holders.lock().unwrap().remove(&task);
+                    }
+                    Some(pid) => {
+                        holders.lock().unwrap().insert(task, pid);
+                    }
+                    None => {}
                 }
-            } else if tx.send((topic.clone(), holders.lock().unwrap().get(&topic).copied())).is_err() {
+            } else if tx.send((task.clone(), holders.lock().unwrap().get(&task).copied())).is_err() {
                 return;
             }
         }
@@ -503,7 +522,7 @@ fn chaos(guarantee: &str) {
                     let Ok((topic, Some(pid))) = checkpoints.recv_timeout(left) else { continue };
                     if let Some(w) = workers.iter_mut().find(|w| w.pid() == Some(pid)) {
                         w.kill();
-                        let job = topic.trim_start_matches("_streamctl.chaos.").trim_end_matches(".checkpoints");
+                        let job = topic.trim_start_matches("_streamctl.chaos.").replacen(".checkpoints", " task ", 1);
                         kill_log.push(format!("{} {} (writing a checkpoint of {job})", at(started), w.name));
                         std::thread::sleep(rng.millis(0, 2_000));
                         spawn(w);

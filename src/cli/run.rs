@@ -16,8 +16,10 @@ use crate::runtime::worker::{JobStats, RunOptions};
 Each selected model runs as a job: it consumes its inputs, keeps its state in a checkpoint
 topic, and produces to its output topic. Where the project is deployed (`streamctl apply`),
 the deployed jobs run and new generations are picked up as they are applied; otherwise the
-local files run. Several `streamctl run` processes share the jobs through leases in the jobs'
-checkpoint topics and take over from one another.
+local files run. A job is a task per partition of its input stream (one task when its work cannot
+be split by partition); on a Kafka target every `streamctl run` process joins each job's consumer
+group, which spreads the tasks over the processes and moves them when a process joins, leaves or
+dies. `--threads` tasks run in parallel in one process.
 
 Jobs run `exactly_once` unless the target or the model sets `guarantee: at_least_once`: each
 checkpoint interval is one Kafka transaction (outputs, dead letters, state, input offsets), so
@@ -30,7 +32,8 @@ Examples:
   streamctl run --project-dir example-project                     embedded: sample data in, outputs out
   streamctl run --target prod --select tag:orders
   streamctl run --bootstrap-servers localhost:9092 --target dev --until-caught-up
-  streamctl run --target prod --metrics-addr 0.0.0.0:9464        Prometheus scrapes :9464/metrics")]
+  streamctl run --target prod --metrics-addr 0.0.0.0:9464        Prometheus scrapes :9464/metrics
+  streamctl run --target prod --threads 4                         four tasks at a time in this process")]
 pub struct Args {
     /// Models to run (dbt selection syntax; default: all).
     #[arg(long, short = 's', num_args = 1.., value_name = "SELECTOR")]
@@ -56,6 +59,9 @@ pub struct Args {
     /// (200 while no hosted job has failed, 503 otherwise).
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
+    /// Threads running tasks in this process (default: the machine's cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
@@ -110,6 +116,7 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         max_batch_bytes: args.max_batch_bytes.max(1),
         checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms),
         guarantee: target.guarantee,
+        threads: args.threads.unwrap_or_else(crate::runtime::worker::default_threads).max(1),
         ..RunOptions::default()
     };
     eprintln!("running {} on target `{}`", plural(models.len(), "job"), target.name);

@@ -10,7 +10,8 @@ use crate::ops::status::{connectors, jobs};
 #[command(after_help = "\
 What the target's control topic records as deployed for this project (generation, when, from
 which commit); per Kafka Connect connector its state and its tasks' (a FAILED one with the
-first line of its trace); and per job: the worker running it, its lag (input records not yet processed,
+first line of its trace); and per job: the workers running its tasks (and, for a job cut into
+tasks, which worker and thread holds each task), its lag (input records not yet processed,
 from its consumer group's committed offsets), its throughput over the last minute (records in
 and out per second, from the counters its checkpoints recorded in that minute), and its
 counters since it was first deployed (records in and out, bad records, dead letters, late
@@ -98,6 +99,13 @@ pub fn exec(global: &GlobalArgs, _args: &Args) -> anyhow::Result<ExitCode> {
                     t.dead_lettered,
                     t.late
                 );
+            }
+            // Jobs cut into tasks: who holds each.
+            for j in job_status.iter().filter(|j| j.tasks.iter().any(|t| t.task != "all")) {
+                println!("\n{} tasks:", j.model);
+                for t in &j.tasks {
+                    println!("  {:<6} {}", t.task, t.worker.as_deref().unwrap_or("(not running)"));
+                }
             }
             print_connectors(&connector_status);
         }

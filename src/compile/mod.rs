@@ -37,6 +37,7 @@ use crate::project::{Project, SourceDecl};
 use crate::sql::dialect::{EmitMode, PseudoColumn, StreamingSql, WindowSpec, WINDOWEND, WINDOWSTART};
 use crate::sql::functions;
 use catalog::RelationSchema;
+pub(crate) use model::group_columns;
 pub use resolved::{ReplayStart, ResolvedConfig};
 use source_schema::ResolvedColumn;
 

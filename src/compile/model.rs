@@ -725,7 +725,7 @@ impl streaming::Relations for ProjectRelations<'_> {
 }
 
 /// Output names of the GROUP BY columns of the (single) aggregation, if any.
-fn group_columns(plan: &LogicalPlan) -> Option<Vec<String>> {
+pub(crate) fn group_columns(plan: &LogicalPlan) -> Option<Vec<String>> {
     let mut out = None;
     let _ = plan.apply(|node| {
         if let LogicalPlan::Aggregate(a) = node {

@@ -16,7 +16,7 @@ use crate::deploy::control::{ControlTopic, DeployedState};
 use crate::deploy::desired::Bundle;
 use crate::diagnostics::Diagnostics;
 use crate::project::Project;
-use crate::runtime::worker::{bad_record_writers, JobOutcome, RunControl, RunOptions};
+use crate::runtime::worker::{JobOutcome, RunControl, RunOptions};
 use crate::runtime::RunError;
 
 /// What identifies a running job: a change to it means restarting it.
@@ -108,27 +108,22 @@ pub fn run_deployed(
             };
             jobs.push((model, *generation, cp));
         }
-        // One copy of each bad record on the dead-letter topic, written by one of the deployed
-        // jobs this worker hosts.
-        let writers = bad_record_writers(jobs.iter().map(|(m, _, cp)| (m.as_str(), &**cp)));
-        let opts = RunOptions { bad_record_writers: Arc::new(writers), ..opts.clone() };
-        let mut handles = Vec::new();
-        for (model, generation, cp) in jobs {
-            eprintln!("[{model}] generation {generation}");
-            let (model, client, opts, round) = (model.clone(), client.clone(), opts.clone(), round.clone());
-            let h = std::thread::Builder::new()
-                .name(format!("job-{model}"))
-                .spawn(move || {
-                    let r = super::host::run_job_restarting(cp, &model, &client, &opts, round);
-                    (model, r)
-                })
-                .map_err(|e| format!("cannot start a job thread: {e}"))?;
-            handles.push(h);
-        }
+        let jobs: Vec<(String, Arc<CompiledProject>)> = jobs
+            .into_iter()
+            .map(|(model, generation, cp)| {
+                eprintln!("[{model}] generation {generation}");
+                (model.clone(), cp)
+            })
+            .collect();
+        let (job_client, job_opts, round_control) = (client.clone(), opts.clone(), round.clone());
+        let handle = std::thread::Builder::new()
+            .name("jobs".into())
+            .spawn(move || super::host::run_tasks(&jobs, &job_client, &job_opts, round_control))
+            .map_err(|e| format!("cannot start the jobs: {e}"))?;
         // Watch for a new generation (or a stop request) while the jobs run.
         let mut switch = false;
         let mut last_check = Instant::now();
-        while !handles.iter().all(|h| h.is_finished()) {
+        while !handle.is_finished() {
             std::thread::sleep(Duration::from_millis(200));
             if stop.stop.load(Ordering::SeqCst) {
                 round.stop.store(true, Ordering::SeqCst);
@@ -143,11 +138,9 @@ pub fn run_deployed(
                 }
             }
         }
-        for h in handles {
-            match h.join() {
-                Ok(r) => results.push(r),
-                Err(_) => results.push((String::new(), Err(RunError::Setup("a job thread panicked".into())))),
-            }
+        match handle.join() {
+            Ok(r) => results.extend(r),
+            Err(_) => results.push((String::new(), Err(RunError::Setup("the jobs' thread panicked".into())))),
         }
         if !switch {
             return Ok(results);

@@ -1,4 +1,5 @@
-//! Hosting jobs: the topics they need, one thread per job, a clean stop on SIGINT/SIGTERM.
+//! Hosting jobs: the topics they need, their tasks on the run's threads (assigned by the jobs'
+//! consumer groups on a Kafka target), a clean stop on SIGINT/SIGTERM.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -7,10 +8,16 @@ use std::sync::Arc;
 use rdkafka::config::ClientConfig;
 
 use crate::compile::CompiledProject;
+use crate::connectors::consumer::{manual_consumer, partition_offsets};
+use crate::connectors::kafka::grow_topic;
 use crate::connectors::kafka::TopicSpec;
 use crate::graph::NodeId;
 use crate::project::config::RelationKind;
-use crate::runtime::worker::{bad_record_writers, run_job, JobStats, RunControl, RunOptions};
+use crate::runtime::checkpoint::partition_count;
+use crate::runtime::group::coordinate;
+use crate::runtime::runner::{merge, Pool};
+use crate::runtime::tasks::{layout, Layout};
+use crate::runtime::worker::{bad_record_writers, JobStats, RunControl, RunOptions};
 use crate::runtime::RunError;
 
 /// Topics the selected models write: outputs, checkpoints, dead-letter topics of their sources.
@@ -59,67 +66,123 @@ pub fn run_jobs(
     opts: &RunOptions,
     control: Arc<RunControl>,
 ) -> Vec<(String, Result<JobStats, RunError>)> {
+    let jobs: Vec<(String, Arc<CompiledProject>)> = models.iter().map(|m| (m.clone(), cp.clone())).collect();
+    run_tasks(&jobs, client, opts, control)
+}
+
+/// Runs jobs (each model with the project it was compiled in) as tasks on `opts.threads` threads:
+/// on a Kafka target (`opts.group`) the tasks the jobs' consumer groups give this worker, else every
+/// task. Returns each job's outcome (its tasks' in this process, merged), in the order given.
+pub fn run_tasks(
+    jobs: &[(String, Arc<CompiledProject>)],
+    client: &ClientConfig,
+    opts: &RunOptions,
+    control: Arc<RunControl>,
+) -> Vec<(String, Result<JobStats, RunError>)> {
     // One copy of each bad record on the dead-letter topic, written by one of the jobs here.
-    let writers = bad_record_writers(models.iter().map(|m| (m.as_str(), &*cp)));
+    let writers = bad_record_writers(jobs.iter().map(|(m, cp)| (m.as_str(), &**cp)));
     let opts = RunOptions { bad_record_writers: Arc::new(writers), ..opts.clone() };
-    let mut handles = Vec::new();
-    for name in models {
-        let (cp, model, client, opts, control) =
-            (cp.clone(), name.clone(), client.clone(), opts.clone(), control.clone());
-        let h = std::thread::Builder::new().name(format!("job-{name}")).spawn(move || {
-            let stop_all = control.clone();
-            let until_caught_up = opts.until_caught_up;
-            let r = run_job_restarting(cp, &model, &client, &opts, control);
-            // A bounded run stops: the failed job's downstream would wait for it forever.
-            if r.is_err() && until_caught_up {
-                stop_all.stop.store(true, Ordering::SeqCst);
+    let pool = match Pool::start(client, &opts, control.clone()) {
+        Ok(p) => Arc::new(p),
+        Err(e) => return jobs.iter().map(|(m, _)| (m.clone(), Err(RunError::Setup(e.to_string())))).collect(),
+    };
+    let mut failed: Vec<(String, RunError)> = Vec::new();
+    let mut coordinators = Vec::new();
+    for (model, cp) in jobs {
+        let layout = match job_layout(cp, model, client) {
+            Ok(l) => l,
+            Err(e) => {
+                if opts.until_caught_up {
+                    control.stop.store(true, Ordering::SeqCst);
+                }
+                failed.push((model.clone(), e));
+                continue;
             }
-            r
-        });
-        handles.push((name.clone(), h));
+        };
+        match (&layout.partitions, &layout.whole_because) {
+            (Some(n), _) => eprintln!("[{model}] {n} tasks, one per partition of {}", layout.driving_topic),
+            (None, Some(why)) => eprintln!("[{model}] runs as one task: {why}"),
+            (None, None) => {}
+        }
+        if !opts.group {
+            // One process runs every task (the embedded target): they share the checkpoint
+            // topic's first partition.
+            pool.expect(model, layout.tasks());
+            for task in layout.tasks() {
+                pool.start_task(cp.clone(), model, task);
+            }
+            continue;
+        }
+        // A partition of the checkpoint topic per task: a task's owner reads its own partition.
+        if let (Some(n), Some(m)) = (layout.partitions, cp.models.get(model)) {
+            let topic = &m.resolved.checkpoint_topic;
+            let grown = partition_count(client, topic)
+                .map_err(|e| e.to_string())
+                .and_then(|now| grow_topic(client, topic, now, n));
+            if let Err(e) = grown {
+                eprintln!("[{model}] {e}: its tasks share the checkpoint topic's first partition");
+            }
+        }
+        let (cp, model, client, pool, control) =
+            (cp.clone(), model.clone(), client.clone(), pool.clone(), control.clone());
+        let name = model.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("group-{model}"))
+            .spawn(move || coordinate(cp, &model, layout, &client, pool, control));
+        coordinators.push((name, h));
     }
-    handles
-        .into_iter()
-        .map(|(n, h)| match h {
-            Ok(h) => (n, h.join().unwrap_or_else(|_| Err(RunError::Setup("the job thread panicked".into())))),
-            Err(e) => (n, Err(RunError::Setup(format!("cannot start the job thread: {e}")))),
+    let mut coordinators: Vec<(String, std::thread::JoinHandle<Result<(), RunError>>)> =
+        coordinators.into_iter().filter_map(|(m, h)| h.ok().map(|h| (m, h))).collect();
+    while !coordinators.is_empty() {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let (ended, running): (Vec<_>, Vec<_>) = coordinators.into_iter().partition(|(_, h)| h.is_finished());
+        coordinators = running;
+        for (model, h) in ended {
+            if let Ok(Err(e)) = h.join() {
+                // Without its group the worker runs none of the job's tasks: the run stops.
+                eprintln!("[{model}] stopped: {e}");
+                control.stop.store(true, Ordering::SeqCst);
+                failed.push((model, e));
+            }
+        }
+    }
+    let outcomes = pool.finish();
+    jobs.iter()
+        .map(|(model, _)| {
+            if let Some((_, e)) = failed.iter().find(|(m, _)| m == model) {
+                return (model.clone(), Err(RunError::Setup(e.to_string())));
+            }
+            let mine: Vec<&Result<JobStats, RunError>> =
+                outcomes.iter().filter(|((m, _), _)| m == model).map(|(_, r)| r).collect();
+            let mut merged = merge(model, &mine);
+            if let (Ok(stats), Some(cp)) = (&mut merged, jobs.iter().find(|(m, _)| m == model).map(|(_, cp)| cp)) {
+                if let Some(m) = cp.models.get(model) {
+                    stats.guarantee = m.resolved.guarantee_on(opts.guarantee).word();
+                }
+            }
+            (model.clone(), merged)
         })
         .collect()
 }
 
-/// Runs one job (`run_job`). A long-running worker restarts a job that failed, after a pause that grows
-/// with each failure in a row (2 s up to 64 s): it resumes from its last checkpoint, as a fresh process
-/// would. Broker restarts and leader moves surface as such failures (a connection reset while reading
-/// offsets or checkpoints); without the restart a job would stay stopped in every worker that saw one.
-/// A bounded run (`until_caught_up`) stops at the first failure.
-pub fn run_job_restarting(
-    cp: Arc<CompiledProject>,
-    model: &str,
-    client: &ClientConfig,
-    opts: &RunOptions,
-    control: Arc<RunControl>,
-) -> Result<JobStats, RunError> {
-    let mut failures: u32 = 0;
-    loop {
-        let started = std::time::Instant::now();
-        let r = run_job(cp.clone(), model.to_string(), client.clone(), opts.clone(), control.clone());
-        let Err(e) = &r else { return r };
-        if opts.until_caught_up || control.stop.load(Ordering::SeqCst) {
-            eprintln!("[{model}] stopped: {e}");
-            return r;
-        }
-        // A job that ran a while before failing starts the count again.
-        failures = if started.elapsed() > std::time::Duration::from_secs(300) { 1 } else { failures + 1 };
-        let pause = std::time::Duration::from_secs(1 << failures.min(6));
-        eprintln!("[{model}] stopped: {e}; restarting from its last checkpoint in {} s", pause.as_secs());
-        let until = std::time::Instant::now() + pause;
-        while std::time::Instant::now() < until {
-            if control.stop.load(Ordering::SeqCst) {
-                return r;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+/// How a job is cut into tasks, from its inputs' partition counts on the cluster.
+fn job_layout(cp: &CompiledProject, model: &str, client: &ClientConfig) -> Result<Layout, RunError> {
+    let m = cp.models.get(model).ok_or_else(|| RunError::Setup(format!("no model `{model}`")))?;
+    let consumer = manual_consumer(client, "streamctl-metadata").map_err(RunError::Setup)?;
+    let mut counts = std::collections::HashMap::new();
+    for input in &m.inputs {
+        let topic = match input {
+            NodeId::Source(s) => cp.sources.get(s).map(|s| s.decl.table.topic.clone()),
+            NodeId::Model(u) => cp.models.get(u).map(|u| u.topic.clone()),
+            NodeId::Sink(_) => None,
+        };
+        let Some(topic) = topic else { continue };
+        match partition_offsets(&consumer, &topic).map_err(RunError::Setup)? {
+            Some(p) => counts.insert(topic, p.len() as i32),
+            None => return Err(RunError::Setup(format!("input topic {topic} ({input}) does not exist"))),
+        };
     }
+    Ok(layout(cp, m, &|t| counts.get(t).copied()))
 }
 
 /// Sets `stop` on SIGINT or SIGTERM, so jobs checkpoint and exit.

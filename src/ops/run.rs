@@ -57,6 +57,8 @@ pub fn run(
         replication_factor: target.replication_factor,
     };
     cluster.check_reachable()?;
+    // Workers on a Kafka target share the tasks through the jobs' consumer groups.
+    let opts = &RunOptions { group: true, ..opts.clone() };
     rt.block_on(cluster.ensure_topics(&job_topics(&cp, models)))?;
     let control = Arc::new(RunControl::default());
     stop_on_signals(control.clone());

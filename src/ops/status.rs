@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::connectors::lease::now_ms;
 use crate::deploy::control::DeployedState;
-use crate::runtime::checkpoint::{read_checkpoint_summary, Throughput, Totals};
+use crate::runtime::checkpoint::{read_checkpoint_summary, CheckpointManifest, Throughput, Totals};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct JobStatus {
@@ -18,8 +18,10 @@ pub struct JobStatus {
     pub applied_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub git_commit: Option<String>,
-    /// The worker holding the job's lease, if it is alive.
+    /// The workers holding the job's tasks (`<host>-<pid>-<start>/thread-<n>`), comma-separated.
     pub worker: Option<String>,
+    /// Each task's holder (as it last claimed the task; `None`: released), by task.
+    pub tasks: Vec<TaskStatus>,
     /// Whether the last checkpoint comes from the deployed query.
     pub checkpoint_current: Option<bool>,
     /// Records in the inputs not yet processed (end offsets minus the group's committed offsets).
@@ -32,23 +34,50 @@ pub struct JobStatus {
     pub guarantee: &'static str,
 }
 
+/// Who holds one task of a job.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskStatus {
+    /// `all` (the job is one task), or `p<partition>`.
+    pub task: String,
+    pub worker: Option<String>,
+}
+
 pub fn jobs(client: &ClientConfig, state: &DeployedState) -> Vec<JobStatus> {
     let mut out = Vec::new();
     for (model, job) in &state.jobs {
         let summary = read_checkpoint_summary(client, &job.spec.checkpoint_topic).ok();
         let now = now_ms();
-        let worker =
-            summary.as_ref().and_then(|s| s.lease.as_ref()).filter(|l| l.expires_ms >= now).map(|l| l.holder.clone());
-        let manifest = summary.as_ref().and_then(|s| s.manifest.as_ref());
+        let tasks: Vec<TaskStatus> = summary
+            .iter()
+            .flat_map(|s| s.leases.iter())
+            .map(|(t, l)| TaskStatus { task: t.name(), worker: (l.expires_ms >= now).then(|| l.holder.clone()) })
+            .collect();
+        let mut holders: Vec<String> = tasks.iter().filter_map(|t| t.worker.clone()).collect();
+        holders.sort();
+        holders.dedup();
+        let worker = (!holders.is_empty()).then(|| holders.join(", "));
+        let manifests: Vec<&CheckpointManifest> =
+            summary.as_ref().map(|s| s.manifests.iter().map(|(_, m)| m).collect()).unwrap_or_default();
+        let totals = (!manifests.is_empty()).then(|| {
+            manifests.iter().fold(Totals::default(), |t, m| Totals {
+                records_in: t.records_in + m.totals.records_in,
+                records_out: t.records_out + m.totals.records_out,
+                bad_records: t.bad_records + m.totals.bad_records,
+                dead_lettered: t.dead_lettered + m.totals.dead_lettered,
+                late: t.late + m.totals.late,
+            })
+        });
         out.push(JobStatus {
             model: model.clone(),
             generation: job.meta.generation,
             applied_at: job.meta.applied_at.clone(),
             git_commit: job.meta.git_commit.clone(),
             worker,
-            checkpoint_current: manifest.map(|m| m.semantic_hash == job.spec.semantic_hash),
+            tasks,
+            checkpoint_current: (!manifests.is_empty())
+                .then(|| manifests.iter().all(|m| m.semantic_hash == job.spec.semantic_hash)),
             lag: lag(client, &job.spec.consumer_group, &job.spec.input_topics).ok(),
-            totals: manifest.map(|m| m.totals),
+            totals,
             throughput: summary.as_ref().map(|s| s.throughput),
             guarantee: job.spec.guarantee.word(),
         });

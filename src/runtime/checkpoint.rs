@@ -1,6 +1,11 @@
-//! A job's checkpoint topic: one partition, compacted, holding the job's lease records, its
-//! state in chunks (two slots, written alternately) and a manifest naming the complete slot, the
-//! input offsets and event times it goes with, and the job's counters.
+//! A job's checkpoint topic: compacted, holding for each of the job's tasks (see [`super::tasks`]; a
+//! task's keys start with `t<p>/`, the whole job's have no prefix) its owner's claims (lease records),
+//! its state in chunks (two slots, written alternately) and a manifest naming the complete slot, the
+//! input offsets and event times it goes with, and the task's counters. Task `p` writes to partition
+//! `p` of the topic (a worker grows the topic to the job's tasks): a reader reads committed records up
+//! to the partition's last stable offset, so a transaction another task's dead owner left open
+//! elsewhere never hides a task's own last checkpoint. (On the embedded target, where nobody dies
+//! while another runs, the tasks share partition 0.)
 //!
 //! At-least-once checkpoints carry the writer's lease epoch (a record header): a reader ignores a
 //! checkpoint record written after a newer lease epoch was claimed in the log, i.e. by an owner that
@@ -19,6 +24,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use super::error::RunError;
+use super::tasks::TaskId;
 use super::worker::JobStats;
 use crate::connectors::consumer::manual_consumer;
 use crate::connectors::lease::{now_ms, Lease, LeaseBook};
@@ -78,11 +84,13 @@ impl Totals {
     }
 }
 
-/// A job's last checkpoint and lease, as `status` shows them.
+/// A job's last checkpoints and leases, as `status` shows them.
 #[derive(Debug, Clone)]
 pub struct CheckpointSummary {
-    pub manifest: Option<CheckpointManifest>,
-    pub lease: Option<Lease>,
+    /// Each task's last committed checkpoint.
+    pub manifests: Vec<(TaskId, CheckpointManifest)>,
+    /// Each task's last claim, as written.
+    pub leases: Vec<(TaskId, Lease)>,
     /// Records per second over the last [`THROUGHPUT_WINDOW_MS`].
     pub throughput: Throughput,
 }
@@ -141,21 +149,52 @@ impl CounterHistory {
 /// transactions, and a transaction a dead owner left open must not hide the leases written after
 /// it).
 pub fn read_checkpoint_summary(client: &ClientConfig, topic: &str) -> Result<CheckpointSummary, RunError> {
-    let mut log = CheckpointLog::open(client, topic, Isolation::Committed)?;
-    log.history = Some(CounterHistory { since_ms: now_ms() - THROUGHPUT_WINDOW_MS, ..CounterHistory::default() });
-    log.catch_up()?;
-    let manifest = match log.latest.get(b"manifest".as_slice()) {
-        Some(m) => serde_json::from_slice(m).ok(),
-        None => None,
-    };
-    let throughput = log.history.as_ref().map(|h| h.throughput(THROUGHPUT_WINDOW_MS)).unwrap_or(Throughput {
+    let mut manifests: Vec<(TaskId, CheckpointManifest)> = Vec::new();
+    let mut held: Vec<(TaskId, Lease)> = Vec::new();
+    let mut throughput = Throughput {
         window_seconds: (THROUGHPUT_WINDOW_MS / 1000) as u64,
         records_in_per_second: 0.0,
         records_out_per_second: 0.0,
-    });
-    let mut leases = CheckpointLog::open(client, topic, Isolation::Leases)?;
-    leases.catch_up()?;
-    Ok(CheckpointSummary { manifest, lease: leases.leases.current().cloned(), throughput })
+    };
+    for partition in 0..partition_count(client, topic)? {
+        let mut log = CheckpointLog::open(client, topic, partition, Isolation::Committed)?;
+        log.history = Some(HashMap::new());
+        log.catch_up()?;
+        manifests.extend(
+            log.latest
+                .iter()
+                .filter(|(k, _)| k.ends_with(b"manifest"))
+                .filter_map(|(k, v)| Some((TaskId::of_key(k)?, serde_json::from_slice(v).ok()?))),
+        );
+        for h in log.history.iter().flat_map(|h| h.values()) {
+            let t = h.throughput(THROUGHPUT_WINDOW_MS);
+            throughput.records_in_per_second += t.records_in_per_second;
+            throughput.records_out_per_second += t.records_out_per_second;
+        }
+        let mut leases = CheckpointLog::open(client, topic, partition, Isolation::Leases)?;
+        leases.catch_up()?;
+        held.extend(leases.leases.iter().filter_map(|(t, b)| b.current().map(|l| (*t, l.clone()))));
+    }
+    manifests.sort_by_key(|(t, _)| *t);
+    held.sort_by_key(|(t, _)| *t);
+    Ok(CheckpointSummary { manifests, leases: held, throughput })
+}
+
+/// Partitions of a checkpoint topic (1 when it does not exist yet: nothing to read).
+pub(crate) fn partition_count(client: &ClientConfig, topic: &str) -> Result<i32, RunError> {
+    let consumer = manual_consumer(client, "streamctl-checkpoint-reader").map_err(RunError::Setup)?;
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| RunError::Setup(format!("reading metadata of {topic}: {e}")))?;
+    Ok(md.topics().iter().find(|t| t.name() == topic).map_or(1, |t| t.partitions().len().max(1) as i32))
+}
+
+/// The partition of the checkpoint topic a task writes to, when the topic has `partitions`.
+pub(crate) fn task_partition(task: TaskId, partitions: i32) -> i32 {
+    match task {
+        TaskId::Partition(p) if p < partitions => p,
+        _ => 0,
+    }
 }
 
 /// Which records of the checkpoint topic a reader sees.
@@ -175,17 +214,19 @@ pub(crate) enum Isolation {
 pub(crate) struct CheckpointLog {
     consumer: BaseConsumer,
     topic: String,
+    partition: i32,
     latest: HashMap<Vec<u8>, Vec<u8>>,
     /// The lease epoch each key's latest value was written under, where it says.
     written_under: HashMap<Vec<u8>, u64>,
     /// Checkpoint records ignored because their writer had lost the lease when it wrote them.
     pub(crate) stale_records: u64,
-    pub(crate) leases: LeaseBook,
+    /// Each task's claims.
+    pub(crate) leases: HashMap<TaskId, LeaseBook>,
     next: i64,
     /// The partition is assigned on the first read, at the offset its start had then.
     assigned: bool,
-    /// For `status`: the counters of the manifests, by time.
-    history: Option<CounterHistory>,
+    /// For `status`: the counters of each task's manifests, by time.
+    history: Option<HashMap<TaskId, CounterHistory>>,
 }
 
 impl Drop for CheckpointLog {
@@ -195,7 +236,12 @@ impl Drop for CheckpointLog {
 }
 
 impl CheckpointLog {
-    pub(crate) fn open(client: &ClientConfig, topic: &str, isolation: Isolation) -> Result<CheckpointLog, RunError> {
+    pub(crate) fn open(
+        client: &ClientConfig,
+        topic: &str,
+        partition: i32,
+        isolation: Isolation,
+    ) -> Result<CheckpointLog, RunError> {
         let mut client = client.clone();
         client.set(
             "isolation.level",
@@ -210,10 +256,11 @@ impl CheckpointLog {
         Ok(CheckpointLog {
             consumer,
             topic: topic.to_string(),
+            partition,
             latest: HashMap::new(),
             written_under: HashMap::new(),
             stale_records: 0,
-            leases: LeaseBook::default(),
+            leases: HashMap::new(),
             next: 0,
             assigned: false,
             history: None,
@@ -225,7 +272,7 @@ impl CheckpointLog {
     /// 500 ms retry in librdkafka, which every job start and lease claim would wait for.
     fn assign(&mut self, low: i64) -> Result<(), RunError> {
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.topic, 0, Offset::Offset(low))
+        tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(low))
             .map_err(|e| RunError::Setup(format!("checkpoint partition: {e}")))?;
         self.consumer.assign(&tpl).map_err(|e| RunError::Setup(format!("reading checkpoints: {e}")))?;
         self.next = low;
@@ -235,6 +282,10 @@ impl CheckpointLog {
 
     pub(crate) fn topic(&self) -> &str {
         &self.topic
+    }
+
+    pub(crate) fn partition(&self) -> i32 {
+        self.partition
     }
 
     /// Reads everything written so far (read_committed: up to the last stable offset).
@@ -255,17 +306,22 @@ impl CheckpointLog {
                 Some(Ok(m)) => {
                     self.next = m.offset() + 1;
                     let (Some(k), Some(v)) = (m.key(), m.payload()) else { continue };
-                    if k == b"lease" {
-                        self.leases.observe(v);
+                    let Some(task) = TaskId::of_key(k) else { continue };
+                    let suffix = &k[task.key_prefix().len()..];
+                    if suffix == b"lease" {
+                        self.leases.entry(task).or_default().observe(v);
                         continue;
                     }
                     let under = lease_epoch_of(&m);
-                    // Written by an owner that had lost the job to a newer lease epoch by then.
-                    if under.is_some_and(|e| self.leases.current().is_some_and(|l| l.epoch > e)) {
+                    // Written by an owner that had lost the task to a newer lease epoch by then.
+                    let current = self.leases.get(&task).and_then(LeaseBook::current);
+                    if under.is_some_and(|e| current.is_some_and(|l| l.epoch > e)) {
                         self.stale_records += 1;
                         continue;
                     }
-                    if let (Some(h), b"manifest") = (self.history.as_mut(), k) {
+                    if let (Some(h), b"manifest") = (self.history.as_mut(), suffix) {
+                        let since_ms = now_ms() - THROUGHPUT_WINDOW_MS;
+                        let h = h.entry(task).or_insert_with(|| CounterHistory { since_ms, ..Default::default() });
                         h.observe(m.timestamp().to_millis().unwrap_or(0), v);
                     }
                     self.latest.insert(k.to_vec(), v.to_vec());
@@ -277,7 +333,7 @@ impl CheckpointLog {
                 Some(Err(e)) => return Err(RunError::Setup(format!("reading checkpoints: {e}"))),
                 // Transaction markers take offsets but are never delivered: the position moves
                 // past them.
-                None => self.next = self.next.max(position(&self.consumer, &self.topic, 0).unwrap_or(0)),
+                None => self.next = self.next.max(position(&self.consumer, &self.topic, self.partition).unwrap_or(0)),
             }
         }
         Ok(())
@@ -289,7 +345,7 @@ impl CheckpointLog {
         let mut wait = Duration::from_millis(100);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            match self.consumer.fetch_watermarks(&self.topic, 0, Duration::from_secs(10)) {
+            match self.consumer.fetch_watermarks(&self.topic, self.partition, Duration::from_secs(10)) {
                 Ok(offsets) => return Ok(offsets),
                 Err(e) if is_transient(&e) && Instant::now() + wait < deadline => {
                     std::thread::sleep(wait);
@@ -300,14 +356,15 @@ impl CheckpointLog {
         }
     }
 
-    /// The last complete checkpoint.
-    pub(crate) fn checkpoint(&self) -> Result<Option<(CheckpointManifest, Vec<u8>)>, RunError> {
-        let Some(manifest) = self.latest.get(b"manifest".as_slice()) else { return Ok(None) };
+    /// The last complete checkpoint of a task.
+    pub(crate) fn checkpoint(&self, task: TaskId) -> Result<Option<(CheckpointManifest, Vec<u8>)>, RunError> {
+        let prefix = task.key_prefix();
+        let Some(manifest) = self.latest.get(format!("{prefix}manifest").as_bytes()) else { return Ok(None) };
         let manifest: CheckpointManifest = serde_json::from_slice(manifest)
             .map_err(|e| RunError::Setup(format!("corrupt checkpoint manifest: {e}")))?;
         let mut state = Vec::new();
         for i in 0..manifest.chunks {
-            let key = format!("chunk/{}/{i}", manifest.slot);
+            let key = format!("{prefix}chunk/{}/{i}", manifest.slot);
             let chunk = self
                 .latest
                 .get(key.as_bytes())
@@ -365,19 +422,24 @@ pub(crate) fn is_transient(e: &rdkafka::error::KafkaError) -> bool {
 
 fn send_keyed(
     producer: &RecordProducer,
-    topic: &str,
+    (topic, partition): (&str, i32),
     key: &[u8],
     value: &[u8],
     headers: Option<&OwnedHeaders>,
 ) -> Result<(), RunError> {
-    let r = OutRecord { partition: Some(0), key: Some(key), value: Some(value), timestamp: now_ms() };
+    let r = OutRecord { partition: Some(partition), key: Some(key), value: Some(value), timestamp: now_ms() };
     producer.send(topic, r, headers).map_err(RunError::Setup)
 }
 
-/// Writes a lease record and waits until it is acknowledged.
-pub(crate) fn write_lease(producer: &RecordProducer, topic: &str, lease: &Lease) -> Result<(), RunError> {
+/// Writes a task's lease record and waits until it is acknowledged.
+pub(crate) fn write_lease(
+    producer: &RecordProducer,
+    at: (&str, i32),
+    task: TaskId,
+    lease: &Lease,
+) -> Result<(), RunError> {
     let value = serde_json::to_vec(lease).map_err(|e| RunError::Setup(e.to_string()))?;
-    send_keyed(producer, topic, b"lease", &value, None)?;
+    send_keyed(producer, at, format!("{}lease", task.key_prefix()).as_bytes(), &value, None)?;
     producer.flush().map_err(RunError::Setup)
 }
 
@@ -397,10 +459,12 @@ pub(crate) struct CheckpointHead {
 /// crash mid-write leaves the previous checkpoint whole).
 pub(crate) fn write_checkpoint(
     producer: &RecordProducer,
-    topic: &str,
+    topic: (&str, i32),
+    task: TaskId,
     head: CheckpointHead,
     state: &[u8],
 ) -> Result<(), RunError> {
+    let prefix = task.key_prefix();
     producer.flush().map_err(RunError::Setup)?;
     let epoch = head.epoch;
     let slot = (epoch % 2) as u8;
@@ -411,7 +475,7 @@ pub(crate) fn write_checkpoint(
     for (i, c) in chunks.iter().enumerate() {
         let mut value = epoch.to_le_bytes().to_vec();
         value.extend_from_slice(c);
-        send_keyed(producer, topic, format!("chunk/{slot}/{i}").as_bytes(), &value, headers.as_ref())?;
+        send_keyed(producer, topic, format!("{prefix}chunk/{slot}/{i}").as_bytes(), &value, headers.as_ref())?;
     }
     let manifest = CheckpointManifest {
         epoch,
@@ -426,7 +490,7 @@ pub(crate) fn write_checkpoint(
     };
     let value = serde_json::to_vec(&manifest).map_err(|e| RunError::Setup(e.to_string()))?;
     producer.flush().map_err(RunError::Setup)?;
-    send_keyed(producer, topic, b"manifest", &value, headers.as_ref())?;
+    send_keyed(producer, topic, format!("{prefix}manifest").as_bytes(), &value, headers.as_ref())?;
     producer.flush().map_err(RunError::Setup)
 }
 

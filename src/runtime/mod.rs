@@ -8,19 +8,23 @@
 //! * [`worker`] is the Kafka shell (poll, produce, checkpoint), [`bounded`] the in-memory one
 //!   behind `streamctl test`.
 //! * [`metrics`]: Prometheus metrics of the hosted jobs, served by `run --metrics-addr`.
-//! * [`checkpoint`] is a job's checkpoint topic (state, offsets, counters), [`ownership`] the
-//!   lease that decides which worker runs a job.
+//! * [`checkpoint`] is a job's checkpoint topic (state, offsets, counters per task).
+//! * [`tasks`] cuts a job into tasks, [`group`] has Kafka's consumer group assign them to workers,
+//!   [`runner`] runs them on a worker's threads, [`ownership`] records who holds each.
 
 pub mod bounded;
 pub(crate) mod checkpoint;
 pub mod codec;
 pub(crate) mod driver;
 mod error;
+pub mod group;
 pub mod job;
 pub(crate) mod metrics;
 pub(crate) mod operators;
 mod ownership;
+pub mod runner;
 pub(crate) mod samples;
+pub mod tasks;
 pub mod watermark;
 pub mod worker;
 

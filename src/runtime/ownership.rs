@@ -1,93 +1,62 @@
-//! Which worker runs a job: a lease in the job's checkpoint topic, renewed every 2 s and valid
-//! for 6 s. Other workers stand by; when the lease expires (the owner died) or is released,
-//! they contend for the next epoch and the first claim in the topic's log wins. An owner that
-//! sees a newer epoch stops. This relies on nothing but producing and consuming, so it behaves
-//! the same on any Kafka-compatible broker.
-
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+//! Who runs a task: Kafka's consumer group assigns it (see [`super::group`]), and its owner writes
+//! a claim, a lease record with the next epoch, in the job's checkpoint topic before it restores
+//! the task. The claims are kept for two things the group does not give: `status` reads who holds
+//! each task from them, and at-least-once checkpoints carry their writer's epoch, so that a reader
+//! ignores what an owner that lost the task (a process paused past its session timeout that did
+//! not know yet) wrote after the new owner's claim. Exactly-once needs no epoch: the task's
+//! transactional id fences an old owner.
 
 use super::checkpoint::{write_lease, CheckpointLog};
 use super::error::RunError;
-use crate::connectors::lease::{hostname, now_ms, Lease};
+use super::tasks::TaskId;
+use crate::connectors::lease::{hostname, now_ms, Lease, LeaseBook};
 use crate::connectors::producer::RecordProducer;
 
-/// How long a lease lasts without renewal, and how often the owner renews it.
-const LEASE_TTL_MS: i64 = 6_000;
-const LEASE_RENEW_MS: i64 = 2_000;
-
-/// This process's name as a lease holder: host, process id, start time.
+/// This process's name as a task holder: host, process id, start time.
 pub(crate) fn worker_id() -> String {
     format!("{}-{}-{:x}", hostname().unwrap_or_else(|| "worker".into()), std::process::id(), now_ms())
 }
 
-/// A lease this worker holds.
-pub(crate) struct Ownership {
+/// A task this worker claimed.
+pub(crate) struct Claim {
     holder: String,
     epoch: u64,
-    renewed_at: i64,
+    task: TaskId,
+    /// Where its lease records go: the task's partition of the checkpoint topic.
+    at: (String, i32),
 }
 
-/// Whether the owner still holds the job after `keep`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Held {
-    Yes,
-    /// Another worker holds a newer epoch, or the lease could not be renewed in time.
-    Lost(&'static str),
-}
-
-impl Ownership {
-    /// Stands by until `holder` holds the job's lease: takes it when it is free or expired; of
-    /// several contenders, the first to write the next epoch wins. `None` once `stop` is set.
-    pub(crate) fn acquire(
+impl Claim {
+    /// Claims the task's next epoch. The group gave the task to this holder, so there is nothing
+    /// to wait for; of two claims of one epoch the first in the log wins, and the loser claims
+    /// the next one.
+    pub(crate) fn take(
         log: &mut CheckpointLog,
         producer: &RecordProducer,
         holder: &str,
-        stop: &AtomicBool,
-    ) -> Result<Option<Ownership>, RunError> {
-        loop {
-            if stop.load(Ordering::SeqCst) {
-                return Ok(None);
-            }
+        task: TaskId,
+    ) -> Result<Claim, RunError> {
+        for _ in 0..10 {
             log.catch_up()?;
-            if log.leases.is_free(now_ms()) {
-                let epoch = log.leases.next_epoch();
-                let claim = Lease { holder: holder.to_string(), epoch, expires_ms: now_ms() + LEASE_TTL_MS };
-                write_lease(producer, log.topic(), &claim)?;
-                log.catch_up()?;
-                if log.leases.winner(epoch) == Some(holder) {
-                    return Ok(Some(Ownership { holder: holder.to_string(), epoch, renewed_at: now_ms() }));
-                }
+            let epoch = log.leases.get(&task).map_or(1, LeaseBook::next_epoch);
+            let claim = Lease { holder: holder.to_string(), epoch, expires_ms: i64::MAX };
+            write_lease(producer, (log.topic(), log.partition()), task, &claim)?;
+            log.catch_up()?;
+            if log.leases.get(&task).and_then(|b| b.winner(epoch)) == Some(holder) {
+                let at = (log.topic().to_string(), log.partition());
+                return Ok(Claim { holder: holder.to_string(), epoch, task, at });
             }
-            std::thread::sleep(Duration::from_millis(500));
         }
+        Err(RunError::Setup(format!("could not claim task {} of {}", task.name(), log.topic())))
     }
 
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch
     }
 
-    /// Renews the lease when due, and notices a newer owner.
-    pub(crate) fn keep(&mut self, log: &mut CheckpointLog, producer: &RecordProducer) -> Result<Held, RunError> {
-        if now_ms() - self.renewed_at < LEASE_RENEW_MS {
-            return Ok(Held::Yes);
-        }
-        log.catch_up()?;
-        if log.leases.superseded(self.epoch) {
-            return Ok(Held::Lost("another worker took over this job"));
-        }
-        let renewal = Lease { holder: self.holder.clone(), epoch: self.epoch, expires_ms: now_ms() + LEASE_TTL_MS };
-        if write_lease(producer, log.topic(), &renewal).is_ok() {
-            self.renewed_at = now_ms();
-        } else if now_ms() - self.renewed_at >= LEASE_TTL_MS {
-            return Ok(Held::Lost("could not renew the lease in time"));
-        }
-        Ok(Held::Yes)
-    }
-
-    /// Hands the job over at once: an expired lease is free to take.
-    pub(crate) fn release(&self, log: &CheckpointLog, producer: &RecordProducer) {
+    /// Marks the task as held by nobody (a clean stop).
+    pub(crate) fn release(&self, producer: &RecordProducer) {
         let released = Lease { holder: self.holder.clone(), epoch: self.epoch, expires_ms: 0 };
-        let _ = write_lease(producer, log.topic(), &released);
+        let _ = write_lease(producer, (&self.at.0, self.at.1), self.task, &released);
     }
 }

@@ -1,11 +1,12 @@
-//! Running a job against Kafka: the input/output shell around the micro-batch driver.
+//! Running a task of a job against Kafka: the input/output shell around the micro-batch driver.
 //!
-//! Each job runs on its own thread, on the worker that holds the job's lease (see
-//! [`super::ownership`]). The owner restores the last checkpoint, assigns every input partition
-//! from it (or from the replay position), and loops: poll a micro-batch, run it through the
-//! [`MicroBatchDriver`], produce its outputs and dead letters, checkpoint when due.
+//! A job is cut into tasks ([`super::tasks`]), which Kafka's consumer group spreads over the
+//! workers ([`super::group`]) and a worker's threads ([`super::runner`]). A task's owner restores
+//! the task's last checkpoint, assigns the input partitions of the task from it (or from the replay
+//! position), and loops: poll a micro-batch, run it through the [`MicroBatchDriver`], produce its
+//! outputs and dead letters, checkpoint when due.
 //!
-//! Delivery, `exactly_once` (the default): the job's producer is transactional. A transaction
+//! Delivery, `exactly_once` (the default): the task's producer is transactional. A transaction
 //! spans one checkpoint interval: the outputs and dead letters of the batches in it, then the
 //! state checkpoint and the next input offsets (`send_offsets_to_transaction`), committed
 //! together. A crash or a failed commit aborts the transaction; the job restores the last
@@ -19,7 +20,7 @@
 //! input twice; outputs produced after that checkpoint are produced again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,12 +30,16 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Serialize;
 
-use super::checkpoint::{position, write_checkpoint, CheckpointHead, CheckpointLog, Isolation, Totals};
+use super::checkpoint::{
+    partition_count, position, task_partition, write_checkpoint, CheckpointHead, CheckpointLog, CheckpointManifest,
+    Isolation, Totals,
+};
 use super::codec::Record;
 use super::driver::{BatchOutcome, MicroBatchDriver};
 use super::error::RunError;
 use super::metrics::{BatchCounts, JobMetrics, JobState, Metrics};
-use super::ownership::{worker_id, Held, Ownership};
+use super::ownership::Claim;
+use super::tasks::TaskId;
 use crate::compile::carry_over::{carry_over, CarryOver};
 use crate::compile::{CompiledModel, CompiledProject, ReplayStart};
 use crate::connectors::consumer::{input_consumer, partition_offsets};
@@ -66,6 +71,12 @@ pub struct RunOptions {
     /// The target's schema registry: Avro writer schemas by id, the ids of Avro outputs. `None`:
     /// the project's file registry (`schemas/`).
     pub registry: Option<crate::registry::SharedRegistry>,
+    /// Threads running tasks in this process (`run --threads`).
+    pub threads: usize,
+    /// Tasks are assigned by the jobs' consumer groups, shared with other workers (a Kafka
+    /// target); `false`: this process runs every task (the embedded target, whose broker no
+    /// other process reaches).
+    pub group: bool,
 }
 
 impl Default for RunOptions {
@@ -81,8 +92,15 @@ impl Default for RunOptions {
             guarantee: Guarantee::default(),
             metrics: None,
             registry: None,
+            threads: default_threads(),
+            group: false,
         }
     }
+}
+
+/// The machine's cores.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// For each (source topic, dead-letter topic) read with `on_error: dead_letter` by the given
@@ -150,104 +168,25 @@ pub struct RunControl {
 }
 
 impl RunControl {
-    fn is_done(&self, model: &str) -> bool {
+    pub(crate) fn is_done(&self, model: &str) -> bool {
         self.done.lock().map(|d| d.contains(model)).unwrap_or(false)
     }
-    fn mark_done(&self, model: &str) {
+    pub(crate) fn mark_done(&self, model: &str) {
         if let Ok(mut d) = self.done.lock() {
             d.insert(model.to_string());
         }
     }
 }
 
-fn log(model: &str, msg: &str) {
+pub(crate) fn log(model: &str, msg: &str) {
     eprintln!("[{model}] {msg}");
 }
 
-/// Runs one model's job until stopped (or caught up). Blocking: call on a thread of its own.
-pub fn run_job(
-    cp: Arc<CompiledProject>,
-    model: String,
-    client: ClientConfig,
-    opts: RunOptions,
-    control: Arc<RunControl>,
-) -> Result<JobStats, RunError> {
-    let metrics = opts.metrics.clone();
-    let result = run_owned_job(cp, &model, client, opts, control);
-    if let (Some(m), Err(_)) = (metrics, &result) {
-        m.job(&model).state(JobState::Failed);
-    }
-    result
-}
-
-fn run_owned_job(
-    cp: Arc<CompiledProject>,
-    model: &str,
-    client: ClientConfig,
-    opts: RunOptions,
-    control: Arc<RunControl>,
-) -> Result<JobStats, RunError> {
-    let model = model.to_string();
-    let m = cp.models.get(&model).ok_or_else(|| RunError::Setup(format!("no model `{model}`")))?;
-    let ck_topic = m.resolved.checkpoint_topic.clone();
-    let me = worker_id();
-    let mut lease_log = CheckpointLog::open(&client, &ck_topic, Isolation::Leases)?;
-    let lease_producer = RecordProducer::new(&client).map_err(RunError::Setup)?;
-    let upstream: Vec<String> =
-        m.inputs.iter().filter_map(|i| if let NodeId::Model(n) = i { Some(n.clone()) } else { None }).collect();
-    let mut stats = JobStats { model: model.clone(), ..Default::default() };
-    'owner: loop {
-        let Some(mut owner) = Ownership::acquire(&mut lease_log, &lease_producer, &me, &control.stop)? else {
-            return Ok(stats);
-        };
-        let mut job = KafkaJob::start(cp.clone(), &model, &client, &opts, stats)?;
-        job.owned_under(owner.epoch());
-        job.report_state(JobState::Running);
-        loop {
-            if let Held::Lost(why) = owner.keep(&mut lease_log, &lease_producer)? {
-                log(&model, &format!("{why}; standing by"));
-                job.report_state(JobState::StandingBy);
-                stats = job.into_stats();
-                continue 'owner;
-            }
-            let stopping = control.stop.load(Ordering::SeqCst);
-            let upstream_done = upstream.iter().all(|u| control.is_done(u));
-            let step = job.poll_and_process(stopping).and_then(|_| job.settle(stopping, upstream_done));
-            let progress = match step {
-                Ok(p) => p,
-                Err(RunError::Fenced(why)) => {
-                    // A zombie: another worker took the job over while this one was not looking.
-                    // Its uncommitted work is aborted; it stands by like any other worker.
-                    log(&model, &format!("{why}; its open transaction is aborted; standing by"));
-                    stats = job.into_stats();
-                    continue 'owner;
-                }
-                Err(e) => return Err(e),
-            };
-            match progress {
-                Progress::Running => {}
-                Progress::CheckpointFailed => {
-                    job.report_state(JobState::StandingBy);
-                    std::thread::sleep(Duration::from_secs(1));
-                    stats = job.into_stats();
-                    continue 'owner;
-                }
-                Progress::CaughtUp => {
-                    job.report_state(JobState::Finished);
-                    owner.release(&lease_log, &lease_producer);
-                    control.mark_done(&model);
-                    let stats = job.finish()?;
-                    log(&model, &format!("caught up: {} records in, {} out", stats.records_in, stats.records_out));
-                    return Ok(stats);
-                }
-                Progress::Stopped => {
-                    job.report_state(JobState::Finished);
-                    owner.release(&lease_log, &lease_producer);
-                    return job.finish();
-                }
-            }
-        }
-    }
+/// Who starts a task: the task, and (when a worker hosts it) the holder name and the producer
+/// its claim is written with.
+pub struct TaskStart {
+    pub task: TaskId,
+    pub owner: Option<(String, Arc<RecordProducer>)>,
 }
 
 /// Where one input partition stands.
@@ -273,9 +212,9 @@ pub enum Progress {
     CheckpointFailed,
 }
 
-/// A job running against Kafka, one micro-batch at a time. Whoever drives it must hold the
-/// job's lease ([`run_job`] does). Dropping it without a final checkpoint is a crash: the next
-/// owner resumes from the last checkpoint.
+/// A task of a job running against Kafka, one micro-batch at a time. Whoever drives it must have
+/// been given the task by the group ([`super::runner`] does). Dropping it without a final
+/// checkpoint is a crash: the next owner resumes from the last checkpoint.
 pub struct KafkaJob {
     rt: tokio::runtime::Runtime,
     model: CompiledModel,
@@ -305,6 +244,11 @@ pub struct KafkaJob {
     metrics: Option<JobMetrics>,
     /// The lease epoch the job runs under, when a lease is held (at-least-once checkpoints carry it).
     lease_epoch: Option<u64>,
+    task: TaskId,
+    /// The task's partition of the checkpoint topic.
+    checkpoint_partition: i32,
+    /// The task's claim and the producer it was written with.
+    claim: Option<(Claim, Arc<RecordProducer>)>,
 }
 
 impl KafkaJob {
@@ -319,22 +263,55 @@ impl KafkaJob {
         opts: &RunOptions,
         stats: JobStats,
     ) -> Result<KafkaJob, RunError> {
+        KafkaJob::start_task(cp, model, client, opts, stats, TaskStart { task: TaskId::Whole, owner: None })
+    }
+
+    /// [`KafkaJob::start`] for one task of the job; with an owner, the task is claimed first.
+    pub fn start_task(
+        cp: Arc<CompiledProject>,
+        model: &str,
+        client: &ClientConfig,
+        opts: &RunOptions,
+        stats: JobStats,
+        start: TaskStart,
+    ) -> Result<KafkaJob, RunError> {
         let m = cp.models.get(model).ok_or_else(|| RunError::Setup(format!("no model `{model}`")))?;
         let guarantee = m.resolved.guarantee_on(opts.guarantee);
+        let task = start.task;
         let producer = match guarantee {
-            Guarantee::ExactlyOnce => {
-                RecordProducer::transactional(client, &m.resolved.transactional_id, transaction_timeout_ms(opts))
-            }
+            Guarantee::ExactlyOnce => RecordProducer::transactional(
+                client,
+                &task.transactional_id(&m.resolved.transactional_id),
+                transaction_timeout_ms(opts),
+            ),
             Guarantee::AtLeastOnce => RecordProducer::new(client),
         }
         .map_err(RunError::Setup)?;
-        let mut log = CheckpointLog::open(client, &m.resolved.checkpoint_topic, Isolation::Committed)?;
+        let ck_topic = &m.resolved.checkpoint_topic;
+        let ck_partition = task_partition(task, partition_count(client, ck_topic)?);
+        let mut log = CheckpointLog::open(client, ck_topic, ck_partition, Isolation::Committed)?;
+        // The claim goes before the read: an old owner's at-least-once writes after it are ignored.
+        let claim = match start.owner {
+            Some((holder, lease_producer)) => {
+                Some((Claim::take(&mut log, &lease_producer, &holder, task)?, lease_producer))
+            }
+            None => None,
+        };
         log.catch_up()?;
         if log.stale_records > 0 {
             let n = log.stale_records;
             self::log(model, &format!("ignored {n} checkpoint records written by an owner that had lost the job"));
         }
-        let job = KafkaJob::start_from(cp, model, client, opts, stats, &log, producer, guarantee)?;
+        let mut restored = log.checkpoint(task)?;
+        if restored.is_none() && task != TaskId::Whole {
+            restored = from_whole_job(client, ck_topic, &log, m.stateful(), model)?;
+        }
+        let mut job = KafkaJob::start_from(cp, model, client, opts, stats, restored, producer, guarantee, task)?;
+        job.checkpoint_partition = ck_partition;
+        if let Some((c, _)) = &claim {
+            job.lease_epoch = Some(c.epoch());
+        }
+        job.claim = claim;
         if guarantee == Guarantee::ExactlyOnce {
             job.producer.begin().map_err(txn_error)?;
         }
@@ -348,9 +325,10 @@ impl KafkaJob {
         client: &ClientConfig,
         opts: &RunOptions,
         mut stats: JobStats,
-        log_reader: &CheckpointLog,
+        restored: Option<(CheckpointManifest, Vec<u8>)>,
         producer: RecordProducer,
         guarantee: Guarantee,
+        task: TaskId,
     ) -> Result<KafkaJob, RunError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -379,14 +357,16 @@ impl KafkaJob {
         let mut event_times: Vec<(String, i32, i64)> = Vec::new();
         let mut epoch = 0u64;
         let mut base_totals = Totals::default();
-        if let Some((manifest, state)) = log_reader.checkpoint()? {
+        if let Some((manifest, state)) = restored {
             epoch = manifest.epoch;
             base_totals = manifest.totals;
             let carried = carry_over(&manifest.semantic_hash, manifest.stateful, &m.semantic_hash, stateful);
             match carried {
                 CarryOver::Resume => {
-                    driver.restore(&state)?;
-                    log(model, &format!("restored checkpoint {epoch}"));
+                    if !state.is_empty() {
+                        driver.restore(&state)?;
+                    }
+                    log(model, &format!("restored checkpoint {epoch} (task {})", task.name()));
                 }
                 CarryOver::KeepOffsets => {
                     log(model, "the model changed; it keeps no state, so it goes on from the last checkpoint's offsets")
@@ -422,7 +402,7 @@ impl KafkaJob {
             let Some(partitions) = partition_offsets(&data, &topic).map_err(RunError::Setup)? else {
                 return Err(RunError::Setup(format!("input topic {topic} ({input}) does not exist")));
             };
-            for (p, low, high) in partitions {
+            for (p, low, high) in partitions.into_iter().filter(|(p, _, _)| task.reads(kind, *p)) {
                 let next = match offsets.get(&(topic.clone(), p)) {
                     Some(o) => {
                         if *o < low && kind == RelationKind::Stream {
@@ -495,7 +475,27 @@ impl KafkaJob {
             model: m,
             guarantee,
             lease_epoch: None,
+            task,
+            checkpoint_partition: 0,
+            claim: None,
         })
+    }
+
+    /// How long a poll waits to fill a micro-batch (a thread running several tasks shares its wait).
+    pub fn set_batch_wait(&mut self, wait: std::time::Duration) {
+        self.opts.max_batch_wait = wait;
+    }
+
+    /// The task it runs.
+    pub fn task(&self) -> TaskId {
+        self.task
+    }
+
+    /// Marks the task as held by nobody (after its final checkpoint).
+    pub fn release(&self) {
+        if let Some((claim, producer)) = &self.claim {
+            claim.release(producer);
+        }
     }
 
     /// The job runs under this lease epoch: its at-least-once checkpoints say so, and readers ignore them
@@ -504,7 +504,7 @@ impl KafkaJob {
         self.lease_epoch = Some(lease_epoch);
     }
 
-    fn report_state(&self, state: JobState) {
+    pub(crate) fn report_state(&self, state: JobState) {
         if let Some(m) = &self.metrics {
             m.state(state);
         }
@@ -520,7 +520,7 @@ impl KafkaJob {
     }
 
     /// The stats with where event time stands: the watermark and the windows still open.
-    fn finish(mut self) -> Result<JobStats, RunError> {
+    pub fn finish(mut self) -> Result<JobStats, RunError> {
         let (watermark, open) = self.rt.block_on(self.driver.progress())?;
         self.stats.watermark = watermark;
         self.stats.open_windows = open as u64;
@@ -776,7 +776,13 @@ impl KafkaJob {
         match self.guarantee {
             Guarantee::ExactlyOnce => {
                 // Outputs, checkpoint and offsets of this interval become visible together.
-                if let Err(e) = write_checkpoint(&self.producer, &self.checkpoint_topic, head, &state) {
+                if let Err(e) = write_checkpoint(
+                    &self.producer,
+                    (&self.checkpoint_topic, self.checkpoint_partition),
+                    self.task,
+                    head,
+                    &state,
+                ) {
                     return Err(self.producer.fatal_error().map_or(e, RunError::Fenced));
                 }
                 let group = self
@@ -789,7 +795,13 @@ impl KafkaJob {
                 self.producer.begin().map_err(txn_error)?;
             }
             Guarantee::AtLeastOnce => {
-                write_checkpoint(&self.producer, &self.checkpoint_topic, head, &state)?;
+                write_checkpoint(
+                    &self.producer,
+                    (&self.checkpoint_topic, self.checkpoint_partition),
+                    self.task,
+                    head,
+                    &state,
+                )?;
                 self.epoch += 1;
                 if let Err(e) = self.data.commit(&commit, CommitMode::Sync) {
                     log(
@@ -804,6 +816,34 @@ impl KafkaJob {
         self.dirty = false;
         Ok(())
     }
+}
+
+/// A task's start when the job ran as one task before (its checkpoint is the whole job's, in
+/// partition 0): the task takes over its offsets, and its state only when it keeps none (a whole
+/// job's state cannot be split by partition).
+fn from_whole_job(
+    client: &ClientConfig,
+    topic: &str,
+    ck: &CheckpointLog,
+    stateful: bool,
+    model: &str,
+) -> Result<Option<(CheckpointManifest, Vec<u8>)>, RunError> {
+    let whole = if ck.partition() == 0 {
+        ck.checkpoint(TaskId::Whole)?
+    } else {
+        let mut first = CheckpointLog::open(client, topic, 0, Isolation::Committed)?;
+        first.catch_up()?;
+        first.checkpoint(TaskId::Whole)?
+    };
+    let Some((mut manifest, _)) = whole else { return Ok(None) };
+    if stateful || manifest.stateful {
+        log(model, "the job was one task before: this task rebuilds its state from its replay position");
+        return Ok(None);
+    }
+    log(model, "the job was one task before: this task goes on from its offsets");
+    // Its counters stay the whole job's: the tasks count from zero.
+    manifest.totals = Totals::default();
+    Ok(Some((manifest, Vec::new())))
 }
 
 /// A transaction that did not commit: fenced (stop producing) or aborted (restore and go on).

@@ -1,0 +1,168 @@
+//! A job's tasks: the units of work Kafka's consumer group spreads over workers and threads.
+//!
+//! A job whose stream input has `n` partitions and whose work is local to a partition (a stateless
+//! model, a stream–table join, an aggregation grouped by columns that include the stream's key) is
+//! `n` tasks: task `p` reads partition `p` of the stream, and every partition of the tables it joins
+//! (each task holds the whole table, like a Kafka Streams global table, so the table need not be
+//! co-partitioned with the stream). Any other job is one task reading every partition: an aggregation
+//! grouped by other columns would otherwise split a group over tasks. A task keeps its own state,
+//! checkpoint (keys `t<p>/…` in the job's checkpoint topic) and, exactly-once, its own transactional
+//! id, so it moves with its partition and restores only its own state.
+
+use crate::compile::{group_columns, CompiledModel, CompiledProject, OperatorKind};
+use crate::graph::NodeId;
+use crate::project::config::RelationKind;
+
+/// Which task of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TaskId {
+    /// The whole job: every partition of every input (checkpoint keys as before tasks existed).
+    Whole,
+    /// Partition `p` of the job's streams (and the whole of its tables).
+    Partition(i32),
+}
+
+impl TaskId {
+    /// The prefix of the task's keys in the job's checkpoint topic.
+    pub fn key_prefix(&self) -> String {
+        match self {
+            TaskId::Whole => String::new(),
+            TaskId::Partition(p) => format!("t{p}/"),
+        }
+    }
+
+    /// The task a checkpoint key belongs to (`None`: not a task's key).
+    pub fn of_key(key: &[u8]) -> Option<TaskId> {
+        let key = std::str::from_utf8(key).ok()?;
+        match key.strip_prefix('t').and_then(|rest| rest.split_once('/')) {
+            Some((p, _)) => p.parse().ok().map(TaskId::Partition),
+            None => Some(TaskId::Whole),
+        }
+    }
+
+    /// As logs and `status` show it: `all`, or `p<partition>`.
+    pub fn name(&self) -> String {
+        match self {
+            TaskId::Whole => "all".to_string(),
+            TaskId::Partition(p) => format!("p{p}"),
+        }
+    }
+
+    /// The task's transactional id (exactly-once): a new owner's producer fences the old one's.
+    pub fn transactional_id(&self, job: &str) -> String {
+        match self {
+            TaskId::Whole => job.to_string(),
+            TaskId::Partition(p) => format!("{job}.t{p}"),
+        }
+    }
+
+    /// Whether the task reads `partition` of an input of this kind.
+    pub fn reads(&self, kind: RelationKind, partition: i32) -> bool {
+        match self {
+            TaskId::Whole => true,
+            TaskId::Partition(p) => kind == RelationKind::Table || partition == *p,
+        }
+    }
+}
+
+/// How a job is cut into tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// The input whose partitions the consumer group assigns: partition `p` of it is task `p`
+    /// (one task: partition 0 of it carries the whole job).
+    pub driving_topic: String,
+    /// Tasks per partition of the driving topic; `None`: one task.
+    pub partitions: Option<i32>,
+    /// Why the job is one task, when it has more than one partition.
+    pub whole_because: Option<String>,
+}
+
+impl Layout {
+    pub fn tasks(&self) -> Vec<TaskId> {
+        match self.partitions {
+            Some(n) => (0..n).map(TaskId::Partition).collect(),
+            None => vec![TaskId::Whole],
+        }
+    }
+
+    /// The task the group hands over with this partition of the driving topic.
+    pub fn task_of(&self, partition: i32) -> Option<TaskId> {
+        match self.partitions {
+            Some(n) if partition < n => Some(TaskId::Partition(partition)),
+            Some(_) => None,
+            None => (partition == 0).then_some(TaskId::Whole),
+        }
+    }
+}
+
+/// How `model` is cut into tasks, given its inputs' partition counts (`partitions_of(topic)`).
+pub fn layout(cp: &CompiledProject, model: &CompiledModel, partitions_of: &dyn Fn(&str) -> Option<i32>) -> Layout {
+    let inputs: Vec<(String, RelationKind, Vec<String>)> =
+        model.inputs.iter().filter_map(|i| input_info(cp, i)).collect();
+    let streams: Vec<&(String, RelationKind, Vec<String>)> =
+        inputs.iter().filter(|(_, k, _)| *k == RelationKind::Stream).collect();
+    let driving_topic = streams.first().copied().or(inputs.first()).map(|(t, _, _)| t.clone()).unwrap_or_default();
+    let whole =
+        |why: Option<String>| Layout { driving_topic: driving_topic.clone(), partitions: None, whole_because: why };
+    let Some(n) = partitions_of(&driving_topic) else { return whole(None) };
+    if n <= 1 {
+        return whole(None);
+    }
+    let [(topic, _, key)] = streams.as_slice() else {
+        return whole(Some(match streams.len() {
+            0 => "it reads no stream".to_string(),
+            _ => "it reads more than one stream".to_string(),
+        }));
+    };
+    if matches!(model.operator, OperatorKind::Aggregate | OperatorKind::WindowedAggregate) {
+        let groups = group_columns(&model.plan).unwrap_or_default();
+        let grouped_by_key = !key.is_empty() && key.iter().all(|k| groups.iter().any(|g| g.eq_ignore_ascii_case(k)));
+        if !grouped_by_key {
+            let key = if key.is_empty() { "none declared".to_string() } else { key.join(", ") };
+            return whole(Some(format!(
+                "its GROUP BY ({}) does not include the key of {topic} ({key}), so a group's rows may be in \
+                 any partition",
+                groups.join(", ")
+            )));
+        }
+    }
+    Layout { driving_topic, partitions: Some(n), whole_because: None }
+}
+
+/// An input's topic, kind and key columns.
+fn input_info(cp: &CompiledProject, id: &NodeId) -> Option<(String, RelationKind, Vec<String>)> {
+    match id {
+        NodeId::Source(s) => {
+            let s = cp.sources.get(s)?;
+            Some((s.decl.table.topic.clone(), s.decl.table.kind, s.key.clone()))
+        }
+        NodeId::Model(m) => {
+            let m = cp.models.get(m)?;
+            Some((m.topic.clone(), m.kind, m.key.clone()))
+        }
+        NodeId::Sink(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_keys_and_names() {
+        assert_eq!(TaskId::Partition(3).key_prefix(), "t3/");
+        assert_eq!(TaskId::Whole.key_prefix(), "");
+        assert_eq!(TaskId::of_key(b"t12/manifest"), Some(TaskId::Partition(12)));
+        assert_eq!(TaskId::of_key(b"manifest"), Some(TaskId::Whole));
+        assert_eq!(TaskId::of_key(b"chunk/0/1"), Some(TaskId::Whole));
+        assert_eq!(TaskId::Partition(2).transactional_id("_streamctl.p.m"), "_streamctl.p.m.t2");
+        assert!(TaskId::Partition(1).reads(RelationKind::Table, 0));
+        assert!(!TaskId::Partition(1).reads(RelationKind::Stream, 0));
+        let l = Layout { driving_topic: "t".into(), partitions: Some(4), whole_because: None };
+        assert_eq!(l.task_of(3), Some(TaskId::Partition(3)));
+        assert_eq!(l.task_of(4), None);
+        let w = Layout { driving_topic: "t".into(), partitions: None, whole_because: None };
+        assert_eq!(w.task_of(0), Some(TaskId::Whole));
+        assert_eq!(w.task_of(1), None);
+    }
+}

@@ -1,0 +1,243 @@
+//! Tasks on Apache Kafka (a broker process started by the test): `tests/tasks/project` reads a 6-partition
+//! input; three `streamctl run` workers share the tasks through the jobs' consumer groups, each owning some
+//! (as `status` shows); one is killed with SIGKILL and its tasks move to the others once its session times
+//! out; a fourth joins and tasks rebalance to it. The outputs, read `read_committed`, equal a reference
+//! computed here from the input alone: every filtered row once (exactly-once), every key's and every
+//! group's final aggregate exact (also the aggregate grouped by a column other than the key, which runs
+//! as one task).
+//!
+//! Needs Java, Kafka's jars (`tests/kafka/fetch.sh`) and kcat, like `e2e_run`.
+
+mod common;
+mod e2e_common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e_common::kafka::KafkaCluster;
+use e2e_common::*;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde_json::Value;
+
+const RECORDS: i64 = 3_000;
+const KEYS: i64 = 24;
+const SESSION_TIMEOUT: Duration = Duration::from_millis(streamctl::runtime::group::SESSION_TIMEOUT_MS);
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn group_of(k: i64) -> String {
+    format!("g{}", k % 5)
+}
+
+/// Sequence numbers `range` into the input, keyed by K (so partitioned by it).
+fn produce(bootstrap: &str, range: std::ops::Range<i64>) {
+    let p: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("create the input producer");
+    for seq in range {
+        let k = (seq * 7) % KEYS;
+        let value = format!(r#"{{"SEQ":{seq},"K":{k},"G":"{}","TS":{}}}"#, group_of(k), 1_767_225_600_000 + seq);
+        let key = k.to_string();
+        loop {
+            match p.send(BaseRecord::to("tasks-events").key(&key).payload(&value)) {
+                Ok(()) => break,
+                Err((_, _)) => {
+                    p.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(60)).expect("flush the input");
+}
+
+/// `(key, value)` of every committed record of a topic.
+fn read_committed(kcat: &Path, bootstrap: &str, topic: &str) -> Vec<(String, Value)> {
+    let out = Command::new(kcat)
+        .args(["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k\t%s\n"])
+        .args(["-X", "isolation.level=read_committed"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once('\t').unwrap_or(("", l));
+            (k.to_string(), serde_json::from_str(v).unwrap_or(Value::Null))
+        })
+        .collect()
+}
+
+/// A field of an output row, whatever the case of its name.
+fn field<'v>(v: &'v Value, name: &str) -> &'v Value {
+    v.as_object()
+        .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+        .unwrap_or(&Value::Null)
+}
+
+/// What is wrong with the outputs, against the reference (empty: they are the reference).
+fn problems(kcat: &Path, bootstrap: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    // Every filtered row exactly once.
+    let mut want: BTreeMap<(i64, i64), usize> = BTreeMap::new();
+    for seq in (0..RECORDS).filter(|s| s % 3 != 0) {
+        *want.entry((seq, (seq * 7) % KEYS)).or_default() += 1;
+    }
+    let mut got: BTreeMap<(i64, i64), usize> = BTreeMap::new();
+    let rows = read_committed(kcat, bootstrap, "tasks.filtered");
+    for (_, v) in &rows {
+        *got.entry((field(v, "SEQ").as_i64().unwrap_or(-1), field(v, "K").as_i64().unwrap_or(-1))).or_default() += 1;
+    }
+    if got != want {
+        out.push(format!("tasks.filtered: first row {:?}", rows.first()));
+        let missing = want.keys().filter(|k| !got.contains_key(k)).count();
+        let twice = got.values().filter(|n| **n > 1).count();
+        out.push(format!(
+            "tasks_filtered: {} rows, want {}: {missing} missing, {twice} repeated",
+            got.len(),
+            want.len()
+        ));
+    }
+    // The last row of each group is its aggregate over the whole input.
+    let aggregates = |topic: &str, field: &str, group: &dyn Fn(i64) -> String| {
+        let mut want: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        for seq in 0..RECORDS {
+            let e = want.entry(group((seq * 7) % KEYS)).or_default();
+            e.0 += 1;
+            e.1 += seq;
+        }
+        let mut got: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        for (_, v) in read_committed(kcat, bootstrap, topic) {
+            let g = match self::field(&v, field) {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            got.insert(
+                g,
+                (self::field(&v, "N").as_i64().unwrap_or(-1), self::field(&v, "SEQ_SUM").as_i64().unwrap_or(-1)),
+            );
+        }
+        (got != want).then(|| format!("{topic}: got {got:?}, want {want:?}"))
+    };
+    out.extend(aggregates("tasks.totals", "K", &|k| k.to_string()));
+    out.extend(aggregates("tasks.by-group", "G", &|k| group_of(k)));
+    out
+}
+
+/// The process id in a task holder's name (`<host>-<pid>-<start>/thread-<n>`).
+fn pid_of(holder: &str) -> Option<u32> {
+    holder.split('/').next()?.rsplit('-').nth(1)?.parse().ok()
+}
+
+#[test]
+fn tasks_spread_over_workers_move_on_a_kill_and_rebalance_to_a_new_worker() {
+    let Some(kcat) = tools() else { return };
+    let kafka = KafkaCluster::single();
+    let bootstrap = kafka.bootstrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cluster = streamctl::connectors::kafka::Cluster::Kafka {
+        bootstrap: bootstrap.clone(),
+        properties: vec![],
+        replication_factor: 1,
+    };
+    let input =
+        streamctl::connectors::kafka::TopicSpec { name: "tasks-events".into(), partitions: 6, compacted: false };
+    rt.block_on(cluster.ensure_topics(&[input])).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let project = work.path().join("project");
+    common::copy_dir(&root().join("tests/tasks/project"), &project, &["target"]);
+    let cmd = |args: &[&str]| {
+        let mut c = streamctl();
+        c.arg("--project-dir").arg(&project).args(args).env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap);
+        c
+    };
+    let applied = cmd(&["apply", "--auto-approve"]).output().unwrap();
+    assert!(applied.status.success(), "{}", text(&applied));
+    produce(&bootstrap, 0..RECORDS / 2);
+
+    let log_path = |i: usize| work.path().join(format!("worker-{i}.log"));
+    let spawn = |i: usize| {
+        let log = std::fs::File::create(log_path(i)).unwrap();
+        Killed(
+            cmd(&["run", "--checkpoint-interval-ms", "300", "--threads", "2"])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let logs = |n: usize| {
+        (0..n)
+            .map(|i| format!("--- worker {i}\n{}", std::fs::read_to_string(log_path(i)).unwrap_or_default()))
+            .collect::<String>()
+    };
+    // Who holds each task of the stateless job, by process id, as `status` shows it.
+    let holders = || -> BTreeMap<String, u32> {
+        let out = cmd(&["status", "--format", "json"]).output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let job = v["jobs"].as_array().and_then(|j| j.iter().find(|j| j["model"] == "tasks_filtered").cloned());
+        let tasks = job.and_then(|j| j["tasks"].as_array().cloned()).unwrap_or_default();
+        tasks.iter().filter_map(|t| Some((t["task"].as_str()?.to_string(), pid_of(t["worker"].as_str()?)?))).collect()
+    };
+    let wait_for = |what: &str, limit: Duration, n: usize, ok: &dyn Fn(&BTreeMap<String, u32>) -> bool| {
+        let deadline = Instant::now() + limit;
+        loop {
+            let h = holders();
+            if ok(&h) {
+                return h;
+            }
+            assert!(Instant::now() < deadline, "{what} within {limit:?}; tasks held: {h:?}\n{}", logs(n));
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+
+    let mut workers = vec![spawn(0), spawn(1), spawn(2)];
+    let pids: Vec<u32> = workers.iter().map(|w| w.0.id()).collect();
+    let spread = |h: &BTreeMap<String, u32>, among: &[u32]| {
+        h.len() == 6 && h.values().all(|p| among.contains(p)) && among.iter().all(|p| h.values().any(|q| q == p))
+    };
+    let started = Instant::now();
+    let h = wait_for("the six tasks spread over the three workers", Duration::from_secs(120), 3, &|h| spread(h, &pids));
+    println!("tasks: six tasks over three workers after {:.1} s: {h:?}", started.elapsed().as_secs_f64());
+
+    // SIGKILL: the dead worker's tasks move to the others once its session times out.
+    let victim = pids[0];
+    let moved: BTreeSet<String> = h.iter().filter(|(_, p)| **p == victim).map(|(t, _)| t.clone()).collect();
+    workers[0].0.kill().unwrap();
+    let _ = workers[0].0.wait();
+    let killed_at = Instant::now();
+    let h = wait_for("the killed worker's tasks moved", SESSION_TIMEOUT + Duration::from_secs(30), 3, &|h| {
+        spread(h, &pids[1..])
+    });
+    let took = killed_at.elapsed();
+    println!(
+        "tasks: {moved:?} of the killed worker moved in {:.1} s (session timeout {SESSION_TIMEOUT:?}): {h:?}",
+        took.as_secs_f64()
+    );
+
+    // A fourth worker joins: tasks rebalance to it.
+    workers.push(spawn(3));
+    let all: Vec<u32> = workers[1..].iter().map(|w| w.0.id()).collect();
+    let joined_at = Instant::now();
+    let h = wait_for("tasks rebalanced to the new worker", Duration::from_secs(60), 4, &|h| spread(h, &all));
+    println!("tasks: rebalanced to the fourth worker in {:.1} s: {h:?}", joined_at.elapsed().as_secs_f64());
+
+    produce(&bootstrap, RECORDS / 2..RECORDS);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let p = problems(&kcat, &bootstrap);
+        if p.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the outputs are not the reference: {p:#?}\n{}", logs(4));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let restored = logs(4).matches("restored checkpoint").count();
+    println!("tasks: outputs equal the reference; {restored} task restores from checkpoints");
+    assert!(restored > 0, "no task was restored from a checkpoint:\n{}", logs(4));
+}
