@@ -332,6 +332,30 @@ impl Cluster<'_> {
     }
 }
 
+/// Grows a topic to at least `total` partitions (a job's checkpoint topic, to one partition per
+/// task); a topic already that large, or grown by another worker meanwhile, is left as it is.
+pub fn grow_topic(client: &ClientConfig, topic: &str, partitions_now: i32, total: i32) -> Result<(), String> {
+    if partitions_now >= total {
+        return Ok(());
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        client.create().map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let np = rdkafka::admin::NewPartitions::new(topic, total as usize);
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results =
+        rt.block_on(admin.create_partitions([&np], &opts)).map_err(|e| format!("adding partitions to {topic}: {e}"))?;
+    for r in results {
+        match r {
+            Ok(_) => {}
+            // Another worker grew it first.
+            Err((_, RDKafkaErrorCode::InvalidPartitions)) => {}
+            Err((t, code)) => return Err(format!("adding partitions to {t}: {code}")),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use rdkafka::admin::{ConfigEntry, ConfigSource};
@@ -369,28 +393,4 @@ mod tests {
             assert!(features.split(',').any(|x| x == f), "librdkafka lacks {f}: {features}");
         }
     }
-}
-
-/// Grows a topic to at least `total` partitions (a job's checkpoint topic, to one partition per
-/// task); a topic already that large, or grown by another worker meanwhile, is left as it is.
-pub fn grow_topic(client: &ClientConfig, topic: &str, partitions_now: i32, total: i32) -> Result<(), String> {
-    if partitions_now >= total {
-        return Ok(());
-    }
-    let admin: AdminClient<DefaultClientContext> =
-        client.create().map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let np = rdkafka::admin::NewPartitions::new(topic, total as usize);
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results =
-        rt.block_on(admin.create_partitions([&np], &opts)).map_err(|e| format!("adding partitions to {topic}: {e}"))?;
-    for r in results {
-        match r {
-            Ok(_) => {}
-            // Another worker grew it first.
-            Err((_, RDKafkaErrorCode::InvalidPartitions)) => {}
-            Err((t, code)) => return Err(format!("adding partitions to {t}: {code}")),
-        }
-    }
-    Ok(())
 }
