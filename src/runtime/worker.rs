@@ -245,6 +245,8 @@ pub struct KafkaJob {
     /// The lease epoch the job runs under, when a lease is held (at-least-once checkpoints carry it).
     lease_epoch: Option<u64>,
     task: TaskId,
+    /// Input topics that are tables (every task reads them whole).
+    table_topics: BTreeSet<String>,
     /// The task's partition of the checkpoint topic.
     checkpoint_partition: i32,
     /// The task's claim and the producer it was written with.
@@ -451,6 +453,8 @@ impl KafkaJob {
         if !tables_loaded {
             let _ = data.pause(&partition_list(&stream_partitions));
         }
+        let table_topics =
+            parts.iter().filter(|(_, st)| st.kind == RelationKind::Table).map(|((t, _), _)| t.clone()).collect();
         Ok(KafkaJob {
             rt,
             stateful,
@@ -476,6 +480,7 @@ impl KafkaJob {
             guarantee,
             lease_epoch: None,
             task,
+            table_topics,
             checkpoint_partition: 0,
             claim: None,
         })
@@ -534,7 +539,13 @@ impl KafkaJob {
         let started = Instant::now();
         let batch = if stopping { Vec::new() } else { self.poll()? };
         self.last_polled = batch.len();
-        self.stats.records_in += batch.len() as u64;
+        // Every task reads the tables whole: their records count once per job, in its first task.
+        let counted = if matches!(self.task, TaskId::Whole | TaskId::Partition(0)) {
+            batch.len()
+        } else {
+            batch.iter().filter(|(t, _)| !self.table_topics.contains(t)).count()
+        };
+        self.stats.records_in += counted as u64;
         let mut out = BatchOutcome::default();
         // Runs of records of the same input, in arrival order.
         let mut rest = batch.as_slice();
