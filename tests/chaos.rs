@@ -522,7 +522,8 @@ fn chaos(guarantee: &str) {
                     let Ok((topic, Some(pid))) = checkpoints.recv_timeout(left) else { continue };
                     if let Some(w) = workers.iter_mut().find(|w| w.pid() == Some(pid)) {
                         w.kill();
-                        let job = topic.trim_start_matches("_streamctl.chaos.").replacen(".checkpoints", " task ", 1);
+                        let job = topic.trim_start_matches("_streamctl.chaos.").replacen(".checkpoints/", " task ", 1);
+                        let job = job.trim_end_matches('/');
                         kill_log.push(format!("{} {} (writing a checkpoint of {job})", at(started), w.name));
                         std::thread::sleep(rng.millis(0, 2_000));
                         spawn(w);

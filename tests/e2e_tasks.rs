@@ -204,6 +204,10 @@ fn tasks_spread_over_workers_move_on_a_kill_and_rebalance_to_a_new_worker() {
     let started = Instant::now();
     let h = wait_for("the six tasks spread over the three workers", Duration::from_secs(120), 3, &|h| spread(h, &pids));
     println!("tasks: six tasks over three workers after {:.1} s: {h:?}", started.elapsed().as_secs_f64());
+    let shown = cmd(&["status"]).output().unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout).to_string();
+    println!("tasks: `streamctl status` said:\n{shown}");
+    assert!(shown.contains("tasks_filtered tasks:") && shown.contains("/thread-"), "{shown}");
 
     // SIGKILL: the dead worker's tasks move to the others once its session times out.
     let victim = pids[0];
