@@ -82,7 +82,17 @@ pub fn exec(global: &GlobalArgs, _args: &Args) -> anyhow::Result<ExitCode> {
             );
             for j in &job_status {
                 let t = j.totals.unwrap_or_default();
-                let worker = j.worker.clone().unwrap_or_else(|| "(not running)".into());
+                // Tasks over several workers: how many (each task's holder is listed below).
+                let held: Vec<&str> = j.tasks.iter().filter_map(|t| t.worker.as_deref()).collect();
+                let mut processes: Vec<&str> = held.iter().map(|h| h.split('/').next().unwrap_or(h)).collect();
+                processes.sort();
+                processes.dedup();
+                let worker = match (held.len(), processes.len()) {
+                    (0, _) => "(not running)".to_string(),
+                    (1, _) => held[0].to_string(),
+                    (n, 1) => format!("{} ({n} tasks)", processes[0]),
+                    (n, p) => format!("{p} workers, {n} tasks"),
+                };
                 let lag = j.lag.map_or("?".into(), |l| l.to_string());
                 let rate = |r: Option<f64>| r.map_or("?".into(), |r| format!("{r:.1}"));
                 println!(

@@ -344,6 +344,12 @@ impl Planner<'_, '_> {
                     Some((parts, _)) if parts < t.partitions => {
                         format!("{what}: exists on the cluster with {parts} partitions, grows to {}", t.partitions)
                     }
+                    // Workers grow a checkpoint topic to a partition per task of its job.
+                    Some((parts, _)) if t.role == TopicRole::Checkpoint => {
+                        format!(
+                            "{what}: exists on the cluster ({parts} partitions, one per task), recorded as deployed"
+                        )
+                    }
                     Some((parts, _)) => {
                         self.problems.push(format!(
                             "topic {}: the cluster has it with {parts} partitions, the project asks for {}; Kafka cannot remove partitions (change `partitions:` or the topic name)",
