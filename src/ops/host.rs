@@ -174,7 +174,7 @@ fn job_layout(cp: &CompiledProject, model: &str, client: &ClientConfig) -> Resul
         let topic = match input {
             NodeId::Source(s) => cp.sources.get(s).map(|s| s.decl.table.topic.clone()),
             NodeId::Model(u) => cp.models.get(u).map(|u| u.topic.clone()),
-            NodeId::Sink(_) => None,
+            NodeId::Sink(_) | NodeId::Connector(_) => None,
         };
         let Some(topic) = topic else { continue };
         match partition_offsets(&consumer, &topic).map_err(RunError::Setup)? {

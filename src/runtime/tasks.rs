@@ -140,7 +140,7 @@ fn input_info(cp: &CompiledProject, id: &NodeId) -> Option<(String, RelationKind
             let m = cp.models.get(m)?;
             Some((m.topic.clone(), m.kind, m.key.clone()))
         }
-        NodeId::Sink(_) => None,
+        NodeId::Sink(_) | NodeId::Connector(_) => None,
     }
 }
 
