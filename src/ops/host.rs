@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rdkafka::config::ClientConfig;
 
 use crate::compile::CompiledProject;
-use crate::connectors::consumer::{manual_consumer, partition_offsets};
+use crate::connectors::consumer::{manual_consumer, partition_offsets, ClosedOnDrop};
 use crate::connectors::kafka::grow_topic;
 use crate::connectors::kafka::TopicSpec;
 use crate::graph::NodeId;
@@ -169,6 +169,7 @@ pub fn run_tasks(
 fn job_layout(cp: &CompiledProject, model: &str, client: &ClientConfig) -> Result<Layout, RunError> {
     let m = cp.models.get(model).ok_or_else(|| RunError::Setup(format!("no model `{model}`")))?;
     let consumer = manual_consumer(client, "streamctl-metadata").map_err(RunError::Setup)?;
+    let _closed = ClosedOnDrop(&consumer);
     let mut counts = std::collections::HashMap::new();
     for input in &m.inputs {
         let topic = match input {

@@ -183,6 +183,7 @@ pub fn read_checkpoint_summary(client: &ClientConfig, topic: &str) -> Result<Che
 /// Partitions of a checkpoint topic (1 when it does not exist yet: nothing to read).
 pub(crate) fn partition_count(client: &ClientConfig, topic: &str) -> Result<i32, RunError> {
     let consumer = manual_consumer(client, "streamctl-checkpoint-reader").map_err(RunError::Setup)?;
+    let _closed = crate::connectors::consumer::ClosedOnDrop(&consumer);
     let md = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .map_err(|e| RunError::Setup(format!("reading metadata of {topic}: {e}")))?;

@@ -120,7 +120,8 @@ pub fn coordinate(
     for task in held {
         pool.stop_task(model, task);
     }
-    consumer.unsubscribe();
+    // Leaves the group (the revoke callback finds the tasks stopped already).
+    crate::connectors::consumer::close(&consumer);
     drop(consumer);
     Ok(())
 }
