@@ -1,17 +1,13 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Args as ClapArgs;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use serde_json::json;
 
 use super::common::{plural, selected_or_exit, GlobalArgs, OutputFormat};
 use super::plan::session_or_exit;
-use crate::connectors::kafka::TopicSpec;
 use crate::graph::NodeId;
-use crate::project::config::RelationKind;
-use crate::runtime::samples::sample_records;
+use crate::ops::seed::SeedError;
 
 #[derive(Debug, ClapArgs)]
 #[command(after_help = "\
@@ -52,65 +48,29 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
     if seeded.is_empty() {
         return Ok(super::common::error_exit(global, "no selected source has `sample_data`"));
     }
-    let cluster = session.cluster();
-    let topics: Vec<String> = seeded.iter().map(|(_, s)| s.decl.table.topic.clone()).collect();
-    let existing = cluster.topic_facts(&topics).map_err(anyhow::Error::msg)?;
-    let missing: Vec<&(&String, &crate::compile::CompiledSource)> =
-        seeded.iter().filter(|(_, s)| !existing.contains_key(&s.decl.table.topic)).collect();
-    if !missing.is_empty() && !args.create_topics && !session.is_embedded() {
-        let names: Vec<&str> = missing.iter().map(|(_, s)| s.decl.table.topic.as_str()).collect();
-        let message = format!(
-            "{} on target `{}`: {}",
-            plural(names.len(), "source topic does not exist"),
-            session.target.name,
-            names.join(", ")
-        );
-        let code = super::common::error_exit(global, message);
-        eprintln!("help: pass --create-topics to create them with the sources' partitions");
-        return Ok(code);
-    }
-    let specs: Vec<TopicSpec> = missing
-        .iter()
-        .map(|(_, s)| TopicSpec {
-            name: s.decl.table.topic.clone(),
-            partitions: s.partitions,
-            compacted: s.decl.table.kind == RelationKind::Table,
-        })
-        .collect();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(cluster.ensure_topics(&specs)).map_err(anyhow::Error::msg)?;
-
-    // Keys go where a Java producer would put them (murmur2), also when the topic has another
-    // partition count than the source declares.
-    let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> =
-        cluster.client_config().set("partitioner", "murmur2_random").create()?;
-    let mut report = Vec::new();
-    for (name, s) in &seeded {
-        let Some(path) = &s.decl.table.sample_data else { continue };
-        let text = std::fs::read_to_string(cp.project.root.join(path))
-            .map_err(|e| anyhow::anyhow!("cannot read sample data {path}: {e}"))?;
-        let topic = &s.decl.table.topic;
-        let declared_partitions = existing.get(topic).is_none_or(|(n, _)| *n == s.partitions);
-        let records = sample_records(&cp, name, &text);
-        for r in &records {
-            let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).timestamp(r.timestamp);
-            if declared_partitions {
-                rec = rec.partition(r.partition);
-            }
-            if let Some(k) = &r.key {
-                rec = rec.key(k.as_slice());
-            }
-            if let Some(v) = &r.value {
-                rec = rec.payload(v.as_slice());
-            }
-            producer.send(rec).map_err(|(e, _)| anyhow::anyhow!("producing sample data to {topic}: {e}"))?;
+    let sources: Vec<String> = seeded.iter().map(|(name, _)| (*name).clone()).collect();
+    let report = match crate::ops::seed::seed(&cp, &session, &sources, args.create_topics) {
+        Ok(r) => r,
+        Err(SeedError::MissingTopics(names)) => {
+            let message = format!(
+                "{} on target `{}`: {}",
+                plural(names.len(), "source topic does not exist"),
+                session.target.name,
+                names.join(", ")
+            );
+            let code = super::common::error_exit(global, message);
+            eprintln!("help: pass --create-topics to create them with the sources' partitions");
+            return Ok(code);
         }
-        report.push((name.to_string(), topic.clone(), path.clone(), records.len(), !existing.contains_key(topic)));
-    }
-    producer.flush(Duration::from_secs(30)).map_err(|e| anyhow::anyhow!("producing sample data: {e}"))?;
-    // What the broker holds now, read back: the proof that the records arrived.
-    let after = cluster.topic_facts(&topics).map_err(anyhow::Error::msg)?;
-    let holds = |topic: &str| after.get(topic).map_or(0, |(_, n)| *n);
+        Err(SeedError::Failed(e)) => return Ok(super::common::error_exit(global, e)),
+    };
+    let holds = |topic: &str| report.holds.get(topic).copied().unwrap_or(0);
+    let created = |topic: &str| report.created.iter().any(|t| t == topic);
+    let report: Vec<_> = report
+        .sources
+        .iter()
+        .map(|s| (s.source.as_str(), s.topic.as_str(), s.file.as_str(), s.records, created(&s.topic)))
+        .collect();
     match global.format {
         OutputFormat::Json => {
             let sources: Vec<serde_json::Value> = report

@@ -7,53 +7,37 @@ use std::sync::Arc;
 use rdkafka::config::ClientConfig;
 
 use super::host::{job_topics, run_jobs, source_topics, stop_on_signals};
+use super::seed::produce_samples;
 use super::sinks::{deliver_caught_up, SinkResult};
 use crate::compile::CompiledProject;
 use crate::connectors::consumer::{read_topic, TopicRows};
 use crate::connectors::embedded::EmbeddedBroker;
 use crate::connectors::kafka::Cluster;
-use crate::connectors::producer::{OutRecord, RecordProducer};
 use crate::graph::NodeId;
-use crate::runtime::samples::sample_records;
 use crate::runtime::worker::{JobOutcome, RunControl, RunOptions};
 use crate::runtime::RunError;
 
-/// Produces every selected source's sample data file into its topic. Returns records per topic.
+/// Produces the sample data of every source the models read into its topic. Returns records
+/// per topic.
 pub fn load_samples(
     cp: &CompiledProject,
     client: &ClientConfig,
     models: &[String],
 ) -> Result<BTreeMap<String, usize>, RunError> {
-    let producer = RecordProducer::new(client).map_err(RunError::Setup)?;
-    let mut counts = BTreeMap::new();
-    let mut seen = std::collections::BTreeSet::new();
+    let mut sources: Vec<String> = Vec::new();
     for name in models {
         let Some(m) = cp.models.get(name) else { continue };
         for input in &m.inputs {
-            let NodeId::Source(s) = input else { continue };
-            if !seen.insert(s.clone()) {
-                continue;
+            if let NodeId::Source(s) = input {
+                if !sources.contains(s) {
+                    sources.push(s.clone());
+                }
             }
-            let src = &cp.sources[s];
-            let Some(path) = &src.decl.table.sample_data else { continue };
-            let text = std::fs::read_to_string(cp.project.root.join(path))
-                .map_err(|e| RunError::Setup(format!("cannot read sample data {path}: {e}")))?;
-            let topic = &src.decl.table.topic;
-            let records = sample_records(cp, s, &text);
-            for r in &records {
-                let rec = OutRecord {
-                    partition: Some(r.partition),
-                    key: r.key.as_deref(),
-                    value: r.value.as_deref(),
-                    timestamp: r.timestamp,
-                };
-                producer.send(topic, rec, None).map_err(|e| RunError::Setup(format!("sample data: {e}")))?;
-            }
-            counts.insert(topic.clone(), records.len());
         }
     }
-    producer.flush().map_err(|e| RunError::Setup(format!("producing sample data: {e}")))?;
-    Ok(counts)
+    // The topics were just created from the sources' declarations.
+    let seeded = produce_samples(cp, client, &sources, &|_| true).map_err(RunError::Setup)?;
+    Ok(seeded.into_iter().map(|s| (s.topic, s.records)).collect())
 }
 
 /// How long a job's poll waits to fill a micro-batch on the embedded target. Its input is all in

@@ -12,6 +12,7 @@
 //! * [`shell`]: the statements of the interactive shell, over one connection to the target.
 //! * [`status`]: deployed jobs with their checkpoints, lease holders and lag.
 //! * [`sinks`]: native sink tasks beside the jobs.
+//! * [`seed`]: sources' sample data into their topics, every record acknowledged.
 //! * [`source_import`]: a source's registered columns written into its YAML.
 
 pub(crate) mod embedded;
@@ -20,6 +21,7 @@ pub mod host;
 pub(crate) mod peek;
 pub(crate) mod query;
 pub(crate) mod run;
+pub(crate) mod seed;
 pub(crate) mod shell;
 pub(crate) mod sinks;
 pub(crate) mod source_import;
