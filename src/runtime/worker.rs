@@ -347,6 +347,8 @@ impl KafkaJob {
                 opts.bad_record_writers
                     .get(&(c.topic.clone(), c.dead_letter_topic.clone()))
                     .is_some_and(|writer| writer != model)
+                    // Every task reads the tables whole: the first task writes their bad records.
+                    || (c.kind == RelationKind::Table && !matches!(task, TaskId::Whole | TaskId::Partition(0)))
             })
             .map(|c| c.id.clone())
             .collect();
