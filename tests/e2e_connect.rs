@@ -26,7 +26,7 @@ use e2e_common::*;
 use serde_json::Value;
 
 const PASSWORD: &str = "cdc-Secret-4471";
-const CONNECTORS: [&str; 3] = ["soe-customers-cdc", "soe-orders-cdc", "customers-file"];
+const CONNECTORS: [&str; 4] = ["soe-customers-cdc", "soe-orders-cdc", "customers-file", "orders-file"];
 
 struct Env {
     bootstrap: String,
@@ -169,7 +169,7 @@ fn debezium_connectors_are_planned_applied_and_their_changes_reach_postgres() {
     let plan = run(&env, project, &["plan"]);
     let shown = text(&plan);
     assert!(plan.status.success(), "{shown}");
-    for name in CONNECTORS {
+    for name in &CONNECTORS[..3] {
         assert!(shown.contains(&format!("+ connector {name}")), "{shown}");
     }
     assert!(shown.contains("source connector io.debezium.connector.postgresql.PostgresConnector"), "{shown}");
@@ -308,6 +308,30 @@ fn debezium_connectors_are_planned_applied_and_their_changes_reach_postgres() {
         assert_eq!(r["state"], "RUNNING", "{r}");
         assert_eq!(r["tasks"][0]["state"], "RUNNING", "{r}");
     }
+
+    // A connector whose task fails when it starts (a file in a directory that does not exist):
+    // apply records it and fails with the first line of the trace; status shows the task FAILED.
+    std::fs::write(
+        project.join("connectors/broken.yml"),
+        "version: 1\nconnectors:\n  - name: orders-file\n    type: sink\n    \
+         class: org.apache.kafka.connect.file.FileStreamSinkConnector\n    from: [orders_by_customer]\n    \
+         config:\n      file: /nonexistent-streamctl-dir/orders.txt\n",
+    )
+    .unwrap();
+    let failed = run(&env, project, &["apply", "--auto-approve"]);
+    let shown = text(&failed);
+    eprintln!("{shown}");
+    assert_eq!(failed.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("connector orders-file: task 0 FAILED on 127.0.0.1:"), "{shown}");
+    assert!(shown.contains("/nonexistent-streamctl-dir/orders.txt"), "{shown}");
+    let status = run(&env, project, &["status", "--format", "json"]);
+    let doc: Value = serde_json::from_slice(&status.stdout).unwrap();
+    follows_schema(&doc, "status");
+    let broken = doc["connectors"].as_array().unwrap().iter().find(|c| c["name"] == "orders-file").cloned();
+    let broken = broken.unwrap_or_else(|| panic!("orders-file is not in the status: {doc}"));
+    assert_eq!(broken["tasks"][0]["state"], "FAILED", "{broken}");
+    assert!(broken["tasks"][0]["error"].as_str().is_some_and(|e| e.contains("orders.txt")), "{broken}");
+    eprintln!("{}", text(&run(&env, project, &["status"])));
 
     // destroy deletes them from Connect.
     let destroy = run(&env, project, &["destroy", "--auto-approve"]);
