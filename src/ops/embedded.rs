@@ -46,6 +46,9 @@ pub fn load_samples(
 /// writing) only delays every job's end, and so its downstream jobs' start.
 const EMBEDDED_BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// Threads running the tasks of an embedded run, at least.
+const EMBEDDED_THREADS: usize = 16;
+
 /// The embedded target: the sources' sample data loaded into the broker in this process, the
 /// jobs run until they have caught up, and what they wrote.
 pub struct EmbeddedRun {
@@ -76,6 +79,10 @@ pub async fn run_embedded(
     let opts = RunOptions {
         until_caught_up: true,
         max_batch_wait: opts.max_batch_wait.min(EMBEDDED_BATCH_WAIT),
+        // A task's start (its checkpoint read, its transactional producer's set-up) is mostly
+        // waiting on the broker: with a thread per task or so, the tasks start side by side
+        // instead of in turns of as many as the machine has cores (+1.2 s on the example).
+        threads: opts.threads.max(EMBEDDED_THREADS),
         ..opts.clone()
     };
     let results = run_jobs(cp.clone(), models, &client, &opts, control.clone());
