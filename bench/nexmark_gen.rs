@@ -1,6 +1,9 @@
 //! Writes Nexmark events (the `nexmark` crate's generator) as JSON into Kafka topics
 //! `nexmark.person`, `nexmark.auction`, `nexmark.bid`, creating them if needed.
 //! Usage: nexmark-gen BOOTSTRAP EVENTS [PARTITIONS]
+//! PARTITIONS (default 1) is every topic's partition count. Bids are keyed by their auction, auctions and
+//! persons by their id, hashed with murmur2 as Java clients do: partition p of the bids holds the bids of
+//! the auctions in partition p of the auctions (co-partitioned, also for Kafka Streams).
 //! With `-` as BOOTSTRAP the events go to stdout as JSON Lines (`{"topic":..., "value":...}`).
 //! `NEXMARK_TOPIC_PREFIX` (default `nexmark.`) changes the topics' prefix: Denormalized reads a
 //! dotted topic name as schema.table, so it gets `nexmark_`.
@@ -46,8 +49,7 @@ fn main() {
     let names: Vec<String> = ["person", "auction", "bid"].iter().map(|t| format!("{prefix}{t}")).collect();
     let topics: Vec<NewTopic> = names
         .iter()
-        .enumerate()
-        .map(|(i, t)| NewTopic::new(t, if i == 2 { partitions } else { 1 }, TopicReplication::Fixed(1)))
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
         .collect();
     for r in rt.block_on(admin.create_topics(topics.iter(), &AdminOptions::new())).expect("create topics") {
         if let Err((t, code)) = r {
@@ -59,6 +61,7 @@ fn main() {
     let producer: BaseProducer = cfg
         .clone()
         .set("linger.ms", "20")
+        .set("partitioner", "murmur2_random")
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "1000000")
         .create()
