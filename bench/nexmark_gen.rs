@@ -47,10 +47,8 @@ fn main() {
     let admin: AdminClient<DefaultClientContext> = cfg.create().expect("admin client");
     let prefix = std::env::var("NEXMARK_TOPIC_PREFIX").unwrap_or_else(|_| "nexmark.".into());
     let names: Vec<String> = ["person", "auction", "bid"].iter().map(|t| format!("{prefix}{t}")).collect();
-    let topics: Vec<NewTopic> = names
-        .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
-        .collect();
+    let topics: Vec<NewTopic> =
+        names.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
     for r in rt.block_on(admin.create_topics(topics.iter(), &AdminOptions::new())).expect("create topics") {
         if let Err((t, code)) = r {
             if code != RDKafkaErrorCode::TopicAlreadyExists {
