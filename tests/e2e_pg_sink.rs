@@ -489,3 +489,166 @@ fn validate_rejects_unknown_transforms_and_fields() {
     assert!(stderr.contains(&at(&text, "renames: {total: order_count}", 0, 28)), "{stderr}");
     assert!(stderr.contains("rename_field renames `total` to `order_count`"), "{stderr}");
 }
+
+/// `(headers, value)` of every record of a topic, read with kcat's JSON envelope.
+fn dead_letters(
+    kcat: &Path,
+    bootstrap: &str,
+    topic: &str,
+) -> Vec<(std::collections::BTreeMap<String, String>, String)> {
+    let out = Command::new(kcat)
+        .args(["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-J"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let h = v["headers"].as_array().cloned().unwrap_or_default();
+            let headers = h
+                .chunks(2)
+                .map(|kv| (kv[0].as_str().unwrap_or("").to_string(), kv[1].as_str().unwrap_or("").to_string()))
+                .collect();
+            (headers, v["payload"].as_str().unwrap_or("").to_string())
+        })
+        .collect()
+}
+
+/// A sink with `on_error: dead_letter` on real Kafka and PostgreSQL: rows the table refuses for
+/// their own sake (a check constraint) go to the dead-letter topic with the reason in headers,
+/// every other row is in the table, none twice; a table that is away for a while (not the rows'
+/// fault) still stalls the sink, and nothing of that goes to the dead-letter topic. Then a value
+/// the model's format cannot read is copied aside by the postgres sink and by the file sink.
+#[test]
+fn rows_a_table_refuses_go_to_the_dead_letter_topic_and_a_missing_table_stalls() {
+    let Some(kcat) = tools() else { return };
+    let Some(bin) = postgres::available() else { return };
+    let pg = Postgres::start(&bin, PASSWORD);
+    pg.psql(
+        "CREATE TABLE prime_checked (logon_id bigint, logon_date text, customer_id bigint, cust_full_name text, \
+         cust_email text, customer_class text, customer_since_yrs double precision, CHECK (customer_id % 2 = 0))",
+    );
+    let kafka = KafkaCluster::single();
+    let bootstrap = kafka.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_dir(&root().join("example-project"), dir.path(), &["target"]);
+    let file = dir.path().join("sinks/downstream.yml");
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "      path: target/sinks/prime_logons\n      format: jsonl\n",
+        "      path: target/sinks/prime_logons\n      format: jsonl\n    on_error: dead_letter\n",
+    );
+    assert!(text.contains("on_error"), "the example's file sink changed");
+    let text = format!(
+        "{text}
+  - name: prime_checked
+    from: logon_prime_loyal
+    on_error: dead_letter
+    dead_letter_topic: prime-checked-refused
+    connector:
+      type: postgres
+      url: postgresql://streamctl@127.0.0.1:{}/postgres
+      password: \"{{{{ env_var('PG_SINK_PASSWORD') }}}}\"
+      table: prime_checked
+      batch_records: 5
+",
+        pg.port
+    );
+    std::fs::write(&file, text).unwrap();
+    create_source_topics(&bootstrap);
+    produce_samples(&kcat, &bootstrap, 0.0..0.5);
+    let logs = tempfile::tempdir().unwrap();
+    let log_file = logs.path().join("run.log");
+    let log = || std::fs::read_to_string(&log_file).unwrap_or_default();
+    let mut worker = Killed(
+        streamctl()
+            .args(["run", "--project-dir"])
+            .arg(dir.path())
+            .args(["--target", "local", "--bootstrap-servers", &bootstrap, "--checkpoint-interval-ms", "500"])
+            .env("PG_SINK_PASSWORD", PASSWORD)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_file).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count(&pg, "prime_checked") == 0 {
+        assert!(Instant::now() < deadline, "no row in prime_checked within 120 s\n{}", log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The table goes away for a while: the database's state, not the rows'.
+    pg.psql("ALTER TABLE prime_checked RENAME TO prime_checked_away");
+    produce_samples(&kcat, &bootstrap, 0.5..1.0);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !log().contains("relation \"prime_checked\" does not exist")
+        && !log().contains("prime_checked\" does not exist")
+    {
+        assert!(Instant::now() < deadline, "the missing table is not logged within 120 s\n{}", log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(log().contains("retrying in"), "{}", log());
+    pg.psql("ALTER TABLE prime_checked_away RENAME TO prime_checked");
+
+    let all = expected()["logon_prime_loyal"].clone();
+    let (even, odd): (Vec<Value>, Vec<Value>) =
+        all.into_iter().partition(|r| r["customer_id"].as_i64().unwrap() % 2 == 0);
+    assert!(!even.is_empty() && !odd.is_empty(), "the sample has both");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let refused = loop {
+        let rows = pg.rows("prime_checked").unwrap_or_default();
+        let refused = dead_letters(&kcat, &bootstrap, "prime-checked-refused");
+        let (missing, extra) = diff(&even, &rows);
+        if missing.is_empty() && extra.is_empty() && refused.len() >= odd.len() {
+            break refused;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after 180 s: table missing {} (first {:?}), not expected {} (first {:?}); {} dead letters, {} expected\n{}",
+            missing.len(),
+            missing.first(),
+            extra.len(),
+            extra.first(),
+            refused.len(),
+            odd.len(),
+            log()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let values: Vec<Value> = refused.iter().map(|(_, v)| serde_json::from_str(v).unwrap()).collect();
+    let lower =
+        |v: &Value| Value::Object(v.as_object().unwrap().iter().map(|(k, v)| (k.to_lowercase(), v.clone())).collect());
+    let values: Vec<Value> = values.iter().map(lower).collect();
+    let (missing, extra) = diff(&odd, &values);
+    assert!(missing.is_empty() && extra.is_empty(), "dead letters: missing {missing:?}\nnot expected {extra:?}");
+    for (h, _) in &refused {
+        assert!(h["streamctl.error"].contains("violates check constraint"), "{h:?}");
+        assert_eq!(h["streamctl.sink"], "prime_checked");
+        assert_eq!(h["streamctl.job"], "logon_prime_loyal");
+        assert_eq!(h["streamctl.source.topic"], "soe.logon-prime-loyal");
+        assert!(h["streamctl.source.offset"].parse::<i64>().is_ok(), "{h:?}");
+    }
+    assert!(Command::new("kill").args(["-TERM", &worker.0.id().to_string()]).status().unwrap().success());
+    let _ = worker.0.wait();
+
+    // A record of the model's topic that is not JSON: both sinks copy it aside and go on.
+    kcat_produce(&kcat, &bootstrap, "soe.logon-prime-loyal", &["not json".to_string()], false);
+    let out = streamctl()
+        .args(["run", "--until-caught-up", "--project-dir"])
+        .arg(dir.path())
+        .args(["--target", "local", "--bootstrap-servers", &bootstrap])
+        .env("PG_SINK_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("1 record to the dead-letter topic"), "{stdout}");
+    let bad = |topic: &str| {
+        dead_letters(&kcat, &bootstrap, topic)
+            .into_iter()
+            .filter(|(h, v)| v == "not json" && h["streamctl.error"] == "not a value of the model's output format")
+            .count()
+    };
+    assert_eq!(bad("prime-checked-refused"), 1);
+    assert_eq!(bad("soe.logon-prime-loyal.prime_logons_files.dlq"), 1, "the file sink's default dead-letter topic");
+    eprintln!("{} rows in the table, {} dead letters; first: {:?}", even.len(), refused.len(), refused[0].0);
+}

@@ -146,7 +146,7 @@ pub fn report_json(outcome: &RunOutcome) -> serde_json::Value {
         .sinks
         .iter()
         .map(|(name, r)| match r {
-            Ok(s) => serde_json::json!({"sink": s.sink, "model": s.model, "location": s.location, "records": s.records, "files": s.files}),
+            Ok(s) => serde_json::json!({"sink": s.sink, "model": s.model, "location": s.location, "records": s.records, "dead_lettered": s.dead_lettered, "files": s.files}),
             Err(e) => serde_json::json!({"sink": name, "error": e.to_string()}),
         })
         .collect();
@@ -224,6 +224,10 @@ pub fn report(global: &GlobalArgs, outcome: &RunOutcome, show: usize) -> anyhow:
                     format!("{} in {}", plural(s.records as usize, "record"), plural(s.files.len(), "new file"))
                 } else {
                     format!("{} written", plural(s.records as usize, "record"))
+                };
+                let written = match s.dead_lettered {
+                    0 => written,
+                    n => format!("{written}, {} to the dead-letter topic", plural(n as usize, "record")),
                 };
                 println!("\nsink {} ({} → {}): {written}", s.sink, s.model, s.location);
                 for f in &s.files {

@@ -254,8 +254,22 @@ pub async fn compile(project: Project, mut diags: Diagnostics) -> CompiledProjec
 
     let mut sinks = BTreeMap::new();
     for s in &project.sinks {
-        if models.contains_key(&s.sink.from) {
+        if let Some(m) = models.get_mut(&s.sink.from) {
             sinks.insert(s.sink.name.clone(), CompiledSink { decl: s.clone(), from: s.sink.from.clone() });
+            // A native sink's dead-letter topic is created with its model's topics.
+            if s.sink.on_error == crate::project::config::SinkOnError::DeadLetter {
+                let name = names::sink_dead_letter_topic(s.sink.dead_letter_topic.as_deref(), &m.topic, &s.sink.name);
+                if !m.resolved.topics.iter().any(|t| t.name == name) {
+                    m.resolved.topics.push(names::JobTopic {
+                        name,
+                        role: names::TopicRole::DeadLetter,
+                        partitions: 1,
+                        compacted: false,
+                        // Planned, applied and destroyed with the model's own topics.
+                        owner: m.name.clone(),
+                    });
+                }
+            }
         }
     }
     let node_info = node_info(&project, &models);

@@ -40,6 +40,15 @@ pub fn dead_letter_topic(configured: Option<&str>, topic: &str) -> String {
     }
 }
 
+/// Where a native sink with `on_error: dead_letter` puts the records it refuses: the configured
+/// topic, else `<model topic>.<sink name>.dlq`.
+pub fn sink_dead_letter_topic(configured: Option<&str>, model_topic: &str, sink: &str) -> String {
+    match configured {
+        Some(t) => t.to_string(),
+        None => format!("{model_topic}.{sink}.dlq"),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TopicRole {
@@ -85,6 +94,13 @@ pub fn prefix_derived_topics(cp: &mut super::CompiledProject, prefix: &str) {
         if m.config.topic.is_none() {
             m.topic = format!("{prefix}{written_topic}");
             renamed.insert(written_topic.clone(), m.topic.clone());
+        }
+        // A sink's default dead-letter topic follows its model's topic.
+        for s in cp.project.sinks.iter().filter(|s| s.sink.from == m.name && s.sink.dead_letter_topic.is_none()) {
+            renamed.insert(
+                sink_dead_letter_topic(None, &written_topic, &s.sink.name),
+                sink_dead_letter_topic(None, &m.topic, &s.sink.name),
+            );
         }
         let r = &mut m.resolved;
         let checkpoint = format!("{prefix}{}", r.checkpoint_topic);

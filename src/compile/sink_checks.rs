@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::CompiledProject;
 use crate::diagnostics::Diagnostic;
-use crate::project::config::{RelationKind, SinkConnector, SinkTransform};
+use crate::project::config::{RelationKind, SinkConnector, SinkOnError, SinkTransform};
 use crate::project::SinkDecl;
 
 /// One diagnostic per file sink with an empty directory or a directory another sink writes, and
@@ -15,6 +15,7 @@ pub(crate) fn check(cp: &CompiledProject) -> Vec<Diagnostic> {
     let mut dirs: BTreeMap<PathBuf, &str> = BTreeMap::new();
     for s in &cp.project.sinks {
         out.extend(check_transforms(cp, s));
+        out.extend(check_on_error(s));
         if let SinkConnector::Postgres { .. } = &s.sink.connector {
             out.extend(check_postgres(s));
             continue;
@@ -58,6 +59,45 @@ pub(crate) fn check(cp: &CompiledProject) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+/// A `dead_letter_topic` without `on_error: dead_letter`, and an `on_error` on a sink that
+/// streamctl does not deliver.
+fn check_on_error(s: &SinkDecl) -> Option<Diagnostic> {
+    let name = &s.sink.name;
+    if let (Some(t), SinkOnError::Retry) = (&s.sink.dead_letter_topic, s.sink.on_error) {
+        let pointer = format!("{}/dead_letter_topic", s.origin.pointer);
+        return Some(
+            s.origin
+                .doc
+                .error_at(
+                    "sink-config",
+                    &pointer,
+                    false,
+                    t.chars().count().max(1),
+                    format!("sink `{name}`: `dead_letter_topic` is set but `on_error` is not `dead_letter`"),
+                )
+                .with_help("add `on_error: dead_letter`, or remove `dead_letter_topic`"),
+        );
+    }
+    if s.sink.on_error == SinkOnError::DeadLetter && matches!(s.sink.connector, SinkConnector::Kafka { .. }) {
+        let pointer = format!("{}/on_error", s.origin.pointer);
+        return Some(
+            s.origin
+                .doc
+                .error_at(
+                    "sink-config",
+                    &pointer,
+                    false,
+                    "dead_letter".len(),
+                    format!(
+                        "sink `{name}`: `on_error: dead_letter` is for the sinks streamctl delivers (file, postgres)"
+                    ),
+                )
+                .with_help("a kafka sink is not delivered by `streamctl run`: remove `on_error`"),
+        );
+    }
+    None
 }
 
 /// One diagnostic per field a transform names that the row does not have at that point (the

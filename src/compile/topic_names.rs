@@ -4,7 +4,7 @@
 
 use super::{names, CompiledProject};
 use crate::diagnostics::{Diagnostic, Pos};
-use crate::project::config::SinkConnector;
+use crate::project::config::{SinkConnector, SinkOnError};
 use crate::project::Origin;
 
 /// Kafka's longest topic name.
@@ -83,6 +83,28 @@ pub(crate) fn check(cp: &CompiledProject) -> Vec<Diagnostic> {
         }
     }
     for s in &cp.project.sinks {
+        let model_topic = cp.models.get(&s.sink.from).map(|m| m.topic.as_str());
+        if let (SinkOnError::DeadLetter, Some(model_topic)) = (s.sink.on_error, model_topic) {
+            let dlq = names::sink_dead_letter_topic(s.sink.dead_letter_topic.as_deref(), model_topic, &s.sink.name);
+            if let Some(p) = topic_name_problem(&dlq) {
+                let d = match &s.sink.dead_letter_topic {
+                    Some(t) => at_field(
+                        &s.origin,
+                        "dead_letter_topic",
+                        t.chars().count(),
+                        format!("sink `{}`: {p}", s.sink.name),
+                    ),
+                    None => at_field(
+                        &s.origin,
+                        "on_error",
+                        "dead_letter".len(),
+                        format!("sink `{}`: dead-letter {p}", s.sink.name),
+                    )
+                    .with_help(format!("the dead-letter topic is `{dlq}`: set a shorter `dead_letter_topic:`")),
+                };
+                out.push(d);
+            }
+        }
         let SinkConnector::Kafka { topic, .. } = &s.sink.connector else { continue };
         if let Some(p) = topic_name_problem(topic) {
             out.push(at_field(

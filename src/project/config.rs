@@ -506,6 +506,27 @@ pub struct SinkDef {
     pub tags: Vec<String>,
     /// The connector and its settings.
     pub connector: SinkConnector,
+    /// What a native sink does with a row that is refused for the row's own sake (a constraint it
+    /// breaks, a value out of range, a value a transform cannot convert or the model's format cannot
+    /// read): `retry` stalls the sink and tries again with backoff until it goes through;
+    /// `dead_letter` copies the record to `dead_letter_topic`, with the reason in headers, and goes
+    /// on. A destination that is down stalls the sink either way.
+    #[serde(default)]
+    pub on_error: SinkOnError,
+    /// Where `on_error: dead_letter` puts refused records (default `<model topic>.<sink name>.dlq`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_topic: Option<String>,
+}
+
+/// What a native sink does with a row it cannot deliver because of the row itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkOnError {
+    /// Stall the sink, log the error and try again with a growing pause (nothing is dropped).
+    #[default]
+    Retry,
+    /// Copy the record to the sink's dead-letter topic with the error in headers, and go on.
+    DeadLetter,
 }
 
 /// Sink connectors, tagged by `type`.

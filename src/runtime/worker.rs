@@ -886,7 +886,8 @@ fn tables_loaded(parts: &BTreeMap<(String, i32), PartitionState>) -> bool {
     parts.values().filter(|p| p.kind == RelationKind::Table).all(|p| p.target.is_none_or(|t| p.next >= t))
 }
 
-fn dead_letter_headers(model: &str, topic: &str, r: &Record, reason: &str) -> OwnedHeaders {
+/// The headers of a dead-lettered record (also the native sinks', which add `streamctl.sink`).
+pub(crate) fn dead_letter_headers(model: &str, topic: &str, r: &Record, reason: &str) -> OwnedHeaders {
     let partition = r.partition.to_string();
     let offset = r.offset.to_string();
     OwnedHeaders::new()

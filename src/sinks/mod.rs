@@ -19,15 +19,17 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::compile::{names, CompiledProject};
 use crate::connectors::consumer::partition_offsets;
+use crate::connectors::producer::{OutRecord, RecordProducer};
 use crate::graph::NodeId;
-use crate::project::config::SinkConnector;
+use crate::project::config::{SinkConnector, SinkOnError};
 use crate::project::SinkDecl;
-use crate::runtime::codec::InputCodec;
+use crate::runtime::codec::{InputCodec, Record};
+use crate::runtime::worker::dead_letter_headers;
 use crate::runtime::worker::RunControl;
 use file::FileWriter;
 
@@ -59,6 +61,8 @@ pub struct SinkOutcome {
     /// Where the records went (a directory for a file sink, a table for a postgres sink).
     pub location: String,
     pub records: u64,
+    /// Records copied to the sink's dead-letter topic instead (`on_error: dead_letter`).
+    pub dead_lettered: u64,
     /// Whether the sink writes files (`files` then lists those this run closed).
     pub to_files: bool,
     /// Files this run closed.
@@ -93,6 +97,7 @@ pub fn run_sink(
             model: model_name.clone(),
             location: dir.display().to_string(),
             records: 0,
+            dead_lettered: 0,
             to_files: true,
             files: Vec::new(),
         });
@@ -165,6 +170,7 @@ pub fn run_sink(
     let ends: BTreeMap<i32, i64> = partitions.iter().map(|(p, _, high)| (*p, *high)).collect();
     let caught_up = |next: &BTreeMap<i32, i64>| ends.iter().all(|(p, end)| next.get(p).is_some_and(|n| n >= end));
     let mut records = 0u64;
+    let mut dead_letters = DeadLetters::for_sink(cp, sink, client).map_err(|e| format!("sink {name}: {e}"))?;
     let mut last_progress = Instant::now();
     loop {
         if control.stop.load(Ordering::SeqCst) {
@@ -175,10 +181,27 @@ pub fn run_sink(
         }
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
-                let line = jsonl_line(&codec, sink.sink.connector.transforms(), m.key(), m.payload());
-                writer.write(m.partition(), m.offset(), &line).map_err(|e| format!("sink {name}: {e}"))?;
+                let transforms = sink.sink.connector.transforms();
+                match (jsonl_line(&codec, transforms, m.key(), m.payload()), dead_letters.as_mut()) {
+                    (Ok(line), _) => {
+                        writer.write(m.partition(), m.offset(), &line).map_err(|e| format!("sink {name}: {e}"))?;
+                        records += 1;
+                    }
+                    (Err(refused), Some(d)) => d.send(topic, &record_of(&m), &refused.reason)?,
+                    (Err(Refused { written: Some(line), .. }), None) => {
+                        writer.write(m.partition(), m.offset(), &line).map_err(|e| format!("sink {name}: {e}"))?;
+                        records += 1;
+                    }
+                    (Err(Refused { reason, written: None }), None) => {
+                        return Err(format!(
+                            "sink {name}: offset {} of partition {} of {topic}: {reason} (the sink stalls here; with \
+                             `on_error: dead_letter` such records are copied to a dead-letter topic)",
+                            m.offset(),
+                            m.partition()
+                        ))
+                    }
+                }
                 next.insert(m.partition(), m.offset() + 1);
-                records += 1;
                 last_progress = Instant::now();
             }
             Some(Err(e)) => eprintln!("[sink {name}] reading {topic}: {e} (retrying)"),
@@ -193,15 +216,21 @@ pub fn run_sink(
             }
         }
         let closed = writer.roll_due(Instant::now()).map_err(|e| format!("sink {name}: {e}"))?;
+        flush_dead_letters(&dead_letters, &closed, name)?;
         commit(&consumer, topic, &closed, name);
     }
     let closed = writer.finish().map_err(|e| format!("sink {name}: {e}"))?;
+    // Every copy, also of records after the last closed file, is acknowledged before the run ends.
+    if let Some(d) = &dead_letters {
+        d.flush().map_err(|e| format!("sink {name}: {e}"))?;
+    }
     commit(&consumer, topic, &closed, name);
     Ok(SinkOutcome {
         sink: name.clone(),
         model: model_name.clone(),
         location: dir.display().to_string(),
         records,
+        dead_lettered: dead_letters.as_ref().map_or(0, |d| d.count),
         to_files: true,
         files: writer.closed,
     })
@@ -298,27 +327,51 @@ fn commit(consumer: &BaseConsumer, topic: &str, offsets: &BTreeMap<i32, i64>, si
     }
 }
 
+/// The copies a sink sent to its dead-letter topic are acknowledged before the offsets past them
+/// are committed.
+fn flush_dead_letters(d: &Option<DeadLetters>, committing: &BTreeMap<i32, i64>, name: &str) -> Result<(), String> {
+    match d {
+        Some(d) if !committing.is_empty() => d.flush().map_err(|e| format!("sink {name}: {e}")),
+        _ => Ok(()),
+    }
+}
+
+/// A record a sink does not deliver as it is, and why.
+struct Refused {
+    reason: String,
+    /// What a file sink without a dead-letter topic writes instead (`None`: it stalls).
+    written: Option<Vec<u8>>,
+}
+
 /// One record as a JSON Lines line: the value as a JSON object after the sink's transforms; a
-/// tombstone as its key with `"_delete": true`; a value the model's codec cannot read as `_raw`
-/// text with `_error` (only `_error` when the sink has transforms).
+/// tombstone as its key with `"_delete": true`. A value the model's codec cannot read is refused,
+/// with a line that keeps it as `_raw` text with `_error` (only `_error` when the sink has
+/// transforms); a row a transform cannot convert is refused without one.
 fn jsonl_line(
     codec: &InputCodec,
     transforms: &[crate::project::config::SinkTransform],
     key: Option<&[u8]>,
     value: Option<&[u8]>,
-) -> Vec<u8> {
+) -> Result<Vec<u8>, Refused> {
     let line = match value {
         Some(v) => match codec.value_as_json(v) {
-            Some(obj) => serde_json::Value::Object(transform::apply(transforms, obj)),
-            // The transforms cannot apply to a value they cannot read: it is left out rather than
-            // written unmasked.
-            None if !transforms.is_empty() => serde_json::json!({
-                "_error": "not a value of the model's output format (left out: the sink's transforms cannot apply)",
-            }),
-            None => serde_json::json!({
-                "_raw": String::from_utf8_lossy(v),
-                "_error": "not a value of the model's output format",
-            }),
+            Some(obj) => serde_json::Value::Object(
+                transform::apply(transforms, obj).map_err(|reason| Refused { reason, written: None })?,
+            ),
+            None => {
+                const REASON: &str = "not a value of the model's output format";
+                // The transforms cannot apply to a value they cannot read: it is left out rather
+                // than written unmasked.
+                let line = if transforms.is_empty() {
+                    serde_json::json!({"_raw": String::from_utf8_lossy(v), "_error": REASON})
+                } else {
+                    serde_json::json!({"_error": format!("{REASON} (left out: the sink's transforms cannot apply)")})
+                };
+                return Err(Refused {
+                    reason: REASON.into(),
+                    written: Some(serde_json::to_vec(&line).unwrap_or_default()),
+                });
+            }
         },
         None => {
             let key = key.map_or(serde_json::Value::Null, |k| {
@@ -328,11 +381,76 @@ fn jsonl_line(
             // A key of several columns is renamed like the rows (validate keeps transforms from
             // masking or dropping a table's key columns).
             let key = match key {
-                serde_json::Value::Object(k) => serde_json::Value::Object(transform::apply(transforms, k)),
+                serde_json::Value::Object(k) => serde_json::Value::Object(
+                    transform::apply(transforms, k).map_err(|reason| Refused { reason, written: None })?,
+                ),
                 k => k,
             };
             serde_json::json!({"_key": key, "_delete": true})
         }
     };
-    serde_json::to_vec(&line).unwrap_or_default()
+    Ok(serde_json::to_vec(&line).unwrap_or_default())
+}
+
+/// Where a sink with `on_error: dead_letter` copies the records it refuses, with the reason in
+/// the headers the jobs' dead letters carry (`streamctl.error`, `streamctl.source.*`,
+/// `streamctl.job`) and `streamctl.sink`. Copies are flushed before the offsets of their records
+/// are stored, so a crash repeats a copy at worst (at least once), never loses one.
+pub(crate) struct DeadLetters {
+    producer: RecordProducer,
+    pub topic: String,
+    sink: String,
+    model: String,
+    /// Records copied by this task.
+    pub count: u64,
+}
+
+impl DeadLetters {
+    /// `None` unless the sink has `on_error: dead_letter`.
+    pub fn for_sink(cp: &CompiledProject, sink: &SinkDecl, client: &ClientConfig) -> Result<Option<Self>, String> {
+        if sink.sink.on_error != SinkOnError::DeadLetter {
+            return Ok(None);
+        }
+        let model = cp.models.get(&sink.sink.from).ok_or_else(|| format!("no model `{}`", sink.sink.from))?;
+        let topic =
+            names::sink_dead_letter_topic(sink.sink.dead_letter_topic.as_deref(), &model.topic, &sink.sink.name);
+        Ok(Some(DeadLetters {
+            producer: RecordProducer::new(client)?,
+            topic,
+            sink: sink.sink.name.clone(),
+            model: model.name.clone(),
+            count: 0,
+        }))
+    }
+
+    /// Queues a copy of `record`, read from `from_topic`, refused for `reason`.
+    pub fn send(&mut self, from_topic: &str, record: &Record, reason: &str) -> Result<(), String> {
+        let headers = dead_letter_headers(&self.model, from_topic, record, reason)
+            .insert(Header { key: "streamctl.sink", value: Some(self.sink.as_str()) });
+        let out = OutRecord {
+            partition: None,
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            timestamp: record.timestamp,
+        };
+        self.producer.send(&self.topic, out, Some(&headers))?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Waits until every copy sent is acknowledged.
+    pub fn flush(&self) -> Result<(), String> {
+        self.producer.flush().map_err(|e| format!("writing to the dead-letter topic {}: {e}", self.topic))
+    }
+}
+
+/// A consumed record as the runtime's [`Record`].
+pub(crate) fn record_of(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+    Record {
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp: m.timestamp().to_millis().unwrap_or(0),
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+    }
 }

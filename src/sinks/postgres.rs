@@ -25,14 +25,14 @@ use tokio::runtime::Runtime;
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, NoTls};
 
-use super::{skip_transaction_markers, transform, SinkOutcome, SinkRun};
+use super::{skip_transaction_markers, transform, DeadLetters, SinkOutcome, SinkRun};
 use crate::compile::{names, CompiledModel, CompiledProject};
 use crate::connectors::consumer::partition_offsets;
 use crate::graph::NodeId;
 use crate::jinja::Jinja;
 use crate::project::config::{RelationKind, SinkConnector, SinkTransform};
 use crate::project::SinkDecl;
-use crate::runtime::codec::InputCodec;
+use crate::runtime::codec::{InputCodec, Record};
 use crate::runtime::worker::RunControl;
 
 /// The table holding, per sink and partition, the offset after the last row written.
@@ -213,9 +213,6 @@ fn delete_sql(table: &str, key_columns: &[(String, String)]) -> String {
     format!("DELETE FROM {table} AS t USING {} WHERE {}", rows_of_param(key_columns), matches.join(" AND "))
 }
 
-/// A row (or a key) as a JSON object of columns.
-pub type JsonRow = Map<String, Value>;
-
 /// A record of the model's topic as a change of the sink table.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
@@ -245,38 +242,24 @@ fn tombstone_key(key: Option<&[u8]>, columns: &[String]) -> Result<Map<String, V
     Ok(out)
 }
 
-/// The rows a batch leaves to write: for a table, the last change of each key (an upsert or a
-/// delete: one statement cannot touch a row twice); for a stream, every row in order
+/// The changes a batch leaves to write, by index, in order: for a table, the last change of each
+/// key (an upsert or a delete: one statement cannot touch a row twice); for a stream, every row
 /// (tombstones, which streams do not have, are skipped).
-pub fn fold(key: &[String], changes: Vec<Change>) -> (Vec<JsonRow>, Vec<JsonRow>) {
+pub fn kept(key: &[String], changes: &[&Change]) -> Vec<usize> {
     if key.is_empty() {
-        let rows = changes
-            .into_iter()
-            .filter_map(|c| match c {
-                Change::Upsert(r) => Some(r),
-                Change::Delete(_) => None,
-            })
-            .collect();
-        return (rows, Vec::new());
+        return (0..changes.len()).filter(|i| matches!(changes[*i], Change::Upsert(_))).collect();
     }
-    let mut last: BTreeMap<String, (usize, Change)> = BTreeMap::new();
-    for (i, c) in changes.into_iter().enumerate() {
-        let row = match &c {
+    let mut last: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, c) in changes.iter().enumerate() {
+        let row = match c {
             Change::Upsert(r) | Change::Delete(r) => r,
         };
         let k: Vec<&Value> = key.iter().map(|k| row.get(k).unwrap_or(&Value::Null)).collect();
-        last.insert(serde_json::to_string(&k).unwrap_or_default(), (i, c));
+        last.insert(serde_json::to_string(&k).unwrap_or_default(), i);
     }
-    let mut kept: Vec<(usize, Change)> = last.into_values().collect();
-    kept.sort_by_key(|(i, _)| *i);
-    let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
-    for (_, c) in kept {
-        match c {
-            Change::Upsert(r) => upserts.push(r),
-            Change::Delete(k) => deletes.push(k),
-        }
-    }
-    (upserts, deletes)
+    let mut kept: Vec<usize> = last.into_values().collect();
+    kept.sort_unstable();
+    kept
 }
 
 /// A Postgres error with the server's message and detail.
@@ -291,6 +274,14 @@ fn pg_err(what: &str, e: &tokio_postgres::Error) -> String {
             None => format!("{what}: {e}"),
         },
     }
+}
+
+/// Whether the server refused a statement for the rows it wrote: a data exception (SQLSTATE class
+/// 22: a value out of range, a string too long, a bad date) or an integrity constraint (class 23:
+/// a check, not-null, unique or foreign key). Anything else (no connection, no privilege, no
+/// table, a deadlock, a full disk) is the database's state, not the rows'.
+fn refused_for_the_rows(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"))
 }
 
 /// The sink table as the sink writes it.
@@ -403,34 +394,55 @@ fn lock_id(name: &str) -> i64 {
     i64::from_be_bytes(bytes)
 }
 
+/// One record of a batch: what it changes in the table, `None` when it was dead-lettered as read
+/// (its offset still moves with the batch).
+pub(crate) type BatchEntry = (Record, Option<Change>);
+
 /// Writes one batch and the offsets it ends at in one transaction. `stored` holds the offsets
-/// this process last read or wrote; a row moved by anyone else fails the batch.
+/// this process last read or wrote; a row moved by anyone else fails the batch. With a
+/// dead-letter topic, a batch the server refuses for its rows is written again row by row (each
+/// in a savepoint): the rows it refuses go to the dead-letter topic, flushed before the commit.
 async fn write_batch(
     client: &mut Client,
     target: &Target,
     sink_id: &str,
     topic: &str,
-    batch: Vec<(i32, i64, Change)>,
+    batch: Vec<BatchEntry>,
     stored: &mut BTreeMap<i32, i64>,
+    dead_letters: Option<&mut DeadLetters>,
 ) -> Result<(), String> {
     let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
-    for (p, o, _) in &batch {
-        let e = ends.entry(*p).or_insert(o + 1);
-        *e = (*e).max(o + 1);
+    for (r, _) in &batch {
+        let e = ends.entry(r.partition).or_insert(r.offset + 1);
+        *e = (*e).max(r.offset + 1);
     }
     let rows = batch.len();
-    let (upserts, deletes) = fold(&target.key, batch.into_iter().map(|(_, _, c)| c).collect());
+    let changes: Vec<(&Record, &Change)> = batch.iter().filter_map(|(r, c)| c.as_ref().map(|c| (r, c))).collect();
+    let kept: Vec<(&Record, &Change)> = kept(&target.key, &changes.iter().map(|(_, c)| *c).collect::<Vec<_>>())
+        .into_iter()
+        .map(|i| changes[i])
+        .collect();
     let table = &target.table;
-    let tx = client.transaction().await.map_err(|e| pg_err("starting a transaction", &e))?;
-    if let (Some(sql), false) = (&target.delete, deletes.is_empty()) {
-        let json = Value::Array(deletes.into_iter().map(Value::Object).collect()).to_string();
-        tx.execute(sql.as_str(), &[&json]).await.map_err(|e| pg_err(&format!("deleting rows of {table}"), &e))?;
-    }
-    if !upserts.is_empty() {
-        let json = Value::Array(upserts.into_iter().map(Value::Object).collect()).to_string();
-        tx.execute(target.write.as_str(), &[&json])
-            .await
-            .map_err(|e| pg_err(&format!("writing {rows} rows to {table}"), &e))?;
+    let mut tx = client.transaction().await.map_err(|e| pg_err("starting a transaction", &e))?;
+    let mut refused: Vec<(&Record, String)> = Vec::new();
+    if let Err(e) = write_changes(&tx, target, kept.iter().map(|(_, c)| *c)).await {
+        if dead_letters.is_none() || !refused_for_the_rows(&e) {
+            return Err(pg_err(&format!("writing {rows} rows to {table}"), &e));
+        }
+        // Which rows: one at a time, each in a savepoint.
+        tx.rollback().await.map_err(|e| pg_err("rolling back", &e))?;
+        tx = client.transaction().await.map_err(|e| pg_err("starting a transaction", &e))?;
+        for (record, change) in &kept {
+            let sp = tx.savepoint("streamctl_row").await.map_err(|e| pg_err("starting a savepoint", &e))?;
+            match write_changes(&sp, target, std::iter::once(*change)).await {
+                Ok(()) => sp.commit().await.map_err(|e| pg_err("releasing a savepoint", &e))?,
+                Err(e) if refused_for_the_rows(&e) => {
+                    sp.rollback().await.map_err(|e| pg_err("rolling back a savepoint", &e))?;
+                    refused.push((*record, pg_err(&format!("writing a row to {table}"), &e)));
+                }
+                Err(e) => return Err(pg_err(&format!("writing a row to {table}"), &e)),
+            }
+        }
     }
     let offsets = &target.offsets;
     for (p, next) in &ends {
@@ -466,8 +478,44 @@ async fn write_batch(
             ));
         }
     }
+    // The copies are in Kafka before the offsets that pass their records are.
+    if let Some(d) = dead_letters {
+        for (record, reason) in &refused {
+            d.send(topic, record, reason)?;
+        }
+        d.flush()?;
+    }
     tx.commit().await.map_err(|e| pg_err(&format!("committing {rows} rows to {table}"), &e))?;
+    if !refused.is_empty() {
+        let first = refused.first().map(|(_, r)| r.as_str()).unwrap_or_default();
+        eprintln!(
+            "[sink {sink_id}] {} of {rows} rows refused by {table}, copied to the dead-letter topic (first: {first})",
+            refused.len()
+        );
+    }
     stored.extend(ends);
+    Ok(())
+}
+
+/// The statements that apply `changes` (at most one per key) inside a transaction.
+async fn write_changes<'a>(
+    tx: &tokio_postgres::Transaction<'_>,
+    target: &Target,
+    changes: impl Iterator<Item = &'a Change>,
+) -> Result<(), tokio_postgres::Error> {
+    let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
+    for c in changes {
+        match c {
+            Change::Upsert(r) => upserts.push(Value::Object(r.clone())),
+            Change::Delete(k) => deletes.push(Value::Object(k.clone())),
+        }
+    }
+    if let (Some(sql), false) = (&target.delete, deletes.is_empty()) {
+        tx.execute(sql.as_str(), &[&Value::Array(deletes).to_string()]).await?;
+    }
+    if !upserts.is_empty() {
+        tx.execute(target.write.as_str(), &[&Value::Array(upserts).to_string()]).await?;
+    }
     Ok(())
 }
 
@@ -537,16 +585,17 @@ fn deliver(
             eprintln!("[sink {log_name}] {}", pg_err("the connection to PostgreSQL ended", &e));
         }
     });
-    let outcome = |records| SinkOutcome {
+    let outcome = |records: u64, dead_lettered: u64| SinkOutcome {
         sink: name.clone(),
         model: model_name.clone(),
         location: location.clone(),
-        records,
+        records: records.saturating_sub(dead_lettered),
+        dead_lettered,
         to_files: false,
         files: Vec::new(),
     };
     if !wait_for_lock(&rt, &pg, &sink_id, how, control)? {
-        return Ok(outcome(0));
+        return Ok(outcome(0, 0));
     }
     let target = rt.block_on(prepare(&mut pg, model, table, *create_table, transforms))?;
     if fresh {
@@ -598,7 +647,8 @@ fn deliver(
     let ends: BTreeMap<i32, i64> = partitions.iter().map(|(p, _, high)| (*p, *high)).collect();
     let caught_up = |next: &BTreeMap<i32, i64>| ends.iter().all(|(p, end)| next.get(p).is_some_and(|n| n >= end));
     let mut records = 0u64;
-    let mut batch: Vec<(i32, i64, Change)> = Vec::new();
+    let mut batch: Vec<BatchEntry> = Vec::new();
+    let mut dead_letters = DeadLetters::for_sink(cp, sink, client)?;
     let mut batch_started = Instant::now();
     let mut last_progress = Instant::now();
     loop {
@@ -607,7 +657,8 @@ fn deliver(
         if !batch.is_empty() && (stopping || done || batch.len() >= batch_records || batch_started.elapsed() >= LINGER)
         {
             let n = batch.len() as u64;
-            rt.block_on(write_batch(&mut pg, &target, &sink_id, topic, std::mem::take(&mut batch), &mut stored))?;
+            let batch = std::mem::take(&mut batch);
+            rt.block_on(write_batch(&mut pg, &target, &sink_id, topic, batch, &mut stored, dead_letters.as_mut()))?;
             records += n;
         }
         if stopping || done {
@@ -615,27 +666,36 @@ fn deliver(
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
+                let record = super::record_of(&m);
                 let change = match m.payload() {
-                    Some(v) => Change::Upsert(
-                        codec.value_as_json(v).map(|r| transform::apply(transforms, r)).ok_or_else(|| {
-                            format!(
-                            "the record at offset {} of partition {} of {topic} is not a value of the model's output \
-                             format",
+                    Some(v) => codec
+                        .value_as_json(v)
+                        .ok_or_else(|| "not a value of the model's output format".to_string())
+                        .and_then(|r| transform::apply(transforms, r))
+                        .map(Change::Upsert),
+                    None => tombstone_key(m.key(), &model.key)
+                        .and_then(|k| transform::apply(transforms, k))
+                        .map(Change::Delete),
+                };
+                let change = match (change, dead_letters.as_mut()) {
+                    (Ok(c), _) => Some(c),
+                    (Err(reason), Some(d)) => {
+                        d.send(topic, &record, &reason)?;
+                        None
+                    }
+                    (Err(reason), None) => {
+                        return Err(format!(
+                            "offset {} of partition {} of {topic}: {reason} (the sink stalls here; with `on_error: \
+                             dead_letter` such records are copied to a dead-letter topic)",
                             m.offset(),
                             m.partition()
-                        )
-                        })?,
-                    ),
-                    None => Change::Delete(
-                        tombstone_key(m.key(), &model.key).map(|k| transform::apply(transforms, k)).map_err(|e| {
-                            format!("offset {} of partition {} of {topic}: {e}", m.offset(), m.partition())
-                        })?,
-                    ),
+                        ))
+                    }
                 };
                 if batch.is_empty() {
                     batch_started = Instant::now();
                 }
-                batch.push((m.partition(), m.offset(), change));
+                batch.push((record, change));
                 next.insert(m.partition(), m.offset() + 1);
                 last_progress = Instant::now();
             }
@@ -650,7 +710,7 @@ fn deliver(
             }
         }
     }
-    Ok(outcome(records))
+    Ok(outcome(records, dead_letters.as_ref().map_or(0, |d| d.count)))
 }
 
 /// Holds the sink's advisory lock: one process at a time delivers a sink. A long-running sink
@@ -710,7 +770,7 @@ mod tests {
     #[test]
     fn a_batch_keeps_the_last_change_of_each_key() {
         let key = vec!["id".to_string()];
-        let changes = vec![
+        let changes = [
             Change::Upsert(row(serde_json::json!({"id": 1, "n": "a"}))),
             Change::Upsert(row(serde_json::json!({"id": 2, "n": "b"}))),
             Change::Delete(row(serde_json::json!({"id": 1}))),
@@ -718,16 +778,11 @@ mod tests {
             Change::Upsert(row(serde_json::json!({"id": 2, "n": "B"}))),
             Change::Delete(row(serde_json::json!({"id": 4}))),
         ];
-        let (upserts, deletes) = fold(&key, changes.clone());
-        assert_eq!(
-            upserts,
-            vec![row(serde_json::json!({"id": 3, "n": "c"})), row(serde_json::json!({"id": 2, "n": "B"}))]
-        );
-        assert_eq!(deletes, vec![row(serde_json::json!({"id": 1})), row(serde_json::json!({"id": 4}))]);
+        let refs: Vec<&Change> = changes.iter().collect();
+        // The last change of keys 1, 3, 2 and 4, in the order they came.
+        assert_eq!(kept(&key, &refs), vec![2, 3, 4, 5]);
         // A stream appends every row, in order.
-        let (rows, deletes) = fold(&[], changes);
-        assert_eq!(rows.len(), 4);
-        assert!(deletes.is_empty());
+        assert_eq!(kept(&[], &refs), vec![0, 1, 3, 4]);
     }
 
     #[test]

@@ -10,8 +10,8 @@ use crate::project::config::SinkTransform;
 /// The replacement of a masked string when the transform names none.
 pub const DEFAULT_MASK: &str = "****";
 
-/// One row after the transforms.
-pub fn apply(transforms: &[SinkTransform], mut row: Map<String, Value>) -> Map<String, Value> {
+/// One row after the transforms; `Err` names why a transform cannot apply to it.
+pub fn apply(transforms: &[SinkTransform], mut row: Map<String, Value>) -> Result<Map<String, Value>, String> {
     for t in transforms {
         match t {
             SinkTransform::MaskField { fields, replacement } => {
@@ -26,7 +26,7 @@ pub fn apply(transforms: &[SinkTransform], mut row: Map<String, Value>) -> Map<S
             SinkTransform::RenameField { renames } => row = rename(renames, row),
         }
     }
-    row
+    Ok(row)
 }
 
 /// A masked value, of the same JSON type as `v` (Connect's MaskField).
@@ -83,10 +83,14 @@ mod tests {
     #[test]
     fn mask_replaces_values_by_their_type() {
         let ts = parse(json!([{"type": "mask_field", "fields": ["name", "id", "ok", "tags", "none", "absent"]}]));
-        let got = apply(&ts, row(json!({"name": "Ann", "id": 42, "ok": true, "tags": ["a"], "none": null, "x": 1.5})));
+        let got = apply(&ts, row(json!({"name": "Ann", "id": 42, "ok": true, "tags": ["a"], "none": null, "x": 1.5})))
+            .unwrap();
         assert_eq!(got, row(json!({"name": "****", "id": 0, "ok": false, "tags": [], "none": null, "x": 1.5})));
         let ts = parse(json!([{"type": "mask_field", "fields": ["name", "score"], "replacement": "REDACTED"}]));
-        assert_eq!(apply(&ts, row(json!({"name": "Ann", "score": 2.5}))), row(json!({"name": "REDACTED", "score": 0})));
+        assert_eq!(
+            apply(&ts, row(json!({"name": "Ann", "score": 2.5}))).unwrap(),
+            row(json!({"name": "REDACTED", "score": 0}))
+        );
     }
 
     #[test]
@@ -96,7 +100,7 @@ mod tests {
             {"type": "rename_field", "renames": {"a": "b", "b": "a", "c": "d"}},
             {"type": "mask_field", "fields": ["d"]},
         ]));
-        let got = apply(&ts, row(json!({"a": 1, "secret": "s", "b": 2, "c": "x"})));
+        let got = apply(&ts, row(json!({"a": 1, "secret": "s", "b": 2, "c": "x"}))).unwrap();
         assert_eq!(got, row(json!({"b": 1, "a": 2, "d": "****"})));
         let order: Vec<&String> = got.keys().collect();
         assert_eq!(order, ["b", "a", "d"], "the fields keep their order");
