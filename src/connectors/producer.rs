@@ -152,6 +152,10 @@ impl RecordProducer {
             .create_with_context(DeliveryContext(errors.clone()))
             .map_err(|e| kafka_err("creating the transactional producer", e))?;
         let p = RecordProducer::serving(producer, errors, Some(transactional_id.to_string()))?;
+        // With no broker connection up yet, librdkafka's first search for the transaction
+        // coordinator fails and is retried only after a fixed 500 ms: a metadata request first
+        // waits for a connection (a round trip), so the search succeeds at once.
+        let _ = p.producer.client().fetch_metadata(None, Duration::from_secs(10));
         p.producer.init_transactions(TXN_CALL_TIMEOUT).map_err(|e| {
             let unsupported = matches!(
                 e.rdkafka_error_code(),
