@@ -167,8 +167,8 @@ fn apply_on_the_embedded_target_deploys_and_runs_the_example() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("Applied 29 changes as generation 1."), "{stderr}");
-    assert!(stdout.contains("Plan: 29 to create, 0 to update in place, 0 to replace, 0 to destroy."), "{stdout}");
+    assert!(stderr.contains("Applied 30 changes as generation 1."), "{stderr}");
+    assert!(stdout.contains("Plan: 30 to create, 0 to update in place, 0 to replace, 0 to destroy."), "{stdout}");
     assert!(stdout.contains("already registered in file registry schemas as version 1"), "{stdout}");
     // The embedded target runs exactly-once by default (librdkafka's mock cluster has transactions).
     let job = stdout.lines().find(|l| l.contains("+ job logon_enriched")).unwrap_or_default();
@@ -188,6 +188,11 @@ fn apply_on_the_embedded_target_deploys_and_runs_the_example() {
     assert!(stdout.contains("12 windows (one per key) still open"), "{stdout}");
     // The main job ends in a file sink: the files printed hold the model's records.
     assert!(stdout.contains("logon_prime_loyal → soe.logon-prime-loyal: 45 records"), "{stdout}");
+    // The kafka sink copies them to its topic (created with the model's topics).
+    assert!(
+        stdout.contains("sink prime_logons_out (logon_prime_loyal → topic soe.prime-logons.v1): 45 records written"),
+        "{stdout}"
+    );
     let dir = tmp.path().join("target/sinks/prime_logons");
     assert!(
         stdout.contains(&format!("sink prime_logons_files (logon_prime_loyal → {}): 45 records", dir.display())),
@@ -268,6 +273,6 @@ fn plan_json_follows_its_schema() {
     let validator = jsonschema::validator_for(&schema).unwrap();
     let errors: Vec<String> = validator.iter_errors(&plan).map(|e| format!("{} at {}", e, e.instance_path())).collect();
     assert!(errors.is_empty(), "{errors:#?}");
-    assert_eq!(plan["changes"].as_array().unwrap().len(), 29);
+    assert_eq!(plan["changes"].as_array().unwrap().len(), 30);
     assert_eq!(plan["changes"][0]["action"], "create");
 }

@@ -321,17 +321,18 @@ fn validate_rejects_passwords_written_in_sink_files() {
     assert!(Path::new(&file).exists());
 }
 
-/// `plan` ends with the sinks `run` delivers (apply has nothing to create for them).
+/// `plan` ends with the sinks `run` delivers.
 #[test]
 fn plan_lists_the_sinks_run_delivers() {
     let project = project(5432, 10);
     let out = streamctl().args(["plan", "--project-dir"]).arg(project.path()).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let listed = stdout.split("Sinks delivered by `streamctl run` (nothing for apply to create):\n").nth(1);
+    let listed = stdout.split("Sinks delivered by `streamctl run`:\n").nth(1);
     assert_eq!(
         listed.map(|l| l.lines().map(str::trim).collect::<Vec<_>>()),
         Some(vec![
+            "prime_logons_out    logon_prime_loyal → topic soe.prime-logons.v1",
             "prime_logons_files  logon_prime_loyal → files in target/sinks/prime_logons",
             "prime_logons_pg     logon_prime_loyal → PostgreSQL table prime_logons",
             "orders_by_mode_pg   orders_by_mode → PostgreSQL table sales.orders_by_mode",
@@ -519,7 +520,7 @@ fn dead_letters(
 /// their own sake (a check constraint) go to the dead-letter topic with the reason in headers,
 /// every other row is in the table, none twice; a table that is away for a while (not the rows'
 /// fault) still stalls the sink, and nothing of that goes to the dead-letter topic. Then a value
-/// the model's format cannot read is copied aside by the postgres sink and by the file sink.
+/// the model's format cannot read is copied aside by the postgres, file and kafka sinks.
 #[test]
 fn rows_a_table_refuses_go_to_the_dead_letter_topic_and_a_missing_table_stalls() {
     let Some(kcat) = tools() else { return };
@@ -538,7 +539,12 @@ fn rows_a_table_refuses_go_to_the_dead_letter_topic_and_a_missing_table_stalls()
         "      path: target/sinks/prime_logons\n      format: jsonl\n",
         "      path: target/sinks/prime_logons\n      format: jsonl\n    on_error: dead_letter\n",
     );
-    assert!(text.contains("on_error"), "the example's file sink changed");
+    // The example's kafka sink reads the same topic: it copies the bad record aside too.
+    let text = text.replace(
+        "      topic: soe.prime-logons.v1\n      format: json\n",
+        "      topic: soe.prime-logons.v1\n      format: json\n    on_error: dead_letter\n",
+    );
+    assert_eq!(text.matches("on_error: dead_letter").count(), 2, "the example's sinks changed");
     let text = format!(
         "{text}
   - name: prime_checked
@@ -650,5 +656,6 @@ fn rows_a_table_refuses_go_to_the_dead_letter_topic_and_a_missing_table_stalls()
     };
     assert_eq!(bad("prime-checked-refused"), 1);
     assert_eq!(bad("soe.logon-prime-loyal.prime_logons_files.dlq"), 1, "the file sink's default dead-letter topic");
+    assert_eq!(bad("soe.logon-prime-loyal.prime_logons_out.dlq"), 1, "the kafka sink's");
     eprintln!("{} rows in the table, {} dead letters; first: {:?}", even.len(), refused.len(), refused[0].0);
 }

@@ -63,6 +63,7 @@ broken!(
     yaml_any_of,
     target_topic_names,
     sink_configs,
+    sink_transforms,
     every_error,
     key_formats,
     key_format_unknown,

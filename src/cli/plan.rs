@@ -88,25 +88,26 @@ pub fn print_text(plan: &ChangePlan) {
     eprint!("{}", render_problems(plan, !no_color && std::io::stderr().is_terminal()));
 }
 
-/// The native sinks: `streamctl run` delivers them, `apply` has nothing to create for them.
+/// The native sinks: `streamctl run` delivers them; `apply` creates only a kafka sink's topic and
+/// dead-letter topics.
 fn print_sinks(cp: &CompiledProject) {
     let sinks: Vec<(&str, &str, String)> = cp
         .project
         .sinks
         .iter()
-        .filter_map(|s| {
+        .map(|s| {
             let to = match &s.sink.connector {
                 SinkConnector::File { path, .. } => format!("files in {path}"),
                 SinkConnector::Postgres { table, .. } => format!("PostgreSQL table {table}"),
-                SinkConnector::Kafka { .. } => return None,
+                SinkConnector::Kafka { topic, .. } => format!("topic {topic}"),
             };
-            Some((s.sink.name.as_str(), s.sink.from.as_str(), to))
+            (s.sink.name.as_str(), s.sink.from.as_str(), to)
         })
         .collect();
     if sinks.is_empty() {
         return;
     }
-    println!("\nSinks delivered by `streamctl run` (nothing for apply to create):");
+    println!("\nSinks delivered by `streamctl run`:");
     let width = sinks.iter().map(|(n, _, _)| n.len()).max().unwrap_or(0);
     for (name, from, to) in sinks {
         println!("  {name:<width$}  {from} → {to}");

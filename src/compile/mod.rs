@@ -15,6 +15,7 @@ pub(crate) mod names;
 mod positions;
 pub(crate) mod resolved;
 mod sink_checks;
+pub(crate) mod sink_transforms;
 pub(crate) mod source_schema;
 mod sources;
 pub(crate) mod streaming;
@@ -256,6 +257,20 @@ pub async fn compile(project: Project, mut diags: Diagnostics) -> CompiledProjec
     for s in &project.sinks {
         if let Some(m) = models.get_mut(&s.sink.from) {
             sinks.insert(s.sink.name.clone(), CompiledSink { decl: s.clone(), from: s.sink.from.clone() });
+            // A kafka sink's topic is created with its model's topics (as many partitions, and
+            // compacted for a table, unless it says otherwise).
+            if let crate::project::config::SinkConnector::Kafka { topic, partitions, .. } = &s.sink.connector {
+                let model_partitions = m.resolved.topics.iter().find(|t| t.name == m.topic).map_or(1, |t| t.partitions);
+                if !m.resolved.topics.iter().any(|t| &t.name == topic) {
+                    m.resolved.topics.push(names::JobTopic {
+                        name: topic.clone(),
+                        role: names::TopicRole::Output,
+                        partitions: partitions.unwrap_or(model_partitions),
+                        compacted: m.kind == RelationKind::Table,
+                        owner: m.name.clone(),
+                    });
+                }
+            }
             // A native sink's dead-letter topic is created with its model's topics.
             if s.sink.on_error == crate::project::config::SinkOnError::DeadLetter {
                 let name = names::sink_dead_letter_topic(s.sink.dead_letter_topic.as_deref(), &m.topic, &s.sink.name);

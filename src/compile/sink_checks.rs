@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::CompiledProject;
 use crate::diagnostics::Diagnostic;
-use crate::project::config::{RelationKind, SinkConnector, SinkOnError, SinkTransform};
+use crate::project::config::{SinkConnector, SinkOnError};
 use crate::project::SinkDecl;
 
 /// One diagnostic per file sink with an empty directory or a directory another sink writes, and
@@ -14,7 +14,7 @@ pub(crate) fn check(cp: &CompiledProject) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut dirs: BTreeMap<PathBuf, &str> = BTreeMap::new();
     for s in &cp.project.sinks {
-        out.extend(check_transforms(cp, s));
+        out.extend(super::sink_transforms::check(cp, s));
         out.extend(check_on_error(s));
         if let SinkConnector::Postgres { .. } = &s.sink.connector {
             out.extend(check_postgres(s));
@@ -61,8 +61,7 @@ pub(crate) fn check(cp: &CompiledProject) -> Vec<Diagnostic> {
     out
 }
 
-/// A `dead_letter_topic` without `on_error: dead_letter`, and an `on_error` on a sink that
-/// streamctl does not deliver.
+/// A `dead_letter_topic` without `on_error: dead_letter`.
 fn check_on_error(s: &SinkDecl) -> Option<Diagnostic> {
     let name = &s.sink.name;
     if let (Some(t), SinkOnError::Retry) = (&s.sink.dead_letter_topic, s.sink.on_error) {
@@ -80,118 +79,7 @@ fn check_on_error(s: &SinkDecl) -> Option<Diagnostic> {
                 .with_help("add `on_error: dead_letter`, or remove `dead_letter_topic`"),
         );
     }
-    if s.sink.on_error == SinkOnError::DeadLetter && matches!(s.sink.connector, SinkConnector::Kafka { .. }) {
-        let pointer = format!("{}/on_error", s.origin.pointer);
-        return Some(
-            s.origin
-                .doc
-                .error_at(
-                    "sink-config",
-                    &pointer,
-                    false,
-                    "dead_letter".len(),
-                    format!(
-                        "sink `{name}`: `on_error: dead_letter` is for the sinks streamctl delivers (file, postgres)"
-                    ),
-                )
-                .with_help("a kafka sink is not delivered by `streamctl run`: remove `on_error`"),
-        );
-    }
     None
-}
-
-/// One diagnostic per field a transform names that the row does not have at that point (the
-/// model's columns, renamed and dropped by the transforms before), per rename onto a column the
-/// row already has, and per mask or drop of a table model's key column (rows are identified by it).
-fn check_transforms(cp: &CompiledProject, s: &SinkDecl) -> Vec<Diagnostic> {
-    let transforms = s.sink.connector.transforms();
-    let Some(model) = cp.models.get(&s.sink.from).filter(|_| !transforms.is_empty()) else {
-        return Vec::new();
-    };
-    let name = &s.sink.name;
-    let escape = |n: &str| n.replace('~', "~0").replace('/', "~1");
-    let mut out = Vec::new();
-    // The row's columns at each step, and which of them are the model's key.
-    let mut columns: Vec<String> = model.schema.fields().iter().map(|f| f.name().clone()).collect();
-    let mut key: Vec<String> = if model.kind == RelationKind::Table { model.key.clone() } else { Vec::new() };
-    for (i, t) in transforms.iter().enumerate() {
-        let base = format!("{}/connector/transforms/{i}", s.origin.pointer);
-        let shown = |cols: &[String]| cols.join(", ");
-        match t {
-            SinkTransform::MaskField { fields, .. } | SinkTransform::DropField { fields } => {
-                let what = if matches!(t, SinkTransform::MaskField { .. }) { "mask_field" } else { "drop_field" };
-                for (j, f) in fields.iter().enumerate() {
-                    let at = |message: String, help: String| {
-                        s.origin
-                            .doc
-                            .error_at(
-                                "sink-config",
-                                &format!("{base}/fields/{j}"),
-                                false,
-                                f.chars().count().max(1),
-                                message,
-                            )
-                            .with_help(help)
-                    };
-                    if !columns.contains(f) {
-                        out.push(at(
-                            format!("sink `{name}`: {what} names `{f}`, not a column of model `{}` here", model.name),
-                            format!("the row has: {}", shown(&columns)),
-                        ));
-                    } else if key.contains(f) {
-                        out.push(at(
-                            format!("sink `{name}`: {what} of `{f}`, a key column of table model `{}`", model.name),
-                            "the key identifies the rows (upserts, deletes): leave it unmasked, or rename it".into(),
-                        ));
-                    }
-                }
-                if what == "drop_field" {
-                    columns.retain(|c| !fields.contains(c));
-                }
-            }
-            SinkTransform::RenameField { renames } => {
-                for (from, to) in renames {
-                    let pointer = format!("{base}/renames/{}", escape(from));
-                    if !columns.contains(from) {
-                        out.push(
-                            s.origin
-                                .doc
-                                .error_at(
-                                    "sink-config",
-                                    &pointer,
-                                    true,
-                                    from.chars().count().max(1),
-                                    format!(
-                                        "sink `{name}`: rename_field renames `{from}`, not a column of model `{}` here",
-                                        model.name
-                                    ),
-                                )
-                                .with_help(format!("the row has: {}", shown(&columns))),
-                        );
-                    } else if columns.contains(to) && !renames.contains_key(to) {
-                        out.push(
-                            s.origin
-                                .doc
-                                .error_at(
-                                    "sink-config",
-                                    &pointer,
-                                    false,
-                                    to.chars().count().max(1),
-                                    format!(
-                                        "sink `{name}`: rename_field renames `{from}` to `{to}`, a column the row has"
-                                    ),
-                                )
-                                .with_help("drop or rename that column first, or pick another name"),
-                        );
-                    }
-                }
-                let rename = |c: &String| renames.get(c).cloned().unwrap_or_else(|| c.clone());
-                columns = columns.iter().map(rename).collect();
-                key = key.iter().map(rename).collect();
-            }
-        }
-    }
-    out
 }
 
 /// Whether a setting's text takes its secret from the environment (`{{ env_var('X') }}`).

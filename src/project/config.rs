@@ -533,15 +533,22 @@ pub enum SinkOnError {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SinkConnector {
-    /// Copy the model's rows to another Kafka topic.
+    /// Copy the model's rows to another Kafka topic (JSON values), delivered by `streamctl run`
+    /// (and the embedded `apply`): produced, then the sink's consumer offsets committed (at least
+    /// once). `apply` creates the topic.
     Kafka {
         topic: String,
         #[serde(default)]
         format: ValueFormat,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         partitions: Option<i32>,
+        /// The record key: these fields of the row (one field's value, or an object of several)
+        /// instead of the model's key.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         key: Option<Vec<String>>,
+        /// Single message transforms applied to each row, in order, before it is produced.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        transforms: Vec<SinkTransform>,
     },
     /// Write the model's rows to files in a directory, delivered by `streamctl run` (and the
     /// embedded `apply`). A file is closed when it reaches `roll_bytes` or `roll_seconds`, or when
@@ -605,11 +612,12 @@ pub enum SinkConnector {
 }
 
 impl SinkConnector {
-    /// The transforms a native sink applies to each row (none for the others).
+    /// The transforms the sink applies to each row.
     pub fn transforms(&self) -> &[SinkTransform] {
         match self {
-            SinkConnector::File { transforms, .. } | SinkConnector::Postgres { transforms, .. } => transforms,
-            SinkConnector::Kafka { .. } => &[],
+            SinkConnector::File { transforms, .. }
+            | SinkConnector::Postgres { transforms, .. }
+            | SinkConnector::Kafka { transforms, .. } => transforms,
         }
     }
 }
@@ -633,6 +641,63 @@ pub enum SinkTransform {
     },
     /// Renames fields, `from: to` (Connect's ReplaceField `renames`).
     RenameField { renames: BTreeMap<String, String> },
+    /// Casts fields to SQL types, `field: TYPE` (Connect's Cast): `BOOLEAN`, `TINYINT`,
+    /// `SMALLINT`, `INT`, `BIGINT`, `FLOAT`, `DOUBLE`, `DECIMAL(p,s)` or `STRING`. A value that
+    /// does not convert (`abc` to `INT`, 300 to `TINYINT`) refuses the row (see the sink's `on_error`).
+    Cast { fields: BTreeMap<String, String> },
+    /// Converts a field between a string, a timestamp and epoch milliseconds (Connect's
+    /// TimestampConverter). `format` (chrono's strftime syntax, e.g. `%Y-%m-%d %H:%M:%S`, read as
+    /// UTC) is how a string field is read, or how `to: string` writes it.
+    TimestampConvert {
+        field: String,
+        to: TimestampKind,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        format: Option<String>,
+    },
+    /// Sets the Kafka record's key from fields (Connect's ValueToKey): one field's value, or an
+    /// object of several. Kafka sinks only.
+    SetKey {
+        #[schemars(length(min = 1))]
+        fields: Vec<String>,
+    },
+    /// Adds a header to each record (Connect's InsertHeader), for lineage: a fixed `value`, or
+    /// `value_from: project | model | sink` (that name). Kafka sinks only.
+    InsertHeader {
+        #[schemars(length(min = 1))]
+        header: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value_from: Option<HeaderValueFrom>,
+    },
+    /// Sends each row where `to` says, each `{{field}}` replaced by that field's value (like
+    /// Connect's routers): the topic of a kafka sink, a subdirectory of a file sink's `path`.
+    /// Characters a topic or a file name cannot hold become `_`.
+    Route {
+        #[schemars(length(min = 1))]
+        to: String,
+    },
+}
+
+/// What `timestamp_convert` turns a field into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampKind {
+    /// Text in `format`.
+    String,
+    /// A timestamp (`TIMESTAMP`, written `2017-09-27T17:04:17.000`).
+    Timestamp,
+    /// Milliseconds since 1970-01-01 UTC (`BIGINT`).
+    UnixMs,
+}
+
+/// Which name `insert_header` puts in its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HeaderValueFrom {
+    Project,
+    Model,
+    Sink,
 }
 
 /// How a file sink writes rows.

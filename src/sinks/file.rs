@@ -168,6 +168,11 @@ impl FileWriter {
         Ok(())
     }
 
+    /// The offset of the first record in the open part file of `partition`.
+    pub fn first_open(&self, partition: i32) -> Option<i64> {
+        self.open.get(&partition).map(|f| f.first)
+    }
+
     /// Closes the files that are large or old enough. Returns, per partition closed, the
     /// offset to commit (after the last record of the closed file).
     pub fn roll_due(&mut self, now: Instant) -> Result<BTreeMap<i32, i64>, String> {

@@ -4,11 +4,15 @@
 //! with the model's output codec, writes it to the destination, and commits its consumer offsets
 //! (group [`names::sink_consumer_group`]) only after the destination holds the records.
 //!
-//! * [`file`]: JSON Lines files in a directory, rolled by size and age.
+//! * [`file`], [`file_task`]: JSON Lines files in a directory (one per routed name with a
+//!   `route` transform), rolled by size and age.
+//! * [`kafka`]: another Kafka topic (or one per routed name), at least once.
 //! * [`postgres`]: a PostgreSQL table, rows and offsets written in one transaction (the sink
 //!   resumes from the offsets in Postgres, not from the group's).
 
 pub(crate) mod file;
+pub(crate) mod file_task;
+pub(crate) mod kafka;
 pub(crate) mod postgres;
 pub(crate) mod transform;
 
@@ -23,24 +27,16 @@ use rdkafka::message::{Header, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::compile::{names, CompiledProject};
-use crate::connectors::consumer::partition_offsets;
 use crate::connectors::producer::{OutRecord, RecordProducer};
-use crate::graph::NodeId;
 use crate::project::config::{SinkConnector, SinkOnError};
 use crate::project::SinkDecl;
 use crate::runtime::codec::{InputCodec, Record};
 use crate::runtime::worker::dead_letter_headers;
 use crate::runtime::worker::RunControl;
-use file::FileWriter;
 
 /// The sinks of a project that native sink tasks deliver, among those reading `models`.
 pub fn native_sinks<'a>(cp: &'a CompiledProject, models: &[String]) -> Vec<&'a SinkDecl> {
-    cp.project
-        .sinks
-        .iter()
-        .filter(|s| matches!(s.sink.connector, SinkConnector::File { .. } | SinkConnector::Postgres { .. }))
-        .filter(|s| models.contains(&s.sink.from) && cp.models.contains_key(&s.sink.from))
-        .collect()
+    cp.project.sinks.iter().filter(|s| models.contains(&s.sink.from) && cp.models.contains_key(&s.sink.from)).collect()
 }
 
 /// How long a sink task runs.
@@ -80,160 +76,12 @@ pub fn run_sink(
     fresh: bool,
 ) -> Result<SinkOutcome, String> {
     let name = &sink.sink.name;
-    let model_name = &sink.sink.from;
-    if let SinkConnector::Postgres { .. } = &sink.sink.connector {
-        return postgres::run(cp, sink, client, how, control, fresh).map_err(|e| format!("sink {name}: {e}"));
+    match &sink.sink.connector {
+        SinkConnector::Postgres { .. } => postgres::run(cp, sink, client, how, control, fresh),
+        SinkConnector::Kafka { .. } => kafka::run(cp, sink, client, how, control, fresh),
+        SinkConnector::File { .. } => file_task::run(cp, sink, client, how, control, fresh),
     }
-    let model = cp.models.get(model_name).ok_or_else(|| format!("sink {name}: no model `{model_name}`"))?;
-    let SinkConnector::File { path, roll_bytes, roll_seconds, .. } = &sink.sink.connector else {
-        return Err(format!("sink {name}: not delivered by streamctl (only file and postgres sinks are)"));
-    };
-    let codec = InputCodec::for_input(cp, &NodeId::Model(model_name.clone()))
-        .ok_or_else(|| format!("sink {name}: cannot decode the output of `{model_name}`"))?;
-    let dir = cp.project.root.join(path);
-    let Some(_lock) = wait_for_lock(name, &dir, how, control)? else {
-        return Ok(SinkOutcome {
-            sink: name.clone(),
-            model: model_name.clone(),
-            location: dir.display().to_string(),
-            records: 0,
-            dead_lettered: 0,
-            to_files: true,
-            files: Vec::new(),
-        });
-    };
-    let roll_after = Duration::from_secs(roll_seconds.unwrap_or(file::DEFAULT_ROLL_SECONDS));
-    let (mut writer, recovered) =
-        FileWriter::open(&dir, roll_bytes.unwrap_or(file::DEFAULT_ROLL_BYTES), roll_after, fresh)
-            .map_err(|e| format!("sink {name}: {e}"))?;
-    if recovered.discarded_parts > 0 {
-        eprintln!(
-            "[sink {name}] removed {} unfinished part file(s) of an earlier run; their records are written again",
-            recovered.discarded_parts
-        );
-    }
-    if recovered.removed_closed > 0 {
-        eprintln!(
-            "[sink {name}] removed {} file(s) of an earlier run in {} (the embedded broker starts empty)",
-            recovered.removed_closed,
-            dir.display()
-        );
-    }
-
-    let topic = &model.topic;
-    let group = names::sink_consumer_group(&cp.project.config.name, name);
-    let consumer: BaseConsumer = client
-        .clone()
-        .set("group.id", &group)
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .map_err(|e| format!("sink {name}: creating the consumer: {e}"))?;
-    let _closed = crate::connectors::consumer::ClosedOnDrop(&consumer);
-    let partitions = partition_offsets(&consumer, topic)
-        .map_err(|e| format!("sink {name}: {e}"))?
-        .ok_or_else(|| format!("sink {name}: topic {topic} of model `{model_name}` does not exist"))?;
-    let committed = committed_offsets(&consumer, topic, &partitions, fresh).map_err(|e| format!("sink {name}: {e}"))?;
-
-    // Where each partition resumes: after the newest closed file or the committed offset,
-    // whichever is later (a crash between closing a file and committing leaves the file ahead).
-    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-    let mut assignment = TopicPartitionList::new();
-    let mut ahead = BTreeMap::new();
-    for (p, low, high) in &partitions {
-        let from_files = recovered.next_offsets.get(p).copied();
-        if from_files.is_some_and(|f| f > *high) {
-            // Reading from the topic's start again would write files of the same names.
-            return Err(format!(
-                "sink {name}: the files in {} end at offset {} of partition {p}, but {topic} ends at {high}: they \
-                 were written from another topic of that name (recreated, or another cluster). Move them away \
-                 to deliver this topic there",
-                dir.display(),
-                from_files.unwrap_or_default() - 1
-            ));
-        }
-        let from_group = committed.get(p).copied();
-        let resume = from_files.max(from_group).unwrap_or(*low).max(*low);
-        if from_files > from_group {
-            ahead.insert(*p, resume);
-        }
-        next.insert(*p, resume);
-        assignment
-            .add_partition_offset(topic, *p, Offset::Offset(resume))
-            .map_err(|e| format!("sink {name}: assigning {topic}: {e}"))?;
-    }
-    commit(&consumer, topic, &ahead, name);
-    consumer.assign(&assignment).map_err(|e| format!("sink {name}: assigning {topic}: {e}"))?;
-
-    // A bounded run delivers what the topic holds now.
-    let ends: BTreeMap<i32, i64> = partitions.iter().map(|(p, _, high)| (*p, *high)).collect();
-    let caught_up = |next: &BTreeMap<i32, i64>| ends.iter().all(|(p, end)| next.get(p).is_some_and(|n| n >= end));
-    let mut records = 0u64;
-    let mut dead_letters = DeadLetters::for_sink(cp, sink, client).map_err(|e| format!("sink {name}: {e}"))?;
-    let mut last_progress = Instant::now();
-    loop {
-        if control.stop.load(Ordering::SeqCst) {
-            break;
-        }
-        if how == SinkRun::UntilCaughtUp && caught_up(&next) {
-            break;
-        }
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                let transforms = sink.sink.connector.transforms();
-                match (jsonl_line(&codec, transforms, m.key(), m.payload()), dead_letters.as_mut()) {
-                    (Ok(line), _) => {
-                        writer.write(m.partition(), m.offset(), &line).map_err(|e| format!("sink {name}: {e}"))?;
-                        records += 1;
-                    }
-                    (Err(refused), Some(d)) => d.send(topic, &record_of(&m), &refused.reason)?,
-                    (Err(Refused { written: Some(line), .. }), None) => {
-                        writer.write(m.partition(), m.offset(), &line).map_err(|e| format!("sink {name}: {e}"))?;
-                        records += 1;
-                    }
-                    (Err(Refused { reason, written: None }), None) => {
-                        return Err(format!(
-                            "sink {name}: offset {} of partition {} of {topic}: {reason} (the sink stalls here; with \
-                             `on_error: dead_letter` such records are copied to a dead-letter topic)",
-                            m.offset(),
-                            m.partition()
-                        ))
-                    }
-                }
-                next.insert(m.partition(), m.offset() + 1);
-                last_progress = Instant::now();
-            }
-            Some(Err(e)) => eprintln!("[sink {name}] reading {topic}: {e} (retrying)"),
-            None => {
-                skip_transaction_markers(&consumer, topic, &mut next);
-                if how == SinkRun::UntilCaughtUp && last_progress.elapsed() > Duration::from_secs(120) {
-                    return Err(format!(
-                        "sink {name}: no record of {topic} arrived for 120 s before its end offsets {ends:?} \
-                         (at {next:?})"
-                    ));
-                }
-            }
-        }
-        let closed = writer.roll_due(Instant::now()).map_err(|e| format!("sink {name}: {e}"))?;
-        flush_dead_letters(&dead_letters, &closed, name)?;
-        commit(&consumer, topic, &closed, name);
-    }
-    let closed = writer.finish().map_err(|e| format!("sink {name}: {e}"))?;
-    // Every copy, also of records after the last closed file, is acknowledged before the run ends.
-    if let Some(d) = &dead_letters {
-        d.flush().map_err(|e| format!("sink {name}: {e}"))?;
-    }
-    commit(&consumer, topic, &closed, name);
-    Ok(SinkOutcome {
-        sink: name.clone(),
-        model: model_name.clone(),
-        location: dir.display().to_string(),
-        records,
-        dead_lettered: dead_letters.as_ref().map_or(0, |d| d.count),
-        to_files: true,
-        files: writer.closed,
-    })
+    .map_err(|e| format!("sink {name}: {e}"))
 }
 
 /// Holds the sink directory's lock. A long-running sink stands by while another process
@@ -248,7 +96,7 @@ fn wait_for_lock(
     let started = Instant::now();
     let mut told = false;
     loop {
-        if let Some(lock) = file::lock_dir(dir).map_err(|e| format!("sink {name}: {e}"))? {
+        if let Some(lock) = file::lock_dir(dir)? {
             if told {
                 eprintln!("[sink {name}] took over {}", dir.display());
             }
@@ -259,7 +107,7 @@ fn wait_for_lock(
             told = true;
         }
         if how == SinkRun::UntilCaughtUp && started.elapsed() > Duration::from_secs(120) {
-            return Err(format!("sink {name}: another streamctl process has held {} for 120 s", dir.display()));
+            return Err(format!("another streamctl process has held {} for 120 s", dir.display()));
         }
         for _ in 0..10 {
             if control.stop.load(Ordering::SeqCst) {
@@ -297,8 +145,6 @@ fn committed_offsets(
         .collect())
 }
 
-/// Commits delivered offsets. A failed commit is logged, not fatal: the closed files say where
-/// a restart resumes.
 /// Moves each partition's next offset past transaction markers: they take offsets no record has,
 /// and the consumer's position passes them without delivering anything.
 fn skip_transaction_markers(consumer: &BaseConsumer, topic: &str, next: &mut BTreeMap<i32, i64>) {
@@ -312,6 +158,8 @@ fn skip_transaction_markers(consumer: &BaseConsumer, topic: &str, next: &mut BTr
     }
 }
 
+/// Commits delivered offsets. A failed commit is logged, not fatal: a restart delivers again
+/// from the last committed ones (and a file sink skips what its closed files hold).
 fn commit(consumer: &BaseConsumer, topic: &str, offsets: &BTreeMap<i32, i64>, sink: &str) {
     if offsets.is_empty() {
         return;
@@ -343,21 +191,24 @@ struct Refused {
     written: Option<Vec<u8>>,
 }
 
-/// One record as a JSON Lines line: the value as a JSON object after the sink's transforms; a
-/// tombstone as its key with `"_delete": true`. A value the model's codec cannot read is refused,
+/// One record as a JSON Lines line, and where a `route` sends it: the value as a JSON object after
+/// the sink's transforms; a tombstone (not routed) as its key with `"_delete": true`. A value the model's codec cannot read is refused,
 /// with a line that keeps it as `_raw` text with `_error` (only `_error` when the sink has
 /// transforms); a row a transform cannot convert is refused without one.
 fn jsonl_line(
     codec: &InputCodec,
     transforms: &[crate::project::config::SinkTransform],
+    names: transform::Names<'_>,
     key: Option<&[u8]>,
     value: Option<&[u8]>,
-) -> Result<Vec<u8>, Refused> {
+) -> Result<(Option<String>, Vec<u8>), Refused> {
     let line = match value {
         Some(v) => match codec.value_as_json(v) {
-            Some(obj) => serde_json::Value::Object(
-                transform::apply(transforms, obj).map_err(|reason| Refused { reason, written: None })?,
-            ),
+            Some(obj) => {
+                let t =
+                    transform::apply_all(transforms, obj, names).map_err(|reason| Refused { reason, written: None })?;
+                return Ok((t.route, serde_json::to_vec(&serde_json::Value::Object(t.row)).unwrap_or_default()));
+            }
             None => {
                 const REASON: &str = "not a value of the model's output format";
                 // The transforms cannot apply to a value they cannot read: it is left out rather
@@ -389,7 +240,7 @@ fn jsonl_line(
             serde_json::json!({"_key": key, "_delete": true})
         }
     };
-    Ok(serde_json::to_vec(&line).unwrap_or_default())
+    Ok((None, serde_json::to_vec(&line).unwrap_or_default()))
 }
 
 /// Where a sink with `on_error: dead_letter` copies the records it refuses, with the reason in

@@ -149,14 +149,11 @@ pub fn pg_type(t: &DataType) -> String {
 }
 
 /// The table's columns: the model's after the sink's transforms (dropped ones left out,
-/// renamed ones under their new name), with their PostgreSQL types.
+/// renamed ones under their new name, cast or converted ones of their new type), with their
+/// PostgreSQL types.
 fn columns_after(model: &CompiledModel, transforms: &[SinkTransform]) -> Vec<(String, String)> {
-    model
-        .schema
-        .fields()
-        .iter()
-        .filter_map(|f| transform::column_after(transforms, f.name()).map(|n| (n, pg_type(f.data_type()))))
-        .collect()
+    let columns = model.schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
+    transform::columns_after(transforms, columns).into_iter().map(|(n, t)| (n, pg_type(&t))).collect()
 }
 
 /// `CREATE TABLE IF NOT EXISTS` with the model's columns; `key` becomes the primary key.
