@@ -472,3 +472,33 @@ fn a_job_reports_its_watermark_and_the_windows_still_open() {
     assert!(stats.open_windows > 0);
     assert_eq!(stats.open_windows as usize, all.outputs.len() - emitted);
 }
+
+/// `run --until-caught-up --select downstream` without its upstream model: the upstream's topic
+/// as it is at the start is the input (the job once waited forever for an upstream job that this
+/// run does not host).
+#[test]
+fn a_bounded_run_without_its_upstream_model_reads_the_upstream_topic_to_its_end() {
+    let cp = project();
+    let models = vec!["enriched".to_string(), "downstream".to_string()];
+    let broker = setup(&cp, &models);
+    let users: Vec<String> = (1..=4).map(|u| json!({"user_id": u, "name": format!("user {u}")}).to_string()).collect();
+    produce(&broker, "web.users", &users);
+    let clicks: Vec<String> = clicks().iter().map(|c| c.to_string()).collect();
+    produce(&broker, "web.clicks", &clicks);
+    let upstream = run(&cp, &broker, "enriched", &opts(), RunControl::default());
+    assert_eq!(upstream.records_out, 200);
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (cp2, client) = (cp.clone(), Cluster::Embedded(&broker).client_config());
+    std::thread::spawn(move || {
+        let r = run_jobs(cp2, &["downstream".to_string()], &client, &opts(), Arc::new(RunControl::default()));
+        let _ = tx.send(r);
+    });
+    let mut r = rx.recv_timeout(Duration::from_secs(60)).expect("the downstream job alone did not finish");
+    let stats = r.pop().unwrap().1.unwrap();
+    let enriched = output_values(&broker, &cp.models["enriched"].topic);
+    let named = enriched.iter().filter(|v| !v.contains(r#""name":null"#)).count();
+    assert!(named > 0 && named < 200, "{named} of the enriched clicks have a user name");
+    assert_eq!((stats.records_in, stats.records_out), (200, named as u64));
+    assert_eq!(output_values(&broker, &cp.models["downstream"].topic).len(), named);
+}

@@ -86,6 +86,20 @@ pub fn run_tasks(
         Ok(p) => Arc::new(p),
         Err(e) => return jobs.iter().map(|(m, _)| (m.clone(), Err(RunError::Setup(e.to_string())))).collect(),
     };
+    if opts.until_caught_up {
+        // An upstream model this run does not host will not finish here: its topic as it is now
+        // is the input to catch up with (else the downstream job would wait for it forever).
+        for (model, cp) in jobs {
+            let Some(m) = cp.models.get(model) else { continue };
+            for input in &m.inputs {
+                if let NodeId::Model(up) = input {
+                    if !jobs.iter().any(|(j, _)| j == up) {
+                        control.mark_done(up);
+                    }
+                }
+            }
+        }
+    }
     let mut failed: Vec<(String, RunError)> = Vec::new();
     let mut coordinators = Vec::new();
     for (model, cp) in jobs {
