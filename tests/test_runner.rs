@@ -2,6 +2,8 @@
 //! JUnit XML, errors in test files, and the batch-boundary check catching a batch-dependent
 //! operator.
 
+mod common;
+
 use std::path::Path;
 
 use assert_cmd::Command;
@@ -117,4 +119,25 @@ fn the_batch_check_catches_an_operator_that_depends_on_batch_boundaries() {
     let report = streamctl::testing::report::describe(batch_failures[0]);
     assert!(report.contains("depends on batch boundaries: with batches of 2"), "{report}");
     assert!(report.contains(r#"- {"doubled":8,"url":"XYZ","user_id":2}"#) || report.contains("XYZ"), "{report}");
+}
+
+/// Headers given to a source (`_headers`, or a header column by name) are read into its header
+/// columns; headers a model writes are compared with an expected row's `_headers`.
+#[test]
+fn headers_are_given_read_written_and_checked() {
+    let (code, stdout, _) = streamctl(&["test", "--project-dir", &fixture("headers")]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.ends_with("tests: 2 passed, 0 failed\n"), "{stdout}");
+    // A written header that differs from the expectation fails the test.
+    let tmp = tempfile::tempdir().unwrap();
+    common::copy_dir(Path::new(&fixture("headers")), tmp.path(), &["target"]);
+    common::replace_in(
+        tmp.path(),
+        "tests/headers.yml",
+        "_headers: {trace-id: abc, source-url: /a}",
+        "_headers: {trace-id: abd}",
+    );
+    let (code, stdout, _) = streamctl(&["test", "--project-dir", tmp.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("FAIL  traced › headers_are_read_into_columns_and_written_from_columns"), "{stdout}");
 }

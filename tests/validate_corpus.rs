@@ -68,6 +68,7 @@ broken!(
     key_formats,
     key_format_unknown,
     connector_configs,
+    headers,
 );
 
 #[test]

@@ -65,6 +65,18 @@ pub struct CompiledSource {
     pub allowed_lateness_ms: i64,
     /// Where its undecodable (with `on_error: dead_letter`) and late records go.
     pub dead_letter_topic: String,
+    /// Columns read from the record's headers, not from its value.
+    pub header_columns: Vec<crate::formats::headers::HeaderColumn>,
+}
+
+impl CompiledSource {
+    /// The columns read from the record's value: their SQL schema and names in the data.
+    pub fn value_columns(&self) -> (SchemaRef, Vec<String>) {
+        let idx: Vec<usize> =
+            (0..self.columns.len()).filter(|i| !self.header_columns.iter().any(|h| h.index == *i)).collect();
+        let schema = self.schema.project(&idx).map(Arc::new).unwrap_or_else(|_| self.schema.clone());
+        (schema, idx.iter().map(|i| self.columns[*i].name.clone()).collect())
+    }
 }
 
 /// The streaming shape of a model, which decides the operator the runtime runs.
@@ -199,12 +211,24 @@ struct Compiler<'a> {
     diags: Diagnostics,
     ctx: SessionContext,
     schemas: BTreeMap<String, Arc<RelationSchema>>,
+    /// Where a source's missing columns come from (`None`: the project's file registry `schemas/`).
+    registry: Option<Arc<dyn crate::registry::SchemaRegistry>>,
 }
 
 /// Compiles a project: every problem goes into `diagnostics`, nothing stops at the first one.
-pub async fn compile(project: Project, mut diags: Diagnostics) -> CompiledProject {
+pub async fn compile(project: Project, diags: Diagnostics) -> CompiledProject {
+    compile_with_registry(project, diags, None).await
+}
+
+/// Compiles a project; Avro sources without `columns:` (and `schema: {subject}`) take their
+/// columns from `registry` (the target's), else from the project's file registry `schemas/`.
+pub async fn compile_with_registry(
+    project: Project,
+    mut diags: Diagnostics,
+    registry: Option<Arc<dyn crate::registry::SchemaRegistry>>,
+) -> CompiledProject {
     let ctx = planning_context();
-    let mut c = Compiler { project: &project, diags: Diagnostics::new(), ctx, schemas: BTreeMap::new() };
+    let mut c = Compiler { project: &project, diags: Diagnostics::new(), ctx, schemas: BTreeMap::new(), registry };
     c.register_schema(MODEL_SCHEMA);
 
     let sources = c.compile_sources();

@@ -567,6 +567,12 @@ impl Compiler<'_> {
                 return None;
             }
         }
+        for (name, col) in config.headers.iter().flatten() {
+            if let Err(e) = header_column_problem(name, col, schema) {
+                self.diags.push(Self::config_key_error(m, Some("headers"), format!("model `{}`: {e}", file.name)));
+                return None;
+            }
+        }
         if kind == RelationKind::Table && key.is_empty() {
             self.diags.push(
                 Self::config_error(m, format!("model `{}` is a table but has no key", file.name))
@@ -753,4 +759,34 @@ fn short_hash(parts: &[&str]) -> String {
         h.update([0u8]);
     }
     h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Why `config(headers={name: col})` cannot write header `name` from column `col`, if it cannot.
+fn header_column_problem(name: &str, col: &str, schema: &Schema) -> Result<(), String> {
+    use crate::formats::headers::{is_all_headers_type, is_single_header_type};
+    use datafusion::arrow::datatypes::DataType;
+    if name.is_empty() {
+        return Err("a header name cannot be empty".into());
+    }
+    let Some(f) = schema.fields().iter().find(|f| f.name().eq_ignore_ascii_case(col)) else {
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let hint = crate::diagnostics::suggest(col, names.iter().copied())
+            .map_or_else(String::new, |s| format!(" (did you mean `{s}`?)"));
+        return Err(format!("header `{name}`: `{col}` is not an output column{hint}"));
+    };
+    let dt = match f.data_type() {
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
+        other => other.clone(),
+    };
+    let name_type = crate::sql::types::sql_type_name(f.data_type());
+    if name == "*" && !is_all_headers_type(&dt) {
+        return Err(format!(
+            "header `*` writes every entry of an ARRAY<STRUCT<key STRING, value BYTES>> column; `{col}` is {name_type}"
+        ));
+    }
+    if name != "*" && !is_single_header_type(&dt) {
+        return Err(format!("header `{name}`: column `{col}` is {name_type}; a header is written from a STRING or BYTES column (CAST it)"));
+    }
+    Ok(())
 }

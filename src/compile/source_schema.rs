@@ -20,8 +20,12 @@ pub fn from_column_defs(cols: &[ColumnDef]) -> Result<Vec<ResolvedColumn>, (usiz
     cols.iter()
         .enumerate()
         .map(|(i, c)| {
-            let t = c.data_type.as_deref().ok_or((i, format!("column `{}` has no `type`", c.name)))?;
-            let data_type = parse_sql_type(t).map_err(|e| (i, format!("column `{}`: {e}", c.name)))?;
+            let data_type = match (c.data_type.as_deref(), c.headers == Some(true), &c.header) {
+                (Some(t), _, _) => parse_sql_type(t).map_err(|e| (i, format!("column `{}`: {e}", c.name)))?,
+                (None, true, _) => crate::formats::headers::all_headers_type(),
+                (None, false, Some(_)) => DataType::Binary,
+                (None, false, None) => return Err((i, format!("column `{}` has no `type`", c.name))),
+            };
             Ok(ResolvedColumn {
                 name: c.name.clone(),
                 data_type,

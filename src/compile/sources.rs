@@ -9,6 +9,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use super::source_schema::{self, ResolvedColumn};
 use super::{names, CompiledSource, Compiler, EventTimeSpec};
 use crate::diagnostics::{suggest, Diagnostic, Pos, SourceText};
+use crate::formats::headers::{self, HeaderColumn};
 use crate::project::config::{OnError, RelationKind, ValueFormat};
 use crate::project::{Origin, SourceDecl};
 use crate::sql::dialect::{self};
@@ -84,10 +85,20 @@ impl Compiler<'_> {
         let schema = Arc::new(Schema::new(fields));
         let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
         let find = |n: &str| columns.iter().position(|c| c.name.eq_ignore_ascii_case(n));
+        let header_columns = self.header_columns(decl, &columns)?;
+        let from_headers = |ci: usize| header_columns.iter().any(|h| h.index == ci);
 
         let mut key = Vec::new();
         for (i, k) in t.key.iter().enumerate() {
             match find(k) {
+                Some(ci) if from_headers(ci) => {
+                    self.diags.push(o.error(
+                        "source",
+                        &format!("key/{i}"),
+                        format!("key column `{k}` is read from the headers: a key column must be in the record's key"),
+                    ));
+                    return None;
+                }
                 Some(ci) => key.push(columns[ci].name.to_lowercase()),
                 None => {
                     let mut d =
@@ -122,6 +133,14 @@ impl Compiler<'_> {
                     self.diags.push(d);
                     return None;
                 };
+                if from_headers(ci) {
+                    self.diags.push(o.error(
+                        "source",
+                        "event_time/column",
+                        format!("event time column `{}` is read from the headers: it must be in the value", et.column),
+                    ));
+                    return None;
+                }
                 let col = &columns[ci];
                 let chrono_format = match (&col.data_type, &et.format) {
                     (DataType::Utf8, Some(f)) => match functions::java_to_chrono(f) {
@@ -178,8 +197,10 @@ impl Compiler<'_> {
             }
         };
         if t.format == ValueFormat::Avro {
-            let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
-            if let Err(e) = crate::formats::avro::reader_fields(&schema, &names) {
+            let value_idx: Vec<usize> = (0..columns.len()).filter(|ci| !from_headers(*ci)).collect();
+            let names: Vec<String> = value_idx.iter().map(|ci| columns[*ci].name.clone()).collect();
+            let value_schema = schema.project(&value_idx).unwrap_or_else(|_| schema.as_ref().clone());
+            if let Err(e) = crate::formats::avro::reader_fields(&value_schema, &names) {
                 self.diags.push(o.error("source", "format", format!("source `{full}` cannot be read as Avro: {e}")));
                 return None;
             }
@@ -216,10 +237,58 @@ impl Compiler<'_> {
             partitions,
             allowed_lateness_ms,
             dead_letter_topic,
+            header_columns,
         })
     }
 
-    /// Columns from the latest version of a subject in the project's file registry (`schemas/`).
+    /// The declared columns read from headers (`headers: true`, `header: name`), checked.
+    fn header_columns(&mut self, decl: &SourceDecl, columns: &[ResolvedColumn]) -> Option<Vec<HeaderColumn>> {
+        let (o, t) = (&decl.origin, &decl.table);
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, c) in t.columns.iter().enumerate() {
+            let all = c.headers == Some(true);
+            let field = if c.header.is_some() { "header" } else { "headers" };
+            let Some(dt) = columns.get(i).map(|r| &r.data_type) else { continue };
+            let problem = match (all, &c.header) {
+                (false, None) => continue,
+                (true, Some(_)) => {
+                    Some((field, "give `headers: true` (every header) or `header: name`, not both".into()))
+                }
+                (false, Some(h)) if h.is_empty() => {
+                    Some(("header", "`header` names a header: it cannot be empty".into()))
+                }
+                (false, Some(_)) if !headers::is_single_header_type(dt) => Some((
+                    "type",
+                    format!(
+                        "column `{}` reads a header: its type is BYTES or STRING, not {}",
+                        c.name,
+                        types::sql_type_name(dt)
+                    ),
+                )),
+                (true, None) if !headers::is_all_headers_type(dt) => Some((
+                    "type",
+                    format!(
+                        "column `{}` holds every header: its type is ARRAY<STRUCT<key STRING, value BYTES>>, not {}",
+                        c.name,
+                        types::sql_type_name(dt)
+                    ),
+                )),
+                _ => None,
+            };
+            match problem {
+                Some((at, msg)) => {
+                    self.diags.push(o.error("source", &format!("columns/{i}/{at}"), msg));
+                    ok = false;
+                }
+                None => out.push(HeaderColumn { index: i, header: if all { None } else { c.header.clone() } }),
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// Columns from the latest version of a subject in the target's registry, else in the
+    /// project's file registry (`schemas/`).
     pub(super) fn columns_from_subject(
         &mut self,
         o: &Origin,
@@ -228,22 +297,35 @@ impl Compiler<'_> {
         field: &str,
     ) -> Option<Vec<ResolvedColumn>> {
         use crate::registry::SchemaRegistry;
-        let registry = crate::registry::file::FileRegistry::new(self.project.root.join("schemas"), "schemas");
+        let registry: Arc<dyn SchemaRegistry> = match &self.registry {
+            Some(r) => r.clone(),
+            None => Arc::new(crate::registry::file::FileRegistry::new(self.project.root.join("schemas"), "schemas")),
+        };
         let latest = match registry.versions(subject) {
             Ok(v) => v.into_iter().last(),
             Err(e) => {
-                self.diags.push(o.error("source", field, format!("source `{full}`: {e}")));
+                self.diags.push(o.error(
+                    "source",
+                    field,
+                    format!("source `{full}`: cannot read the columns of subject `{subject}`: {e}"),
+                ));
                 return None;
             }
         };
         let Some(latest) = latest else {
+            let where_ = if registry.content_addressed() {
+                format!("{}/", registry.describe())
+            } else {
+                format!("schema registry {}", registry.describe())
+            };
+            let help = if registry.content_addressed() {
+                format!("register its schema as `schemas/{subject}/v1.avsc`, or declare `columns:`")
+            } else {
+                "register the topic's schema under that subject, or declare `columns:`".to_string()
+            };
             self.diags.push(
-                o.error(
-                    "source",
-                    field,
-                    format!("source `{full}`: subject `{subject}` is not in the file registry schemas/"),
-                )
-                .with_help(format!("register its schema as `schemas/{subject}/v1.avsc`, or declare `columns:`")),
+                o.error("source", field, format!("source `{full}`: subject `{subject}` is not in the {where_}"))
+                    .with_help(help),
             );
             return None;
         };

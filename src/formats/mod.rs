@@ -1,10 +1,11 @@
 //! Record encodings: bytes on a topic ↔ Arrow batches: JSON, and Avro in the Confluent wire
 //! format; Debezium change events
-//! are unwrapped into JSON rows. Each decoder returns the good rows and the bad records with the reason.
+//! are unwrapped into JSON rows; record headers as columns. Each decoder returns the good rows and the bad records with the reason.
 
 pub mod avro;
 pub mod avro_json;
 pub mod debezium;
+pub mod headers;
 pub mod json;
 pub mod keys;
 

@@ -332,6 +332,7 @@ fn poll_one(
         timestamp: msg.timestamp().to_millis().unwrap_or(0),
         key: msg.key().map(<[u8]>::to_vec),
         value: msg.payload().map(<[u8]>::to_vec),
+        headers: crate::runtime::codec::headers_of(&msg),
     };
     let headers = msg
         .headers()
@@ -401,7 +402,7 @@ pub fn load_source_samples(cp: &CompiledProject, client: &ClientConfig, source: 
             value: r.value.as_deref(),
             timestamp: r.timestamp,
         };
-        producer.send(&src.decl.table.topic, rec, None)?;
+        producer.send(&src.decl.table.topic, rec, crate::runtime::codec::kafka_headers(&r.headers).as_ref())?;
     }
     producer.flush()?;
     Ok(records.len())

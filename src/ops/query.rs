@@ -515,6 +515,7 @@ fn record_of(msg: &rdkafka::message::BorrowedMessage<'_>) -> Record {
         timestamp: msg.timestamp().to_millis().unwrap_or(0),
         key: msg.key().map(<[u8]>::to_vec),
         value: msg.payload().map(<[u8]>::to_vec),
+        headers: crate::runtime::codec::headers_of(msg),
     }
 }
 

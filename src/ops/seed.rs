@@ -49,7 +49,10 @@ pub fn produce_samples(
                 value: r.value.as_deref(),
                 timestamp: r.timestamp,
             };
-            producer.send(topic, rec, None).map_err(|e| format!("producing sample data to {topic}: {e}"))?;
+            let headers = crate::runtime::codec::kafka_headers(&r.headers);
+            producer
+                .send(topic, rec, headers.as_ref())
+                .map_err(|e| format!("producing sample data to {topic}: {e}"))?;
         }
         seeded.push(SeededSource {
             source: name.clone(),

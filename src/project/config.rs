@@ -339,6 +339,14 @@ pub struct ColumnDef {
     /// `false` declares the column NOT NULL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nullable: Option<bool>,
+    /// `true`: the column holds every header of the record, not a field of its value, as
+    /// `ARRAY<STRUCT<key STRING, value BYTES>>` (ksqlDB's `HEADERS`; the default type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<bool>,
+    /// The column holds the last header with this key, not a field of the value (ksqlDB's
+    /// `HEADER('key')`): `BYTES` (the default type) or `STRING` (UTF-8 text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
 }
 
 /// Where a source's schema comes from, when not given inline.
@@ -440,6 +448,12 @@ pub struct ModelConfig {
     /// serializers, one key column) or `avro` (Confluent wire format, registered as `<topic>-key`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_format: Option<KeyFormat>,
+    /// Record headers written from output columns: header name → column (STRING or BYTES; a
+    /// null writes no header). The name `*` writes every entry of an
+    /// `ARRAY<STRUCT<key STRING, value BYTES>>` column (e.g. a source's `headers: true` column).
+    /// The columns stay in the value too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
     /// Delivery guarantee of this model's job: `exactly_once` or `at_least_once` (default: the
@@ -461,6 +475,7 @@ impl ModelConfig {
             schema_compatibility: self.schema_compatibility.or(base.schema_compatibility),
             format: self.format.or(base.format),
             key_format: self.key_format.or(base.key_format),
+            headers: self.headers.or_else(|| base.headers.clone()),
             tags: self.tags.or_else(|| base.tags.clone()),
             guarantee: self.guarantee.or(base.guarantee),
         }

@@ -8,6 +8,7 @@ use datafusion::arrow::datatypes::{Field, Schema};
 
 use crate::compile::{CompiledModel, CompiledProject, EventTimeSpec};
 use crate::formats::avro::{output_schema, split_frame, AvroDecoder, AvroEncoder, SchemaSource};
+use crate::formats::headers::{self, HeaderColumn, Headers};
 use crate::formats::json::{encode_keys, encode_rows, event_times, JsonDecoder};
 use crate::formats::{avro_json, debezium, keys, BadRecord};
 use crate::graph::NodeId;
@@ -28,6 +29,24 @@ pub struct Record {
     pub key: Option<Vec<u8>>,
     /// `None` is a tombstone.
     pub value: Option<Vec<u8>>,
+    pub headers: Headers,
+}
+
+/// A record's headers as rdkafka sends them (`None` when it has none).
+pub fn kafka_headers(headers: &Headers) -> Option<rdkafka::message::OwnedHeaders> {
+    use rdkafka::message::Header;
+    (!headers.is_empty()).then(|| {
+        headers.iter().fold(rdkafka::message::OwnedHeaders::new_with_capacity(headers.len()), |hs, (key, v)| {
+            hs.insert(Header { key, value: v.as_deref() })
+        })
+    })
+}
+
+/// The headers of a consumed message.
+pub fn headers_of(msg: &impl rdkafka::message::Message) -> Headers {
+    use rdkafka::message::Headers as _;
+    msg.headers()
+        .map_or_else(Vec::new, |hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
 }
 
 /// How one input relation is read.
@@ -60,6 +79,11 @@ pub struct InputCodec {
     /// `debezium-avro`: an envelope schema of the declared columns and its content id, to write
     /// rows given as JSON.
     own_envelope: Option<(i32, serde_json::Value)>,
+    /// Columns read from the headers, with the relation's whole schema (their types, positions).
+    header_columns: Vec<HeaderColumn>,
+    schema: Arc<Schema>,
+    /// Names in the data of the relation's columns.
+    data_names: Vec<String>,
 }
 
 /// A decoded micro-batch: rows with the relation's columns and the pseudo columns.
@@ -91,7 +115,9 @@ impl InputCodec {
         match id {
             NodeId::Source(n) => {
                 let s = cp.sources.get(n)?;
-                let data_names: Vec<String> = s.columns.iter().map(|c| c.name.clone()).collect();
+                let all_names: Vec<String> = s.columns.iter().map(|c| c.name.clone()).collect();
+                // The value holds the columns not read from headers.
+                let (value_schema, data_names) = s.value_columns();
                 let key = s
                     .key
                     .iter()
@@ -112,14 +138,14 @@ impl InputCodec {
                     lateness_ms: s.allowed_lateness_ms,
                     on_error: s.decl.table.on_error,
                     dead_letter_topic: s.dead_letter_topic.clone(),
-                    decoder: JsonDecoder::new(s.schema.clone(), &data_names),
+                    decoder: JsonDecoder::new(value_schema.clone(), &data_names),
                     changes: s.decl.table.format,
                     debezium: s.decl.table.format.is_change_events().then(|| {
                         s.columns.iter().find(|c| c.name.eq_ignore_ascii_case("__op")).map(|c| c.name.clone())
                     }),
                     avro: match s.decl.table.format {
                         ValueFormat::Avro => Some(
-                            AvroDecoder::new(&s.decl.table.name, s.schema.clone(), &data_names, schemas.clone())
+                            AvroDecoder::new(&s.decl.table.name, value_schema.clone(), &data_names, schemas.clone())
                                 .ok()?,
                         ),
                         _ => None,
@@ -136,9 +162,12 @@ impl InputCodec {
                         &schemas,
                     ),
                     own_envelope: (s.decl.table.format == ValueFormat::DebeziumAvro)
-                        .then(|| own_envelope(&s.schema, &data_names, &schemas))
+                        .then(|| own_envelope(&value_schema, &data_names, &schemas))
                         .flatten(),
                     schemas,
+                    header_columns: s.header_columns.clone(),
+                    schema: s.schema.clone(),
+                    data_names: all_names,
                 })
             }
             NodeId::Model(n) => {
@@ -178,6 +207,9 @@ impl InputCodec {
                     ),
                     own_envelope: None,
                     schemas,
+                    header_columns: Vec::new(),
+                    schema: m.schema.clone(),
+                    data_names: names,
                 })
             }
             NodeId::Sink(_) | NodeId::Connector(_) => None,
@@ -298,6 +330,7 @@ impl InputCodec {
         bad.extend(bad_values.into_iter().map(|b| BadRecord { index: value_of[b.index], reason: b.reason }));
         let rows: Vec<usize> = kept.iter().map(|k| value_of[*k]).collect();
         let deletes: Vec<bool> = kept.iter().map(|k| is_delete[*k]).collect();
+        let (batch, header_errors) = self.with_header_columns(batch, &rows, records);
 
         let kafka_ts: Vec<i64> = rows.iter().map(|r| records[*r].timestamp).collect();
         let (mut times, time_errors) = event_times(&batch, self.event_time.as_ref(), &kafka_ts);
@@ -307,7 +340,12 @@ impl InputCodec {
                 times[j] = kafka_ts[j];
             }
         }
-        let time_errors: Vec<(usize, String)> = time_errors.into_iter().filter(|(j, _)| !deletes[*j]).collect();
+        let mut time_errors: Vec<(usize, String)> = time_errors.into_iter().filter(|(j, _)| !deletes[*j]).collect();
+        for (j, reason) in header_errors {
+            if !time_errors.iter().any(|(t, _)| *t == j) {
+                time_errors.push((j, reason));
+            }
+        }
         let (batch, rows, times, deletes) = if time_errors.is_empty() {
             (batch, rows, times, deletes)
         } else {
@@ -343,6 +381,70 @@ impl InputCodec {
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).expect("columns match their fields");
         let deletes = deletes.iter().any(|d| *d).then(|| BooleanArray::from(deletes));
         Decoded { batch, deletes, rows, bad }
+    }
+
+    /// The decoded value columns with the columns read from the records' headers put in their
+    /// places; rows whose header cannot be read are listed with the reason.
+    fn with_header_columns(
+        &self,
+        batch: RecordBatch,
+        rows: &[usize],
+        records: &[Record],
+    ) -> (RecordBatch, Vec<(usize, String)>) {
+        if self.header_columns.is_empty() {
+            return (batch, Vec::new());
+        }
+        let hs: Vec<&Headers> = rows.iter().map(|r| &records[*r].headers).collect();
+        let mut errors = Vec::new();
+        let value_schema = batch.schema();
+        let mut values = value_schema.fields().iter().cloned().zip(batch.columns().iter().cloned());
+        let mut fields = Vec::new();
+        let mut cols = Vec::new();
+        for (i, f) in self.schema.fields().iter().enumerate() {
+            match self.header_columns.iter().find(|h| h.index == i) {
+                Some(h) => {
+                    let (col, errs) = headers::read_column(h, f.data_type(), &hs);
+                    errors.extend(errs);
+                    fields.push(f.as_ref().clone().with_nullable(true));
+                    cols.push(col);
+                }
+                None => {
+                    let Some((f, c)) = values.next() else { break };
+                    fields.push(f.as_ref().clone());
+                    cols.push(c);
+                }
+            }
+        }
+        match RecordBatch::try_new(Arc::new(Schema::new(fields)), cols) {
+            Ok(b) => (b, errors),
+            Err(e) => {
+                let n = batch.num_rows();
+                (batch, (0..n).map(|j| (j, format!("cannot add the header columns: {e}"))).collect())
+            }
+        }
+    }
+
+    /// The headers of a row given as a JSON object (test rows, sample data): `_headers`
+    /// (`{"name": "value"}` or a list of `{"key", "value"}`), and the values given for the
+    /// columns read from headers.
+    pub fn headers_from_json(&self, row: &serde_json::Map<String, serde_json::Value>) -> Result<Headers, String> {
+        let mut out = match row.get("_headers") {
+            Some(v) => headers::from_json(v).map_err(|e| format!("`_headers`: {e}"))?,
+            None => Vec::new(),
+        };
+        for h in &self.header_columns {
+            let name = &self.data_names[h.index];
+            let Some(v) = row.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v) else { continue };
+            match &h.header {
+                None => out.extend(headers::from_json(v).map_err(|e| format!("column `{name}`: {e}"))?),
+                Some(key) => {
+                    if let Some((_, value)) = headers::from_json(&serde_json::json!({ key: v }))?.pop() {
+                        out.push((key.clone(), value));
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// A row given as a JSON object (test rows, sample data) as the value this input's topic
@@ -548,6 +650,8 @@ pub struct OutputCodec {
     /// The Avro key schema and its id.
     avro_key: Option<(i32, serde_json::Value)>,
     avro: Option<AvroEncoder>,
+    /// Headers written from columns: header name (`*`: every entry of the column), column index.
+    headers: Vec<(String, usize)>,
 }
 
 impl OutputCodec {
@@ -574,7 +678,18 @@ impl OutputCodec {
             }
             _ => None,
         };
-        Ok(OutputCodec { key: m.key.clone(), key_format, avro_key, avro })
+        let headers = m
+            .config
+            .headers
+            .iter()
+            .flatten()
+            .map(|(name, col)| {
+                let i = m.schema.fields().iter().position(|f| f.name().eq_ignore_ascii_case(col));
+                i.map(|i| (name.clone(), i))
+                    .ok_or_else(|| format!("model `{}`: header `{name}`: no column `{col}`", m.name))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(OutputCodec { key: m.key.clone(), key_format, avro_key, avro, headers })
     }
 
     /// Encodes output rows as records (partition left to the producer: -1).
@@ -587,11 +702,18 @@ impl OutputCodec {
             KeyFormat::Json => encode_keys(&out.batch, &self.key)?,
             _ => self.encode_keys(&out.batch)?,
         };
+        let columns: Vec<(String, ArrayRef)> = self
+            .headers
+            .iter()
+            .filter_map(|(name, i)| Some((name.clone(), out.batch.columns().get(*i)?.clone())))
+            .collect();
+        let mut headers = headers::write_headers(&columns, out.batch.num_rows()).into_iter();
         Ok(values
             .into_iter()
             .zip(keys)
             .enumerate()
             .map(|(i, (v, k))| Record {
+                headers: headers.next().unwrap_or_default(),
                 partition: -1,
                 offset: -1,
                 timestamp: out.timestamps.get(i).copied().unwrap_or(0),

@@ -36,7 +36,13 @@ pub fn sample_records(cp: &CompiledProject, source: &str, text: &str) -> Vec<Rec
         // Encoded as the topic holds its values (Avro sources: with the declared columns' schema);
         // a line that cannot be encoded goes as it is, to be rejected as a bad record.
         let value = codec.as_ref().and_then(|c| c.value_from_json(line.as_bytes()).ok());
+        // `_headers` and columns read from headers become the record's headers.
+        let headers = match (&codec, parsed.as_ref().and_then(serde_json::Value::as_object)) {
+            (Some(c), Some(row)) => c.headers_from_json(row).unwrap_or_default(),
+            _ => Vec::new(),
+        };
         out.push(Record {
+            headers,
             partition,
             offset: *off,
             timestamp,

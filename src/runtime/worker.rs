@@ -617,6 +617,7 @@ impl KafkaJob {
                 timestamp,
                 key: msg.key().map(<[u8]>::to_vec),
                 value: msg.payload().map(<[u8]>::to_vec),
+                headers: super::codec::headers_of(&msg),
             };
             batch.push((topic, record));
         }
@@ -652,7 +653,8 @@ impl KafkaJob {
         for r in &out.outputs {
             let rec =
                 OutRecord { partition: None, key: r.key.as_deref(), value: r.value.as_deref(), timestamp: r.timestamp };
-            self.producer.send(&self.model.topic, rec, None).map_err(|e| self.send_error(e))?;
+            let headers = super::codec::kafka_headers(&r.headers);
+            self.producer.send(&self.model.topic, rec, headers.as_ref()).map_err(|e| self.send_error(e))?;
         }
         self.stats.records_out += out.outputs.len() as u64;
         self.dirty |= !out.outputs.is_empty();

@@ -266,7 +266,7 @@ pub fn prepare(cp: &CompiledProject, decl: &UnitTestDecl) -> Result<PreparedTest
 }
 
 /// Keys a `given` row may have besides the input's columns.
-const RECORD_FIELDS: [&str; 5] = ["_key", "_partition", "_timestamp", "_delete", "_raw"];
+const RECORD_FIELDS: [&str; 6] = ["_key", "_partition", "_timestamp", "_delete", "_raw", "_headers"];
 
 /// A row key that is neither a column of the input nor a record field: it would be dropped
 /// silently, and the test would test something else than its author thinks.
@@ -369,7 +369,11 @@ fn row_record(
     };
     let timestamp = row.get("_timestamp").and_then(time_value).unwrap_or(index as i64);
     let off = offsets.entry((id.clone(), partition)).or_insert(0);
-    let r = Record { partition, offset: *off, timestamp, key, value };
+    let headers = match &codec {
+        Some(c) => c.headers_from_json(row)?,
+        None => Vec::new(),
+    };
+    let r = Record { partition, offset: *off, timestamp, key, value, headers };
     *off += 1;
     Ok(r)
 }
@@ -377,6 +381,15 @@ fn row_record(
 /// An output record as a row; a tombstone is its key columns and `_delete: true`.
 fn output_row(cp: &CompiledProject, model: &str, r: &Record) -> Map<String, Value> {
     let codec = InputCodec::for_input(cp, &NodeId::Model(model.to_string()));
+    let mut row = output_value_row(cp, model, r, codec);
+    // Headers the model wrote (`config(headers=...)`), for an expected row's `_headers`.
+    if !r.headers.is_empty() {
+        row.insert("_headers".into(), crate::formats::headers::to_json(&r.headers));
+    }
+    row
+}
+
+fn output_value_row(cp: &CompiledProject, model: &str, r: &Record, codec: Option<InputCodec>) -> Map<String, Value> {
     match &r.value {
         Some(v) => codec.and_then(|codec| codec.value_as_json(v)).unwrap_or_default(),
         None => {

@@ -3,14 +3,16 @@ registry client, AvroSerializer and AvroDeserializer (fastavro underneath), not 
 
 produce BOOTSTRAP REGISTRY_URL
     stdin {"records": [{"topic": T, "key": "text" | null, "schema": {...} | null,
-                        "value": {...} | null, "raw_hex": "..." (instead of schema/value)}]}
+                        "value": {...} | null, "raw_hex": "..." (instead of schema/value),
+                        "headers": {"name": "text" | null | {"hex": "..."}} (optional)}]}
     Values with a schema are serialized by AvroSerializer (which registers the schema under
     <topic>-value, as producers do by default); "raw_hex" values are produced as given.
     stdout: one line per record, the schema id in its frame ("raw" / "null" otherwise).
-consume BOOTSTRAP REGISTRY_URL TOPIC [avro-keys]
+consume BOOTSTRAP REGISTRY_URL TOPIC [avro-keys | json-values]
     Reads the topic from the beginning to its end; stdout one JSON line per record:
     {"key": text (with avro-keys: what AvroDeserializer decodes), "schema_id": N,
-     "value": what AvroDeserializer decodes (null for a tombstone)}.
+     "value": what AvroDeserializer decodes (null for a tombstone; with json-values the value
+     parsed as JSON, schema_id null), "headers": [[name, text | null], ...]}.
 latest REGISTRY_URL SUBJECT
     stdout: the id of the subject's latest version.
 """
@@ -23,6 +25,13 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+
+
+def header_bytes(v):
+    """A header value: text, null, or {"hex": "..."} for bytes that are not text."""
+    if v is None:
+        return None
+    return bytes.fromhex(v["hex"]) if isinstance(v, dict) else v.encode()
 
 
 def produce(bootstrap, registry_url):
@@ -43,7 +52,8 @@ def produce(bootstrap, registry_url):
                 serializers[text] = AvroSerializer(registry, text)
             value = serializers[text](r["value"], SerializationContext(r["topic"], MessageField.VALUE))
             shown = str(struct.unpack(">bI", value[:5])[1])
-        producer.produce(r["topic"], value=value, key=key)
+        headers = [(k, header_bytes(v)) for k, v in (r.get("headers") or {}).items()]
+        producer.produce(r["topic"], value=value, key=key, headers=headers or None)
         print(shown)
     if producer.flush(30) != 0:
         sys.exit("records left unsent after 30 s")
@@ -71,7 +81,9 @@ def consume(bootstrap, registry_url, topic, keys="text"):
         raw = msg.value()
         value = None
         schema_id = None
-        if raw is not None:
+        if raw is not None and keys == "json-values":
+            value = json.loads(raw)
+        elif raw is not None:
             schema_id = struct.unpack(">bI", raw[:5])[1]
             value = deserializer(raw, SerializationContext(topic, MessageField.VALUE))
         key = msg.key()
@@ -79,7 +91,8 @@ def consume(bootstrap, registry_url, topic, keys="text"):
             key = deserializer(key, SerializationContext(topic, MessageField.KEY))
         elif key is not None:
             key = key.decode()
-        print(json.dumps({"key": key, "schema_id": schema_id, "value": value}, sort_keys=True))
+        headers = [[k, None if v is None else v.decode(errors="replace")] for k, v in (msg.headers() or [])]
+        print(json.dumps({"key": key, "schema_id": schema_id, "value": value, "headers": headers}, sort_keys=True))
     consumer.close()
 
 
