@@ -138,3 +138,92 @@ fn writes_registered_columns_into_the_yaml_and_keeps_the_rest() {
     let (ok, _, err) = streamctl(root, &["source", "import", "orders", "--subject", "missing-value"]);
     assert!(!ok && err.contains("subject `missing-value` is not in file registry schemas"), "{err}");
 }
+
+/// The registry of `tests/avro/confluent_registry.py`, stopped when dropped.
+struct Registry(std::process::Child, String);
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_registry() -> Registry {
+    use std::io::BufRead;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/avro/confluent_registry.py"))
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening"), "the registry did not start: {line}");
+    Registry(child, format!("http://127.0.0.1:{port}"))
+}
+
+/// Registers an Avro schema over the Confluent REST API.
+fn register(url: &str, subject: &str, schema: &str) {
+    let body = serde_json::json!({ "schema": schema }).to_string();
+    ureq::post(&format!("{url}/subjects/{subject}/versions"))
+        .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        .send(body)
+        .unwrap();
+}
+
+/// `validate` of an Avro source without `columns:` asks the target's Confluent-API registry
+/// for the subject's latest version; a subject it lacks is an error naming the subject and the
+/// registry, at the source's `format`; the embedded target keeps the file registry.
+#[test]
+fn validate_takes_missing_columns_from_the_targets_confluent_registry() {
+    let registry = start_registry();
+    let url = &registry.1;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("sources")).unwrap();
+    std::fs::create_dir_all(root.join("models")).unwrap();
+    std::fs::write(
+        root.join("streamctl_project.yml"),
+        format!(
+            "name: shop\nversion: '1.0'\ntargets:\n  embedded:\n    type: embedded\n  local:\n    type: kafka\n    \
+             bootstrap_servers: localhost:9092\n    schema_registry_url: {url}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(root.join("sources/shop.yml"), SOURCES).unwrap();
+    // CHANNEL is only in the registry's second version of the orders schema.
+    std::fs::write(
+        root.join("models/web_orders.sql"),
+        "SELECT order_id, amount, channel FROM {{ source('shop', 'orders') }} WHERE channel = 'web'\n",
+    )
+    .unwrap();
+
+    let (ok, _, err) = streamctl(root, &["validate", "--target", "local"]);
+    assert!(!ok);
+    assert!(
+        err.contains(&format!("source `shop.orders`: subject `shop.orders-value` is not in the schema registry {url}")),
+        "{err}"
+    );
+    assert!(err.contains("sources/shop.yml:8:17"), "the error is at the source's `format`: {err}");
+    assert!(err.contains(&format!("subject `customers-v` is not in the schema registry {url}")), "{err}");
+
+    register(url, "shop.orders-value", &order(""));
+    let customers = r#"{"type": "record", "name": "C", "fields": [{"name": "CUSTOMER_ID", "type": "long"}]}"#;
+    register(url, "customers-v", customers);
+    let (ok, _, err) = streamctl(root, &["validate", "--target", "local"]);
+    assert!(!ok && err.contains("channel"), "version 1 has no CHANNEL: {err}");
+    register(url, "shop.orders-value", &order(r#", {"name": "CHANNEL", "type": "string", "default": "web"}"#));
+    let (ok, out, err) = streamctl(root, &["validate", "--target", "local"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(out, "valid: 2 sources, 1 model, 0 sinks\n");
+
+    // The embedded target reads the project's file registry, which has neither subject.
+    let (ok, _, err) = streamctl(root, &["validate"]);
+    assert!(!ok && err.contains("subject `shop.orders-value` is not in the file registry schemas/"), "{err}");
+    drop(registry);
+    // A registry that does not answer: the error names the subject.
+    let (ok, _, err) = streamctl(root, &["validate", "--target", "local"]);
+    assert!(!ok && err.contains("cannot read the columns of subject `shop.orders-value`"), "{err}");
+}

@@ -80,7 +80,15 @@ pub fn load_and_compile(global: &GlobalArgs) -> (Option<CompiledProject>, Diagno
             return (None, diags);
         }
     };
-    let compiled = rt.block_on(crate::compile::compile(project, diags));
+    // Avro sources without columns take them from the target's registry.
+    let registry = match crate::ops::source_import::columns_registry(&project, &global.overrides()) {
+        Ok(r) => r,
+        Err(e) => {
+            diags.push(crate::diagnostics::Diagnostic::error("registry", e));
+            None
+        }
+    };
+    let compiled = rt.block_on(crate::compile::compile_with_registry(project, diags, registry));
     let diags = compiled.diagnostics.clone();
     (Some(compiled), diags)
 }

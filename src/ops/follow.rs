@@ -29,12 +29,14 @@ fn running_set(state: &DeployedState, select: &dyn Fn(&str) -> bool) -> BTreeMap
         .collect()
 }
 
-/// Writes a bundle's files to a private directory and compiles them, with the target's `topic_prefix`.
+/// Writes a bundle's files to a private directory and compiles them, with the target's
+/// `topic_prefix` (and its registry, for Avro sources without columns).
 pub fn compile_bundle(
     project: &str,
     generation: u64,
     bundle: &Bundle,
     topic_prefix: &str,
+    registry: Option<&crate::registry::SharedRegistry>,
 ) -> Result<CompiledProject, String> {
     let dir: PathBuf =
         std::env::temp_dir().join(format!("streamctl-{project}-g{generation}-{}-{}", std::process::id(), bundle.hash));
@@ -53,7 +55,8 @@ pub fn compile_bundle(
     let result = match loaded {
         Some(project) => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-            let mut cp = rt.block_on(crate::compile::compile(project, diags));
+            let registry = registry.map(|r| r.0.clone());
+            let mut cp = rt.block_on(crate::compile::compile_with_registry(project, diags, registry));
             crate::compile::names::prefix_derived_topics(&mut cp, topic_prefix);
             if cp.diagnostics.has_errors() {
                 Err(format!(
@@ -101,7 +104,13 @@ pub fn run_deployed(
                     let bundle = state.bundles.get(generation).ok_or_else(|| {
                         format!("the project files of generation {generation} are missing from the control topic")
                     })?;
-                    let cp = Arc::new(compile_bundle(control.project(), *generation, bundle, topic_prefix)?);
+                    let cp = Arc::new(compile_bundle(
+                        control.project(),
+                        *generation,
+                        bundle,
+                        topic_prefix,
+                        opts.registry.as_ref(),
+                    )?);
                     compiled.insert(*generation, cp.clone());
                     cp
                 }

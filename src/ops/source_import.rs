@@ -109,6 +109,8 @@ pub fn import(
             data_type: Some(sql_type_name(&c.data_type)),
             description: c.description.clone(),
             nullable: (!c.nullable).then_some(false),
+            headers: None,
+            header: None,
         })
         .collect();
     // What is written must read back as the same columns.
@@ -178,4 +180,33 @@ fn yaml_scalar(s: &str) -> String {
     } else {
         serde_json::to_string(s).unwrap_or_default()
     }
+}
+
+/// The registry `validate` and `compile` read a source's missing columns from: the target's
+/// (a Confluent-API registry, or `file:DIR`; the embedded target's is `schemas/`). `None` when no
+/// source needs one, the target does not resolve (validate says why) or has no registry (the
+/// project's file registry is used then). `Err`: the target's registry cannot be opened.
+pub fn columns_registry(
+    project: &Project,
+    overrides: &crate::project::target::TargetOverrides,
+) -> Result<Option<std::sync::Arc<dyn crate::registry::SchemaRegistry>>, String> {
+    let needed = project.sources.iter().any(|s| {
+        let t = &s.table;
+        t.schema.as_ref().is_some_and(|sr| sr.subject.is_some())
+            || (t.schema.is_none() && t.columns.is_empty() && t.format == ValueFormat::Avro)
+    });
+    if !needed {
+        return Ok(None);
+    }
+    let jinja = crate::jinja::Jinja::new(project.config.vars.clone());
+    let Ok(target) = project.resolve_target(overrides, &jinja) else { return Ok(None) };
+    let embedded = target.kind == crate::project::config::TargetKind::Embedded;
+    let opened = crate::registry::open(
+        target.schema_registry_url.as_deref(),
+        &target.schema_registry_access,
+        embedded,
+        &project.root,
+    );
+    let opened = opened.map_err(|e| format!("cannot open the schema registry of target `{}`: {e}", target.name))?;
+    Ok(opened.map(std::sync::Arc::from))
 }
