@@ -172,6 +172,27 @@ fn project(dir: &Path) {
             .replace("config(format='avro')", "config(format='avro', key_format='avro')"),
     )
     .unwrap();
+    // A native sink of the Avro output: it decodes with the target's registry.
+    std::fs::create_dir_all(dir.join("sinks")).unwrap();
+    std::fs::write(
+        dir.join("sinks/files.yml"),
+        "version: 1\nsinks:\n  - name: enriched_files\n    from: enriched\n    connector:\n      type: file\n      \
+         path: target/sinks/enriched\n",
+    )
+    .unwrap();
+}
+
+/// The rows of a file sink's JSON Lines files.
+fn sink_rows(dir: &Path) -> Vec<Value> {
+    let mut rows = Vec::new();
+    for e in std::fs::read_dir(dir).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default() {
+        if e.file_name().to_string_lossy().starts_with('.') || !e.path().is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(e.path()).unwrap();
+        rows.extend(text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str::<Value>(l).unwrap()));
+    }
+    rows
 }
 
 #[test]
@@ -272,6 +293,11 @@ fn confluent_serialized_avro_through_a_join_and_a_window_with_the_registry() {
             .collect();
         assert_eq!(sorted(rows, &order), sorted(want, &order), "{model}\n--- run\n{}", text(&run));
     }
+
+    // The file sink decoded the Avro output with the target's registry (the ids in the frames are
+    // the registry's, not the project's file registry's).
+    let delivered = sink_rows(&dir.path().join("target/sinks/enriched"));
+    assert_eq!(sorted(delivered, &["order_id"]), sorted(expected_enriched(), &["order_id"]), "--- run\n{}", text(&run));
 
     // `peek` decodes with the same registry: every order (v1 and v2), and the malformed frames
     // shown as such.

@@ -74,7 +74,7 @@ pub async fn run_embedded(
     for (topic, n) in &loaded {
         eprintln!("loaded {n} sample records into {topic}");
     }
-    let control = Arc::new(RunControl::default());
+    let control = Arc::new(RunControl::with_registry(opts.registry.clone()));
     stop_on_signals(control.clone());
     let opts = RunOptions {
         until_caught_up: true,

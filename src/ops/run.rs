@@ -60,7 +60,7 @@ pub fn run(
     // Workers on a Kafka target share the tasks through the jobs' consumer groups.
     let opts = &RunOptions { group: true, ..opts.clone() };
     rt.block_on(cluster.ensure_topics(&job_topics(&cp, models)))?;
-    let control = Arc::new(RunControl::default());
+    let control = Arc::new(RunControl::with_registry(opts.registry.clone()));
     stop_on_signals(control.clone());
     let client = cluster.client_config();
     // A deployed project runs as deployed (and follows new generations); otherwise the local

@@ -216,6 +216,17 @@ impl InputCodec {
         }
     }
 
+    /// The codec of a model's output as a native sink reads it: Avro writer schemas from
+    /// `registry` (the target's), else from the project's file registry.
+    pub fn for_model_output(
+        cp: &CompiledProject,
+        model: &str,
+        registry: Option<&crate::registry::SharedRegistry>,
+    ) -> Option<InputCodec> {
+        let r = registry.map_or_else(|| project_registry(cp), |r| r.0.clone());
+        InputCodec::for_input_with_registry(cp, &NodeId::Model(model.to_string()), Some(r))
+    }
+
     /// Decodes records; rows get `rowtime`, `rowpartition`, `rowoffset`.
     pub fn decode(&self, records: &[Record]) -> Decoded {
         match &self.debezium {

@@ -165,9 +165,16 @@ pub struct JobStats {
 pub struct RunControl {
     pub stop: AtomicBool,
     done: Mutex<BTreeSet<String>>,
+    /// The target's registry: native sinks decode Avro outputs with it.
+    pub registry: Option<crate::registry::SharedRegistry>,
 }
 
 impl RunControl {
+    /// A control whose native sinks read Avro writer schemas from `registry` (the target's).
+    pub fn with_registry(registry: Option<crate::registry::SharedRegistry>) -> RunControl {
+        RunControl { registry, ..RunControl::default() }
+    }
+
     pub(crate) fn is_done(&self, model: &str) -> bool {
         self.done.lock().map(|d| d.contains(model)).unwrap_or(false)
     }

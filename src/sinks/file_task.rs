@@ -25,7 +25,6 @@ use super::{
 };
 use crate::compile::{names, CompiledProject};
 use crate::connectors::consumer::partition_offsets;
-use crate::graph::NodeId;
 use crate::project::config::{SinkConnector, SinkTransform};
 use crate::project::SinkDecl;
 use crate::runtime::codec::InputCodec;
@@ -149,7 +148,7 @@ pub fn run(
     let SinkConnector::File { path, roll_bytes, roll_seconds, transforms, .. } = &sink.sink.connector else {
         return Err("not a file sink".into());
     };
-    let codec = InputCodec::for_input(cp, &NodeId::Model(model_name.clone()))
+    let codec = InputCodec::for_model_output(cp, model_name, control.registry.as_ref())
         .ok_or_else(|| format!("cannot decode the output of `{model_name}`"))?;
     let routed = transforms.iter().any(|t| matches!(t, SinkTransform::Route { .. }));
     let dir = cp.project.root.join(path);

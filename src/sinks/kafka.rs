@@ -23,7 +23,6 @@ use super::{commit, committed_offsets, record_of, skip_transaction_markers, Dead
 use crate::compile::{names, CompiledProject};
 use crate::connectors::consumer::partition_offsets;
 use crate::connectors::producer::{OutRecord, RecordProducer};
-use crate::graph::NodeId;
 use crate::project::config::SinkConnector;
 use crate::project::SinkDecl;
 use crate::runtime::codec::InputCodec;
@@ -85,7 +84,7 @@ pub fn run(
         return Err("not a kafka sink".into());
     };
     let model = cp.models.get(model_name).ok_or_else(|| format!("no model `{model_name}`"))?;
-    let codec = InputCodec::for_input(cp, &NodeId::Model(model_name.clone()))
+    let codec = InputCodec::for_model_output(cp, model_name, control.registry.as_ref())
         .ok_or_else(|| format!("cannot decode the output of `{model_name}`"))?;
     let label = Names { project: &cp.project.config.name, model: model_name, sink: name };
     let topic = &model.topic;

@@ -28,7 +28,6 @@ use tokio_postgres::{Client, NoTls};
 use super::{skip_transaction_markers, transform, DeadLetters, SinkOutcome, SinkRun};
 use crate::compile::{names, CompiledModel, CompiledProject};
 use crate::connectors::consumer::partition_offsets;
-use crate::graph::NodeId;
 use crate::jinja::Jinja;
 use crate::project::config::{RelationKind, SinkConnector, SinkTransform};
 use crate::project::SinkDecl;
@@ -567,7 +566,7 @@ fn deliver(
         return Err("not a postgres sink".into());
     };
     let model = cp.models.get(model_name).ok_or_else(|| format!("no model `{model_name}`"))?;
-    let codec = InputCodec::for_input(cp, &NodeId::Model(model_name.clone()))
+    let codec = InputCodec::for_model_output(cp, model_name, control.registry.as_ref())
         .ok_or_else(|| format!("cannot decode the output of `{model_name}`"))?;
     let conn = connection(cp, sink)?;
     let location = format!("{} table {}", conn.shown(), table_names(table).0);
