@@ -85,7 +85,14 @@ fn run() -> Result<(), String> {
             let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
             for line in lines.by_ref() {
                 let line = line.map_err(|e| format!("{file}: {e}"))?;
-                batch.push(Record { partition: 0, offset, timestamp: 0, key: None, value: Some(line.into_bytes()) });
+                batch.push(Record {
+                    partition: 0,
+                    offset,
+                    timestamp: 0,
+                    key: None,
+                    value: Some(line.into_bytes()),
+                    headers: Vec::new(),
+                });
                 offset += 1;
                 if batch.len() == BATCH {
                     break;

@@ -160,6 +160,7 @@ fn encode(events: &[Event]) -> Vec<(NodeId, Record)> {
                 timestamp: i as i64,
                 key: key.map(|k| k.to_string().into_bytes()),
                 value,
+                headers: Vec::new(),
             };
             (source.clone(), record)
         })

@@ -170,7 +170,10 @@ fn debezium_avro_changes_read_as_a_table_with_avro_keys() {
             }
         };
         let off = offsets.entry(source.clone()).or_insert(0);
-        records.push((source, Record { partition: 0, offset: *off, timestamp: i as i64, key, value }));
+        records.push((
+            source,
+            Record { partition: 0, offset: *off, timestamp: i as i64, key, value, headers: Vec::new() },
+        ));
         *off += 1;
     }
     let mut cut = records[0].1.clone();

@@ -125,7 +125,14 @@ fn reference(cp: &CompiledProject, model: &str, values: &[String]) -> BTreeSet<S
         .map(|(i, v)| {
             (
                 NodeId::Source("web.clicks".into()),
-                Record { partition: 0, offset: i as i64, timestamp: 0, key: None, value: Some(v.clone().into_bytes()) },
+                Record {
+                    partition: 0,
+                    offset: i as i64,
+                    timestamp: 0,
+                    key: None,
+                    value: Some(v.clone().into_bytes()),
+                    headers: Vec::new(),
+                },
             )
         })
         .collect();
@@ -375,8 +382,14 @@ fn the_kafka_worker_and_the_bounded_driver_give_the_same_results() {
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            let r =
-                Record { partition: 0, offset: i as i64, timestamp: 0, key: None, value: Some(v.clone().into_bytes()) };
+            let r = Record {
+                partition: 0,
+                offset: i as i64,
+                timestamp: 0,
+                key: None,
+                value: Some(v.clone().into_bytes()),
+                headers: Vec::new(),
+            };
             (NodeId::Source("web.clicks".into()), r)
         })
         .collect();
@@ -453,8 +466,14 @@ fn a_job_reports_its_watermark_and_the_windows_still_open() {
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            let r =
-                Record { partition: 0, offset: i as i64, timestamp: 0, key: None, value: Some(v.clone().into_bytes()) };
+            let r = Record {
+                partition: 0,
+                offset: i as i64,
+                timestamp: 0,
+                key: None,
+                value: Some(v.clone().into_bytes()),
+                headers: Vec::new(),
+            };
             (NodeId::Source("web.clicks".into()), r)
         })
         .collect();

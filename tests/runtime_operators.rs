@@ -34,20 +34,44 @@ fn click_on(partition: i32, user: i64, url: &str, ts: i64) -> (NodeId, Record) {
     let v = json!({"user_id": user, "url": url, "ts": ts});
     (
         source("clicks"),
-        Record { partition, offset: 0, timestamp: 0, key: None, value: Some(v.to_string().into_bytes()) },
+        Record {
+            partition,
+            offset: 0,
+            timestamp: 0,
+            key: None,
+            value: Some(v.to_string().into_bytes()),
+            headers: Vec::new(),
+        },
     )
 }
 
 fn raw(value: &str) -> (NodeId, Record) {
     (
         source("clicks"),
-        Record { partition: 0, offset: 7, timestamp: 0, key: None, value: Some(value.as_bytes().to_vec()) },
+        Record {
+            partition: 0,
+            offset: 7,
+            timestamp: 0,
+            key: None,
+            value: Some(value.as_bytes().to_vec()),
+            headers: Vec::new(),
+        },
     )
 }
 
 fn user(id: i64, name: Option<&str>) -> (NodeId, Record) {
     let value = name.map(|n| json!({"user_id": id, "name": n}).to_string().into_bytes());
-    (source("users"), Record { partition: 0, offset: 0, timestamp: 0, key: Some(id.to_string().into_bytes()), value })
+    (
+        source("users"),
+        Record {
+            partition: 0,
+            offset: 0,
+            timestamp: 0,
+            key: Some(id.to_string().into_bytes()),
+            value,
+            headers: Vec::new(),
+        },
+    )
 }
 
 fn with_source(mut records: Vec<(NodeId, Record)>, name: &str) -> Vec<(NodeId, Record)> {

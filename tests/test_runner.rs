@@ -96,6 +96,7 @@ fn the_batch_check_catches_an_operator_that_depends_on_batch_boundaries() {
                     timestamp: 0,
                     key: None,
                     value: Some(br#"{"user_id": 2, "url": "xyz", "ts": 4}"#.to_vec()),
+                    headers: Vec::new(),
                 },
             ));
             if batch >= 2 {

@@ -303,5 +303,6 @@ pub(crate) fn record_of(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
         timestamp: m.timestamp().to_millis().unwrap_or(0),
         key: m.key().map(<[u8]>::to_vec),
         value: m.payload().map(<[u8]>::to_vec),
+        headers: crate::runtime::codec::headers_of(m),
     }
 }
