@@ -69,7 +69,7 @@ fn headers_written_by_a_foreign_producer_are_read_and_headers_written_are_read_b
     common::copy_dir(Path::new(FIXTURE), dir.path(), &["target", "tests"]);
     std::fs::write(
         dir.path().join("streamctl_project.yml"),
-        "name: headers\nversion: 1\ntargets:\n  local:\n    type: kafka\n    bootstrap_servers: localhost:9092\n",
+        "name: headers\nversion: '1.0'\ntargets:\n  local:\n    type: kafka\n    bootstrap_servers: localhost:9092\n",
     )
     .unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

@@ -202,12 +202,11 @@ fn validate_takes_missing_columns_from_the_targets_confluent_registry() {
 
     let (ok, _, err) = streamctl(root, &["validate", "--target", "local"]);
     assert!(!ok);
-    assert!(
-        err.contains(&format!("source `shop.orders`: subject `shop.orders-value` is not in the schema registry {url}")),
-        "{err}"
-    );
+    // (miette wraps the message: the registry's URL may be on the next line)
+    assert!(err.contains("source `shop.orders`: subject `shop.orders-value` is not in the schema registry"), "{err}");
+    assert!(err.contains(url.as_str()), "{err}");
     assert!(err.contains("sources/shop.yml:8:17"), "the error is at the source's `format`: {err}");
-    assert!(err.contains(&format!("subject `customers-v` is not in the schema registry {url}")), "{err}");
+    assert!(err.contains("subject `customers-v` is not in the schema registry"), "{err}");
 
     register(url, "shop.orders-value", &order(""));
     let customers = r#"{"type": "record", "name": "C", "fields": [{"name": "CUSTOMER_ID", "type": "long"}]}"#;

@@ -320,7 +320,7 @@ impl AvroDecoder {
             };
             if current != Some(id) {
                 if let Some(c) = current {
-                    self.flush(&mut decoders, c, &mut pending, &mut done);
+                    self.flush(&mut decoders, c, &mut pending, records, &mut done);
                 }
                 current = Some(id);
             }
@@ -350,7 +350,7 @@ impl AvroDecoder {
                 Ok(()) => {
                     pending.push(i);
                     if decoder.batch_is_full() {
-                        self.flush(&mut decoders, id, &mut pending, &mut done);
+                        self.flush(&mut decoders, id, &mut pending, records, &mut done);
                     }
                 }
                 Err(reason) => {
@@ -362,7 +362,7 @@ impl AvroDecoder {
             }
         }
         if let Some(c) = current {
-            self.flush(&mut decoders, c, &mut pending, &mut done);
+            self.flush(&mut decoders, c, &mut pending, records, &mut done);
         }
         if decoders.len() > MAX_REMEMBERED_FAILURES {
             decoders.retain(|_, d| d.is_ok());
@@ -404,6 +404,7 @@ impl AvroDecoder {
         decoders: &mut HashMap<i32, Result<Decoder, String>>,
         id: i32,
         pending: &mut Vec<usize>,
+        records: &[&[u8]],
         done: &mut Collected,
     ) {
         if pending.is_empty() {
@@ -425,8 +426,27 @@ impl AvroDecoder {
                     Err(e) => format!("cannot convert the decoded rows: {e}"),
                     Ok(b) => format!("{} records gave {} rows", pending.len(), b.num_rows()),
                 };
-                done.bad.extend(pending.drain(..).map(|index| BadRecord { index, reason: reason.clone() }));
                 decoders.remove(&id);
+                let again = std::mem::take(pending);
+                if again.len() == 1 {
+                    done.bad.extend(again.into_iter().map(|index| BadRecord { index, reason: reason.clone() }));
+                    return;
+                }
+                // One record spoilt the rows (a string that is not UTF-8 fails only here): each
+                // record again on its own, so that the good ones still go through.
+                for i in again {
+                    match self.build(id) {
+                        Ok(mut d) => match decode_one(&mut d, records[i]) {
+                            Ok(()) => {
+                                decoders.insert(id, Ok(d));
+                                pending.push(i);
+                                self.flush(decoders, id, pending, records, done);
+                            }
+                            Err(reason) => done.bad.push(BadRecord { index: i, reason }),
+                        },
+                        Err(e) => done.bad.push(BadRecord { index: i, reason: e.reason }),
+                    }
+                }
             }
         }
     }

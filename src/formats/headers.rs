@@ -72,7 +72,7 @@ pub fn read_column(col: &HeaderColumn, dt: &DataType, rows: &[&Headers]) -> (Arr
             let DataType::Struct(fields) = item.data_type() else {
                 return (datafusion::arrow::array::new_null_array(dt, rows.len()), errors);
             };
-            let keys = StringArray::from_iter_values(rows.iter().flat_map(|h| h.iter().map(|(k, _)| k.as_str())));
+            let keys: StringArray = rows.iter().flat_map(|h| h.iter().map(|(k, _)| Some(k.as_str()))).collect();
             let values = BinaryArray::from_iter(rows.iter().flat_map(|h| h.iter().map(|(_, v)| v.as_deref())));
             let offsets = OffsetBuffer::from_lengths(rows.iter().map(|h| h.len()));
             let columns: Vec<ArrayRef> = vec![Arc::new(keys), Arc::new(values)];
