@@ -111,11 +111,12 @@ fn headers_written_by_a_foreign_producer_are_read_and_headers_written_are_read_b
 
     let consume = |topic: &str| client(&["consume", &bootstrap, NO_REGISTRY, topic, "json-values"], None);
     let traced = consume("traced");
+    // Headers are written in the order of their names (config(headers=...) is a map).
     let got: Vec<(Value, Value)> = traced.iter().map(|r| (r["value"].clone(), r["headers"].clone())).collect();
     let want = vec![
         (
             json!({"click_id": 1, "url": "/a", "trace": "abc", "trace_text": "abc", "header_count": 2}),
-            json!([["trace-id", "abc"], ["source-url", "/a"]]),
+            json!([["source-url", "/a"], ["trace-id", "abc"]]),
         ),
         (
             json!({"click_id": 2, "url": "/b", "trace": null, "trace_text": null, "header_count": 0}),
@@ -123,11 +124,11 @@ fn headers_written_by_a_foreign_producer_are_read_and_headers_written_are_read_b
         ),
         (
             json!({"click_id": 3, "url": "/c", "trace": "xyz", "trace_text": "xyz", "header_count": 3}),
-            json!([["trace-id", "xyz"], ["source-url", "/c"]]),
+            json!([["source-url", "/c"], ["trace-id", "xyz"]]),
         ),
         (
             json!({"click_id": 5, "url": "/e", "trace": "e5", "trace_text": "e5", "header_count": 1}),
-            json!([["trace-id", "e5"], ["source-url", "/e"]]),
+            json!([["source-url", "/e"], ["trace-id", "e5"]]),
         ),
     ];
     let got_values: Vec<(Value, Value)> = got
