@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::json;
@@ -243,7 +243,16 @@ fn bad_records_go_to_the_dead_letter_topic_with_headers() {
         r#"{"user_id": "x"}"#.to_string(),
         json!({"user_id": 2, "url": "/b", "ts": 2}).to_string(),
     ];
-    produce(&broker, "web.clicks", &values);
+    // The bad record carries a header of its own: the dead-letter copy keeps it.
+    let p: ThreadedProducer<_> = Cluster::Embedded(&broker).client_config().create().unwrap();
+    for (i, v) in values.iter().enumerate() {
+        let mut rec = BaseRecord::<[u8], [u8]>::to("web.clicks").partition(0).payload(v.as_bytes());
+        if i == 1 {
+            rec = rec.headers(OwnedHeaders::new().insert(Header { key: "trace-id", value: Some("abc") }));
+        }
+        p.send(rec).map_err(|(e, _)| e).unwrap();
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
     let s = run(&cp, &broker, model, &opts(), RunControl::default());
     assert_eq!((s.records_in, s.records_out, s.dead_lettered), (3, 2, 1));
     let client = Cluster::Embedded(&broker).client_config();
@@ -265,6 +274,8 @@ fn bad_records_go_to_the_dead_letter_topic_with_headers() {
     assert_eq!(get("streamctl.source.offset").as_deref(), Some("1"));
     assert_eq!(get("streamctl.job").as_deref(), Some("enriched"));
     assert!(get("streamctl.error").unwrap().contains("x"));
+    assert_eq!(get("trace-id").as_deref(), Some("abc"), "the record's own header");
+    assert_eq!(headers.iter().next().map(|h| h.key), Some("trace-id"), "its own headers come first");
 }
 
 /// A source read by two jobs of one run: its bad record lands once on the dead-letter topic

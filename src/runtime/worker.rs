@@ -899,8 +899,12 @@ fn tables_loaded(parts: &BTreeMap<(String, i32), PartitionState>) -> bool {
 pub(crate) fn dead_letter_headers(model: &str, topic: &str, r: &Record, reason: &str) -> OwnedHeaders {
     let partition = r.partition.to_string();
     let offset = r.offset.to_string();
-    OwnedHeaders::new()
-        .insert(Header { key: "streamctl.error", value: Some(reason) })
+    // The record's own headers first, as it was written (Kafka Connect's dead-letter queue keeps
+    // them too), then where it came from and why it was refused.
+    let own = r.headers.iter().fold(OwnedHeaders::new_with_capacity(r.headers.len() + 5), |hs, (key, v)| {
+        hs.insert(Header { key, value: v.as_deref() })
+    });
+    own.insert(Header { key: "streamctl.error", value: Some(reason) })
         .insert(Header { key: "streamctl.source.topic", value: Some(topic) })
         .insert(Header { key: "streamctl.source.partition", value: Some(&partition) })
         .insert(Header { key: "streamctl.source.offset", value: Some(&offset) })
