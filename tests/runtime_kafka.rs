@@ -238,7 +238,7 @@ fn bad_records_go_to_the_dead_letter_topic_with_headers() {
     let cp = project();
     let model = "enriched";
     let broker = setup(&cp, &[model.to_string()]);
-    let values = vec![
+    let values = [
         json!({"user_id": 1, "url": "/a", "ts": 1}).to_string(),
         r#"{"user_id": "x"}"#.to_string(),
         json!({"user_id": 2, "url": "/b", "ts": 2}).to_string(),
