@@ -23,8 +23,7 @@ use super::{
     commit, committed_offsets, flush_dead_letters, jsonl_line, record_of, skip_transaction_markers, wait_for_lock,
     DeadLetters, Refused, SinkOutcome, SinkRun,
 };
-use crate::compile::{names, CompiledProject};
-use crate::connectors::consumer::partition_offsets;
+use crate::compile::CompiledProject;
 use crate::project::config::{SinkConnector, SinkTransform};
 use crate::project::SinkDecl;
 use crate::runtime::codec::InputCodec;
@@ -165,18 +164,8 @@ pub fn run(
         return Ok(outcome(0, 0, Vec::new()));
     };
     let topic = &model.topic;
-    let group = names::sink_consumer_group(&cp.project.config.name, name);
-    let consumer: BaseConsumer = client
-        .clone()
-        .set("group.id", &group)
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .map_err(|e| format!("creating the consumer: {e}"))?;
+    let (consumer, partitions) = super::output_consumer(cp, client, name, model_name)?;
     let _closed = crate::connectors::consumer::ClosedOnDrop(&consumer);
-    let partitions = partition_offsets(&consumer, topic)?
-        .ok_or_else(|| format!("topic {topic} of model `{model_name}` does not exist"))?;
     let committed = committed_offsets(&consumer, topic, &partitions, fresh)?;
     let mut writers = Writers {
         root: dir.clone(),

@@ -13,15 +13,14 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::transform::{self, Names};
 use super::{commit, committed_offsets, record_of, skip_transaction_markers, DeadLetters, SinkOutcome, SinkRun};
-use crate::compile::{names, CompiledProject};
-use crate::connectors::consumer::partition_offsets;
+use crate::compile::CompiledProject;
 use crate::connectors::producer::{OutRecord, RecordProducer};
 use crate::project::config::SinkConnector;
 use crate::project::SinkDecl;
@@ -88,17 +87,8 @@ pub fn run(
         .ok_or_else(|| format!("cannot decode the output of `{model_name}`"))?;
     let label = Names { project: &cp.project.config.name, model: model_name, sink: name };
     let topic = &model.topic;
-    let consumer: BaseConsumer = client
-        .clone()
-        .set("group.id", names::sink_consumer_group(&cp.project.config.name, name))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .map_err(|e| format!("creating the consumer: {e}"))?;
+    let (consumer, partitions) = super::output_consumer(cp, client, name, model_name)?;
     let _closed = crate::connectors::consumer::ClosedOnDrop(&consumer);
-    let partitions = partition_offsets(&consumer, topic)?
-        .ok_or_else(|| format!("topic {topic} of model `{model_name}` does not exist"))?;
     let committed = committed_offsets(&consumer, topic, &partitions, fresh)?;
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     let mut assignment = TopicPartitionList::new();

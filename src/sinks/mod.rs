@@ -118,6 +118,35 @@ fn wait_for_lock(
     }
 }
 
+/// A sink task's consumer of its model's output topic: the sink's own group, only what the
+/// model's job committed, from the start when the group has no offsets; and the topic's
+/// partitions. Hold a `ClosedOnDrop` on it while it is used.
+fn output_consumer(
+    cp: &CompiledProject,
+    client: &ClientConfig,
+    sink: &str,
+    model: &str,
+) -> Result<(BaseConsumer, crate::connectors::consumer::PartitionOffsets), String> {
+    let consumer: BaseConsumer = client
+        .clone()
+        .set("group.id", names::sink_consumer_group(&cp.project.config.name, sink))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .map_err(|e| format!("creating the consumer: {e}"))?;
+    let topic = cp.models.get(model).map(|m| m.topic.as_str()).ok_or_else(|| format!("no model `{model}`"))?;
+    let partitions = crate::connectors::consumer::partition_offsets(&consumer, topic)
+        .and_then(|p| p.ok_or_else(|| format!("topic {topic} of model `{model}` does not exist")));
+    match partitions {
+        Ok(p) => Ok((consumer, p)),
+        Err(e) => {
+            crate::connectors::consumer::close(&consumer);
+            Err(e)
+        }
+    }
+}
+
 /// The group's committed offsets per partition (none when `fresh`).
 fn committed_offsets(
     consumer: &BaseConsumer,

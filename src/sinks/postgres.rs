@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::datatypes::DataType;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::{Map, Value};
@@ -26,8 +26,7 @@ use tokio_postgres::config::Host;
 use tokio_postgres::{Client, NoTls};
 
 use super::{skip_transaction_markers, transform, DeadLetters, SinkOutcome, SinkRun};
-use crate::compile::{names, CompiledModel, CompiledProject};
-use crate::connectors::consumer::partition_offsets;
+use crate::compile::{CompiledModel, CompiledProject};
 use crate::jinja::Jinja;
 use crate::project::config::{RelationKind, SinkConnector, SinkTransform};
 use crate::project::SinkDecl;
@@ -603,17 +602,8 @@ fn deliver(
     }
 
     let topic = &model.topic;
-    let consumer: BaseConsumer = client
-        .clone()
-        .set("group.id", names::sink_consumer_group(&cp.project.config.name, name))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .map_err(|e| format!("creating the consumer: {e}"))?;
+    let (consumer, partitions) = super::output_consumer(cp, client, name, model_name)?;
     let _closed = crate::connectors::consumer::ClosedOnDrop(&consumer);
-    let partitions = partition_offsets(&consumer, topic)?
-        .ok_or_else(|| format!("topic {topic} of model `{model_name}` does not exist"))?;
     let mut stored = rt.block_on(stored_offsets(&pg, &target.offsets, &sink_id, topic))?;
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     let mut assignment = TopicPartitionList::new();
