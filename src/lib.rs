@@ -17,7 +17,7 @@
 //!                    ┌───────────┬─────────┼──────────┐
 //!                    ▼           ▼         ▼          ▼
 //!                  graph        sql     formats ──▶ registry ──▶ project ──▶ jinja
-//! (diagnostics and connectors sit under everything)
+//! (diagnostics, http and connectors sit under everything)
 //! ```
 //!
 //! The commands sit on top: `cli` parses arguments and prints; [`ops`] carries out what a
@@ -37,6 +37,7 @@
 //!   stream and builds the job it runs; [`compile::names`] names everything on the cluster;
 //!   the compiled model carries its configuration resolved ([`compile::ResolvedConfig`]).
 //! * [`diagnostics`] carries every problem with its file, line and column.
+//! * [`http`] is what the REST clients share: base URLs with basic-auth userinfo, encodings.
 //! * [`docs`] renders lineage (Mermaid, DOT, a static HTML page).
 //! * [`deploy`] diffs desired against deployed state and applies it; [`runtime`] runs a model's
 //!   job: one micro-batch driver behind the Kafka worker and the in-memory run of `streamctl test`.
@@ -57,6 +58,7 @@ pub mod diagnostics;
 pub(crate) mod docs;
 pub(crate) mod formats;
 pub mod graph;
+pub mod http;
 pub mod jinja;
 pub mod ops;
 pub mod project;

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::http::{basic_authorization, escape_path_segment, RestUrl};
 use crate::project::target::redact_url;
-use crate::registry::confluent::{base64_encode, escape_path_segment, percent_decode};
 
 /// Limit for one whole request.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -86,47 +86,17 @@ struct ErrorBody {
 impl ConnectClient {
     /// `url` is `http(s)://[user:password@]host[:port][/path]`.
     pub fn new(cluster: &str, url: &str) -> Result<ConnectClient, String> {
-        let url = url.trim();
-        let invalid =
-            |why: &str| format!("Kafka Connect cluster `{cluster}`: invalid URL '{}': {why}", redact_url(url));
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| invalid("expected http:// or https://"))?;
-        let scheme = scheme.to_ascii_lowercase();
-        if scheme != "http" && scheme != "https" {
-            return Err(invalid("expected http:// or https://"));
-        }
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, ""),
-        };
-        let (userinfo, host) = match authority.rfind('@') {
-            Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
-            None => (None, authority),
-        };
-        if host.is_empty() {
-            return Err(invalid("no host"));
-        }
-        let authorization = match userinfo {
-            None => None,
-            Some(info) => {
-                let (user, password) = info.split_once(':').unwrap_or((info, ""));
-                let user = percent_decode(user).ok_or_else(|| invalid("bad percent-encoding in the user name"))?;
-                let password =
-                    percent_decode(password).ok_or_else(|| invalid("bad percent-encoding in the password"))?;
-                Some(format!("Basic {}", base64_encode(format!("{user}:{password}").as_bytes())))
-            }
-        };
+        let parsed = RestUrl::parse(url).map_err(|why| {
+            format!("Kafka Connect cluster `{cluster}`: invalid URL '{}': {why}", redact_url(url.trim()))
+        })?;
+        let authorization = parsed.credentials.map(|(user, password)| basic_authorization(&user, &password));
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(TIMEOUT))
             .http_status_as_error(false)
             .user_agent(concat!("streamctl/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        Ok(ConnectClient {
-            cluster: cluster.to_string(),
-            base: format!("{scheme}://{host}{}", path.trim_end_matches('/')),
-            authorization,
-            agent,
-        })
+        Ok(ConnectClient { cluster: cluster.to_string(), base: parsed.base, authorization, agent })
     }
 
     /// `cluster (URL)`, for messages.

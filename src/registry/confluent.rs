@@ -18,7 +18,8 @@ use serde_json::{json, Value};
 
 use super::tls::RegistryTls;
 use super::{Compatibility, RegisteredSchema, RegistryError, SchemaRegistry, SchemaType};
-use crate::project::target::RegistryAccess;
+use crate::http::{basic_authorization, escape_path_segment, RestUrl};
+use crate::project::target::{redact_url, RegistryAccess};
 
 /// Content type of request bodies; also the preferred response type.
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
@@ -59,7 +60,9 @@ impl ConfluentRegistry {
     /// `url` is `http(s)://[user:password@]host[:port][/path]`; userinfo is percent-decoded and
     /// used for basic auth.
     pub fn new(url: &str) -> Result<Self, RegistryError> {
-        let parsed = parse_url(url)?;
+        let parsed = RestUrl::parse(url).map_err(|why| {
+            RegistryError::Other(format!("invalid schema registry URL '{}': {why}", redact_url(url.trim())))
+        })?;
         let mut registry = Self {
             base: parsed.base,
             authorization: None,
@@ -94,8 +97,7 @@ impl ConfluentRegistry {
 
     /// Sets (or replaces) the basic-auth credentials, e.g. a Confluent Cloud API key and secret.
     pub fn with_basic_auth(mut self, user: &str, password: &str) -> Self {
-        let token = base64_encode(format!("{user}:{password}").as_bytes());
-        self.authorization = Some(format!("Basic {token}"));
+        self.authorization = Some(basic_authorization(user, password));
         self
     }
 
@@ -396,104 +398,6 @@ fn build_agent(timeout: Duration, tls: &RegistryTls) -> ureq::Agent {
         .user_agent(concat!("streamctl/", env!("CARGO_PKG_VERSION")))
         .build()
         .new_agent()
-}
-
-struct ParsedUrl {
-    base: String,
-    credentials: Option<(String, String)>,
-}
-
-fn parse_url(url: &str) -> Result<ParsedUrl, RegistryError> {
-    let url = url.trim();
-    let invalid =
-        |why: &str| RegistryError::Other(format!("invalid schema registry URL '{}': {why}", redact_userinfo(url)));
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| invalid("expected http:// or https://"))?;
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme != "http" && scheme != "https" {
-        return Err(invalid("expected http:// or https://"));
-    }
-    if rest.contains(['?', '#']) {
-        return Err(invalid("a query or fragment is not allowed"));
-    }
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    let (userinfo, host) = match authority.rfind('@') {
-        Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
-        None => (None, authority),
-    };
-    if host.is_empty() {
-        return Err(invalid("no host"));
-    }
-    let credentials = match userinfo {
-        None => None,
-        Some(info) => {
-            let (user, password) = info.split_once(':').unwrap_or((info, ""));
-            let user = percent_decode(user).ok_or_else(|| invalid("bad percent-encoding in the user name"))?;
-            let password = percent_decode(password).ok_or_else(|| invalid("bad percent-encoding in the password"))?;
-            Some((user, password))
-        }
-    };
-    Ok(ParsedUrl { base: format!("{scheme}://{host}{}", path.trim_end_matches('/')), credentials })
-}
-
-fn redact_userinfo(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s && !url[s + 3..at].contains('/') => {
-            format!("{}***@{}", &url[..s + 3], &url[at + 1..])
-        }
-        _ => url.to_string(),
-    }
-}
-
-pub(crate) fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters, so `/`, `:` and spaces in a
-/// subject name stay inside one path segment.
-pub(crate) fn escape_path_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-pub(crate) fn base64_encode(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// The start of a body, on one line, for error messages.
