@@ -18,7 +18,7 @@ mod common;
 mod e2e_common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -60,22 +60,7 @@ fn start_registry() -> (Killed, String) {
 }
 
 fn client(args: &[&str], input: Option<&Value>) -> Vec<String> {
-    let mut child = Command::new("python3")
-        .arg(CLIENT)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    if let Some(v) = input {
-        stdin.write_all(v.to_string().as_bytes()).unwrap();
-    }
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "confluent_io.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect()
+    python_lines(CLIENT, args, input)
 }
 
 fn orders_v1() -> Value {

@@ -8,9 +8,8 @@
 mod common;
 mod e2e_common;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use e2e_common::kafka::KafkaCluster;
 use e2e_common::*;
@@ -31,22 +30,7 @@ fn python_client_available() -> bool {
 }
 
 fn client(args: &[&str], input: Option<&Value>) -> Vec<Value> {
-    let mut child = Command::new("python3")
-        .arg(CLIENT)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    if let Some(v) = input {
-        stdin.write_all(v.to_string().as_bytes()).unwrap();
-    }
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "confluent_io.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    python_lines(CLIENT, args, input).iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -13,6 +13,7 @@
 mod common;
 mod e2e_common;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -99,7 +100,7 @@ fn diff(want: &[Value], got: &[Value]) -> (Vec<Value>, Vec<Value>) {
 }
 
 /// What differs between the sink tables and the reference, one line per table; empty when equal.
-fn problems(pg: &Postgres, expected: &std::collections::BTreeMap<String, Vec<Value>>) -> Vec<String> {
+fn problems(pg: &Postgres, expected: &BTreeMap<String, Vec<Value>>) -> Vec<String> {
     TABLES
         .iter()
         .filter_map(|(table, model)| {
@@ -491,29 +492,8 @@ fn validate_rejects_unknown_transforms_and_fields() {
     assert!(stderr.contains("rename_field renames `total` to `order_count`"), "{stderr}");
 }
 
-/// `(headers, value)` of every record of a topic, read with kcat's JSON envelope.
-fn dead_letters(
-    kcat: &Path,
-    bootstrap: &str,
-    topic: &str,
-) -> Vec<(std::collections::BTreeMap<String, String>, String)> {
-    let out = Command::new(kcat)
-        .args(["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-J"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            let h = v["headers"].as_array().cloned().unwrap_or_default();
-            let headers = h
-                .chunks(2)
-                .map(|kv| (kv[0].as_str().unwrap_or("").to_string(), kv[1].as_str().unwrap_or("").to_string()))
-                .collect();
-            (headers, v["payload"].as_str().unwrap_or("").to_string())
-        })
-        .collect()
+fn dead_letters(kcat: &Path, bootstrap: &str, topic: &str) -> Vec<(BTreeMap<String, String>, String)> {
+    kcat_records(kcat, bootstrap, topic).into_iter().map(|r| (r.headers, r.payload)).collect()
 }
 
 /// A sink with `on_error: dead_letter` on real Kafka and PostgreSQL: rows the table refuses for

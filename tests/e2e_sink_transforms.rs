@@ -13,7 +13,6 @@ mod e2e_common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use e2e_common::kafka::KafkaCluster;
 use e2e_common::*;
@@ -79,25 +78,12 @@ const SINKS: &str = r#"
           fields: {customer_since_yrs: "DECIMAL(3,2)"}
 "#;
 
-/// Every record of a topic: (key, headers, value), read with kcat's JSON envelope.
+/// Every record of a topic: (key, headers, value), the value parsed as JSON where it is JSON.
 fn records(kcat: &Path, bootstrap: &str, topic: &str) -> Vec<(String, BTreeMap<String, String>, Value)> {
-    let out = Command::new(kcat)
-        .args(["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-J"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            let h = v["headers"].as_array().cloned().unwrap_or_default();
-            let headers = h
-                .chunks(2)
-                .map(|kv| (kv[0].as_str().unwrap_or("").to_string(), kv[1].as_str().unwrap_or("").to_string()))
-                .collect();
-            let payload = v["payload"].as_str().map_or(Value::Null, |p| serde_json::from_str(p).unwrap_or(json!(p)));
-            (v["key"].as_str().unwrap_or("").to_string(), headers, payload)
-        })
+    let records = kcat_records(kcat, bootstrap, topic);
+    records
+        .into_iter()
+        .map(|r| (r.key, r.headers, serde_json::from_str(&r.payload).unwrap_or(json!(r.payload))))
         .collect()
 }
 

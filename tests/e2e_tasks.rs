@@ -13,7 +13,7 @@ mod e2e_common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e_common::kafka::KafkaCluster;
@@ -56,23 +56,6 @@ fn produce(bootstrap: &str, range: std::ops::Range<i64>) {
     p.flush(Duration::from_secs(60)).expect("flush the input");
 }
 
-/// `(key, value)` of every committed record of a topic.
-fn read_committed(kcat: &Path, bootstrap: &str, topic: &str) -> Vec<(String, Value)> {
-    let out = Command::new(kcat)
-        .args(["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k\t%s\n"])
-        .args(["-X", "isolation.level=read_committed"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let (k, v) = l.split_once('\t').unwrap_or(("", l));
-            (k.to_string(), serde_json::from_str(v).unwrap_or(Value::Null))
-        })
-        .collect()
-}
-
 /// A field of an output row, whatever the case of its name.
 fn field<'v>(v: &'v Value, name: &str) -> &'v Value {
     v.as_object()
@@ -89,7 +72,7 @@ fn problems(kcat: &Path, bootstrap: &str) -> Vec<String> {
         *want.entry((seq, (seq * 7) % KEYS)).or_default() += 1;
     }
     let mut got: BTreeMap<(i64, i64), usize> = BTreeMap::new();
-    let rows = read_committed(kcat, bootstrap, "tasks.filtered");
+    let rows = kcat_consume_committed(kcat, bootstrap, "tasks.filtered");
     for (_, v) in &rows {
         *got.entry((field(v, "SEQ").as_i64().unwrap_or(-1), field(v, "K").as_i64().unwrap_or(-1))).or_default() += 1;
     }
@@ -112,7 +95,7 @@ fn problems(kcat: &Path, bootstrap: &str) -> Vec<String> {
             e.1 += seq;
         }
         let mut got: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-        for (_, v) in read_committed(kcat, bootstrap, topic) {
+        for (_, v) in kcat_consume_committed(kcat, bootstrap, topic) {
             let g = match self::field(&v, field) {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),

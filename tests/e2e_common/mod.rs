@@ -120,8 +120,18 @@ pub fn produce_samples(kcat: &Path, bootstrap: &str, part: std::ops::Range<f64>)
 
 /// `(key, value)` of every record of a topic, read with kcat.
 pub fn kcat_consume(kcat: &Path, bootstrap: &str, topic: &str) -> Vec<(String, Value)> {
+    kcat_key_values(kcat, bootstrap, topic, &[])
+}
+
+/// `(key, value)` of every committed record of a topic (aborted transactions skipped).
+pub fn kcat_consume_committed(kcat: &Path, bootstrap: &str, topic: &str) -> Vec<(String, Value)> {
+    kcat_key_values(kcat, bootstrap, topic, &["-X", "isolation.level=read_committed"])
+}
+
+fn kcat_key_values(kcat: &Path, bootstrap: &str, topic: &str, extra: &[&str]) -> Vec<(String, Value)> {
     let out = Command::new(kcat)
         .args(["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k\t%s\n"])
+        .args(extra)
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout)
@@ -132,6 +142,60 @@ pub fn kcat_consume(kcat: &Path, bootstrap: &str, topic: &str) -> Vec<(String, V
             (k.to_string(), serde_json::from_str(v).unwrap_or(Value::Null))
         })
         .collect()
+}
+
+/// A record as kcat's JSON envelope (`-J`) shows it; header values as text.
+pub struct KcatRecord {
+    pub key: String,
+    pub headers: BTreeMap<String, String>,
+    pub payload: String,
+}
+
+/// Every record of a topic with its headers, read with kcat's JSON envelope.
+pub fn kcat_records(kcat: &Path, bootstrap: &str, topic: &str) -> Vec<KcatRecord> {
+    let out = Command::new(kcat)
+        .args(["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-J"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let h = v["headers"].as_array().cloned().unwrap_or_default();
+            let headers = h
+                .chunks(2)
+                .map(|kv| (kv[0].as_str().unwrap_or("").to_string(), kv[1].as_str().unwrap_or("").to_string()))
+                .collect();
+            KcatRecord {
+                key: v["key"].as_str().unwrap_or("").to_string(),
+                headers,
+                payload: v["payload"].as_str().unwrap_or("").to_string(),
+            }
+        })
+        .collect()
+}
+
+/// Runs `python3 <script> <args...>` with `input` as JSON on its stdin: its stdout's lines. The
+/// foreign clients under tests/avro/ speak this way.
+pub fn python_lines(script: &str, args: &[&str], input: Option<&Value>) -> Vec<String> {
+    let mut child = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    if let Some(v) = input {
+        stdin.write_all(v.to_string().as_bytes()).unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let name = Path::new(script).file_name().unwrap_or_default().to_string_lossy();
+    assert!(out.status.success(), "{name} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect()
 }
 
 pub fn expected() -> BTreeMap<String, Vec<Value>> {
