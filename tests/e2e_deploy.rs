@@ -39,6 +39,7 @@ fn apply_edit_apply_while_a_worker_runs() {
         c
     };
     create_source_topics(&bootstrap);
+    register_logon_schema(&project.join("registry"));
     produce_samples(&kcat, &bootstrap, 0.0..0.5);
 
     let first = cmd(&["apply", "--auto-approve"]).output().unwrap();

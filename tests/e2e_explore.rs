@@ -328,6 +328,7 @@ fn status_shows_each_jobs_throughput_over_the_last_minute() {
         format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
     };
     create_source_topics(&bootstrap);
+    register_logon_schema(&project.join("registry"));
     produce_samples(&kcat, &bootstrap, 0.0..1.0);
     let apply = cmd(&["apply", "--auto-approve"]);
     assert!(apply.status.success(), "{}", text(&apply));

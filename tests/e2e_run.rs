@@ -42,12 +42,12 @@ fn example_project_on_a_real_broker_with_kcat() {
     );
     // The two malformed logons, one dead-letter copy each, with their headers.
     let dlq = Command::new(&kcat)
-        .args(["-C", "-b", &bootstrap, "-t", "ora-ogg-SOE-LOGON-json.dlq", "-o", "beginning", "-e", "-q", "-f", "%h\n"])
+        .args(["-C", "-b", &bootstrap, "-t", "ora-ogg-SOE-LOGON-avro.dlq", "-o", "beginning", "-e", "-q", "-f", "%h\n"])
         .output()
         .unwrap();
     let headers = String::from_utf8_lossy(&dlq.stdout);
     assert_eq!(headers.lines().count(), 2, "{headers}");
-    assert!(headers.contains("streamctl.source.topic=ora-ogg-SOE-LOGON-json"), "{headers}");
+    assert!(headers.contains("streamctl.source.topic=ora-ogg-SOE-LOGON-avro"), "{headers}");
 }
 
 #[test]

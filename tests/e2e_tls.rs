@@ -189,6 +189,7 @@ fn deploy_and_run_over_tls_and_sasl_ssl() {
     };
 
     create_source_topics(&plain);
+    register_logon_schema(&project.join("registry"));
     produce_samples(&kcat, &plain, 0.0..1.0);
 
     // SASL_SSL: apply, then run the jobs until they have caught up.

@@ -130,7 +130,7 @@ fn seed_loads_the_sample_data_into_the_source_topics() {
     assert_eq!(
         stdout,
         "ora-ogg-SOE-CUSTOMERS: 40 records from data/customers.jsonl (topic created), the topic holds 40\n\
-         ora-ogg-SOE-LOGON-json: 301 records from data/logon.jsonl (topic created), the topic holds 301\n\
+         ora-ogg-SOE-LOGON-avro: 301 records from data/logon.jsonl (topic created), the topic holds 301\n\
          ora-ogg-SOE-ORDERS-json: 300 records from data/orders.jsonl (topic created), the topic holds 300\n"
     );
     assert!(stderr.starts_with("Seeded 641 records into 3 topics on target `embedded`.\n"), "{stderr}");

@@ -246,6 +246,11 @@ impl AvroDecoder {
         })
     }
 
+    /// The schema of the declared columns, which values made from JSON rows are written with.
+    pub fn own_schema(&self) -> &str {
+        &self.own_schema.1
+    }
+
     /// A JSON object (fields named as in the data) as a framed Avro value, written with the
     /// schema of the declared columns.
     pub fn encode_json(&self, json: &[u8]) -> Result<Vec<u8>, String> {

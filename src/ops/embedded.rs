@@ -23,6 +23,7 @@ pub fn load_samples(
     cp: &CompiledProject,
     client: &ClientConfig,
     models: &[String],
+    registry: Option<&crate::registry::SharedRegistry>,
 ) -> Result<BTreeMap<String, usize>, RunError> {
     let mut sources: Vec<String> = Vec::new();
     for name in models {
@@ -36,7 +37,8 @@ pub fn load_samples(
         }
     }
     // The topics were just created from the sources' declarations.
-    let seeded = produce_samples(cp, client, &sources, &|_| true).map_err(RunError::Setup)?;
+    let seeded = produce_samples(cp, client, &sources, &|_| true, registry.map(|r| r.0.as_ref()))
+        .map_err(RunError::Setup)?;
     Ok(seeded.into_iter().map(|s| (s.topic, s.records)).collect())
 }
 
@@ -70,7 +72,7 @@ pub async fn run_embedded(
     topics.extend(job_topics(&cp, models));
     cluster.ensure_topics(&topics).await.map_err(RunError::Setup)?;
     let client = cluster.client_config();
-    let loaded = load_samples(&cp, &client, models)?;
+    let loaded = load_samples(&cp, &client, models, opts.registry.as_ref())?;
     for (topic, n) in &loaded {
         eprintln!("loaded {n} sample records into {topic}");
     }

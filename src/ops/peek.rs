@@ -18,13 +18,11 @@ use crate::compile::CompiledProject;
 use crate::connectors::consumer::{manual_consumer, partition_offsets};
 use crate::connectors::embedded::EmbeddedBroker;
 use crate::connectors::kafka::{Cluster, TopicSpec};
-use crate::connectors::producer::{OutRecord, RecordProducer};
 use crate::formats::json::encode_rows;
 use crate::graph::NodeId;
 use crate::project::config::{RelationKind, TargetKind};
 use crate::project::target::ResolvedTarget;
 use crate::runtime::codec::{InputCodec, Record};
-use crate::runtime::samples::sample_records;
 use crate::runtime::worker::{RunControl, RunOptions};
 use crate::sql::dialect::PseudoColumn;
 
@@ -386,28 +384,6 @@ fn offsets_for_time(
     Ok(out)
 }
 
-/// Embedded target: the broker starts empty with this process, so a source's sample data is
-/// produced into it first. Returns the records loaded.
-pub fn load_source_samples(cp: &CompiledProject, client: &ClientConfig, source: &str) -> Result<usize, String> {
-    let src = cp.sources.get(source).ok_or_else(|| format!("no source {source}"))?;
-    let Some(path) = &src.decl.table.sample_data else { return Ok(0) };
-    let text = std::fs::read_to_string(cp.project.root.join(path))
-        .map_err(|e| format!("cannot read sample data {path}: {e}"))?;
-    let producer = RecordProducer::new(client)?;
-    let records = sample_records(cp, source, &text);
-    for r in &records {
-        let rec = OutRecord {
-            partition: Some(r.partition),
-            key: r.key.as_deref(),
-            value: r.value.as_deref(),
-            timestamp: r.timestamp,
-        };
-        producer.send(&src.decl.table.topic, rec, crate::runtime::codec::kafka_headers(&r.headers).as_ref())?;
-    }
-    producer.flush()?;
-    Ok(records.len())
-}
-
 /// The cluster a reading command (`peek`, `query`, `shell`) reads from: a Kafka target as it is,
 /// or the embedded broker, which starts empty with this process and so first gets the sample data
 /// of the sources involved and the records of the models involved (their jobs run until caught
@@ -486,10 +462,11 @@ impl ReadTarget {
         specs.extend(job_topics(cp, &models));
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         rt.block_on(cluster.ensure_topics(&specs))?;
-        for s in sources {
-            let n = load_source_samples(cp, &self.client, s)?;
-            if n > 0 {
-                eprintln!("loaded {n} sample records into {}", cp.sources[s].decl.table.topic);
+        let sources: Vec<String> = sources.into_iter().cloned().collect();
+        let registry = self.registry.as_ref().map(|r| r.0.as_ref());
+        for s in super::seed::produce_samples(cp, &self.client, &sources, &|_| true, registry)? {
+            if s.records > 0 {
+                eprintln!("loaded {} sample records into {}", s.records, s.topic);
             }
         }
         if !models.is_empty() {

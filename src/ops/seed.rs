@@ -10,6 +10,8 @@ use crate::connectors::kafka::TopicSpec;
 use crate::connectors::producer::{OutRecord, RecordProducer};
 use crate::deploy::Session;
 use crate::project::config::RelationKind;
+use crate::registry::SchemaRegistry;
+use crate::runtime::codec::project_registry;
 use crate::runtime::samples::sample_records;
 
 /// One source's sample data, produced.
@@ -25,13 +27,17 @@ pub struct SeededSource {
 /// Produces each source's sample data file into its topic and waits until the broker has every
 /// record. `own_partitions(topic)`: whether the topic has the partition count its source
 /// declares, so that each record goes where the source's key would put it; otherwise the
-/// producer's partitioner (murmur2, like Java's) picks from the key.
+/// producer's partitioner (murmur2, like Java's) picks from the key. Avro values are framed with
+/// the ids of `registry` (the target's; `None`: the project's file registry `schemas/`).
 pub fn produce_samples(
     cp: &CompiledProject,
     client: &ClientConfig,
     sources: &[String],
     own_partitions: &dyn Fn(&str) -> bool,
+    registry: Option<&dyn SchemaRegistry>,
 ) -> Result<Vec<SeededSource>, String> {
+    let project_registry = project_registry(cp);
+    let registry = registry.unwrap_or(project_registry.as_ref());
     let producer = RecordProducer::new(client)?;
     let mut seeded = Vec::new();
     for name in sources {
@@ -41,7 +47,7 @@ pub fn produce_samples(
             .map_err(|e| format!("cannot read sample data {path}: {e}"))?;
         let topic = &src.decl.table.topic;
         let declared = own_partitions(topic);
-        let records = sample_records(cp, name, &text);
+        let records = sample_records(cp, name, &text, registry)?;
         for r in &records {
             let rec = OutRecord {
                 partition: declared.then_some(r.partition),
@@ -118,7 +124,8 @@ pub fn seed(
         sources.iter().filter_map(|s| cp.sources.get(s)).map(|s| (s.decl.table.topic.as_str(), s.partitions)).collect();
     let own_partitions =
         |topic: &str| existing.get(topic).is_none_or(|(n, _)| Some(n) == declared_partitions.get(topic));
-    let seeded = produce_samples(cp, &cluster.client_config(), sources, &own_partitions).map_err(SeedError::Failed)?;
+    let seeded = produce_samples(cp, &cluster.client_config(), sources, &own_partitions, session.registry.as_deref())
+        .map_err(SeedError::Failed)?;
     let after = cluster.topic_facts(&topics).map_err(SeedError::Failed)?;
     let holds = after.into_iter().map(|(t, (_, n))| (t, n)).collect();
     Ok(SeedReport { sources: seeded, created: missing.into_iter().map(|t| t.name).collect(), holds })

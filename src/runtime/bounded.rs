@@ -120,7 +120,8 @@ pub async fn run_project_on_samples(
         let Some(path) = &s.decl.table.sample_data else { continue };
         let text = std::fs::read_to_string(cp.project.root.join(path))
             .map_err(|e| RunError::Setup(format!("cannot read sample data {path}: {e}")))?;
-        topics.insert(NodeId::Source(name.clone()), sample_records(cp, name, &text));
+        let records = sample_records(cp, name, &text, super::codec::project_registry(cp).as_ref());
+        topics.insert(NodeId::Source(name.clone()), records.map_err(RunError::Setup)?);
     }
     let mut results = BTreeMap::new();
     for id in cp.order() {

@@ -487,6 +487,12 @@ impl InputCodec {
         }
     }
 
+    /// The Avro schema values made from JSON rows are written with (the declared columns'), for
+    /// an Avro input.
+    pub fn own_avro_schema(&self) -> Option<String> {
+        self.avro.as_ref().map(|a| a.own_schema().to_string())
+    }
+
     /// A value of this input's topic as a JSON object (SQL column names for Avro).
     pub fn value_as_json(&self, value: &[u8]) -> Option<serde_json::Map<String, serde_json::Value>> {
         match &self.avro {

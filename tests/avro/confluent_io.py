@@ -8,11 +8,12 @@ produce BOOTSTRAP REGISTRY_URL
     Values with a schema are serialized by AvroSerializer (which registers the schema under
     <topic>-value, as producers do by default); "raw_hex" values are produced as given.
     stdout: one line per record, the schema id in its frame ("raw" / "null" otherwise).
-consume BOOTSTRAP REGISTRY_URL TOPIC [avro-keys | json-values]
+consume BOOTSTRAP REGISTRY_URL TOPIC [avro-keys | json-values | raw-values]
     Reads the topic from the beginning to its end; stdout one JSON line per record:
     {"key": text (with avro-keys: what AvroDeserializer decodes), "schema_id": N,
      "value": what AvroDeserializer decodes (null for a tombstone; with json-values the value
-     parsed as JSON, schema_id null), "headers": [[name, text | null], ...]}.
+     parsed as JSON, with raw-values its bytes in hex, schema_id null in both),
+     "headers": [[name, text | null], ...]}. raw-values never asks the registry.
 latest REGISTRY_URL SUBJECT
     stdout: the id of the subject's latest version.
 """
@@ -83,6 +84,8 @@ def consume(bootstrap, registry_url, topic, keys="text"):
         schema_id = None
         if raw is not None and keys == "json-values":
             value = json.loads(raw)
+        elif raw is not None and keys == "raw-values":
+            value = raw.hex()
         elif raw is not None:
             schema_id = struct.unpack(">bI", raw[:5])[1]
             value = deserializer(raw, SerializationContext(topic, MessageField.VALUE))

@@ -67,7 +67,7 @@ pub fn create_source_topics(bootstrap: &str) {
     };
     let topics = [
         ("ora-ogg-SOE-CUSTOMERS", 1, true),
-        ("ora-ogg-SOE-LOGON-json", 2, false),
+        (LOGON_TOPIC, 2, false),
         ("ora-ogg-SOE-ORDERS-json", 2, false),
     ]
     .map(|(n, p, c)| streamctl::connectors::kafka::TopicSpec { name: n.into(), partitions: p, compacted: c });
@@ -114,8 +114,109 @@ pub fn produce_samples(kcat: &Path, bootstrap: &str, part: std::ops::Range<f64>)
     if part.start == 0.0 {
         kcat_produce(kcat, bootstrap, "ora-ogg-SOE-CUSTOMERS", &customers, true);
     }
-    kcat_produce(kcat, bootstrap, "ora-ogg-SOE-LOGON-json", &slice(sample("logon.jsonl")), false);
+    let (id, schema) = logon_schema();
+    let logons: Vec<Vec<u8>> = slice(sample("logon.jsonl")).iter().map(|l| logon_avro(l, id, &schema)).collect();
+    kcat_produce_values(kcat, bootstrap, LOGON_TOPIC, &logons);
     kcat_produce(kcat, bootstrap, "ora-ogg-SOE-ORDERS-json", &slice(sample("orders.jsonl")), false);
+}
+
+/// The example's LOGON topic: Avro in the Confluent wire format, as GoldenGate writes it.
+pub const LOGON_TOPIC: &str = "ora-ogg-SOE-LOGON-avro";
+/// The subject its values' schema is registered under.
+pub const LOGON_SUBJECT: &str = "ora-ogg-SOE-LOGON-avro-value";
+
+/// The example's LOGON value schema (in its file registry, `schemas/`) and its id there: the id
+/// every file registry holding this schema gives it.
+pub fn logon_schema() -> (i32, Value) {
+    use streamctl::registry::SchemaRegistry;
+    let registry = streamctl::registry::file::FileRegistry::new(root().join("example-project/schemas"), "schemas");
+    let latest = registry.versions(LOGON_SUBJECT).unwrap().pop().expect("the example registers the LOGON schema");
+    (latest.id, serde_json::from_str(&latest.schema).unwrap())
+}
+
+/// Registers the LOGON schema in a file registry (`DIR/<subject>/`), as GoldenGate registers it
+/// before it writes: for tests whose target uses a registry of their own (`file:registry`).
+pub fn register_logon_schema(registry_dir: &Path) {
+    let from = root().join("example-project/schemas").join(LOGON_SUBJECT);
+    common_copy(&from, &registry_dir.join(LOGON_SUBJECT));
+}
+
+fn common_copy(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+fn zigzag(n: i64, out: &mut Vec<u8>) {
+    let mut z = ((n << 1) ^ (n >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+/// A LOGON sample line as GoldenGate writes it, encoded here (not by streamctl): magic byte 0,
+/// the schema id (4 bytes, big-endian), the Avro body of `schema`, whose fields are all
+/// `["null", int | long | string]`. A line that does not fit the schema (the sample's two
+/// malformed lines) is returned as it is: a record that is not Avro.
+pub fn logon_avro(line: &str, id: i32, schema: &Value) -> Vec<u8> {
+    let Ok(Value::Object(row)) = serde_json::from_str::<Value>(line) else { return line.as_bytes().to_vec() };
+    let mut out = vec![0u8];
+    out.extend(id.to_be_bytes());
+    for f in schema["fields"].as_array().unwrap() {
+        let branches = f["type"].as_array().expect("a [\"null\", type] union");
+        assert_eq!(branches[0], "null");
+        match (row.get(f["name"].as_str().unwrap()), branches[1].as_str().unwrap()) {
+            (None | Some(Value::Null), _) => zigzag(0, &mut out),
+            (Some(Value::Number(n)), "int" | "long") if n.is_i64() => {
+                zigzag(1, &mut out);
+                zigzag(n.as_i64().unwrap(), &mut out);
+            }
+            (Some(Value::String(s)), "string") => {
+                zigzag(1, &mut out);
+                zigzag(s.len() as i64, &mut out);
+                out.extend(s.as_bytes());
+            }
+            _ => return line.as_bytes().to_vec(),
+        }
+    }
+    out
+}
+
+/// Produces values (any bytes) with kcat, one file per record, without keys.
+pub fn kcat_produce_values(kcat: &Path, bootstrap: &str, topic: &str, values: &[Vec<u8>]) {
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<PathBuf> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let f = dir.path().join(format!("{i:05}"));
+            std::fs::write(&f, v).unwrap();
+            f
+        })
+        .collect();
+    if files.is_empty() {
+        return;
+    }
+    let ok = Command::new(kcat).args(["-P", "-b", bootstrap, "-t", topic]).args(&files).status().unwrap();
+    assert!(ok.success(), "kcat -P {topic}");
+}
+
+/// python3 with confluent-kafka's Avro serializers and fastavro (the foreign Avro client); when
+/// missing, a skip announced on stderr, or a failure when STREAMCTL_E2E is set.
+pub fn python_avro_client() -> bool {
+    let probe = "import confluent_kafka.schema_registry.avro, fastavro";
+    let ok = Command::new("python3").args(["-c", probe]).output().is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("STREAMCTL_E2E").is_none(),
+            "STREAMCTL_E2E is set but python3 cannot import confluent_kafka's Avro serializers (.ci/run installs them)"
+        );
+        eprintln!("skipped: python3 with confluent-kafka[avro,schemaregistry] and fastavro is not installed");
+    }
+    ok
 }
 
 /// `(key, value)` of every record of a topic, read with kcat.
