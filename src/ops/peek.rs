@@ -417,7 +417,7 @@ impl ReadTarget {
                 replication_factor: target.replication_factor,
             };
             cluster.check_reachable()?;
-            let registry = super::run::target_registry(target, cp)?;
+            let registry = Some(super::run::target_registry(target, cp)?);
             return Ok(ReadTarget { client: cluster.client_config(), broker: None, registry, loaded: BTreeSet::new() });
         }
         let broker = EmbeddedBroker::start()?;

@@ -45,7 +45,7 @@ pub fn run(
     all_selected: bool,
 ) -> Result<RunOutcome, String> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let opts = &RunOptions { registry: target_registry(target, &cp)?, ..opts.clone() };
+    let opts = &RunOptions { registry: Some(target_registry(target, &cp)?), ..opts.clone() };
     if target.kind == TargetKind::Embedded {
         let broker = EmbeddedBroker::start()?;
         let run = rt.block_on(run_embedded(&broker, cp, models, opts)).map_err(|e| e.to_string())?;
@@ -98,10 +98,10 @@ pub fn run(
 }
 
 /// The registry the jobs read Avro writer schemas from and frame Avro outputs with: the
-/// target's `schema_registry_url` (a Confluent-API registry, or `file:DIR`); the embedded
-/// target's default is the project's file registry `schemas/`. `None`: the target has none
-/// (the jobs fall back to the project's file registry).
-pub(crate) fn target_registry(target: &ResolvedTarget, cp: &CompiledProject) -> Result<Option<SharedRegistry>, String> {
+/// target's `schema_registry_url` (a Confluent-API registry, or `file:DIR`); when it names none
+/// (the embedded target's default), the project's file registry `schemas/` of this directory:
+/// a deployed generation compiles elsewhere, without it.
+pub(crate) fn target_registry(target: &ResolvedTarget, cp: &CompiledProject) -> Result<SharedRegistry, String> {
     let embedded = target.kind == TargetKind::Embedded;
     let opened = crate::registry::open(
         target.schema_registry_url.as_deref(),
@@ -110,7 +110,8 @@ pub(crate) fn target_registry(target: &ResolvedTarget, cp: &CompiledProject) -> 
         &cp.project.root,
     )
     .map_err(|e| e.to_string())?;
-    Ok(opened.map(|r| SharedRegistry(Arc::from(r))))
+    let registry = opened.map_or_else(|| crate::runtime::codec::project_registry(cp), Arc::from);
+    Ok(SharedRegistry(registry))
 }
 
 /// After `apply` on the embedded target: sample data in, every deployed job run until caught
@@ -128,7 +129,7 @@ pub fn run_after_apply(session: &Session, cp: CompiledProject) -> Result<Option<
         .collect();
     eprintln!("running {} job{} until caught up", models.len(), if models.len() == 1 { "" } else { "s" });
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let registry = target_registry(&session.target, &cp)?;
+    let registry = Some(target_registry(&session.target, &cp)?);
     let opts = RunOptions { guarantee: session.target.guarantee, registry, ..RunOptions::default() };
     let run = rt.block_on(run_embedded(broker, Arc::new(cp), &models, &opts)).map_err(|e| e.to_string())?;
     Ok(Some(run.into()))
