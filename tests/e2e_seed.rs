@@ -108,9 +108,8 @@ fn the_readme_sequence_seed_apply_run_on_kafka() {
     // LOGON: the lines with an int LOGON_ID and CUSTOMER_ID and a string LOGON_DATE, in Avro;
     // the two others as they are.
     let (decoded, not_avro) = foreign_logons(&bootstrap);
-    let fits = |v: &serde_json::Value| {
-        v["LOGON_ID"].is_i64() && v["CUSTOMER_ID"].is_i64() && v["LOGON_DATE"].is_string()
-    };
+    let fits =
+        |v: &serde_json::Value| v["LOGON_ID"].is_i64() && v["CUSTOMER_ID"].is_i64() && v["LOGON_DATE"].is_string();
     let (mut rows, mut malformed): (Vec<String>, Vec<String>) =
         sample("logon.jsonl").into_iter().partition(|l| fits(&serde_json::from_str(l).unwrap()));
     assert_eq!(malformed.len(), 2, "{malformed:?}");

@@ -37,8 +37,8 @@ pub fn load_samples(
         }
     }
     // The topics were just created from the sources' declarations.
-    let seeded = produce_samples(cp, client, &sources, &|_| true, registry.map(|r| r.0.as_ref()))
-        .map_err(RunError::Setup)?;
+    let seeded =
+        produce_samples(cp, client, &sources, &|_| true, registry.map(|r| r.0.as_ref())).map_err(RunError::Setup)?;
     Ok(seeded.into_iter().map(|s| (s.topic, s.records)).collect())
 }
 

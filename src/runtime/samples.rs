@@ -91,8 +91,7 @@ pub fn sample_writer(
     if t.format != ValueFormat::Avro {
         return Ok(None);
     }
-    let subject =
-        t.schema.as_ref().and_then(|sr| sr.subject.clone()).unwrap_or_else(|| format!("{}-value", t.topic));
+    let subject = t.schema.as_ref().and_then(|sr| sr.subject.clone()).unwrap_or_else(|| format!("{}-value", t.topic));
     let latest = |r: &dyn SchemaRegistry| -> Result<Option<String>, String> {
         let versions = r.versions(&subject).map_err(|e| format!("source `{}`: {e}", s.decl.full_name()))?;
         Ok(versions.into_iter().rev().find(|v| v.schema_type == SchemaType::Avro).map(|v| v.schema))

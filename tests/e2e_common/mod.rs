@@ -65,12 +65,8 @@ pub fn create_source_topics(bootstrap: &str) {
         properties: vec![],
         replication_factor: 1,
     };
-    let topics = [
-        ("ora-ogg-SOE-CUSTOMERS", 1, true),
-        (LOGON_TOPIC, 2, false),
-        ("ora-ogg-SOE-ORDERS-json", 2, false),
-    ]
-    .map(|(n, p, c)| streamctl::connectors::kafka::TopicSpec { name: n.into(), partitions: p, compacted: c });
+    let topics = [("ora-ogg-SOE-CUSTOMERS", 1, true), (LOGON_TOPIC, 2, false), ("ora-ogg-SOE-ORDERS-json", 2, false)]
+        .map(|(n, p, c)| streamctl::connectors::kafka::TopicSpec { name: n.into(), partitions: p, compacted: c });
     rt.block_on(cluster.ensure_topics(&topics)).unwrap();
 }
 
