@@ -30,19 +30,6 @@ const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/avro"
 const REGISTRY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/avro/confluent_registry.py");
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/avro/confluent_io.py");
 
-fn python_client_available() -> bool {
-    let probe = "import confluent_kafka.schema_registry.avro, fastavro";
-    let ok = Command::new("python3").args(["-c", probe]).output().is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("STREAMCTL_E2E").is_none(),
-            "STREAMCTL_E2E is set but python3 cannot import confluent_kafka's Avro serializers (.ci/run installs them)"
-        );
-        eprintln!("skipped: python3 with confluent-kafka[avro,schemaregistry] is not installed");
-    }
-    ok
-}
-
 /// Starts the registry on a free port; its URL.
 fn start_registry() -> (Killed, String) {
     let port = free_port();
@@ -183,7 +170,7 @@ fn sink_rows(dir: &Path) -> Vec<Value> {
 #[test]
 fn confluent_serialized_avro_through_a_join_and_a_window_with_the_registry() {
     let Some(kcat) = tools() else { return };
-    if !python_client_available() {
+    if !python_avro_client() {
         return;
     }
     let kafka = KafkaCluster::single();

@@ -14,8 +14,7 @@
 mod common;
 mod e2e_common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use e2e_common::kafka::KafkaCluster;
 use e2e_common::*;
@@ -24,39 +23,26 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-fn python(script: &str, args: &[&str], input: &serde_json::Value) -> Vec<String> {
-    let mut child = Command::new("python3")
-        .arg(root().join(script))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{script} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect()
-}
-
 /// The LOGON records as a foreign client reads them: the values in Avro decoded by fastavro with
 /// the registered schema (after checking each frame's magic byte and id), and the values that
 /// are not Avro as text.
 fn foreign_logons(bootstrap: &str) -> (Vec<serde_json::Value>, Vec<String>) {
     let (id, schema) = logon_schema();
-    let records = python(
-        "tests/avro/confluent_io.py",
+    let client = root().join("tests/avro/confluent_io.py");
+    let records = python_lines(
+        client.to_str().unwrap(),
         &["consume", bootstrap, "http://127.0.0.1:9", LOGON_TOPIC, "raw-values"],
-        &serde_json::Value::Null,
+        None,
     );
     let (avro, other): (Vec<String>, Vec<String>) = records
         .iter()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["value"].as_str().unwrap().to_string())
         .partition(|hex| hex.starts_with("00"));
-    let decoded = python(
-        "tests/avro/fastavro_io.py",
+    let fastavro = root().join("tests/avro/fastavro_io.py");
+    let decoded = python_lines(
+        fastavro.to_str().unwrap(),
         &["decode"],
-        &serde_json::json!({"schema": schema, "schema_id": id, "values": avro}),
+        Some(&serde_json::json!({"schema": schema, "schema_id": id, "values": avro})),
     );
     let hex = |h: &String| (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect();
     (
