@@ -639,3 +639,80 @@ fn rows_a_table_refuses_go_to_the_dead_letter_topic_and_a_missing_table_stalls()
     assert_eq!(bad("soe.logon-prime-loyal.prime_logons_out.dlq"), 1, "the kafka sink's");
     eprintln!("{} rows in the table, {} dead letters; first: {:?}", even.len(), refused.len(), refused[0].0);
 }
+
+/// A `route` on a postgres sink: a table model whose route field changes for a key (a customer's
+/// tier goes from basic to gold as logons add up) holds each key in exactly the table its latest
+/// row routes to, equal to an unrouted sink of the same model; a second embedded run empties the
+/// routed tables it knows from the routes table and writes them anew.
+#[test]
+fn a_routed_postgres_sink_keeps_each_key_in_the_table_its_latest_row_routes_to() {
+    let Some(bin) = postgres::available() else { return };
+    let pg = Postgres::start(&bin, PASSWORD);
+    pg.psql("CREATE SCHEMA tiers");
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_dir(&root().join("example-project"), dir.path(), &["target"]);
+    std::fs::write(
+        dir.path().join("models/customer_tiers.sql"),
+        "{{ config(materialized='table', topic='soe.customer-tiers', partitions=1, key=['CUSTOMER_ID']) }}\n\
+         SELECT CUSTOMER_ID, CASE WHEN COUNT(*) >= 8 THEN 'gold' ELSE 'basic' END AS TIER, COUNT(*) AS LOGONS\n\
+         FROM {{ source('soe', 'logon') }}\nGROUP BY CUSTOMER_ID\n",
+    )
+    .unwrap();
+    let url = format!("postgresql://streamctl@127.0.0.1:{}/postgres", pg.port);
+    let sink = |name: &str, table: &str, route: &str| {
+        format!(
+            "\n  - name: {name}\n    from: customer_tiers\n    connector:\n      type: postgres\n      url: {url}\n      \
+             password: \"{{{{ env_var('PG_SINK_PASSWORD') }}}}\"\n      table: {table}\n      create_table: true\n      \
+             batch_records: 5\n{route}"
+        )
+    };
+    let file = dir.path().join("sinks/downstream.yml");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str(&sink("tiers_all", "tiers.customers", ""));
+    text.push_str(&sink(
+        "tiers_routed",
+        "tiers.customers",
+        "      transforms:\n        - type: route\n          to: \"customers_{{tier}}\"\n",
+    ));
+    std::fs::write(&file, text).unwrap();
+
+    for round in 1..=2 {
+        let out = streamctl()
+            .args(["run", "--max-batch-records", "10", "--project-dir"])
+            .arg(dir.path())
+            .env("PG_SINK_PASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "run {round}:\n{stdout}\n{stderr}");
+        let all = pg.rows("tiers.customers").expect("the unrouted table");
+        let (gold, basic) = (pg.rows("tiers.customers_gold").unwrap(), pg.rows("tiers.customers_basic").unwrap());
+        assert!(all.len() > 20, "run {round}: {} customers", all.len());
+        let id = |r: &Value| r["customer_id"].as_i64().unwrap();
+        for (table, rows, tier) in [("customers_gold", &gold, "gold"), ("customers_basic", &basic, "basic")] {
+            assert!(!rows.is_empty(), "run {round}: {table} is empty");
+            let wrong: Vec<&Value> = rows.iter().filter(|r| r["tier"] != tier).collect();
+            assert!(wrong.is_empty(), "run {round}: rows of {table} that route elsewhere: {wrong:?}");
+        }
+        let both: Vec<i64> = gold.iter().map(id).filter(|g| basic.iter().any(|b| id(b) == *g)).collect();
+        assert!(both.is_empty(), "run {round}: customers in both tables (a moved key was not deleted): {both:?}");
+        let routed: Vec<Value> = gold.iter().chain(&basic).cloned().collect();
+        let (missing, extra) = diff(&all, &routed);
+        assert!(missing.is_empty() && extra.is_empty(), "run {round}: missing {missing:?}, extra {extra:?}");
+        let tiers_out: u64 = stderr
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("[customer_tiers] caught up: ")?.split(" in, ").nth(1)?.split(' ').next()?.parse().ok()
+            })
+            .expect("customer_tiers caught up");
+        // Small micro-batches: a customer's row changes many times, its tier at least once.
+        assert!(tiers_out as usize > 2 * all.len(), "run {round}: {tiers_out} rows for {} customers", all.len());
+        if round == 1 {
+            assert!(stderr.contains("writes rows routed to \"tiers\".\"customers_gold\""), "{stderr}");
+        } else {
+            assert!(stderr.contains("emptied the routed tables"), "{stderr}");
+        }
+    }
+    let routes = pg.rows("tiers.streamctl_sink_routes").unwrap();
+    assert_eq!(routes.len(), 2, "{routes:?}");
+}

@@ -310,15 +310,7 @@ pub(crate) fn check(cp: &CompiledProject, s: &SinkDecl) -> Vec<Diagnostic> {
             SinkTransform::Route { to } => {
                 let pointer = format!("{base}/to");
                 let fields = route_fields(to);
-                if kind == "postgres" {
-                    out.push(err(
-                        &format!("{base}/type"),
-                        false,
-                        "route".len(),
-                        format!("sink `{name}`: route sends rows to topics (kafka sinks) or subdirectories (file sinks), not to tables"),
-                        "give each table a sink of its own, from a model that filters its rows".into(),
-                    ));
-                } else if fields.is_empty() {
+                if fields.is_empty() {
                     out.push(err(
                         &pointer,
                         false,

@@ -686,8 +686,9 @@ pub enum SinkTransform {
         value_from: Option<HeaderValueFrom>,
     },
     /// Sends each row where `to` says, each `{{field}}` replaced by that field's value (like
-    /// Connect's routers): the topic of a kafka sink, a subdirectory of a file sink's `path`.
-    /// Characters a topic or a file name cannot hold become `_`.
+    /// Connect's routers): the topic of a kafka sink, a subdirectory of a file sink's `path`, a
+    /// table of a postgres sink (in the schema of its `table`). Characters a topic, a file name
+    /// or an unquoted table name cannot hold become `_`.
     Route {
         #[schemars(length(min = 1))]
         to: String,

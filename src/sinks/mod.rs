@@ -7,13 +7,14 @@
 //! * [`file`], [`file_task`]: JSON Lines files in a directory (one per routed name with a
 //!   `route` transform), rolled by size and age.
 //! * [`kafka`]: another Kafka topic (or one per routed name), at least once.
-//! * [`postgres`]: a PostgreSQL table, rows and offsets written in one transaction (the sink
+//! * [`postgres`]: a PostgreSQL table (or one per routed name), rows and offsets written in one transaction (the sink
 //!   resumes from the offsets in Postgres, not from the group's).
 
 pub(crate) mod file;
 pub(crate) mod file_task;
 pub(crate) mod kafka;
 pub(crate) mod postgres;
+pub(crate) mod postgres_sql;
 pub(crate) mod transform;
 
 use std::collections::BTreeMap;

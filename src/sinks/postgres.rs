@@ -1,7 +1,10 @@
 //! The PostgreSQL sink: a model's rows in a table. A table model's rows are upserted by its key
 //! (`INSERT ... ON CONFLICT (key) DO UPDATE`) and its tombstones delete; a stream model's rows
 //! are appended. Rows go in batches, one statement per batch (the rows as one JSON array,
-//! expanded by `jsonb_to_recordset` into the table's column types).
+//! expanded by `jsonb_to_recordset` into the table's column types). With a `route` transform
+//! each row goes to the table its routed name gives, in the sink table's schema: a table model's
+//! row written there leaves the other routed tables (its route field may have changed), and a
+//! tombstone deletes its key in each table the sink has routed to (listed in [`ROUTES_TABLE`]).
 //!
 //! Exactly the model's rows after a crash: each batch is written in one transaction together
 //! with the Kafka offsets it ends at (table [`OFFSETS_TABLE`]), and a sink resumes from the
@@ -14,7 +17,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::datatypes::DataType;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
@@ -25,6 +27,10 @@ use tokio::runtime::Runtime;
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, NoTls};
 
+use super::postgres_sql::{
+    beside, create_table_sql, delete_sql, offsets_table_sql, pg_type, routed_table, routes_table_sql, table_names,
+    write_sql, ROUTES_TABLE,
+};
 use super::{skip_transaction_markers, transform, DeadLetters, SinkOutcome, SinkRun};
 use crate::compile::{CompiledModel, CompiledProject};
 use crate::jinja::Jinja;
@@ -33,8 +39,6 @@ use crate::project::SinkDecl;
 use crate::runtime::codec::{InputCodec, Record};
 use crate::runtime::worker::RunControl;
 
-/// The table holding, per sink and partition, the offset after the last row written.
-pub const OFFSETS_TABLE: &str = "streamctl_sink_offsets";
 const DEFAULT_BATCH_RECORDS: usize = 1000;
 /// How long a record waits in a batch that is not full.
 const LINGER: Duration = Duration::from_millis(200);
@@ -104,108 +108,12 @@ pub fn connection(cp: &CompiledProject, sink: &SinkDecl) -> Result<Connection, S
     Ok(Connection { config })
 }
 
-/// `name` as a quoted SQL identifier.
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// A `table` setting (`name` or `schema.name`, folded to lower case like unquoted SQL names)
-/// as a quoted name, and the offsets table beside it (same schema).
-fn table_names(table: &str) -> (String, String) {
-    let parts: Vec<String> = table.split('.').map(|p| p.to_lowercase()).collect();
-    let quoted = parts.iter().map(|p| ident(p)).collect::<Vec<_>>().join(".");
-    let offsets = match parts.as_slice() {
-        [schema, _] => format!("{}.{}", ident(schema), ident(OFFSETS_TABLE)),
-        _ => ident(OFFSETS_TABLE),
-    };
-    (quoted, offsets)
-}
-
-/// The PostgreSQL type a model column gets in a table the sink creates.
-pub fn pg_type(t: &DataType) -> String {
-    match t {
-        DataType::Boolean => "boolean".into(),
-        DataType::Int8 | DataType::Int16 | DataType::UInt8 => "smallint".into(),
-        DataType::Int32 | DataType::UInt16 => "integer".into(),
-        DataType::Int64 | DataType::UInt32 => "bigint".into(),
-        DataType::UInt64 => "numeric(20)".into(),
-        DataType::Float16 | DataType::Float32 => "real".into(),
-        DataType::Float64 => "double precision".into(),
-        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) if *s >= 0 => format!("numeric({p},{s})"),
-        DataType::Decimal128(..) | DataType::Decimal256(..) => "numeric".into(),
-        DataType::Date32 | DataType::Date64 => "date".into(),
-        DataType::Timestamp(_, None) => "timestamp".into(),
-        DataType::Timestamp(_, Some(_)) => "timestamptz".into(),
-        DataType::Time32(_) | DataType::Time64(_) => "time".into(),
-        DataType::List(_)
-        | DataType::LargeList(_)
-        | DataType::FixedSizeList(..)
-        | DataType::Struct(_)
-        | DataType::Map(..) => "jsonb".into(),
-        _ => "text".into(),
-    }
-}
-
 /// The table's columns: the model's after the sink's transforms (dropped ones left out,
 /// renamed ones under their new name, cast or converted ones of their new type), with their
 /// PostgreSQL types.
 fn columns_after(model: &CompiledModel, transforms: &[SinkTransform]) -> Vec<(String, String)> {
     let columns = model.schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
     transform::columns_after(transforms, columns).into_iter().map(|(n, t)| (n, pg_type(&t))).collect()
-}
-
-/// `CREATE TABLE IF NOT EXISTS` with the model's columns; `key` becomes the primary key.
-fn create_table_sql(table: &str, columns: &[(String, String)], key: &[String]) -> String {
-    let mut defs: Vec<String> = columns
-        .iter()
-        .map(|(n, t)| format!("{} {t}{}", ident(n), if key.contains(n) { " NOT NULL" } else { "" }))
-        .collect();
-    if !key.is_empty() {
-        defs.push(format!("PRIMARY KEY ({})", key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ")));
-    }
-    format!("CREATE TABLE IF NOT EXISTS {table} ({})", defs.join(", "))
-}
-
-fn offsets_table_sql(offsets: &str) -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {offsets} (sink text NOT NULL, topic text NOT NULL, \"partition\" integer NOT NULL, \
-         next_offset bigint NOT NULL, PRIMARY KEY (sink, topic, \"partition\"))"
-    )
-}
-
-/// The rows of parameter `$1` (a JSON array of objects) as a relation `r` with these columns.
-fn rows_of_param(columns: &[(String, String)]) -> String {
-    let defs: Vec<String> = columns.iter().map(|(n, t)| format!("{} {t}", ident(n))).collect();
-    format!("jsonb_to_recordset($1::text::jsonb) AS r({})", defs.join(", "))
-}
-
-/// The statement that writes a batch: an upsert by `key`, or (no key) an append.
-fn write_sql(table: &str, columns: &[(String, String)], key: &[String]) -> String {
-    let names: Vec<String> = columns.iter().map(|(n, _)| ident(n)).collect();
-    let from_r: Vec<String> = names.iter().map(|n| format!("r.{n}")).collect();
-    let insert = format!(
-        "INSERT INTO {table} ({}) SELECT {} FROM {}",
-        names.join(", "),
-        from_r.join(", "),
-        rows_of_param(columns)
-    );
-    if key.is_empty() {
-        return insert;
-    }
-    let keys: Vec<String> = key.iter().map(|k| ident(k)).collect();
-    let sets: Vec<String> = columns
-        .iter()
-        .filter(|(n, _)| !key.contains(n))
-        .map(|(n, _)| format!("{0} = EXCLUDED.{0}", ident(n)))
-        .collect();
-    let action = if sets.is_empty() { "NOTHING".to_string() } else { format!("UPDATE SET {}", sets.join(", ")) };
-    format!("{insert} ON CONFLICT ({}) DO {action}", keys.join(", "))
-}
-
-/// The statement that deletes the rows whose keys are in `$1`.
-fn delete_sql(table: &str, key_columns: &[(String, String)]) -> String {
-    let matches: Vec<String> = key_columns.iter().map(|(n, _)| format!("t.{0} = r.{0}", ident(n))).collect();
-    format!("DELETE FROM {table} AS t USING {} WHERE {}", rows_of_param(key_columns), matches.join(" AND "))
 }
 
 /// A record of the model's topic as a change of the sink table.
@@ -282,15 +190,66 @@ fn refused_for_the_rows(e: &tokio_postgres::Error) -> bool {
 /// The sink table as the sink writes it.
 struct Target {
     table: String,
-    offsets: String,
     write: String,
     /// `None` for a stream.
     delete: Option<String>,
-    key: Vec<String>,
 }
 
-/// Creates what is missing (the offsets table; the sink table with `create_table`), then checks
-/// that the table has the model's columns and, for a table model, a unique key on its key.
+/// Where a sink's rows go: its table, or with a `route` transform the tables routed to so far.
+struct Tables {
+    offsets: String,
+    /// The key columns a table model's rows are upserted by (after the transforms); none for a
+    /// stream.
+    key: Vec<String>,
+    /// The tables written, by their `table` setting or routed name (`schema.name`).
+    by_name: BTreeMap<String, Target>,
+    /// Where rows without a route go: the sink table, unless the sink routes.
+    sink_table: Option<String>,
+    /// The sink's routes table, when it routes.
+    routes: Option<String>,
+}
+
+impl Tables {
+    /// The tables, for messages.
+    fn shown(&self) -> String {
+        let names: Vec<&str> = self.by_name.values().map(|t| t.table.as_str()).collect();
+        match (names.as_slice(), &self.routes) {
+            ([one], None) => one.to_string(),
+            (_, Some(_)) => format!("the routed tables ({})", names.join(", ")),
+            _ => names.join(", "),
+        }
+    }
+}
+
+/// The key columns a table model's rows are upserted by, under their names after the transforms.
+fn sink_key(model: &CompiledModel, transforms: &[SinkTransform]) -> Result<Vec<String>, String> {
+    let key_of_model: &[String] = if model.kind == RelationKind::Table { &model.key } else { &[] };
+    key_of_model
+        .iter()
+        .map(|k| {
+            transform::column_after(transforms, k)
+                .ok_or_else(|| format!("the sink's transforms drop `{k}`, a key column of model `{}`", model.name))
+        })
+        .collect()
+}
+
+/// Creates the bookkeeping tables that are missing: the offsets table and, for a routed sink,
+/// the routes table.
+async fn prepare_bookkeeping(client: &mut Client, offsets: &str, routes: Option<&str>) -> Result<(), String> {
+    let tx = client.transaction().await.map_err(|e| pg_err("starting a transaction", &e))?;
+    // Two sinks creating tables at once would collide in the catalog.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_id("streamctl ddl")])
+        .await
+        .map_err(|e| pg_err("locking", &e))?;
+    tx.batch_execute(&offsets_table_sql(offsets)).await.map_err(|e| pg_err(&format!("creating {offsets}"), &e))?;
+    if let Some(routes) = routes {
+        tx.batch_execute(&routes_table_sql(routes)).await.map_err(|e| pg_err(&format!("creating {routes}"), &e))?;
+    }
+    tx.commit().await.map_err(|e| pg_err("creating the tables", &e))
+}
+
+/// Creates the table with `create_table` when it is missing, then checks that it has the
+/// model's columns and, for a table model, a unique key on its key.
 async fn prepare(
     client: &mut Client,
     model: &CompiledModel,
@@ -298,28 +257,19 @@ async fn prepare(
     create: bool,
     transforms: &[SinkTransform],
 ) -> Result<Target, String> {
-    let (table, offsets) = table_names(table_setting);
-    let key_of_model: &[String] = if model.kind == RelationKind::Table { &model.key } else { &[] };
-    let key = key_of_model
-        .iter()
-        .map(|k| {
-            transform::column_after(transforms, k)
-                .ok_or_else(|| format!("the sink's transforms drop `{k}`, a key column of model `{}`", model.name))
-        })
-        .collect::<Result<Vec<String>, String>>()?;
+    let table = table_names(table_setting).0;
+    let key = sink_key(model, transforms)?;
     let columns = columns_after(model, transforms);
-    let tx = client.transaction().await.map_err(|e| pg_err("starting a transaction", &e))?;
-    // Two sinks creating tables at once would collide in the catalog.
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_id("streamctl ddl")])
-        .await
-        .map_err(|e| pg_err("locking", &e))?;
-    tx.batch_execute(&offsets_table_sql(&offsets)).await.map_err(|e| pg_err(&format!("creating {offsets}"), &e))?;
     if create {
+        let tx = client.transaction().await.map_err(|e| pg_err("starting a transaction", &e))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_id("streamctl ddl")])
+            .await
+            .map_err(|e| pg_err("locking", &e))?;
         tx.batch_execute(&create_table_sql(&table, &columns, &key))
             .await
             .map_err(|e| pg_err(&format!("creating {table}"), &e))?;
+        tx.commit().await.map_err(|e| pg_err(&format!("creating {table}"), &e))?;
     }
-    tx.commit().await.map_err(|e| pg_err("creating the tables", &e))?;
 
     let exists: Option<String> = client
         .query_one("SELECT to_regclass($1::text)::text", &[&table])
@@ -376,9 +326,64 @@ async fn prepare(
         write: write_sql(&table, &typed, &key),
         delete: (!key.is_empty()).then(|| delete_sql(&table, &key_columns)),
         table,
-        offsets,
-        key,
     })
+}
+
+/// Adds a routed table the batch needs: created (with `create_table`) and checked like the sink
+/// table, and recorded in the routes table so that later tombstones reach it.
+async fn add_route(
+    client: &mut Client,
+    tables: &mut Tables,
+    model: &CompiledModel,
+    name: &str,
+    create: bool,
+    transforms: &[SinkTransform],
+    sink_id: &str,
+) -> Result<(), String> {
+    let Some(routes) = tables.routes.clone() else { return Ok(()) };
+    let target = prepare(client, model, name, create, transforms).await?;
+    client
+        .execute(
+            format!("INSERT INTO {routes} (sink, table_name) VALUES ($1, $2) ON CONFLICT DO NOTHING").as_str(),
+            &[&sink_id, &name],
+        )
+        .await
+        .map_err(|e| pg_err(&format!("recording {} in {routes}", target.table), &e))?;
+    eprintln!("[sink {sink_id}] writes rows routed to {} (created if missing)", target.table);
+    tables.by_name.insert(name.to_string(), target);
+    Ok(())
+}
+
+/// What a batch's changes (at most one per key, each with the table it goes to) do to each of
+/// `tables`: the keys to delete and the rows to write. A table model's row goes to its table and
+/// its key leaves every other table; a tombstone deletes its key in all of them.
+fn plan_writes(
+    key: &[String],
+    tables: &[&str],
+    changes: &[(&Change, &str)],
+) -> BTreeMap<String, (Vec<Value>, Vec<Value>)> {
+    let mut plan: BTreeMap<String, (Vec<Value>, Vec<Value>)> = BTreeMap::new();
+    for (change, to) in changes {
+        match change {
+            Change::Upsert(row) => {
+                plan.entry(to.to_string()).or_default().1.push(Value::Object(row.clone()));
+                if !key.is_empty() {
+                    let k: Map<String, Value> =
+                        key.iter().map(|c| (c.clone(), row.get(c).cloned().unwrap_or(Value::Null))).collect();
+                    for other in tables.iter().filter(|t| *t != to) {
+                        plan.entry(other.to_string()).or_default().0.push(Value::Object(k.clone()));
+                    }
+                }
+            }
+            Change::Delete(k) if !key.is_empty() => {
+                for t in tables {
+                    plan.entry(t.to_string()).or_default().0.push(Value::Object(k.clone()));
+                }
+            }
+            Change::Delete(_) => {}
+        }
+    }
+    plan
 }
 
 /// A stable advisory lock id for a name.
@@ -391,7 +396,9 @@ fn lock_id(name: &str) -> i64 {
 
 /// One record of a batch: what it changes in the table, `None` when it was dead-lettered as read
 /// (its offset still moves with the batch).
-pub(crate) type BatchEntry = (Record, Option<Change>);
+/// One record of a batch: what it changes in which table (the sink table, or a routed one), `None`
+/// when it was dead-lettered as read (its offset still moves with the batch).
+pub(crate) type BatchEntry = (Record, Option<(Change, String)>);
 
 /// Writes one batch and the offsets it ends at in one transaction. `stored` holds the offsets
 /// this process last read or wrote; a row moved by anyone else fails the batch. With a
@@ -399,7 +406,7 @@ pub(crate) type BatchEntry = (Record, Option<Change>);
 /// in a savepoint): the rows it refuses go to the dead-letter topic, flushed before the commit.
 async fn write_batch(
     client: &mut Client,
-    target: &Target,
+    tables: &Tables,
     sink_id: &str,
     topic: &str,
     batch: Vec<BatchEntry>,
@@ -412,24 +419,27 @@ async fn write_batch(
         *e = (*e).max(r.offset + 1);
     }
     let rows = batch.len();
-    let changes: Vec<(&Record, &Change)> = batch.iter().filter_map(|(r, c)| c.as_ref().map(|c| (r, c))).collect();
-    let kept: Vec<(&Record, &Change)> = kept(&target.key, &changes.iter().map(|(_, c)| *c).collect::<Vec<_>>())
-        .into_iter()
-        .map(|i| changes[i])
-        .collect();
-    let table = &target.table;
+    let changes: Vec<(&Record, &Change, &str)> =
+        batch.iter().filter_map(|(r, c)| c.as_ref().map(|(c, to)| (r, c, to.as_str()))).collect();
+    let kept: Vec<(&Record, &Change, &str)> =
+        kept(&tables.key, &changes.iter().map(|(_, c, _)| *c).collect::<Vec<_>>())
+            .into_iter()
+            .map(|i| changes[i])
+            .collect();
+    let table = tables.shown();
     let mut tx = client.transaction().await.map_err(|e| pg_err("starting a transaction", &e))?;
     let mut refused: Vec<(&Record, String)> = Vec::new();
-    if let Err(e) = write_changes(&tx, target, kept.iter().map(|(_, c)| *c)).await {
+    let all: Vec<(&Change, &str)> = kept.iter().map(|(_, c, to)| (*c, *to)).collect();
+    if let Err(e) = write_changes(&tx, tables, &all).await {
         if dead_letters.is_none() || !refused_for_the_rows(&e) {
             return Err(pg_err(&format!("writing {rows} rows to {table}"), &e));
         }
         // Which rows: one at a time, each in a savepoint.
         tx.rollback().await.map_err(|e| pg_err("rolling back", &e))?;
         tx = client.transaction().await.map_err(|e| pg_err("starting a transaction", &e))?;
-        for (record, change) in &kept {
+        for (record, change, to) in &kept {
             let sp = tx.savepoint("streamctl_row").await.map_err(|e| pg_err("starting a savepoint", &e))?;
-            match write_changes(&sp, target, std::iter::once(*change)).await {
+            match write_changes(&sp, tables, &[(*change, *to)]).await {
                 Ok(()) => sp.commit().await.map_err(|e| pg_err("releasing a savepoint", &e))?,
                 Err(e) if refused_for_the_rows(&e) => {
                     sp.rollback().await.map_err(|e| pg_err("rolling back a savepoint", &e))?;
@@ -439,7 +449,7 @@ async fn write_batch(
             }
         }
     }
-    let offsets = &target.offsets;
+    let offsets = &tables.offsets;
     for (p, next) in &ends {
         let moved = match stored.get(p) {
             Some(old) => tx
@@ -492,24 +502,22 @@ async fn write_batch(
     Ok(())
 }
 
-/// The statements that apply `changes` (at most one per key) inside a transaction.
-async fn write_changes<'a>(
+/// The statements that apply `changes` (at most one per key, each with its table) inside a
+/// transaction: per table, the deletes, then the writes.
+async fn write_changes(
     tx: &tokio_postgres::Transaction<'_>,
-    target: &Target,
-    changes: impl Iterator<Item = &'a Change>,
+    tables: &Tables,
+    changes: &[(&Change, &str)],
 ) -> Result<(), tokio_postgres::Error> {
-    let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
-    for c in changes {
-        match c {
-            Change::Upsert(r) => upserts.push(Value::Object(r.clone())),
-            Change::Delete(k) => deletes.push(Value::Object(k.clone())),
+    let names: Vec<&str> = tables.by_name.keys().map(String::as_str).collect();
+    for (name, (deletes, rows)) in plan_writes(&tables.key, &names, changes) {
+        let Some(target) = tables.by_name.get(&name) else { continue };
+        if let (Some(sql), false) = (&target.delete, deletes.is_empty()) {
+            tx.execute(sql.as_str(), &[&Value::Array(deletes).to_string()]).await?;
         }
-    }
-    if let (Some(sql), false) = (&target.delete, deletes.is_empty()) {
-        tx.execute(sql.as_str(), &[&Value::Array(deletes).to_string()]).await?;
-    }
-    if !upserts.is_empty() {
-        tx.execute(target.write.as_str(), &[&Value::Array(upserts).to_string()]).await?;
+        if !rows.is_empty() {
+            tx.execute(target.write.as_str(), &[&Value::Array(rows).to_string()]).await?;
+        }
     }
     Ok(())
 }
@@ -568,7 +576,17 @@ fn deliver(
     let codec = InputCodec::for_model_output(cp, model_name, control.registry.as_ref())
         .ok_or_else(|| format!("cannot decode the output of `{model_name}`"))?;
     let conn = connection(cp, sink)?;
-    let location = format!("{} table {}", conn.shown(), table_names(table).0);
+    let route = transforms.iter().find_map(|t| match t {
+        SinkTransform::Route { to } => Some(to.clone()),
+        _ => None,
+    });
+    let location = match &route {
+        Some(to) => format!("{} tables routed by `{to}` (beside {})", conn.shown(), table_names(table).0),
+        None => format!("{} table {}", conn.shown(), table_names(table).0),
+    };
+    // A tombstone carries only the key: it is not routed (it leaves every routed table).
+    let key_transforms: Vec<SinkTransform> =
+        transforms.iter().filter(|t| !matches!(t, SinkTransform::Route { .. })).cloned().collect();
     let batch_records = batch_records.map_or(DEFAULT_BATCH_RECORDS, |b| b.max(1) as usize);
     let sink_id = format!("{}.{name}", cp.project.config.name);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
@@ -592,19 +610,20 @@ fn deliver(
     if !wait_for_lock(&rt, &pg, &sink_id, how, control)? {
         return Ok(outcome(0, 0));
     }
-    let target = rt.block_on(prepare(&mut pg, model, table, *create_table, transforms))?;
+    let mut tables =
+        rt.block_on(open_tables(&mut pg, model, table, route.is_some(), *create_table, transforms, &sink_id))?;
     if fresh {
-        rt.block_on(forget(&mut pg, &target, &sink_id))?;
+        rt.block_on(forget(&mut pg, &tables, &sink_id))?;
         eprintln!(
             "[sink {name}] emptied {} (the embedded broker starts empty: the rows are written anew)",
-            target.table
+            tables.shown()
         );
     }
 
     let topic = &model.topic;
     let (consumer, partitions) = super::output_consumer(cp, client, name, model_name)?;
     let _closed = crate::connectors::consumer::ClosedOnDrop(&consumer);
-    let mut stored = rt.block_on(stored_offsets(&pg, &target.offsets, &sink_id, topic))?;
+    let mut stored = rt.block_on(stored_offsets(&pg, &tables.offsets, &sink_id, topic))?;
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     let mut assignment = TopicPartitionList::new();
     for (p, low, high) in &partitions {
@@ -614,9 +633,9 @@ fn deliver(
                 "{} says partition {p} of {topic} was written up to offset {}, but the topic ends at {high}: it was \
                  recreated, or is another cluster's. Delete the sink's rows from {} (sink = '{sink_id}') to deliver \
                  this topic there",
-                target.offsets,
+                tables.offsets,
                 from_table.unwrap_or_default(),
-                target.offsets
+                tables.offsets
             ));
         }
         let resume = from_table.unwrap_or(*low).max(*low);
@@ -627,7 +646,7 @@ fn deliver(
     }
     consumer.assign(&assignment).map_err(|e| format!("assigning {topic}: {e}"))?;
     if !stored.is_empty() {
-        eprintln!("[sink {name}] resuming {topic} at {:?} (the offsets in {})", stored, target.offsets);
+        eprintln!("[sink {name}] resuming {topic} at {:?} (the offsets in {})", stored, tables.offsets);
     }
 
     let ends: BTreeMap<i32, i64> = partitions.iter().map(|(p, _, high)| (*p, *high)).collect();
@@ -644,7 +663,7 @@ fn deliver(
         {
             let n = batch.len() as u64;
             let batch = std::mem::take(&mut batch);
-            rt.block_on(write_batch(&mut pg, &target, &sink_id, topic, batch, &mut stored, dead_letters.as_mut()))?;
+            rt.block_on(write_batch(&mut pg, &tables, &sink_id, topic, batch, &mut stored, dead_letters.as_mut()))?;
             records += n;
         }
         if stopping || done {
@@ -653,16 +672,29 @@ fn deliver(
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 let record = super::record_of(&m);
+                let names = transform::Names { project: &cp.project.config.name, model: model_name, sink: name };
                 let change = match m.payload() {
                     Some(v) => codec
                         .value_as_json(v)
                         .ok_or_else(|| "not a value of the model's output format".to_string())
-                        .and_then(|r| transform::apply(transforms, r))
-                        .map(Change::Upsert),
+                        .and_then(|r| transform::apply_all(transforms, r, names))
+                        .and_then(|t| match (&t.route, &tables.sink_table) {
+                            (None, Some(sink_table)) => Ok((Change::Upsert(t.row), sink_table.clone())),
+                            (Some(to), _) => routed_table(table, to)
+                                .map(|to| (Change::Upsert(t.row), to))
+                                .ok_or_else(|| format!("route `{to}` gives no table name")),
+                            (None, None) => Err("the row has no route".to_string()),
+                        }),
                     None => tombstone_key(m.key(), &model.key)
-                        .and_then(|k| transform::apply(transforms, k))
-                        .map(Change::Delete),
+                        .and_then(|k| transform::apply(&key_transforms, k))
+                        .map(|k| (Change::Delete(k), tables.sink_table.clone().unwrap_or_default())),
                 };
+                if let Ok((Change::Upsert(_), to)) = &change {
+                    if !tables.by_name.contains_key(to) {
+                        let to = to.clone();
+                        rt.block_on(add_route(&mut pg, &mut tables, model, &to, *create_table, transforms, &sink_id))?;
+                    }
+                }
                 let change = match (change, dead_letters.as_mut()) {
                     (Ok(c), _) => Some(c),
                     (Err(reason), Some(d)) => {
@@ -733,21 +765,62 @@ fn wait_for_lock(rt: &Runtime, pg: &Client, sink_id: &str, how: SinkRun, control
     }
 }
 
-/// Empties the sink table and its offsets (the embedded broker's offsets start over).
-async fn forget(client: &mut Client, target: &Target, sink_id: &str) -> Result<(), String> {
+/// Opens the sink's tables: the bookkeeping ones, then the sink table, or for a routed sink the
+/// tables it routed to before.
+async fn open_tables(
+    client: &mut Client,
+    model: &CompiledModel,
+    table_setting: &str,
+    routed: bool,
+    create: bool,
+    transforms: &[SinkTransform],
+    sink_id: &str,
+) -> Result<Tables, String> {
+    let offsets = table_names(table_setting).1;
+    let routes = routed.then(|| beside(table_setting, ROUTES_TABLE));
+    prepare_bookkeeping(client, &offsets, routes.as_deref()).await?;
+    let mut tables = Tables {
+        offsets,
+        key: sink_key(model, transforms)?,
+        by_name: BTreeMap::new(),
+        sink_table: (!routed).then(|| table_setting.to_string()),
+        routes: routes.clone(),
+    };
+    let names: Vec<String> = match &routes {
+        None => vec![table_setting.to_string()],
+        Some(routes) => client
+            .query(format!("SELECT table_name FROM {routes} WHERE sink = $1 ORDER BY 1").as_str(), &[&sink_id])
+            .await
+            .map_err(|e| pg_err(&format!("reading {routes}"), &e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect(),
+    };
+    for name in names {
+        let target = prepare(client, model, &name, create, transforms).await?;
+        tables.by_name.insert(name, target);
+    }
+    Ok(tables)
+}
+
+/// Empties the sink's tables and its offsets (the embedded broker's offsets start over).
+async fn forget(client: &mut Client, tables: &Tables, sink_id: &str) -> Result<(), String> {
     let tx = client.transaction().await.map_err(|e| pg_err("starting a transaction", &e))?;
-    tx.execute(format!("DELETE FROM {} WHERE sink = $1", target.offsets).as_str(), &[&sink_id])
+    tx.execute(format!("DELETE FROM {} WHERE sink = $1", tables.offsets).as_str(), &[&sink_id])
         .await
-        .map_err(|e| pg_err(&format!("clearing {}", target.offsets), &e))?;
-    tx.batch_execute(&format!("DELETE FROM {}", target.table))
-        .await
-        .map_err(|e| pg_err(&format!("emptying {}", target.table), &e))?;
-    tx.commit().await.map_err(|e| pg_err(&format!("emptying {}", target.table), &e))
+        .map_err(|e| pg_err(&format!("clearing {}", tables.offsets), &e))?;
+    for target in tables.by_name.values() {
+        tx.batch_execute(&format!("DELETE FROM {}", target.table))
+            .await
+            .map_err(|e| pg_err(&format!("emptying {}", target.table), &e))?;
+    }
+    tx.commit().await.map_err(|e| pg_err(&format!("emptying {}", tables.shown()), &e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn row(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
@@ -772,6 +845,25 @@ mod tests {
     }
 
     #[test]
+    fn a_routed_row_leaves_the_other_tables_and_a_tombstone_leaves_all() {
+        let key = vec!["id".to_string()];
+        let up = |v: Value| Change::Upsert(row(v));
+        let (a, b, c) =
+            (up(json!({"id": 1, "m": "a"})), up(json!({"id": 2, "m": "b"})), Change::Delete(row(json!({"id": 3}))));
+        let plan = plan_writes(&key, &["t_a", "t_b"], &[(&a, "t_a"), (&b, "t_b"), (&c, "t_a")]);
+        let want =
+            |deletes: Value, rows: Value| (deletes.as_array().unwrap().clone(), rows.as_array().unwrap().clone());
+        assert_eq!(plan["t_a"], want(json!([{"id": 2}, {"id": 3}]), json!([{"id": 1, "m": "a"}])));
+        assert_eq!(plan["t_b"], want(json!([{"id": 1}, {"id": 3}]), json!([{"id": 2, "m": "b"}])));
+        // Not routed: one table, whose rows are upserted in place; a stream only appends.
+        let plan = plan_writes(&key, &["t"], &[(&a, "t"), (&c, "t")]);
+        assert_eq!(plan["t"], want(json!([{"id": 3}]), json!([{"id": 1, "m": "a"}])));
+        let plan = plan_writes(&[], &["t_a", "t_b"], &[(&a, "t_a"), (&c, "t_a")]);
+        assert_eq!(plan.len(), 1);
+        assert_eq!(plan["t_a"], want(json!([]), json!([{"id": 1, "m": "a"}])));
+    }
+
+    #[test]
     fn tombstone_keys_become_key_columns() {
         let one = vec!["customer_id".to_string()];
         assert_eq!(tombstone_key(Some(b"42"), &one).unwrap(), row(serde_json::json!({"customer_id": 42})));
@@ -786,47 +878,10 @@ mod tests {
     }
 
     #[test]
-    fn statements_quote_names_and_upsert_by_the_key() {
-        let (table, offsets) = table_names("Sales.Prime_Logons");
-        assert_eq!(table, "\"sales\".\"prime_logons\"");
-        assert_eq!(offsets, "\"sales\".\"streamctl_sink_offsets\"");
-        assert_eq!(table_names("t").1, "\"streamctl_sink_offsets\"");
-        let cols = vec![("id".to_string(), "bigint".to_string()), ("n".to_string(), "text".to_string())];
-        let key = vec!["id".to_string()];
-        assert_eq!(
-            write_sql("\"t\"", &cols, &key),
-            "INSERT INTO \"t\" (\"id\", \"n\") SELECT r.\"id\", r.\"n\" FROM jsonb_to_recordset($1::text::jsonb) AS \
-             r(\"id\" bigint, \"n\" text) ON CONFLICT (\"id\") DO UPDATE SET \"n\" = EXCLUDED.\"n\""
-        );
-        assert!(write_sql("\"t\"", &cols[..1], &key).ends_with("ON CONFLICT (\"id\") DO NOTHING"));
-        assert!(!write_sql("\"t\"", &cols, &[]).contains("ON CONFLICT"));
-        assert_eq!(
-            delete_sql("\"t\"", &cols[..1]),
-            "DELETE FROM \"t\" AS t USING jsonb_to_recordset($1::text::jsonb) AS r(\"id\" bigint) WHERE t.\"id\" = r.\"id\""
-        );
-        assert_eq!(
-            create_table_sql("\"t\"", &cols, &key),
-            "CREATE TABLE IF NOT EXISTS \"t\" (\"id\" bigint NOT NULL, \"n\" text, PRIMARY KEY (\"id\"))"
-        );
-        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
-    }
-
-    #[test]
     fn a_connection_shows_no_password() {
         let c = Connection { config: "postgresql://alice:hunter2@db.example.com:6543/sales".parse().unwrap() };
         let shown = format!("{c:?} {c:#?} {}", c.shown());
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("postgresql://alice@db.example.com:6543/sales"), "{shown}");
-    }
-
-    #[test]
-    fn column_types_map_to_postgres_types() {
-        use datafusion::arrow::datatypes::TimeUnit;
-        assert_eq!(pg_type(&DataType::Int64), "bigint");
-        assert_eq!(pg_type(&DataType::Float64), "double precision");
-        assert_eq!(pg_type(&DataType::Utf8), "text");
-        assert_eq!(pg_type(&DataType::Decimal128(10, 2)), "numeric(10,2)");
-        assert_eq!(pg_type(&DataType::Timestamp(TimeUnit::Millisecond, None)), "timestamp");
-        assert_eq!(pg_type(&DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))), "timestamptz");
     }
 }
