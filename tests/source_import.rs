@@ -226,3 +226,91 @@ fn validate_takes_missing_columns_from_the_targets_confluent_registry() {
     let (ok, _, err) = streamctl(root, &["validate", "--target", "local"]);
     assert!(!ok && err.contains("cannot read the columns of subject `shop.orders-value`"), "{err}");
 }
+
+/// `query` and `shell` take an Avro source's missing columns from the target's registry (here
+/// `file:registry`, not the project's `schemas/`), like `validate`; the sample data goes in
+/// with that registry's id, and the query reads it back.
+#[test]
+fn query_and_shell_take_missing_columns_from_the_targets_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("sources")).unwrap();
+    std::fs::create_dir_all(root.join("data")).unwrap();
+    std::fs::write(
+        root.join("streamctl_project.yml"),
+        "name: shop\nversion: '1.0'\ntargets:\n  embedded:\n    type: embedded\n    schema_registry_url: file:registry\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("sources/shop.yml"),
+        "version: 1\nsources:\n  - name: shop\n    tables:\n      - name: orders\n        topic: shop.orders\n        \
+         format: avro\n        sample_data: data/orders.jsonl\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("data/orders.jsonl"),
+        "{\"ORDER_ID\": 1, \"AMOUNT\": 2.5, \"ORDER_TS\": 10}\n{\"ORDER_ID\": 2, \"AMOUNT\": null, \"ORDER_TS\": 20}\n",
+    )
+    .unwrap();
+    FileRegistry::new(root.join("registry"), "registry")
+        .register("shop.orders-value", SchemaType::Avro, &order(""))
+        .unwrap();
+
+    let (ok, out, err) =
+        streamctl(root, &["query", "SELECT order_id, amount FROM orders EMIT CHANGES", "--format", "json"]);
+    assert!(ok, "{out}{err}");
+    let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(
+        rows,
+        vec![serde_json::json!({"order_id": 1, "amount": 2.5}), serde_json::json!({"order_id": 2, "amount": null})]
+    );
+
+    let shell = Command::cargo_bin("streamctl")
+        .unwrap()
+        .args(["shell", "--project-dir"])
+        .arg(root)
+        .env("NO_COLOR", "1")
+        .env_remove("STREAMCTL_TARGET")
+        .env_remove("STREAMCTL_SCHEMA_REGISTRY_URL")
+        .write_stdin("DESCRIBE orders\nSELECT order_id FROM orders WHERE amount > 1 EMIT CHANGES\n")
+        .output()
+        .unwrap();
+    let out = format!("{}{}", String::from_utf8_lossy(&shell.stdout), String::from_utf8_lossy(&shell.stderr));
+    assert!(shell.status.success(), "{out}");
+    assert!(out.contains("order_ts  BIGINT  no"), "{out}");
+    assert!(out.contains("order_id\n1\n") && out.contains("1 row"), "{out}");
+}
+
+/// `source import` keeps the columns read from headers (`headers: true`, `header: key`): they
+/// are not in the value's schema.
+#[test]
+fn import_keeps_the_columns_read_from_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("sources")).unwrap();
+    std::fs::write(root.join("streamctl_project.yml"), "name: shop\nversion: '1.0'\n").unwrap();
+    std::fs::write(
+        root.join("sources/shop.yml"),
+        "version: 1\nsources:\n  - name: shop\n    tables:\n      - name: orders\n        topic: shop.orders\n        \
+         format: avro\n        columns:\n          - name: OLD\n            type: INT\n          - name: ALL_HEADERS\n            \
+         headers: true\n          - name: TRACE\n            header: trace-id\n            type: STRING\n            \
+         description: the caller's trace\n",
+    )
+    .unwrap();
+    FileRegistry::new(root.join("schemas"), "schemas")
+        .register("shop.orders-value", SchemaType::Avro, &order(""))
+        .unwrap();
+    let (ok, out, err) = streamctl(root, &["source", "import", "orders"]);
+    assert!(ok, "{out}{err}");
+    let text = std::fs::read_to_string(root.join("sources/shop.yml")).unwrap();
+    let columns = &text[text.find("        columns:\n").unwrap()..];
+    assert_eq!(
+        columns,
+        "        columns:\n          - {name: ORDER_ID, type: BIGINT, nullable: false, description: \"the order's id\"}\n          \
+         - {name: AMOUNT, type: DOUBLE}\n          - {name: ORDER_TS, type: BIGINT, nullable: false}\n          \
+         - {name: ALL_HEADERS, headers: true}\n          - {name: TRACE, type: STRING, header: trace-id, description: \
+         \"the caller's trace\"}\n"
+    );
+    let (ok, out, err) = streamctl(root, &["validate"]);
+    assert!(ok, "{out}{err}");
+}

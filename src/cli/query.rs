@@ -68,8 +68,13 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    // Avro sources without columns take them from the target's registry, as in `validate`.
+    let registry = match crate::ops::source_import::columns_registry(&project, &global.overrides()) {
+        Ok(r) => r,
+        Err(e) => return Ok(super::common::error_exit(global, e)),
+    };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let cp = match rt.block_on(compile_query(project, diags, &mut prepared)) {
+    let cp = match rt.block_on(compile_query(project, diags, &mut prepared, registry)) {
         Ok(cp) => Arc::new(cp),
         Err(diags) => {
             print_diagnostics(&diags);

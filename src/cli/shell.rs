@@ -80,13 +80,18 @@ pub fn exec(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    // Avro sources without columns take them from the target's registry, as in `validate`.
+    let registry = match crate::ops::source_import::columns_registry(&project, &global.overrides()) {
+        Ok(r) => r,
+        Err(e) => return Ok(super::common::error_exit(global, e)),
+    };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let cp = rt.block_on(crate::compile::compile(project.clone(), diags.clone()));
+    let cp = rt.block_on(crate::compile::compile_with_registry(project.clone(), diags.clone(), registry.clone()));
     if cp.diagnostics.has_errors() {
         print_diagnostics(&cp.diagnostics);
         eprintln!("warning: the project has errors (run `streamctl validate`); the shell shows what compiled");
     }
-    let mut session = Session::new(project, diags, cp, target);
+    let mut session = Session::new(project, diags, cp, target, registry);
     if let Some(from) = from {
         session.from = from;
     }

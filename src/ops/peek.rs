@@ -420,9 +420,10 @@ impl ReadTarget {
             let registry = Some(super::run::target_registry(target, cp)?);
             return Ok(ReadTarget { client: cluster.client_config(), broker: None, registry, loaded: BTreeSet::new() });
         }
+        let registry = Some(super::run::target_registry(target, cp)?);
         let broker = EmbeddedBroker::start()?;
         let client = Cluster::Embedded(&broker).client_config();
-        Ok(ReadTarget { client, broker: Some(broker), registry: None, loaded: BTreeSet::new() })
+        Ok(ReadTarget { client, broker: Some(broker), registry, loaded: BTreeSet::new() })
     }
 
     /// Embedded: loads the sample data of the sources `reads` depend on and runs the models
@@ -470,8 +471,9 @@ impl ReadTarget {
             }
         }
         if !models.is_empty() {
-            let opts = RunOptions { until_caught_up: true, ..RunOptions::default() };
-            let results = run_jobs(cp.clone(), &models, &self.client, &opts, Arc::new(RunControl::default()));
+            let opts = RunOptions { until_caught_up: true, registry: self.registry.clone(), ..RunOptions::default() };
+            let control = Arc::new(RunControl::with_registry(self.registry.clone()));
+            let results = run_jobs(cp.clone(), &models, &self.client, &opts, control);
             if let Some((m, Err(e))) = results.iter().find(|(_, r)| r.is_err()) {
                 return Err(format!("job {m} failed on the sample data: {e}"));
             }

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::sql::sqlparser::dialect::GenericDialect;
@@ -33,6 +34,7 @@ use crate::diagnostics::{offset_of, pos_of, Diagnostic, Diagnostics, Pos, Source
 use crate::graph::NodeId;
 use crate::project::config::RelationKind;
 use crate::project::{ModelFile, Project};
+use crate::registry::SchemaRegistry;
 use crate::runtime::codec::Record;
 use crate::runtime::driver::{BatchOutcome, MicroBatchDriver};
 use crate::runtime::RunError;
@@ -242,10 +244,13 @@ impl PreparedQuery {
 
 /// The project with the query compiled as one more model, or the query's diagnostics (mapped to
 /// the query as typed). Problems elsewhere in the project do not stop a query that compiled.
+/// `registry`: where Avro sources without columns take them from (see
+/// [`crate::ops::source_import::columns_registry`]).
 pub async fn compile_query(
     mut project: Project,
     load_diags: Diagnostics,
     query: &mut PreparedQuery,
+    registry: Option<Arc<dyn SchemaRegistry>>,
 ) -> Result<CompiledProject, Diagnostics> {
     project.models.retain(|m| m.name != QUERY_MODEL);
     let with_query = |project: &Project, query: &PreparedQuery| {
@@ -256,13 +261,14 @@ pub async fn compile_query(
         });
         p
     };
-    let mut cp = crate::compile::compile(with_query(&project, query), load_diags.clone()).await;
+    let compile = |p: Project, d: Diagnostics| crate::compile::compile_with_registry(p, d, registry.clone());
+    let mut cp = compile(with_query(&project, query), load_diags.clone()).await;
     let keyless_table = cp.diagnostics.iter().any(|d| {
         d.file.as_deref() == Some(Path::new(QUERY_FILE)) && d.code == "config" && d.message.ends_with("has no key")
     });
     if keyless_table {
         query.materialize_as_stream();
-        cp = crate::compile::compile(with_query(&project, query), load_diags).await;
+        cp = compile(with_query(&project, query), load_diags).await;
     }
     let mine: Vec<Diagnostic> = cp
         .diagnostics

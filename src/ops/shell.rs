@@ -227,6 +227,8 @@ pub struct Session {
     load_diags: Diagnostics,
     pub cp: Arc<CompiledProject>,
     target: ResolvedTarget,
+    /// Where Avro sources without columns take them from (the target's registry).
+    registry: Option<Arc<dyn crate::registry::SchemaRegistry>>,
     reader: Option<ReadTarget>,
     /// Where push queries' streams start.
     pub from: StartAt,
@@ -239,9 +241,16 @@ pub struct ReadyQuery {
 }
 
 impl Session {
-    pub fn new(project: Project, load_diags: Diagnostics, cp: CompiledProject, target: ResolvedTarget) -> Session {
+    /// `registry`: where Avro sources without columns take them from, as `cp` did.
+    pub fn new(
+        project: Project,
+        load_diags: Diagnostics,
+        cp: CompiledProject,
+        target: ResolvedTarget,
+        registry: Option<Arc<dyn crate::registry::SchemaRegistry>>,
+    ) -> Session {
         let from = if target.kind == TargetKind::Embedded { StartAt::Earliest } else { StartAt::Latest };
-        Session { project, load_diags, cp: Arc::new(cp), target, reader: None, from }
+        Session { project, load_diags, cp: Arc::new(cp), target, registry, reader: None, from }
     }
 
     pub fn target_name(&self) -> &str {
@@ -384,7 +393,12 @@ impl Session {
             .build()
             .map_err(|e| ShellError::Message(e.to_string()))?;
         let cp = rt
-            .block_on(compile_query(self.project.clone(), self.load_diags.clone(), &mut prepared))
+            .block_on(compile_query(
+                self.project.clone(),
+                self.load_diags.clone(),
+                &mut prepared,
+                self.registry.clone(),
+            ))
             .map_err(ShellError::Diagnostics)?;
         let cp = Arc::new(cp);
         let inputs = cp.models[QUERY_MODEL].inputs.clone();

@@ -102,8 +102,13 @@ pub fn import(
         SchemaType::Json => from_json_schema(&parsed),
     }
     .map_err(|e| format!("subject `{subject}` version {}: {e}", latest.version))?;
+    // Columns read from headers are not in the value's schema: they are kept, after the value's
+    // (which give way to one of the same name).
+    let from_headers: Vec<&ColumnDef> =
+        t.columns.iter().filter(|c| c.headers == Some(true) || c.header.is_some()).collect();
     let defs: Vec<ColumnDef> = resolved
         .iter()
+        .filter(|c| !from_headers.iter().any(|h| h.name.eq_ignore_ascii_case(&c.name)))
         .map(|c| ColumnDef {
             name: c.name.clone(),
             data_type: Some(sql_type_name(&c.data_type)),
@@ -115,23 +120,10 @@ pub fn import(
         .collect();
     // What is written must read back as the same columns.
     let back = from_column_defs(&defs).map_err(|(i, e)| format!("column {}: {e}", defs[i].name))?;
-    if back.iter().zip(&resolved).any(|(a, b)| sql_type_name(&a.data_type) != sql_type_name(&b.data_type)) {
+    if defs.iter().zip(&back).any(|(d, c)| d.data_type.as_deref() != Some(sql_type_name(&c.data_type).as_str())) {
         return Err(format!("subject `{subject}` has a type streamctl cannot write as a column type"));
     }
-    let block: Vec<String> = defs
-        .iter()
-        .map(|d| {
-            let mut fields = vec![format!("name: {}", yaml_scalar(&d.name))];
-            fields.push(format!("type: {}", yaml_scalar(d.data_type.as_deref().unwrap_or_default())));
-            if d.nullable == Some(false) {
-                fields.push("nullable: false".into());
-            }
-            if let Some(doc) = &d.description {
-                fields.push(format!("description: {}", yaml_scalar(doc)));
-            }
-            format!("- {{{}}}", fields.join(", "))
-        })
-        .collect();
+    let block: Vec<String> = defs.iter().chain(from_headers.iter().copied()).map(flow_column).collect();
     let comment = format!(
         "{MARKER}{subject} version {} (id {}) in {}, by `streamctl source import`",
         latest.version,
@@ -166,6 +158,27 @@ pub fn import(
         written: write && changed,
         text,
     })
+}
+
+/// A column as one flow-style YAML mapping: `- {name: X, type: T, ...}`.
+fn flow_column(d: &ColumnDef) -> String {
+    let mut fields = vec![format!("name: {}", yaml_scalar(&d.name))];
+    if let Some(t) = &d.data_type {
+        fields.push(format!("type: {}", yaml_scalar(t)));
+    }
+    if let Some(n) = d.nullable {
+        fields.push(format!("nullable: {n}"));
+    }
+    if let Some(h) = d.headers {
+        fields.push(format!("headers: {h}"));
+    }
+    if let Some(h) = &d.header {
+        fields.push(format!("header: {}", yaml_scalar(h)));
+    }
+    if let Some(doc) = &d.description {
+        fields.push(format!("description: {}", yaml_scalar(doc)));
+    }
+    format!("- {{{}}}", fields.join(", "))
 }
 
 /// A flow-style YAML scalar: plain when safe, else double-quoted JSON.
