@@ -99,6 +99,7 @@ fn print_sinks(cp: &CompiledProject) {
             let to = match &s.sink.connector {
                 SinkConnector::File { path, .. } => format!("files in {path}"),
                 SinkConnector::Postgres { table, .. } => format!("PostgreSQL table {table}"),
+                SinkConnector::Opensearch { index, .. } => format!("OpenSearch index {index}"),
                 SinkConnector::Kafka { topic, .. } => format!("topic {topic}"),
             };
             (s.sink.name.as_str(), s.sink.from.as_str(), to)

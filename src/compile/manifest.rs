@@ -221,7 +221,8 @@ impl Manifest {
                     (Some(topic.clone()), Some(*format), key.clone().unwrap_or_default())
                 }
                 crate::project::config::SinkConnector::File { .. }
-                | crate::project::config::SinkConnector::Postgres { .. } => (None, None, Vec::new()),
+                | crate::project::config::SinkConnector::Postgres { .. }
+                | crate::project::config::SinkConnector::Opensearch { .. } => (None, None, Vec::new()),
             };
             let columns = c.models.get(&s.from).map(|m| columns_of(&m.schema, &[])).unwrap_or_default();
             nodes.insert(

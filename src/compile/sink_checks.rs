@@ -8,8 +8,9 @@ use crate::diagnostics::Diagnostic;
 use crate::project::config::{SinkConnector, SinkOnError};
 use crate::project::SinkDecl;
 
-/// One diagnostic per file sink with an empty directory or a directory another sink writes, and
-/// per PostgreSQL sink without a connection or with a password written in the file.
+/// One diagnostic per file sink with an empty directory or a directory another sink writes, per
+/// PostgreSQL sink without a connection or with a password written in the file, and per
+/// OpenSearch sink with a URL that is not HTTP(S) or a password written in the file.
 pub(crate) fn check(cp: &CompiledProject) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut dirs: BTreeMap<PathBuf, &str> = BTreeMap::new();
@@ -18,6 +19,10 @@ pub(crate) fn check(cp: &CompiledProject) -> Vec<Diagnostic> {
         out.extend(check_on_error(s));
         if let SinkConnector::Postgres { .. } = &s.sink.connector {
             out.extend(check_postgres(s));
+            continue;
+        }
+        if let SinkConnector::Opensearch { .. } = &s.sink.connector {
+            out.extend(check_opensearch(s));
             continue;
         }
         let SinkConnector::File { path, .. } = &s.sink.connector else { continue };
@@ -154,6 +159,64 @@ fn check_postgres(s: &SinkDecl) -> Vec<Diagnostic> {
             name.chars().count(),
             format!("postgres sink `{name}`: no `url` or `host` says where to connect"),
             "add `url: postgresql://user@host:5432/dbname`, or `host`, `dbname` and `user`",
+        ));
+    }
+    out
+}
+
+fn check_opensearch(s: &SinkDecl) -> Vec<Diagnostic> {
+    let SinkConnector::Opensearch { url, index, password, .. } = &s.sink.connector else {
+        return Vec::new();
+    };
+    let name = &s.sink.name;
+    let at = |field: &str, len: usize, message: String, help: &str| {
+        let pointer = format!("{}/connector{field}", s.origin.pointer);
+        s.origin.doc.error_at("sink-config", &pointer, false, len.max(1), message).with_help(help)
+    };
+    let mut out = Vec::new();
+    if let Some(p) = password.as_deref().filter(|p| !from_env(p)) {
+        out.push(at(
+            "/password",
+            p.chars().count(),
+            format!("opensearch sink `{name}`: a password is given only through env_var(), never in the file"),
+            "write `password: \"{{ env_var('OPENSEARCH_PASSWORD') }}\"` and set the variable where streamctl runs",
+        ));
+    }
+    if password_in_url(url).is_some_and(|p| !from_env(p)) {
+        out.push(at(
+            "/url",
+            url.chars().count(),
+            format!("opensearch sink `{name}`: the url holds a password; it is given only through env_var()"),
+            "give `user` and `password: \"{{ env_var('OPENSEARCH_PASSWORD') }}\"`, or make the whole url \
+             `{{ env_var('OPENSEARCH_URL') }}`",
+        ));
+    }
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    if !from_env(url) && !matches!(scheme.as_deref(), Some("http" | "https")) {
+        out.push(at(
+            "/url",
+            url.chars().count(),
+            format!("opensearch sink `{name}`: `{url}` is not an http:// or https:// URL"),
+            "write the node's address, e.g. `url: http://localhost:9200`",
+        ));
+    }
+    // OpenSearch's rules for index names (a routed name is made to fit them row by row).
+    let bad = index.chars().find(|c| c.is_ascii_uppercase() || "\\/*?\"<>| ,#:".contains(*c));
+    let why = match bad {
+        Some(c) => Some(format!("holds `{c}`")),
+        None if index.starts_with(['-', '_', '+']) => Some("starts with `-`, `_` or `+`".into()),
+        None if index == "." || index == ".." => Some("is `.` or `..`".into()),
+        None if index.len() > 255 => Some("is longer than 255 bytes".into()),
+        None => None,
+    };
+    if let Some(why) = why {
+        out.push(at(
+            "/index",
+            index.chars().count(),
+            format!(
+                "opensearch sink `{name}`: index `{index}` {why}, which OpenSearch does not allow in an index name"
+            ),
+            "use lower-case letters, digits, `-`, `_` and `.`",
         ));
     }
     out

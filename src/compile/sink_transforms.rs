@@ -120,8 +120,8 @@ enum TimeInput {
 /// model's columns as the transforms before leave them), per rename onto a column the row has,
 /// per mask or drop of a table model's key column, per cast to a type it cannot make, per
 /// `timestamp_convert` of a field that holds no time or with a bad or missing format, per
-/// `set_key` or `insert_header` on a sink that writes no Kafka records, per `route` on a
-/// postgres sink or without a `{{field}}`; and per `key:` field of a kafka sink not in its rows.
+/// `set_key` or `insert_header` on a sink that writes no Kafka records, per `route` on an
+/// opensearch sink of a table model or without a `{{field}}`; and per `key:` field of a kafka sink not in its rows.
 pub(crate) fn check(cp: &CompiledProject, s: &SinkDecl) -> Vec<Diagnostic> {
     let transforms = s.sink.connector.transforms();
     let Some(model) = cp.models.get(&s.sink.from) else { return Vec::new() };
@@ -130,6 +130,7 @@ pub(crate) fn check(cp: &CompiledProject, s: &SinkDecl) -> Vec<Diagnostic> {
         SinkConnector::Kafka { .. } => "kafka",
         SinkConnector::File { .. } => "file",
         SinkConnector::Postgres { .. } => "postgres",
+        SinkConnector::Opensearch { .. } => "opensearch",
     };
     let escape = |n: &str| n.replace('~', "~0").replace('/', "~1");
     let mut out = Vec::new();
@@ -310,7 +311,19 @@ pub(crate) fn check(cp: &CompiledProject, s: &SinkDecl) -> Vec<Diagnostic> {
             SinkTransform::Route { to } => {
                 let pointer = format!("{base}/to");
                 let fields = route_fields(to);
-                if fields.is_empty() {
+                if kind == "opensearch" && model.kind == RelationKind::Table {
+                    out.push(err(
+                        &format!("{base}/type"),
+                        false,
+                        "route".len(),
+                        format!(
+                            "sink `{name}`: route on an opensearch sink of table model `{}`: a deleted key would not \
+                             say which index holds its document",
+                            model.name
+                        ),
+                        "route the rows of a stream model, or give each index a sink of its own".into(),
+                    ));
+                } else if fields.is_empty() {
                     out.push(err(
                         &pointer,
                         false,

@@ -624,6 +624,37 @@ pub enum SinkConnector {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         transforms: Vec<SinkTransform>,
     },
+    /// Index the model's rows in OpenSearch through its `_bulk` API, delivered by `streamctl run`
+    /// (and the embedded `apply`). The document id is the model's key for a table model (an update
+    /// overwrites the document, a tombstone deletes it) and `<topic>-<partition>-<offset>` for a
+    /// stream model, so a retry overwrites rather than doubles; the sink's consumer offsets are
+    /// committed only after the bulk request succeeded. A document the index refuses (HTTP 400: a
+    /// mapping or parse error) is the row's fault (see `on_error`); any other refusal (429, 5xx, a
+    /// write block) or no answer stalls the sink, which retries with backoff.
+    Opensearch {
+        /// `http(s)://host:port` (a path prefix allowed); basic auth as `user` and `password`, or
+        /// in the URL's userinfo when the whole URL is `{{ env_var('NAME') }}`.
+        url: String,
+        /// The index (a `route` transform picks one per row of a stream model instead).
+        #[schemars(length(min = 1))]
+        index: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+        /// Only through `{{ env_var('NAME') }}`: a password written in the file is an error.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<String>,
+        /// Documents per `_bulk` request at most (default 500).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(range(min = 1))]
+        batch_records: Option<u32>,
+        /// Bytes per `_bulk` request at most (default 5 MiB; a larger document goes alone).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(range(min = 1))]
+        batch_bytes: Option<u64>,
+        /// Single message transforms applied to each row, in order, before it is indexed.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        transforms: Vec<SinkTransform>,
+    },
 }
 
 impl SinkConnector {
@@ -632,6 +663,7 @@ impl SinkConnector {
         match self {
             SinkConnector::File { transforms, .. }
             | SinkConnector::Postgres { transforms, .. }
+            | SinkConnector::Opensearch { transforms, .. }
             | SinkConnector::Kafka { transforms, .. } => transforms,
         }
     }
@@ -687,8 +719,9 @@ pub enum SinkTransform {
     },
     /// Sends each row where `to` says, each `{{field}}` replaced by that field's value (like
     /// Connect's routers): the topic of a kafka sink, a subdirectory of a file sink's `path`, a
-    /// table of a postgres sink (in the schema of its `table`). Characters a topic, a file name
-    /// or an unquoted table name cannot hold become `_`.
+    /// table of a postgres sink (in the schema of its `table`), the index of an opensearch sink of
+    /// a stream model. Characters a topic, a file name, an unquoted table name or an index name
+    /// cannot hold become `_` (an index name is also lower-cased).
     Route {
         #[schemars(length(min = 1))]
         to: String,

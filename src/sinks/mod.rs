@@ -7,12 +7,15 @@
 //! * [`file`], [`file_task`]: JSON Lines files in a directory (one per routed name with a
 //!   `route` transform), rolled by size and age.
 //! * [`kafka`]: another Kafka topic (or one per routed name), at least once.
+//! * [`opensearch`]: an OpenSearch index, by `_bulk` requests (document id = the model's key, or
+//!   the record's topic, partition and offset), at least once with ids that make a repeat harmless.
 //! * [`postgres`]: a PostgreSQL table (or one per routed name), rows and offsets written in one transaction (the sink
 //!   resumes from the offsets in Postgres, not from the group's).
 
 pub(crate) mod file;
 pub(crate) mod file_task;
 pub(crate) mod kafka;
+pub(crate) mod opensearch;
 pub(crate) mod postgres;
 pub(crate) mod postgres_sql;
 pub(crate) mod transform;
@@ -79,6 +82,7 @@ pub fn run_sink(
     let name = &sink.sink.name;
     match &sink.sink.connector {
         SinkConnector::Postgres { .. } => postgres::run(cp, sink, client, how, control, fresh),
+        SinkConnector::Opensearch { .. } => opensearch::run(cp, sink, client, how, control, fresh),
         SinkConnector::Kafka { .. } => kafka::run(cp, sink, client, how, control, fresh),
         SinkConnector::File { .. } => file_task::run(cp, sink, client, how, control, fresh),
     }

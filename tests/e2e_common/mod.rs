@@ -1,10 +1,11 @@
 //! Helpers shared by the end-to-end tests: Apache Kafka processes (`kafka`), a Kafka Connect worker
-//! (`connect`), PostgreSQL (`postgres`), kcat as the foreign client,
+//! (`connect`), PostgreSQL (`postgres`), an OpenSearch node (`opensearch`), kcat as the foreign client,
 //! the example project's sample data.
 #![allow(dead_code)]
 
 pub mod connect;
 pub mod kafka;
+pub mod opensearch;
 pub mod postgres;
 
 use std::collections::BTreeMap;
