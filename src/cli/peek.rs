@@ -26,7 +26,7 @@ Examples:
   streamctl peek soe.orders                        the first 10 records of the source's topic
   streamctl peek logon -n 3 --from latest          the last 3 records (by timestamp)
   streamctl peek logon_enriched --target local --follow     then every new record, until Ctrl-C
-  streamctl peek ora-ogg-SOE-LOGON-json.dlq --target local --from 2024-01-31T00:00:00Z
+  streamctl peek ora-ogg-SOE-LOGON-avro.dlq --target local --from 2024-01-31T00:00:00Z
   streamctl peek soe.orders --partition 1 --format json     JSON lines")]
 pub struct Args {
     /// A source (`group.table`, or the table name), a model, or a topic.
