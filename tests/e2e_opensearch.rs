@@ -298,6 +298,54 @@ fn opensearch_indices_hold_exactly_the_models_documents_after_a_sigkill() {
     eprintln!("{}", stdout.lines().filter(|l| l.starts_with("sink ")).collect::<Vec<_>>().join("\n"));
 }
 
+/// On the embedded target the run delivers after the jobs have caught up; a second run (the
+/// in-process broker starts empty) writes the same ids again: the indices equal the reference
+/// after each.
+#[test]
+fn embedded_runs_fill_the_indices_and_a_rerun_overwrites_the_same_documents() {
+    if !opensearch::available() {
+        return;
+    }
+    let node = OpenSearchNode::start();
+    node.call(
+        "PUT",
+        "/orders-hourly",
+        Some(&json!({"mappings": {"properties": {"sum_order_total": {"type": "short"}}}})),
+    );
+    let project = project(&node.url(), 50);
+    let (want, refused) = reference();
+    for round in 1..=2 {
+        let out = streamctl()
+            .args(["run", "--project-dir"])
+            .arg(project.path())
+            .env("OS_SINK_PASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "run {round}:\n{stdout}\n{stderr}");
+        let p = problems(&node, &want);
+        assert!(p.is_empty(), "run {round}: {}\n{stderr}", p.join("\n"));
+        let shown = format!(
+            "sink orders_hourly_os (orders_agg_hourly → OpenSearch {} index orders-hourly): {} records written, {} \
+             records to the dead-letter topic",
+            node.url(),
+            want["orders-hourly"].len(),
+            refused.len()
+        );
+        assert!(stdout.contains(&shown), "run {round} does not say `{shown}`:\n{stdout}");
+        let routed = format!(
+            "sink logons_by_class_os (logon_prime_loyal → OpenSearch {} indices logons-prime): {} records written",
+            node.url(),
+            want["logons-prime"].len()
+        );
+        assert!(stdout.contains(&routed), "run {round} does not say `{routed}`:\n{stdout}");
+        assert!(!stdout.contains(PASSWORD) && !stderr.contains(PASSWORD), "run {round} shows the password");
+        if round == 2 {
+            eprintln!("{}", stdout.lines().filter(|l| l.starts_with("sink ")).collect::<Vec<_>>().join("\n"));
+        }
+    }
+}
+
 /// Without a server: a password written in the file, a password in the url and an index name
 /// OpenSearch does not allow are errors at their place; `route` on a table model's sink too.
 #[test]

@@ -290,8 +290,8 @@ type Entry = (Record, Option<Action>);
 
 /// How a batch went.
 enum Written {
-    /// Every action is written (or refused and copied to the dead-letter topic).
-    Done,
+    /// Every action is written, but this many refused and copied to the dead-letter topic.
+    Done(usize),
     /// A stop came while the cluster did not take the batch: nothing to commit.
     Stopped,
 }
@@ -362,7 +362,7 @@ fn write_batch(
         attempt += 1;
     }
     if refused.is_empty() {
-        return Ok(Written::Done);
+        return Ok(Written::Done(0));
     }
     let Some(d) = dead_letters else {
         let (i, reason) = refused.iter().next().map(|(i, r)| (*i, r.clone())).unwrap_or_default();
@@ -384,7 +384,7 @@ fn write_batch(
         batch.len(),
         d.topic
     );
-    Ok(Written::Done)
+    Ok(Written::Done(refused.len()))
 }
 
 /// Runs an opensearch sink task.
@@ -450,8 +450,8 @@ pub fn run(
         if due {
             match write_batch(&bulk, name, topic, &batch, dead_letters.as_mut(), how, control)? {
                 Written::Stopped => break,
-                Written::Done => {
-                    records += batch.iter().filter(|(_, a)| a.is_some()).count() as u64;
+                Written::Done(refused) => {
+                    records += (batch.iter().filter(|(_, a)| a.is_some()).count() - refused) as u64;
                     indices.extend(batch.iter().filter_map(|(_, a)| a.as_ref().map(|a| a.index().to_string())));
                     batch.clear();
                     bytes = 0;
@@ -535,10 +535,15 @@ pub fn run(
             }
         }
     }
-    indices.remove(index);
+    // Where a `route` sent the rows: the indices written (three named at most).
     let location = match indices.len() {
         0 => location,
-        n => format!("{location} and {n} routed"),
+        1 if indices.contains(index) => location,
+        n => {
+            let named: Vec<&str> = indices.iter().take(3).map(String::as_str).collect();
+            let more = if n > 3 { format!(" and {} more", n - 3) } else { String::new() };
+            format!("OpenSearch {} indices {}{more}", bulk.endpoint.shown(), named.join(", "))
+        }
     };
     let dead_lettered = dead_letters.as_ref().map_or(0, |d| d.count);
     Ok(SinkOutcome {
@@ -699,7 +704,7 @@ mod tests {
         let control = RunControl::default();
         let started = Instant::now();
         let r = write_batch(&bulk, "s", "t", &batch, None, SinkRun::UntilStopped, &control).unwrap();
-        assert!(matches!(r, Written::Done));
+        assert!(matches!(r, Written::Done(0)));
         assert!(started.elapsed() >= Duration::from_secs(3), "backoff of 1 s, then 2 s");
         let seen = server.join().unwrap();
         assert_eq!(seen.len(), 3);
