@@ -205,7 +205,10 @@ fn commit(consumer: &BaseConsumer, topic: &str, offsets: &BTreeMap<i32, i64>, si
         }
     }
     if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-        eprintln!("[sink {sink}] committing offsets {offsets:?} of {topic}: {e} (the closed files keep the position)");
+        eprintln!(
+            "[sink {sink}] committing offsets {offsets:?} of {topic}: {e} (a restart delivers again from the last \
+             committed ones; a file sink skips what its closed files hold)"
+        );
     }
 }
 
