@@ -10,7 +10,7 @@ use crate::deploy::desired::DesiredState;
 use crate::deploy::plan::{render_changes, render_problems, ChangePlan};
 use crate::deploy::Session;
 use crate::jinja::Jinja;
-use crate::project::config::SinkConnector;
+use crate::project::config::{FileFormat, SinkConnector};
 
 #[derive(Debug, ClapArgs)]
 #[command(after_help = "\
@@ -97,6 +97,7 @@ fn print_sinks(cp: &CompiledProject) {
         .iter()
         .map(|s| {
             let to = match &s.sink.connector {
+                SinkConnector::File { path, format: FileFormat::Parquet, .. } => format!("Parquet files in {path}"),
                 SinkConnector::File { path, .. } => format!("files in {path}"),
                 SinkConnector::Postgres { table, .. } => format!("PostgreSQL table {table}"),
                 SinkConnector::Opensearch { index, .. } => format!("OpenSearch index {index}"),

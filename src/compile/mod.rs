@@ -14,7 +14,7 @@ mod model;
 pub(crate) mod names;
 mod positions;
 pub(crate) mod resolved;
-mod sink_checks;
+pub(crate) mod sink_checks;
 pub(crate) mod sink_transforms;
 pub(crate) mod source_schema;
 mod sources;

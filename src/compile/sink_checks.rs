@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::CompiledProject;
 use crate::diagnostics::Diagnostic;
-use crate::project::config::{SinkConnector, SinkOnError};
+use crate::project::config::{FileFormat, SinkConnector, SinkOnError};
 use crate::project::SinkDecl;
 
 /// One diagnostic per file sink with an empty directory or a directory another sink writes, per
@@ -25,7 +25,8 @@ pub(crate) fn check(cp: &CompiledProject) -> Vec<Diagnostic> {
             out.extend(check_opensearch(s));
             continue;
         }
-        let SinkConnector::File { path, .. } = &s.sink.connector else { continue };
+        let SinkConnector::File { path, format, compression, .. } = &s.sink.connector else { continue };
+        out.extend(check_file_format(s, *format, compression.is_some()));
         let pointer = format!("{}/connector/path", s.origin.pointer);
         let len = path.chars().count().max(1);
         if path.trim().is_empty() {
@@ -64,6 +65,48 @@ pub(crate) fn check(cp: &CompiledProject) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+/// Why `format: parquet` is refused by a streamctl built without the `parquet` feature.
+#[cfg(not(feature = "parquet"))]
+pub(crate) const NO_PARQUET: &str =
+    "this streamctl was built without Parquet support (build it with `cargo build --features parquet`)";
+
+/// `compression` on a JSON Lines sink; `format: parquet` in a streamctl built without Parquet.
+fn check_file_format(s: &SinkDecl, format: FileFormat, compression: bool) -> Option<Diagnostic> {
+    let name = &s.sink.name;
+    if compression && format != FileFormat::Parquet {
+        let pointer = format!("{}/connector/compression", s.origin.pointer);
+        return Some(
+            s.origin
+                .doc
+                .error_at(
+                    "sink-config",
+                    &pointer,
+                    true,
+                    "compression".len(),
+                    format!("file sink `{name}`: `compression` applies to Parquet files, not JSON Lines"),
+                )
+                .with_help("add `format: parquet`, or remove `compression`"),
+        );
+    }
+    #[cfg(not(feature = "parquet"))]
+    if format == FileFormat::Parquet {
+        let pointer = format!("{}/connector/format", s.origin.pointer);
+        return Some(
+            s.origin
+                .doc
+                .error_at(
+                    "sink-config",
+                    &pointer,
+                    false,
+                    "parquet".len(),
+                    format!("file sink `{name}`: {}", NO_PARQUET),
+                )
+                .with_help("or write JSON Lines: `format: jsonl`"),
+        );
+    }
+    None
 }
 
 /// A `dead_letter_topic` without `on_error: dead_letter`.

@@ -574,7 +574,11 @@ pub enum SinkConnector {
         path: String,
         #[serde(default)]
         format: FileFormat,
-        /// Close a file once it holds this many bytes (default 64 MiB).
+        /// Parquet files only: how their pages are compressed (default `snappy`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        compression: Option<ParquetCompression>,
+        /// Close a file once it holds this many bytes (default 64 MiB; Parquet: the encoded size,
+        /// plus rows not encoded yet at their JSON size).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[schemars(range(min = 1))]
         roll_bytes: Option<u64>,
@@ -757,6 +761,19 @@ pub enum FileFormat {
     /// `{"_key": <key>, "_delete": true}`.
     #[default]
     Jsonl,
+    /// Parquet: the model's columns (after the sink's transforms) with their types; a table
+    /// model's files have a `_delete` column, true for a deleted key (its other columns null).
+    /// Needs a streamctl built with the `parquet` feature.
+    Parquet,
+}
+
+/// How a file sink compresses the pages of its Parquet files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ParquetCompression {
+    #[default]
+    Snappy,
+    None,
 }
 
 /// A file under `tests/`: unit tests of models, run offline by `streamctl test`.

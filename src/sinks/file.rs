@@ -5,20 +5,48 @@
 //! the run), after its bytes are synced; only then are the offsets committed. On start, part
 //! files are removed (their records were never committed, so they are read again) and the
 //! closed files say where each partition resumes: a closed file is never rewritten or repeated.
+//! Parquet files (`.parquet`, `.parquet.part`) follow the same rules; a part gets its footer
+//! when it is closed, so a file under its closed name is always a whole Parquet file.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+#[cfg(feature = "parquet")]
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[cfg(feature = "parquet")]
+use super::parquet::{ParquetFormat, ParquetPart};
 
 /// Default size at which a file is closed.
 pub const DEFAULT_ROLL_BYTES: u64 = 64 * 1024 * 1024;
 /// Default age at which a file is closed.
 pub const DEFAULT_ROLL_SECONDS: u64 = 60;
 
-const CLOSED_SUFFIX: &str = ".jsonl";
-const PART_SUFFIX: &str = ".jsonl.part";
+/// The extensions of closed files, by format; a part file adds `.part`.
+const EXTENSIONS: [&str; 2] = [".jsonl", ".parquet"];
+const PART: &str = ".part";
+
+/// How a sink's files are written.
+#[derive(Clone)]
+pub enum Format {
+    /// One JSON object per line.
+    Jsonl,
+    /// Parquet with these columns.
+    #[cfg(feature = "parquet")]
+    Parquet(Arc<ParquetFormat>),
+}
+
+impl Format {
+    fn extension(&self) -> &'static str {
+        match self {
+            Format::Jsonl => EXTENSIONS[0],
+            #[cfg(feature = "parquet")]
+            Format::Parquet(_) => EXTENSIONS[1],
+        }
+    }
+}
 
 /// What a file name in a sink directory stands for.
 #[derive(Debug, PartialEq, Eq)]
@@ -27,26 +55,37 @@ enum FileName {
     Part,
 }
 
-fn closed_name(partition: i32, first: i64, last: i64) -> String {
-    format!("p{partition}-{first:019}-{last:019}{CLOSED_SUFFIX}")
+fn closed_name(partition: i32, first: i64, last: i64, ext: &str) -> String {
+    format!("p{partition}-{first:019}-{last:019}{ext}")
 }
 
-fn part_name(partition: i32, first: i64) -> String {
-    format!("p{partition}-{first:019}{PART_SUFFIX}")
+fn part_name(partition: i32, first: i64, ext: &str) -> String {
+    format!("p{partition}-{first:019}{ext}{PART}")
 }
 
-/// Only names this sink writes are recognized; other files in the directory are left alone.
+/// Only names this sink writes are recognized (in either format: the closed files of a sink
+/// whose format changed still say where it resumes); other files in the directory are left alone.
 fn parse_name(name: &str) -> Option<FileName> {
     let numbers = |s: &str| -> Option<Vec<i64>> {
         s.strip_prefix('p')?.split('-').map(|n| n.parse::<i64>().ok()).collect::<Option<Vec<i64>>>()
     };
-    if let Some(stem) = name.strip_suffix(PART_SUFFIX) {
+    fn ext_of(n: &str) -> Option<&str> {
+        EXTENSIONS.iter().find_map(|e| n.strip_suffix(e))
+    }
+    if let Some(stem) = name.strip_suffix(PART).and_then(ext_of) {
         return (numbers(stem)?.len() == 2).then_some(FileName::Part);
     }
-    match numbers(name.strip_suffix(CLOSED_SUFFIX)?)?.as_slice() {
+    match numbers(ext_of(name)?)?.as_slice() {
         [p, first, last] => Some(FileName::Closed { partition: i32::try_from(*p).ok()?, first: *first, last: *last }),
         _ => None,
     }
+}
+
+/// The writer of an open part file.
+enum Out {
+    Jsonl(BufWriter<File>),
+    #[cfg(feature = "parquet")]
+    Parquet(Box<ParquetPart>),
 }
 
 struct PartFile {
@@ -55,7 +94,7 @@ struct PartFile {
     last: i64,
     bytes: u64,
     opened: Instant,
-    out: BufWriter<File>,
+    out: Out,
 }
 
 /// The lock a sink's process holds on its directory while it delivers.
@@ -82,6 +121,7 @@ pub fn lock_dir(dir: &Path) -> Result<Option<File>, String> {
 /// The files of one file sink.
 pub struct FileWriter {
     dir: PathBuf,
+    format: Format,
     roll_bytes: u64,
     roll_after: Duration,
     open: BTreeMap<i32, PartFile>,
@@ -104,6 +144,7 @@ impl FileWriter {
     /// new on every run), so earlier closed files are removed instead of resumed after.
     pub fn open(
         dir: &Path,
+        format: Format,
         roll_bytes: u64,
         roll_after: Duration,
         fresh: bool,
@@ -135,6 +176,7 @@ impl FileWriter {
         }
         let writer = FileWriter {
             dir: dir.to_path_buf(),
+            format,
             roll_bytes: roll_bytes.max(1),
             roll_after,
             open: BTreeMap::new(),
@@ -143,28 +185,39 @@ impl FileWriter {
         Ok((writer, rec))
     }
 
-    /// Appends one line (without its newline) for the record at `offset` of `partition`.
+    /// Appends the row of the record at `offset` of `partition`: one JSON object (without a
+    /// newline), a line of a JSON Lines file or a row of a Parquet file.
     pub fn write(&mut self, partition: i32, offset: i64, line: &[u8]) -> Result<(), String> {
         let part = match self.open.entry(partition) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
-                let path = self.dir.join(part_name(partition, offset));
+                let path = self.dir.join(part_name(partition, offset, self.format.extension()));
                 let file = File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-                e.insert(PartFile {
-                    path,
-                    first: offset,
-                    last: offset,
-                    bytes: 0,
-                    opened: Instant::now(),
-                    out: BufWriter::new(file),
-                })
+                let out = match &self.format {
+                    Format::Jsonl => Out::Jsonl(BufWriter::new(file)),
+                    #[cfg(feature = "parquet")]
+                    Format::Parquet(f) => Out::Parquet(Box::new(
+                        ParquetPart::new(file, f.clone()).map_err(|e| format!("{}: {e}", path.display()))?,
+                    )),
+                };
+                e.insert(PartFile { path, first: offset, last: offset, bytes: 0, opened: Instant::now(), out })
             }
         };
         let w = |r: std::io::Result<()>| r.map_err(|e| format!("cannot write {}: {e}", part.path.display()));
-        w(part.out.write_all(line))?;
-        w(part.out.write_all(b"\n"))?;
+        match &mut part.out {
+            Out::Jsonl(out) => {
+                w(out.write_all(line))?;
+                w(out.write_all(b"\n"))?;
+                part.bytes += line.len() as u64 + 1;
+            }
+            #[cfg(feature = "parquet")]
+            Out::Parquet(out) => {
+                out.write(offset, line)
+                    .map_err(|e| format!("{} of partition {partition}: {e}", part.path.display()))?;
+                part.bytes = out.size();
+            }
+        }
         part.last = offset;
-        part.bytes += line.len() as u64 + 1;
         Ok(())
     }
 
@@ -197,10 +250,14 @@ impl FileWriter {
             let Some(part) = self.open.remove(p) else { continue };
             let path = part.path.clone();
             let io = |what: &str, e: std::io::Error| format!("cannot {what} {}: {e}", path.display());
-            let file = part.out.into_inner().map_err(|e| io("write", e.into_error()))?;
+            let file = match part.out {
+                Out::Jsonl(out) => out.into_inner().map_err(|e| io("write", e.into_error()))?,
+                #[cfg(feature = "parquet")]
+                Out::Parquet(out) => out.finish().map_err(|e| format!("{}: {e}", path.display()))?,
+            };
             // The bytes are on disk before the name says the file is complete.
             file.sync_all().map_err(|e| io("sync", e))?;
-            let closed = self.dir.join(closed_name(*p, part.first, part.last));
+            let closed = self.dir.join(closed_name(*p, part.first, part.last, self.format.extension()));
             std::fs::rename(&path, &closed).map_err(|e| io("rename", e))?;
             // The rename itself is durable before the offsets are committed.
             if let Ok(d) = File::open(&self.dir) {
@@ -217,6 +274,8 @@ impl FileWriter {
 mod tests {
     use super::*;
 
+    const J: &str = ".jsonl";
+
     fn lines(dir: &Path) -> Vec<(String, String)> {
         let mut names: Vec<String> =
             std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
@@ -232,9 +291,21 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_foreign_files_are_ignored() {
-        assert_eq!(parse_name(&closed_name(3, 10, 42)), Some(FileName::Closed { partition: 3, first: 10, last: 42 }));
-        assert_eq!(parse_name(&part_name(0, 7)), Some(FileName::Part));
-        for foreign in ["notes.txt", "p1.jsonl", "p1-2-3-4.jsonl", "px-1-2.jsonl", "p1-a.jsonl.part", ".p1-1-2.jsonl"] {
+        assert_eq!(
+            parse_name(&closed_name(3, 10, 42, ".jsonl")),
+            Some(FileName::Closed { partition: 3, first: 10, last: 42 })
+        );
+        assert_eq!(parse_name(&part_name(0, 7, ".parquet")), Some(FileName::Part));
+        for foreign in [
+            "notes.txt",
+            "p1.jsonl",
+            "p1-2-3-4.jsonl",
+            "px-1-2.jsonl",
+            "p1-a.jsonl.part",
+            ".p1-1-2.jsonl",
+            "p1-2.parquet.part.x",
+            "p1-2-3.parquet.tmp",
+        ] {
             assert_eq!(parse_name(foreign), None, "{foreign}");
         }
     }
@@ -242,7 +313,7 @@ mod tests {
     #[test]
     fn files_roll_by_size_and_a_restart_resumes_after_the_closed_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut w, rec) = FileWriter::open(dir.path(), 20, Duration::from_secs(3600), false).unwrap();
+        let (mut w, rec) = FileWriter::open(dir.path(), Format::Jsonl, 20, Duration::from_secs(3600), false).unwrap();
         assert!(rec.next_offsets.is_empty());
         std::fs::write(dir.path().join("README"), "not ours").unwrap();
         w.write(0, 5, br#"{"a":1}"#).unwrap();
@@ -254,7 +325,7 @@ mod tests {
         w.write(1, 0, br#"{"b":1}"#).unwrap();
         // A crash now: the open part files are discarded on restart, the closed file stays.
         drop(w);
-        let (mut w, rec) = FileWriter::open(dir.path(), 20, Duration::from_secs(3600), false).unwrap();
+        let (mut w, rec) = FileWriter::open(dir.path(), Format::Jsonl, 20, Duration::from_secs(3600), false).unwrap();
         assert_eq!(rec.discarded_parts, 2);
         assert_eq!(rec.next_offsets, BTreeMap::from([(0, 8)]));
         w.write(0, 9, br#"{"a":4}"#).unwrap();
@@ -263,12 +334,12 @@ mod tests {
             lines(dir.path()),
             vec![
                 ("README".to_string(), "not ours".to_string()),
-                (closed_name(0, 5, 7), "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n".to_string()),
-                (closed_name(0, 9, 9), "{\"a\":4}\n".to_string()),
+                (closed_name(0, 5, 7, J), "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n".to_string()),
+                (closed_name(0, 9, 9, J), "{\"a\":4}\n".to_string()),
             ]
         );
         // Fresh: the earlier files go, foreign files stay.
-        let (_, rec) = FileWriter::open(dir.path(), 20, Duration::from_secs(3600), true).unwrap();
+        let (_, rec) = FileWriter::open(dir.path(), Format::Jsonl, 20, Duration::from_secs(3600), true).unwrap();
         assert_eq!((rec.removed_closed, rec.next_offsets.len()), (2, 0));
         assert_eq!(lines(dir.path()).len(), 1);
     }
@@ -276,11 +347,44 @@ mod tests {
     #[test]
     fn files_roll_by_age() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut w, _) = FileWriter::open(dir.path(), 1 << 20, Duration::from_secs(60), false).unwrap();
+        let (mut w, _) = FileWriter::open(dir.path(), Format::Jsonl, 1 << 20, Duration::from_secs(60), false).unwrap();
         w.write(2, 0, b"{}").unwrap();
         assert!(w.roll_due(Instant::now()).unwrap().is_empty());
         let later = Instant::now() + Duration::from_secs(61);
         assert_eq!(w.roll_due(later).unwrap(), BTreeMap::from([(2, 1)]));
-        assert_eq!(w.closed, vec![dir.path().join(closed_name(2, 0, 0))]);
+        assert_eq!(w.closed, vec![dir.path().join(closed_name(2, 0, 0, J))]);
+    }
+
+    #[cfg(feature = "parquet")]
+    #[test]
+    fn parquet_parts_are_whole_files_once_closed_and_are_discarded_after_a_crash() {
+        use datafusion::arrow::datatypes::DataType;
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let rows = |path: &Path| -> usize {
+            let r = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap().build().unwrap();
+            r.map(|b| b.unwrap().num_rows()).sum()
+        };
+        let format = || {
+            let columns = [("a".to_string(), DataType::Int64)];
+            let f = ParquetFormat::new(&columns, None, crate::project::config::ParquetCompression::Snappy);
+            Format::Parquet(Arc::new(f))
+        };
+        let dir = tempfile::tempdir().unwrap();
+        // A JSON Lines file of the sink before its format changed still says where it resumes.
+        std::fs::write(dir.path().join(closed_name(0, 0, 4, J)), "{}\n").unwrap();
+        let (mut w, rec) = FileWriter::open(dir.path(), format(), 1 << 20, Duration::from_secs(3600), false).unwrap();
+        assert_eq!(rec.next_offsets, BTreeMap::from([(0, 5)]));
+        for o in 5..8 {
+            w.write(0, o, format!(r#"{{"a":{o}}}"#).as_bytes()).unwrap();
+        }
+        assert_eq!(w.finish().unwrap(), BTreeMap::from([(0, 8)]));
+        let closed = dir.path().join(closed_name(0, 5, 7, ".parquet"));
+        assert_eq!(w.closed, vec![closed.clone()]);
+        assert_eq!(rows(&closed), 3);
+        w.write(0, 8, br#"{"a":8}"#).unwrap();
+        assert!(dir.path().join(part_name(0, 8, ".parquet")).exists());
+        drop(w);
+        let (_, rec) = FileWriter::open(dir.path(), format(), 1 << 20, Duration::from_secs(3600), false).unwrap();
+        assert_eq!((rec.discarded_parts, rec.next_offsets), (1, BTreeMap::from([(0, 8)])));
     }
 }

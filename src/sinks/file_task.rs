@@ -24,7 +24,7 @@ use super::{
     DeadLetters, Refused, SinkOutcome, SinkRun,
 };
 use crate::compile::CompiledProject;
-use crate::project::config::{SinkConnector, SinkTransform};
+use crate::project::config::{FileFormat, ParquetCompression, SinkConnector, SinkTransform};
 use crate::project::SinkDecl;
 use crate::runtime::codec::InputCodec;
 use crate::runtime::worker::RunControl;
@@ -45,6 +45,7 @@ pub fn dir_name(routed: &str) -> String {
 /// The writers of a sink: its directory (`""`) and, with routes, one per subdirectory.
 struct Writers {
     root: PathBuf,
+    format: file::Format,
     roll_bytes: u64,
     roll_after: Duration,
     fresh: bool,
@@ -60,7 +61,8 @@ impl Writers {
     fn get(&mut self, route: &str) -> Result<&mut (FileWriter, BTreeMap<i32, i64>), String> {
         if !self.open.contains_key(route) {
             let dir = if route.is_empty() { self.root.clone() } else { self.root.join(route) };
-            let (writer, recovered) = FileWriter::open(&dir, self.roll_bytes, self.roll_after, self.fresh)?;
+            let (writer, recovered) =
+                FileWriter::open(&dir, self.format.clone(), self.roll_bytes, self.roll_after, self.fresh)?;
             let name = &self.sink;
             if recovered.discarded_parts > 0 {
                 eprintln!(
@@ -144,9 +146,12 @@ pub fn run(
     let name = &sink.sink.name;
     let model_name = &sink.sink.from;
     let model = cp.models.get(model_name).ok_or_else(|| format!("no model `{model_name}`"))?;
-    let SinkConnector::File { path, roll_bytes, roll_seconds, transforms, .. } = &sink.sink.connector else {
+    let SinkConnector::File { path, format, compression, roll_bytes, roll_seconds, transforms } = &sink.sink.connector
+    else {
         return Err("not a file sink".into());
     };
+    let format = file_format(model, *format, *compression, transforms)?;
+    let parquet = !matches!(format, file::Format::Jsonl);
     let codec = InputCodec::for_model_output(cp, model_name, control.registry.as_ref())
         .ok_or_else(|| format!("cannot decode the output of `{model_name}`"))?;
     let routed = transforms.iter().any(|t| matches!(t, SinkTransform::Route { .. }));
@@ -169,6 +174,7 @@ pub fn run(
     let committed = committed_offsets(&consumer, topic, &partitions, fresh)?;
     let mut writers = Writers {
         root: dir.clone(),
+        format: format.clone(),
         roll_bytes: roll_bytes.unwrap_or(file::DEFAULT_ROLL_BYTES),
         roll_after: Duration::from_secs(roll_seconds.unwrap_or(file::DEFAULT_ROLL_SECONDS)),
         fresh,
@@ -216,7 +222,16 @@ pub fn run(
         }
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
-                match (jsonl_line(&codec, transforms, label, m.key(), m.payload()), dead_letters.as_mut()) {
+                let row = jsonl_line(&codec, transforms, label, m.key(), m.payload());
+                let row = match row {
+                    Ok((route, line)) if m.payload().is_none() => parquet_tombstone(&format, line)
+                        .map(|l| (route, l))
+                        .map_err(|reason| Refused { reason, written: None }),
+                    // A Parquet file has no place for a value that is not a row.
+                    Err(Refused { reason, .. }) if parquet => Err(Refused { reason, written: None }),
+                    row => row,
+                };
+                match (row, dead_letters.as_mut()) {
                     (Ok((route, line)), _) => {
                         let (w, skip) = writers.get(&route.as_deref().map(dir_name).unwrap_or_default())?;
                         // A record a closed file of this directory holds is not written again.
@@ -258,6 +273,44 @@ pub fn run(
     let safe = writers.roll(true, &next)?;
     commit_moved(&consumer, topic, &dead_letters, safe, committed_at, name)?;
     Ok(outcome(records, dead_letters.as_ref().map_or(0, |d| d.count), writers.closed()))
+}
+
+/// How the sink's files are written: JSON Lines, or Parquet with the model's columns after the
+/// sink's transforms (and `_delete` for a table model).
+fn file_format(
+    model: &crate::compile::CompiledModel,
+    format: FileFormat,
+    compression: Option<ParquetCompression>,
+    transforms: &[SinkTransform],
+) -> Result<file::Format, String> {
+    match format {
+        FileFormat::Jsonl => Ok(file::Format::Jsonl),
+        #[cfg(feature = "parquet")]
+        FileFormat::Parquet => {
+            use crate::project::config::RelationKind;
+            let columns = model.schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
+            let columns = super::transform::columns_after(transforms, columns);
+            let key = (model.kind == RelationKind::Table).then(|| {
+                model.key.iter().filter_map(|k| super::transform::column_after(transforms, k)).collect::<Vec<_>>()
+            });
+            let f = super::parquet::ParquetFormat::new(&columns, key, compression.unwrap_or_default());
+            Ok(file::Format::Parquet(std::sync::Arc::new(f)))
+        }
+        #[cfg(not(feature = "parquet"))]
+        FileFormat::Parquet => {
+            let _ = (model, compression, transforms);
+            Err(crate::compile::sink_checks::NO_PARQUET.into())
+        }
+    }
+}
+
+/// A tombstone's row: its JSON Lines form for JSON Lines, the key columns and `_delete` for Parquet.
+fn parquet_tombstone(format: &file::Format, line: Vec<u8>) -> Result<Vec<u8>, String> {
+    match format {
+        file::Format::Jsonl => Ok(line),
+        #[cfg(feature = "parquet")]
+        file::Format::Parquet(f) => f.tombstone_row(&line),
+    }
 }
 
 /// Commits the partitions whose safe offset moved (dead-letter copies flushed first); returns

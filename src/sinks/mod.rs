@@ -4,8 +4,8 @@
 //! with the model's output codec, writes it to the destination, and commits its consumer offsets
 //! (group [`names::sink_consumer_group`]) only after the destination holds the records.
 //!
-//! * [`file`], [`file_task`]: JSON Lines files in a directory (one per routed name with a
-//!   `route` transform), rolled by size and age.
+//! * [`file`], [`file_task`]: JSON Lines or Parquet (`parquet.rs`) files in a directory (one per
+//!   routed name with a `route` transform), rolled by size and age.
 //! * [`kafka`]: another Kafka topic (or one per routed name), at least once.
 //! * [`opensearch`]: an OpenSearch index, by `_bulk` requests (document id = the model's key, or
 //!   the record's topic, partition and offset), at least once with ids that make a repeat harmless.
@@ -16,6 +16,8 @@ pub(crate) mod file;
 pub(crate) mod file_task;
 pub(crate) mod kafka;
 pub(crate) mod opensearch;
+#[cfg(feature = "parquet")]
+pub(crate) mod parquet;
 pub(crate) mod postgres;
 pub(crate) mod postgres_sql;
 pub(crate) mod transform;
