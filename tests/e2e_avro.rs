@@ -18,33 +18,15 @@ mod common;
 mod e2e_common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use e2e_common::kafka::{free_port, KafkaCluster};
+use e2e_common::kafka::KafkaCluster;
 use e2e_common::*;
 use serde_json::{json, Value};
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/avro");
-const REGISTRY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/avro/confluent_registry.py");
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/avro/confluent_io.py");
-
-/// Starts the registry on a free port; its URL.
-fn start_registry() -> (Killed, String) {
-    let port = free_port();
-    let mut child = Command::new("python3")
-        .arg(REGISTRY)
-        .arg(port.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.starts_with("listening"), "the registry did not start: {line}");
-    (Killed(child), format!("http://127.0.0.1:{port}"))
-}
 
 fn client(args: &[&str], input: Option<&Value>) -> Vec<String> {
     python_lines(CLIENT, args, input)

@@ -26,8 +26,9 @@ fn text(o: &Output) -> String {
 /// The LOGON records as a foreign client reads them: the values in Avro decoded by fastavro with
 /// the registered schema (after checking each frame's magic byte and id), and the values that
 /// are not Avro as text.
-fn foreign_logons(bootstrap: &str) -> (Vec<serde_json::Value>, Vec<String>) {
-    let (id, schema) = logon_schema();
+/// `id`: the id every Avro frame must carry.
+fn foreign_logons(bootstrap: &str, id: i32) -> (Vec<serde_json::Value>, Vec<String>) {
+    let (_, schema) = logon_schema();
     let client = root().join("tests/avro/confluent_io.py");
     let records = python_lines(
         client.to_str().unwrap(),
@@ -93,7 +94,7 @@ fn the_readme_sequence_seed_apply_run_on_kafka() {
     }
     // LOGON: the lines with an int LOGON_ID and CUSTOMER_ID and a string LOGON_DATE, in Avro;
     // the two others as they are.
-    let (decoded, not_avro) = foreign_logons(&bootstrap);
+    let (decoded, not_avro) = foreign_logons(&bootstrap, logon_schema().0);
     let fits =
         |v: &serde_json::Value| v["LOGON_ID"].is_i64() && v["CUSTOMER_ID"].is_i64() && v["LOGON_DATE"].is_string();
     let (mut rows, mut malformed): (Vec<String>, Vec<String>) =
@@ -119,4 +120,60 @@ fn the_readme_sequence_seed_apply_run_on_kafka() {
     assert!(out.status.success(), "{}", text(&out));
     let problems = check_outputs(&kcat, &bootstrap, &expected());
     assert!(problems.is_empty(), "{problems:#?}\n--- seed\n{}\n--- run\n{}", text(&seeded), text(&out));
+}
+
+/// On a target whose Confluent-API registry lacks the LOGON subject, `seed` registers the schema
+/// of the example's `schemas/` there (as a producer's serializer does) and frames the records
+/// with the id that registry gave it; `apply` and `run` with that registry read them.
+#[test]
+fn seed_registers_the_logon_schema_in_the_targets_confluent_registry() {
+    let Some(kcat) = tools() else { return };
+    if !python_avro_client() {
+        return;
+    }
+    let (_registry, url) = start_registry();
+    let kafka = KafkaCluster::single();
+    let bootstrap = kafka.bootstrap();
+    let project = tempfile::tempdir().unwrap();
+    common::copy_dir(&root().join("example-project"), project.path(), &["target"]);
+    let run = |args: &[&str]| {
+        streamctl()
+            .args(args)
+            .arg("--project-dir")
+            .arg(project.path())
+            .args(["--target", "local", "--schema-registry-url", &url])
+            .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
+            .env_remove("STREAMCTL_BOOTSTRAP_SERVERS")
+            .env_remove("STREAMCTL_TARGET")
+            .output()
+            .unwrap()
+    };
+    let seeded = run(&["seed", "--create-topics"]);
+    assert!(seeded.status.success(), "{}", text(&seeded));
+    let client = root().join("tests/avro/confluent_io.py");
+    let latest = python_lines(client.to_str().unwrap(), &["latest", &url, LOGON_SUBJECT], None).concat();
+    let id: i32 = latest.parse().unwrap();
+    // The registry's own id, not the one the file registry gives the schema; the schema
+    // registered is the example's (GoldenGate's), not one made from the declared columns.
+    assert_ne!(id, logon_schema().0);
+    let registered: serde_json::Value = serde_json::from_str(
+        &ureq::get(&format!("{url}/subjects/{LOGON_SUBJECT}/versions/latest"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let registered: serde_json::Value = serde_json::from_str(registered["schema"].as_str().unwrap()).unwrap();
+    assert_eq!(registered, logon_schema().1);
+    let (decoded, not_avro) = foreign_logons(&bootstrap, id);
+    assert_eq!((decoded.len(), not_avro.len()), (299, 2), "{}", text(&seeded));
+
+    let apply = run(&["apply", "--auto-approve"]);
+    assert!(apply.status.success(), "{}", text(&apply));
+    let out = run(&["run", "--until-caught-up"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let problems = check_outputs(&kcat, &bootstrap, &expected());
+    assert!(problems.is_empty(), "{problems:#?}\n--- run\n{}", text(&out));
 }

@@ -216,6 +216,24 @@ pub fn python_avro_client() -> bool {
     ok
 }
 
+/// Starts `tests/avro/confluent_registry.py` (the Confluent Schema Registry REST API) on a free
+/// port: the process (stopped when dropped) and its URL.
+pub fn start_registry() -> (Killed, String) {
+    use std::io::BufRead;
+    let port = kafka::free_port();
+    let mut child = Command::new("python3")
+        .arg(root().join("tests/avro/confluent_registry.py"))
+        .arg(port.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening"), "the registry did not start: {line}");
+    (Killed(child), format!("http://127.0.0.1:{port}"))
+}
+
 /// `(key, value)` of every record of a topic, read with kcat.
 pub fn kcat_consume(kcat: &Path, bootstrap: &str, topic: &str) -> Vec<(String, Value)> {
     kcat_key_values(kcat, bootstrap, topic, &[])
