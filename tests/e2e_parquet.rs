@@ -253,6 +253,18 @@ fn an_unknown_parquet_compression_is_reported_at_its_line_and_column() {
     assert!(stderr.contains("lz4"), "{stderr}");
 }
 
+#[test]
+fn a_parquet_sinks_mask_of_a_timestamp_is_reported_at_the_field() {
+    let masked =
+        "      format: parquet\n      transforms:\n        - type: mask_field\n          fields: [payer, paid_at]\n";
+    let project = typed_project(&SINKS.replacen("      format: parquet\n", masked, 1));
+    let (code, stderr) = validate(project.path());
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("mask_field of `paid_at`, a TIMESTAMP column"), "{stderr}");
+    assert!(stderr.contains("sinks/files.yml:12:27"), "{stderr}");
+    assert!(!stderr.contains("of `payer`"), "a string column holds the mask: {stderr}");
+}
+
 #[cfg(feature = "parquet")]
 #[test]
 fn parquet_sinks_validate() {

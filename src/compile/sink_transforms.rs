@@ -6,7 +6,7 @@ use datafusion::arrow::datatypes::{DataType, TimeUnit};
 
 use super::CompiledProject;
 use crate::diagnostics::Diagnostic;
-use crate::project::config::{RelationKind, SinkConnector, SinkTransform, TimestampKind, ValueFormat};
+use crate::project::config::{FileFormat, RelationKind, SinkConnector, SinkTransform, TimestampKind, ValueFormat};
 use crate::project::SinkDecl;
 use crate::sql::types::{parse_sql_type, sql_type_name};
 
@@ -118,7 +118,7 @@ enum TimeInput {
 
 /// One diagnostic per field a transform names that the row does not have at that point (the
 /// model's columns as the transforms before leave them), per rename onto a column the row has,
-/// per mask or drop of a table model's key column, per cast to a type it cannot make, per
+/// per mask or drop of a table model's key column (and mask of a time column of a Parquet sink), per cast to a type it cannot make, per
 /// `timestamp_convert` of a field that holds no time or with a bad or missing format, per
 /// `set_key` or `insert_header` on a sink that writes no Kafka records, per `route` on an
 /// opensearch sink of a table model or without a `{{field}}`; and per `key:` field of a kafka sink not in its rows.
@@ -132,6 +132,7 @@ pub(crate) fn check(cp: &CompiledProject, s: &SinkDecl) -> Vec<Diagnostic> {
         SinkConnector::Postgres { .. } => "postgres",
         SinkConnector::Opensearch { .. } => "opensearch",
     };
+    let parquet = matches!(s.sink.connector, SinkConnector::File { format: FileFormat::Parquet, .. });
     let escape = |n: &str| n.replace('~', "~0").replace('/', "~1");
     let mut out = Vec::new();
     let err = |pointer: &str, key: bool, len: usize, message: String, help: String| {
@@ -163,6 +164,21 @@ pub(crate) fn check(cp: &CompiledProject, s: &SinkDecl) -> Vec<Diagnostic> {
                             f.chars().count(),
                             format!("sink `{name}`: {what} of `{f}`, a key column of table model `{}`", model.name),
                             "the key identifies the rows (upserts, deletes): leave it unmasked, or rename it".into(),
+                        ));
+                    } else if let Some(ty) = columns.iter().find(|(c, _)| c == f).map(|(_, t)| t).filter(|t| {
+                        parquet && what == "mask_field" && matches!(t, DataType::Timestamp(..) | DataType::Date32)
+                    }) {
+                        // The mask is text ("****"), which a Parquet column of a time type cannot hold.
+                        out.push(err(
+                            &pointer,
+                            false,
+                            f.chars().count(),
+                            format!(
+                                "sink `{name}`: mask_field of `{f}`, a {} column: its Parquet files cannot hold the \
+                                 mask text there",
+                                sql_type_name(ty)
+                            ),
+                            format!("cast it first (`type: cast, fields: {{{f}: STRING}}`), or drop it"),
                         ));
                     }
                 }
