@@ -309,6 +309,11 @@ impl InputCodec {
         let mut tombstones: Vec<(usize, Vec<u8>)> = Vec::new();
         for (i, r) in records.iter().enumerate() {
             if r.value.is_none() {
+                // A change-event source follows each delete event with a tombstone (Debezium's
+                // default, for log compaction): a stream of changes has the delete event already.
+                if self.kind != RelationKind::Table && self.debezium.is_some() {
+                    continue;
+                }
                 if self.kind != RelationKind::Table {
                     bad.push(BadRecord { index: i, reason: "null value (a tombstone) on a stream".into() });
                     continue;

@@ -326,8 +326,13 @@ fn row_record(
 ) -> Result<Record, String> {
     let partition = row.get("_partition").and_then(Value::as_i64).unwrap_or(0) as i32;
     let delete = row.get("_delete").and_then(Value::as_bool).unwrap_or(false);
-    if delete && cp.relation_kind(id) != Some(RelationKind::Table) {
-        return Err("`_delete` applies to tables only".into());
+    // A change-event source's topic holds tombstones after deletes, also when read as a stream.
+    let change_events = match id {
+        NodeId::Source(n) => cp.sources.get(n).is_some_and(|s| s.decl.table.format.is_change_events()),
+        _ => false,
+    };
+    if delete && cp.relation_kind(id) != Some(RelationKind::Table) && !change_events {
+        return Err("`_delete` applies to tables and change-event sources only".into());
     }
     let data: Map<String, Value> =
         row.iter().filter(|(k, _)| !k.starts_with('_')).map(|(k, v)| (k.clone(), v.clone())).collect();
