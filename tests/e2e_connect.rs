@@ -103,10 +103,12 @@ fn differs(want: &[Value], got: &[Value]) -> Option<String> {
     })
 }
 
-fn problems(pg: &Postgres) -> Vec<String> {
-    let (customers, orders) = reference(pg);
+/// How the sink tables differ from what is expected: `customers_named` from the customers table,
+/// `orders_by_customer` from `orders` (the expected rows of the orders model).
+fn problems(pg: &Postgres, orders: &dyn Fn(&Postgres) -> Vec<Value>) -> Vec<String> {
+    let (customers, _) = reference(pg);
     let mut out = Vec::new();
-    for (table, want) in [("analytics.customers_named", customers), ("analytics.orders_by_customer", orders)] {
+    for (table, want) in [("analytics.customers_named", customers), ("analytics.orders_by_customer", orders(pg))] {
         match pg.rows(table) {
             None => out.push(format!("{table}: no such table")),
             Some(got) => out.extend(differs(&want, &got).map(|d| format!("{table}: {d}"))),
@@ -115,10 +117,19 @@ fn problems(pg: &Postgres) -> Vec<String> {
     out
 }
 
+/// The orders model's rows as PostgreSQL computes them from the orders table.
+fn orders_from_table(pg: &Postgres) -> Vec<Value> {
+    reference(pg).1
+}
+
 fn wait_equal(pg: &Postgres, what: &str, logs: &dyn Fn() -> String) {
+    wait_equal_to(pg, what, logs, &orders_from_table)
+}
+
+fn wait_equal_to(pg: &Postgres, what: &str, logs: &dyn Fn() -> String, orders: &dyn Fn(&Postgres) -> Vec<Value>) {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let p = problems(pg);
+        let p = problems(pg, orders);
         if p.is_empty() {
             return;
         }
@@ -130,6 +141,33 @@ fn wait_equal(pg: &Postgres, what: &str, logs: &dyn Fn() -> String) {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// The orders topic's change events as kcat reads them (Connect's JsonConverter envelope
+/// unwrapped): (order_id, customer_id, order_total) of every event with an `after` image.
+fn order_changes(kcat: &Path, bootstrap: &str) -> Vec<(i64, i64, f64)> {
+    kcat_consume(kcat, bootstrap, "sales.public.orders")
+        .into_iter()
+        .filter_map(|(_, v)| {
+            let after = v.get("payload").unwrap_or(&v).get("after")?.clone();
+            Some((after["order_id"].as_i64()?, after["customer_id"].as_i64()?, after["order_total"].as_f64()?))
+        })
+        .collect()
+}
+
+/// The orders model's rows computed from the change events in its topic (count and sum per
+/// customer, every event counted: the model reads the topic as a stream of changes).
+fn orders_from_topic(changes: &[(i64, i64, f64)]) -> Vec<Value> {
+    let mut by_customer: std::collections::BTreeMap<i64, (i64, f64)> = Default::default();
+    for (_, customer, total) in changes {
+        let e = by_customer.entry(*customer).or_default();
+        e.0 += 1;
+        e.1 += total;
+    }
+    by_customer
+        .into_iter()
+        .map(|(c, (n, sum))| serde_json::json!({"customer_id": c, "order_count": n, "order_sum": sum}))
+        .collect()
 }
 
 #[test]
@@ -295,6 +333,41 @@ fn debezium_connectors_are_planned_applied_and_their_changes_reach_postgres() {
     pg.psql("UPDATE customers SET customer_class = 'Occasional' WHERE customer_id = 4; INSERT INTO orders VALUES (16, 3, 'direct', 99)");
     wait_equal(&pg, "after the connector's update", &run_log);
     phase("changes after the update are in the sink tables");
+
+    // A SIGKILL of the Connect worker while changes arrive, more changes while it is down, a new
+    // worker: Debezium resumes from the offsets Connect had committed. No change is lost: every
+    // order is in the topic, and the customers table model (upserts by key) equals the table.
+    // Debezium delivers at least once, so changes after its last committed offset may be in the
+    // topic twice: the orders model counts the stream's changes, so its rows are checked against
+    // the changes in the topic (kcat), which equal the orders table's when nothing came twice.
+    // (Orders are only inserted: a deleted order would be one more change, not one order less.)
+    pg.psql("UPDATE customers SET credit_limit = 3100 WHERE customer_id = 2; INSERT INTO orders VALUES (17, 2, 'online', 12.5)");
+    worker.kill();
+    phase("the Connect worker is killed");
+    pg.psql(
+        "INSERT INTO customers VALUES (5, 'barbara', 'liskov', 'Prime', 900); DELETE FROM customers WHERE customer_id = 4; \
+         INSERT INTO orders VALUES (18, 5, 'direct', 31)",
+    );
+    worker.restart();
+    phase("a new Connect worker is up");
+    let orders: Vec<i64> =
+        pg.psql("SELECT order_id FROM orders ORDER BY 1").lines().filter_map(|l| l.trim().parse().ok()).collect();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let changes = loop {
+        let changes = order_changes(&kcat, &env.bootstrap);
+        if orders.iter().all(|o| changes.iter().any(|(id, _, _)| id == o)) {
+            break changes;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "orders missing from the topic after the restart: {orders:?} vs {changes:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    phase(&format!("every order is in the topic ({} changes for {} orders)", changes.len(), orders.len()));
+    // Changes Debezium writes after the last one seen are inserts of new orders only (none here).
+    wait_equal_to(&pg, "after a SIGKILL of the Connect worker", &run_log, &|_| orders_from_topic(&changes));
+    phase("changes made while Connect was down are in the sink tables");
     eprintln!("{}", text(&run(&env, project, &["status"])));
 
     // status: both connectors and their tasks RUNNING on the worker.

@@ -2,10 +2,11 @@
 //! started by a test from the jars `tests/kafka/fetch.sh` copies from Maven Central: the worker
 //! (`connect-runtime` and its dependencies) in `<home>/libs`, connector plugins (Debezium's
 //! PostgreSQL connector, Kafka's file connectors) in `<home>/plugins`, its `plugin.path`. Killed
-//! when dropped.
+//! when dropped; a test can kill it (SIGKILL) and start it again on the same port.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Where `tests/kafka/fetch.sh` puts Kafka Connect (`STREAMCTL_CONNECT_HOME`, else
@@ -49,7 +50,9 @@ pub fn available() -> bool {
 
 pub struct ConnectWorker {
     pub port: u16,
-    process: Option<Child>,
+    process: Mutex<Option<Child>>,
+    config: PathBuf,
+    log4j: PathBuf,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -71,6 +74,7 @@ impl ConnectWorker {
              status.storage.topic=_connect-status\nconfig.storage.replication.factor=1\n\
              offset.storage.replication.factor=1\nstatus.storage.replication.factor=1\n\
              offset.storage.partitions=1\nstatus.storage.partitions=1\noffset.flush.interval.ms=1000\n\
+             scheduled.rebalance.max.delay.ms=0\n\
              plugin.path={}\nplugin.discovery=only_scan\n",
             home.join("plugins").display()
         );
@@ -88,23 +92,44 @@ impl ConnectWorker {
         )
         .unwrap();
         let log = dir.path().join("connect.log");
-        let out = std::fs::File::create(&log).unwrap();
+        let worker = ConnectWorker { port, process: Mutex::new(None), config, log4j, log, _dir: dir };
+        worker.spawn();
+        worker
+    }
+
+    /// Starts the worker process and waits until it is ready.
+    fn spawn(&self) {
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let java = super::tool("java").expect("java");
         let child = Command::new(java)
-            .arg(format!("-Dlog4j2.configurationFile={}", log4j.display()))
+            .arg(format!("-Dlog4j2.configurationFile={}", self.log4j.display()))
             .args(["-Xmx512m", "-Xms64m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true"])
             .arg("-cp")
-            .arg(format!("{}/*", home.join("libs").display()))
+            .arg(format!("{}/*", connect_home().join("libs").display()))
             .arg("org.apache.kafka.connect.cli.ConnectDistributed")
-            .arg(&config)
+            .arg(&self.config)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
             .expect("start the Kafka Connect worker");
-        let mut worker = ConnectWorker { port, process: Some(child), log, _dir: dir };
-        worker.wait_ready(Duration::from_secs(120));
-        worker
+        *self.process.lock().unwrap() = Some(child);
+        self.wait_ready(Duration::from_secs(120));
+    }
+
+    /// Kills the worker with SIGKILL: its tasks stop wherever they are, nothing is flushed.
+    pub fn kill(&self) {
+        if let Some(mut c) = self.process.lock().unwrap().take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the worker again with the same config and port (its state is in Kafka's topics; a
+    /// delay of 0 before reassigning a lost worker's tasks, so the new one takes them at once).
+    pub fn restart(&self) {
+        self.kill();
+        self.spawn();
     }
 
     pub fn url(&self) -> String {
@@ -123,10 +148,11 @@ impl ConnectWorker {
         r.body_mut().read_to_string().ok()
     }
 
-    fn wait_ready(&mut self, limit: Duration) {
+    fn wait_ready(&self, limit: Duration) {
         let deadline = Instant::now() + limit;
         loop {
-            if let Some(status) = self.process.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            let exited = self.process.lock().unwrap().as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
                 panic!("Kafka Connect exited ({status}) while starting\n{}", self.logs());
             }
             let plugins = self.get("/connector-plugins").unwrap_or_default();
@@ -141,9 +167,6 @@ impl ConnectWorker {
 
 impl Drop for ConnectWorker {
     fn drop(&mut self) {
-        if let Some(mut c) = self.process.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.kill();
     }
 }
