@@ -59,8 +59,10 @@ pub fn compile_bundle(
             let mut cp = rt.block_on(crate::compile::compile_with_registry(project, diags, registry));
             crate::compile::names::prefix_derived_topics(&mut cp, topic_prefix);
             if cp.diagnostics.has_errors() {
+                let first = cp.diagnostics.iter().find(|d| d.is_error()).map(|d| d.to_string()).unwrap_or_default();
                 Err(format!(
-                    "generation {generation} does not compile here: {} errors (was it applied by a newer streamctl?)",
+                    "generation {generation} does not compile here: {} errors (was it applied by a newer streamctl?); \
+                     the first: {first}",
                     cp.diagnostics.error_count()
                 ))
             } else {
@@ -154,5 +156,48 @@ pub fn run_deployed(
         if !switch {
             return Ok(results);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A project whose source takes its columns from an `.avsc` file in the project.
+    fn project_with_schema_file(dir: &std::path::Path) {
+        let put = |path: &str, text: &str| {
+            let p = dir.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        put("streamctl_project.yml", "name: shop\nversion: '1.0'\n");
+        put(
+            "sources/shop.yml",
+            "version: 1\nsources:\n  - name: shop\n    tables:\n      - name: orders\n        topic: shop.orders\n        \
+             format: avro\n        schema: {file: schemas/orders.avsc}\n",
+        );
+        put(
+            "schemas/orders.avsc",
+            r#"{"type": "record", "name": "Order", "fields": [{"name": "order_id", "type": "long"}, {"name": "amount", "type": "double"}]}"#,
+        );
+        put(
+            "models/big_orders.sql",
+            "SELECT order_id, amount FROM {{ source('shop', 'orders') }} WHERE amount > 100\n",
+        );
+    }
+
+    #[test]
+    fn a_deployed_generation_compiles_from_its_bundle_with_the_schema_files_of_its_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        project_with_schema_file(dir.path());
+        let mut diags = Diagnostics::new();
+        let project = Project::load(dir.path(), &mut diags).expect("the project loads");
+        let files = project.definition_files();
+        assert_eq!(files.get("schemas/orders.avsc").map(|t| t.contains("\"Order\"")), Some(true), "{files:?}");
+        let bundle = Bundle::new(files);
+        let cp = compile_bundle("shop", 1, &bundle, "", None).expect("the bundle compiles");
+        let model = cp.models.values().find(|m| m.name == "big_orders").expect("the model");
+        let columns: Vec<&str> = model.schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(columns, ["order_id", "amount"]);
     }
 }

@@ -277,6 +277,17 @@ impl Project {
         self.sinks.iter().for_each(|d| put(&d.origin.doc.source));
         self.connectors.iter().for_each(|d| put(&d.origin.doc.source));
         self.macro_files.iter().for_each(&mut put);
+        // The schema files sources take their columns from: a deployed generation is compiled
+        // from these files alone (`streamctl run` following the cluster's generations).
+        for file in self.sources.iter().filter_map(|d| d.table.schema.as_ref()?.file.as_deref()) {
+            let rel = file.replace('\\', "/");
+            if rel.split('/').any(|c| c == "..") || rel.starts_with('/') {
+                continue;
+            }
+            if let Ok(text) = std::fs::read_to_string(self.root.join(&rel)) {
+                out.insert(rel.trim_start_matches("./").to_string(), text);
+            }
+        }
         out
     }
 
