@@ -113,8 +113,9 @@ pub fn exec(global: &GlobalArgs, _args: &Args) -> anyhow::Result<ExitCode> {
             // Jobs cut into tasks: who holds each.
             for j in job_status.iter().filter(|j| j.tasks.iter().any(|t| t.task != "all")) {
                 println!("\n{} tasks:", j.model);
+                let width = j.tasks.iter().map(|t| t.task.len()).max().unwrap_or(0).max(6);
                 for t in &j.tasks {
-                    println!("  {:<6} {}", t.task, t.worker.as_deref().unwrap_or("(not running)"));
+                    println!("  {:<width$} {}", t.task, t.worker.as_deref().unwrap_or("(not running)"));
                 }
             }
             print_connectors(&connector_status);
