@@ -330,3 +330,66 @@ fn a_sources_dead_letter_topic_is_planned_with_its_first_reader() {
     assert!(at("shop.rejects") < at("paid_orders"), "{names:?}");
     assert_eq!(names.iter().filter(|n| **n == "shop.rejects").count(), 1);
 }
+
+/// A GROUP BY on a column other than its input's key (totals_by_status groups by STATUS; paid_orders
+/// has no key) over a multi-partition input goes through a repartition topic: planned with as many
+/// partitions as the input, created before the job, destroyed with `--delete-topics`.
+#[test]
+fn a_group_by_on_other_columns_than_the_key_plans_a_repartition_topic() {
+    let reg_dir = tempfile::tempdir().unwrap();
+    let registry = FileRegistry::new(reg_dir.path().to_path_buf(), "REGISTRY");
+    let four = |root: &Path| {
+        replace_in(root, "models/paid_orders.sql", "topic='shop.paid-orders'", "topic='shop.paid-orders', partitions=4")
+    };
+    let (_d, desired) = project(four);
+    let p = plan(&desired, &DeployedState::default(), &registry, &facts(&DeployedState::default(), 0));
+    insta::assert_snapshot!(text(&p, reg_dir.path()));
+    let names: Vec<&str> = p.changes.iter().map(|c| c.name.as_str()).collect();
+    let at = |n: &str| names.iter().position(|x| *x == n).unwrap_or_else(|| panic!("{n} not planned: {names:?}"));
+    assert!(at("_streamctl.shop.totals_by_status.repartition") < at("totals_by_status"), "{names:?}");
+
+    // The input keyed by STATUS: its groups are in one partition each, no repartition topic.
+    let (_d, keyed) = project(|root| {
+        four(root);
+        replace_in(root, "models/paid_orders.sql", "partitions=4", "partitions=4, key=['STATUS']");
+    });
+    let p = plan(&keyed, &DeployedState::default(), &registry, &facts(&DeployedState::default(), 0));
+    assert!(!text(&p, reg_dir.path()).contains("repartition"), "{}", text(&p, reg_dir.path()));
+
+    let deployed = deployed_after(&desired, &registry, 1);
+    let p = make_plan(&PlanInput {
+        desired: &desired,
+        deployed: &deployed,
+        registry: Some(&registry),
+        cluster: Some(&facts(&deployed, 0)),
+        target: "staging",
+        control_topic: "_streamctl_deployments",
+        destroy: true,
+        delete_topics: true,
+    });
+    let destroyed = render_changes(&p, false);
+    assert!(destroyed.contains("- topic _streamctl.shop.totals_by_status.repartition"), "{destroyed}");
+}
+
+/// A target's `topic_prefix` names the repartition topic, and the repartition follows its input when
+/// that is an upstream model's derived (so prefixed) topic.
+#[test]
+fn a_topic_prefix_names_the_repartition_topic_and_its_input() {
+    use streamctl::compile::repartition::Repartitioning;
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(Path::new(BASE), dir.path(), &["target"]);
+    replace_in(dir.path(), "models/paid_orders.sql", "topic='shop.paid-orders'", "partitions=4");
+    let mut cp = compile(dir.path());
+    streamctl::compile::names::prefix_derived_topics(&mut cp, "dev.");
+    let upstream = cp.models["paid_orders"].topic.clone();
+    assert!(upstream.starts_with("dev."), "{upstream}");
+    let Repartitioning::Topic(r) = &cp.models["totals_by_status"].resolved.repartition else {
+        panic!("no repartition topic: {:?}", cp.models["totals_by_status"].resolved.repartition)
+    };
+    assert_eq!(
+        (r.topic.as_str(), r.input_topic.as_str()),
+        ("dev._streamctl.shop.totals_by_status.repartition", upstream.as_str())
+    );
+    let written: Vec<&str> = cp.models["totals_by_status"].resolved.topics.iter().map(|t| t.name.as_str()).collect();
+    assert!(written.contains(&"dev._streamctl.shop.totals_by_status.repartition"), "{written:?}");
+}

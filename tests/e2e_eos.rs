@@ -168,7 +168,7 @@ fn a_fenced_zombie_commits_nothing_and_says_why() {
     let model = "logon_enriched";
     let cluster = Cluster::Kafka { bootstrap: bootstrap.clone(), properties: vec![], replication_factor: 1 };
     let mut topics = source_topics(&cp, &[model.to_string()]);
-    topics.extend(job_topics(&cp, &[model.to_string()]));
+    topics.extend(job_topics(&cp, &[model.to_string()], false));
     rt.block_on(cluster.ensure_topics(&topics)).unwrap();
     let client = cluster.client_config();
     let opts = RunOptions {
@@ -240,7 +240,7 @@ fn a_failed_commit_is_aborted_and_the_restart_gives_each_output_once() {
     let model = "logon_enriched";
     let cluster = Cluster::Kafka { bootstrap: bootstrap.clone(), properties: vec![], replication_factor: 1 };
     let mut topics = source_topics(&cp, &[model.to_string()]);
-    topics.extend(job_topics(&cp, &[model.to_string()]));
+    topics.extend(job_topics(&cp, &[model.to_string()], false));
     rt.block_on(cluster.ensure_topics(&topics)).unwrap();
     let client = cluster.client_config();
     let opts = RunOptions {

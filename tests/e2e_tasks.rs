@@ -3,8 +3,8 @@
 //! (as `status` shows); one is killed with SIGKILL and its tasks move to the others once its session times
 //! out; a fourth joins and tasks rebalance to it. The outputs, read `read_committed`, equal a reference
 //! computed here from the input alone: every filtered row once (exactly-once), every key's and every
-//! group's final aggregate exact (also the aggregate grouped by a column other than the key, which runs
-//! as one task).
+//! group's final aggregate exact (also the aggregate grouped by a column other than the key, whose two
+//! stages of tasks around its repartition topic move like the others).
 //!
 //! Needs Java, Kafka's jars (`tests/kafka/fetch.sh`) and kcat, like `e2e_run`.
 
@@ -224,6 +224,16 @@ fn tasks_spread_over_workers_move_on_a_kill_and_rebalance_to_a_new_worker() {
         assert!(Instant::now() < deadline, "the outputs are not the reference: {p:#?}\n{}", logs(4));
         std::thread::sleep(Duration::from_secs(1));
     }
+    // How the runs cut the jobs: the aggregate grouped by another column than the key in two stages.
+    let cut: Vec<String> = logs(1)
+        .lines()
+        .filter(|l| l.starts_with('[') && (l.contains(" tasks") || l.contains("runs as one task")))
+        .map(str::to_string)
+        .collect();
+    println!("tasks: worker 0 cut the jobs so:\n{}", cut.join("\n"));
+    let two_stages = "[tasks_by_group] 6 tasks re-keying each partition of tasks-events by the GROUP BY into \
+                      _streamctl.tasks.tasks_by_group.repartition, then 6 tasks aggregating";
+    assert!(cut.iter().any(|l| l.starts_with(two_stages)), "{two_stages} not in:\n{}", logs(1));
     let restored = logs(4).matches("restored checkpoint").count();
     println!("tasks: outputs equal the reference; {restored} task restores from checkpoints");
     assert!(restored > 0, "no task was restored from a checkpoint:\n{}", logs(4));

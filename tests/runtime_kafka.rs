@@ -48,7 +48,7 @@ fn setup(cp: &CompiledProject, models: &[String]) -> EmbeddedBroker {
     let broker = EmbeddedBroker::start().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut topics = source_topics(cp, models);
-    topics.extend(job_topics(cp, models));
+    topics.extend(job_topics(cp, models, true));
     rt.block_on(Cluster::Embedded(&broker).ensure_topics(&topics)).unwrap();
     broker
 }

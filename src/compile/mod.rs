@@ -11,8 +11,9 @@ mod contract;
 mod dependencies;
 pub mod manifest;
 mod model;
-pub(crate) mod names;
+pub mod names;
 mod positions;
+pub mod repartition;
 pub(crate) mod resolved;
 pub(crate) mod sink_checks;
 pub(crate) mod sink_transforms;
@@ -271,7 +272,17 @@ pub async fn compile_with_registry(
         if !ready {
             continue;
         }
-        if let Some(m) = c.compile_model(file, r, inputs, &sources, &models).await {
+        if let Some(mut m) = c.compile_model(file, r, inputs, &sources, &models).await {
+            m.resolved.repartition = repartition::decide(&project.config.name, &m, &sources, &models);
+            if let repartition::Repartitioning::Topic(rp) = &m.resolved.repartition {
+                m.resolved.topics.push(names::JobTopic {
+                    name: rp.topic.clone(),
+                    role: names::TopicRole::Repartition,
+                    partitions: rp.partitions,
+                    compacted: false,
+                    owner: m.name.clone(),
+                });
+            }
             c.schemas[MODEL_SCHEMA].insert(&m.name, m.schema.clone());
             models.insert(m.name.clone(), m);
         }

@@ -21,6 +21,12 @@ pub fn checkpoint_topic(project: &str, model: &str) -> String {
     format!("_streamctl.{project}.{model}.checkpoints")
 }
 
+/// The topic a model's `GROUP BY` on columns other than its input's key goes through: its input's
+/// records keyed by the group columns, so that every group lives in one partition (one task).
+pub fn repartition_topic(project: &str, model: &str) -> String {
+    format!("_streamctl.{project}.{model}.repartition")
+}
+
 /// The transactional id of a model's job producer (exactly-once). One per job: a new owner's
 /// producer fences the previous owner's. `task` (a partition, once jobs split into tasks) gives
 /// each task its own id.
@@ -60,6 +66,8 @@ pub enum TopicRole {
     Checkpoint,
     /// Undecodable and late records of a source.
     DeadLetter,
+    /// A model's input re-keyed by its GROUP BY columns (internal to the model's job).
+    Repartition,
 }
 
 /// A topic a job writes, as it must be created.
@@ -105,13 +113,23 @@ pub fn prefix_derived_topics(cp: &mut super::CompiledProject, prefix: &str) {
         let r = &mut m.resolved;
         let checkpoint = format!("{prefix}{}", r.checkpoint_topic);
         renamed.insert(std::mem::replace(&mut r.checkpoint_topic, checkpoint.clone()), checkpoint);
+        if let super::repartition::Repartitioning::Topic(rp) = &mut r.repartition {
+            let topic = format!("{prefix}{}", rp.topic);
+            renamed.insert(std::mem::replace(&mut rp.topic, topic.clone()), topic);
+        }
         r.dead_letter_topic = format!("{prefix}{}", dead_letter_topic(None, &written_topic));
     }
-    // Each job's list of the topics it writes names its output, checkpoint and dead-letter topics.
+    // Each job's list of the topics it writes names its output, checkpoint and dead-letter topics;
+    // a repartition re-keys an upstream model's output, which may be renamed.
     for m in cp.models.values_mut() {
         for t in &mut m.resolved.topics {
             if let Some(new) = renamed.get(&t.name) {
                 t.name = new.clone();
+            }
+        }
+        if let super::repartition::Repartitioning::Topic(rp) = &mut m.resolved.repartition {
+            if let Some(new) = renamed.get(&rp.input_topic) {
+                rp.input_topic = new.clone();
             }
         }
     }

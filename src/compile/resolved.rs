@@ -65,6 +65,8 @@ pub struct ResolvedConfig {
     pub guarantee: Option<Guarantee>,
     /// Kafka transactional id of the job's producer (exactly-once).
     pub transactional_id: String,
+    /// Whether its GROUP BY goes through a repartition topic (set once the model has compiled).
+    pub repartition: super::repartition::Repartitioning,
 }
 
 impl ResolvedConfig {
@@ -144,5 +146,6 @@ pub(crate) fn resolve(project: &str, out: Output<'_>, inputs: Inputs<'_>) -> Res
         topics,
         guarantee: out.guarantee,
         transactional_id: names::transactional_id(project, out.name, None),
+        repartition: Default::default(),
     }
 }

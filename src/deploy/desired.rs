@@ -182,6 +182,10 @@ impl DesiredState {
             }
             order.push(name.clone());
             for t in &m.resolved.topics {
+                // The embedded target runs a job with a repartition topic as one task (`ops::host`).
+                if t.role == TopicRole::Repartition && target.kind == TargetKind::Embedded {
+                    continue;
+                }
                 add_topic(&t.name, t.role, t.partitions, t.compacted, &t.owner);
             }
             let mut input_topics = Vec::new();

@@ -328,6 +328,7 @@ impl Planner<'_, '_> {
             TopicRole::Output => format!("output of {}", t.owner),
             TopicRole::Checkpoint => format!("state of {}", t.owner),
             TopicRole::DeadLetter => format!("dead letters of {}", t.owner),
+            TopicRole::Repartition => format!("repartition of {}", t.owner),
         };
         let shape = format!(
             "{} partition{}{}",

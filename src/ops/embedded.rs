@@ -69,7 +69,7 @@ pub async fn run_embedded(
 ) -> Result<EmbeddedRun, RunError> {
     let cluster = Cluster::Embedded(broker);
     let mut topics = source_topics(&cp, models);
-    topics.extend(job_topics(&cp, models));
+    topics.extend(job_topics(&cp, models, true));
     cluster.ensure_topics(&topics).await.map_err(RunError::Setup)?;
     let client = cluster.client_config();
     let loaded = load_samples(&cp, &client, models, opts.registry.as_ref())?;

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use rdkafka::config::ClientConfig;
 
+use crate::compile::names::TopicRole;
+use crate::compile::repartition::Repartitioning;
 use crate::compile::CompiledProject;
 use crate::connectors::consumer::{manual_consumer, partition_offsets, ClosedOnDrop};
 use crate::connectors::kafka::grow_topic;
@@ -20,12 +22,13 @@ use crate::runtime::tasks::{layout, Layout};
 use crate::runtime::worker::{bad_record_writers, JobStats, RunControl, RunOptions};
 use crate::runtime::RunError;
 
-/// Topics the selected models write: outputs, checkpoints, dead-letter topics of their sources.
-pub fn job_topics(cp: &CompiledProject, models: &[String]) -> Vec<TopicSpec> {
+/// Topics the selected models write: outputs, checkpoints, dead-letter topics of their sources,
+/// repartition topics (unless `embedded`, which runs the jobs that have one as one task).
+pub fn job_topics(cp: &CompiledProject, models: &[String], embedded: bool) -> Vec<TopicSpec> {
     let mut out: BTreeMap<String, TopicSpec> = BTreeMap::new();
     for name in models {
         let Some(m) = cp.models.get(name) else { continue };
-        for t in &m.resolved.topics {
+        for t in m.resolved.topics.iter().filter(|t| !(embedded && t.role == TopicRole::Repartition)) {
             out.insert(
                 t.name.clone(),
                 TopicSpec { name: t.name.clone(), partitions: t.partitions, compacted: t.compacted },
@@ -103,7 +106,7 @@ pub fn run_tasks(
     let mut failed: Vec<(String, RunError)> = Vec::new();
     let mut coordinators = Vec::new();
     for (model, cp) in jobs {
-        let layout = match job_layout(cp, model, client) {
+        let layout = match job_layout(cp, model, client, opts.group) {
             Ok(l) => l,
             Err(e) => {
                 if opts.until_caught_up {
@@ -113,10 +116,15 @@ pub fn run_tasks(
                 continue;
             }
         };
-        match (&layout.partitions, &layout.whole_because) {
-            (Some(n), _) => eprintln!("[{model}] {n} tasks, one per partition of {}", layout.driving_topic),
-            (None, Some(why)) => eprintln!("[{model}] runs as one task: {why}"),
-            (None, None) => {}
+        match (&layout.partitions, &layout.whole_because, &layout.repartition) {
+            (Some(n), _, Some((topic, r))) => eprintln!(
+                "[{model}] {n} tasks re-keying each partition of {} by the GROUP BY into {topic}, then {r} tasks \
+                 aggregating, one per partition of {topic}",
+                layout.driving_topic
+            ),
+            (Some(n), _, None) => eprintln!("[{model}] {n} tasks, one per partition of {}", layout.driving_topic),
+            (None, Some(why), _) => eprintln!("[{model}] runs as one task: {why}"),
+            (None, None, _) => {}
         }
         if !opts.group {
             // One process runs every task (the embedded target): they share the checkpoint
@@ -129,6 +137,7 @@ pub fn run_tasks(
         }
         // A partition of the checkpoint topic per task: a task's owner reads its own partition.
         if let (Some(n), Some(m)) = (layout.partitions, cp.models.get(model)) {
+            let n = n.max(layout.repartition.as_ref().map_or(0, |(_, r)| *r));
             let topic = &m.resolved.checkpoint_topic;
             let grown = partition_count(client, topic)
                 .map_err(|e| e.to_string())
@@ -180,7 +189,10 @@ pub fn run_tasks(
 }
 
 /// How a job is cut into tasks, from its inputs' partition counts on the cluster.
-fn job_layout(cp: &CompiledProject, model: &str, client: &ClientConfig) -> Result<Layout, RunError> {
+/// `group`: a Kafka target, where workers share the tasks; else (the embedded target, one process
+/// and the sample data) a job with a repartition topic is one task: the topic would only add a
+/// produce and a read in the same process.
+fn job_layout(cp: &CompiledProject, model: &str, client: &ClientConfig, group: bool) -> Result<Layout, RunError> {
     let m = cp.models.get(model).ok_or_else(|| RunError::Setup(format!("no model `{model}`")))?;
     let consumer = manual_consumer(client, "streamctl-metadata").map_err(RunError::Setup)?;
     let _closed = ClosedOnDrop(&consumer);
@@ -196,6 +208,19 @@ fn job_layout(cp: &CompiledProject, model: &str, client: &ClientConfig) -> Resul
             Some(p) => counts.insert(topic, p.len() as i32),
             None => return Err(RunError::Setup(format!("input topic {topic} ({input}) does not exist"))),
         };
+    }
+    if let Repartitioning::Topic(r) = &m.resolved.repartition {
+        if !group {
+            // Without its repartition topic's count, the layout is one task (the topic is missing).
+            let l = layout(cp, m, &|t| counts.get(t).copied());
+            let why = "its GROUP BY does not include its input's key, and on the embedded target every task runs in \
+                       this process: it needs no repartition topic";
+            return Ok(Layout { whole_because: l.whole_because.map(|_| why.to_string()), ..l });
+        }
+        // Not grown with its input: more partitions would move groups whose state is elsewhere.
+        if let Some(p) = partition_offsets(&consumer, &r.topic).map_err(RunError::Setup)? {
+            counts.insert(r.topic.clone(), p.len() as i32);
+        }
     }
     Ok(layout(cp, m, &|t| counts.get(t).copied()))
 }

@@ -460,7 +460,7 @@ impl ReadTarget {
                 compacted: s.decl.table.kind == RelationKind::Table,
             })
             .collect();
-        specs.extend(job_topics(cp, &models));
+        specs.extend(job_topics(cp, &models, true));
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         rt.block_on(cluster.ensure_topics(&specs))?;
         let sources: Vec<String> = sources.into_iter().cloned().collect();

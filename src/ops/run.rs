@@ -59,7 +59,7 @@ pub fn run(
     cluster.check_reachable()?;
     // Workers on a Kafka target share the tasks through the jobs' consumer groups.
     let opts = &RunOptions { group: true, ..opts.clone() };
-    rt.block_on(cluster.ensure_topics(&job_topics(&cp, models)))?;
+    rt.block_on(cluster.ensure_topics(&job_topics(&cp, models, false)))?;
     let control = Arc::new(RunControl::with_registry(opts.registry.clone()));
     stop_on_signals(control.clone());
     let client = cluster.client_config();

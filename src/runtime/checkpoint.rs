@@ -193,7 +193,7 @@ pub(crate) fn partition_count(client: &ClientConfig, topic: &str) -> Result<i32,
 /// The partition of the checkpoint topic a task writes to, when the topic has `partitions`.
 pub(crate) fn task_partition(task: TaskId, partitions: i32) -> i32 {
     match task {
-        TaskId::Partition(p) if p < partitions => p,
+        TaskId::Partition(p) | TaskId::Repartition(p) if p < partitions => p,
         _ => 0,
     }
 }
@@ -493,6 +493,34 @@ pub(crate) fn write_checkpoint(
     producer.flush().map_err(RunError::Setup)?;
     send_keyed(producer, topic, format!("{prefix}manifest").as_bytes(), &value, headers.as_ref())?;
     producer.flush().map_err(RunError::Setup)
+}
+
+/// A task's start when the job ran as one task before (its checkpoint is the whole job's, in
+/// partition 0): the task takes over its offsets, and its state only when it keeps none (a whole
+/// job's state cannot be split by partition).
+pub(crate) fn from_whole_job(
+    client: &ClientConfig,
+    topic: &str,
+    ck: &CheckpointLog,
+    stateful: bool,
+    model: &str,
+) -> Result<Option<(CheckpointManifest, Vec<u8>)>, RunError> {
+    let whole = if ck.partition() == 0 {
+        ck.checkpoint(TaskId::Whole)?
+    } else {
+        let mut first = CheckpointLog::open(client, topic, 0, Isolation::Committed)?;
+        first.catch_up()?;
+        first.checkpoint(TaskId::Whole)?
+    };
+    let Some((mut manifest, _)) = whole else { return Ok(None) };
+    if stateful || manifest.stateful {
+        super::worker::log(model, "the job was one task before: this task rebuilds its state from its replay position");
+        return Ok(None);
+    }
+    super::worker::log(model, "the job was one task before: this task goes on from its offsets");
+    // Its counters stay the whole job's: the tasks count from zero.
+    manifest.totals = Totals::default();
+    Ok(Some((manifest, Vec::new())))
 }
 
 #[cfg(test)]

@@ -118,6 +118,96 @@ impl MicroBatchDriver {
     ) -> Result<(), RunError> {
         let Some(codec) = self.codecs.get(input) else { return Ok(()) };
         let decoded = codec.decode(records);
+        self.bad_records(input, &decoded, records, out)?;
+        let row_watermarks = observe_rows(&mut self.tracker, codec, &decoded, records, &self.streams);
+        let pushed = self.job.push(input, &decoded.batch, decoded.deletes.clone(), row_watermarks.as_deref()).await?;
+        for late in pushed.late {
+            out.late += 1;
+            out.dead_letters.push(dead_letter(codec, &records[decoded.rows[late]], LATE_REASON));
+        }
+        self.encode(&pushed.outputs, out)
+    }
+
+    /// The first stage of a job with a repartition topic ([`super::repartition`]): each good
+    /// record of a run of `input`'s, keyed by its values of `columns`, for the repartition topic.
+    /// Returns the largest event time among them.
+    pub fn rekey(
+        &mut self,
+        input: &NodeId,
+        records: &[Record],
+        columns: &[String],
+        out: &mut BatchOutcome,
+    ) -> Result<Option<i64>, RunError> {
+        let Some(codec) = self.codecs.get(input) else { return Ok(None) };
+        let decoded = codec.decode(records);
+        self.bad_records(input, &decoded, records, out)?;
+        let keys = super::repartition::row_keys(&decoded.batch, columns).map_err(RunError::Setup)?;
+        for (row, key) in decoded.rows.iter().zip(keys) {
+            out.outputs.push(super::repartition::rekeyed(&records[*row], key));
+        }
+        let times = decoded.batch.column_by_name("rowtime").and_then(|c| c.as_any().downcast_ref::<Int64Array>());
+        Ok(times.and_then(|t| t.values().iter().max().copied()))
+    }
+
+    /// The aggregating stage of a job with a repartition topic: a run of records read from it, in
+    /// order, each restored as it was read from `input` and processed, and the first stage's
+    /// markers moving the event time of the input partitions they name or marking them idle.
+    pub async fn process_repartitioned(
+        &mut self,
+        input: &NodeId,
+        records: Vec<Record>,
+        idleness: &mut super::repartition::Idleness,
+        out: &mut BatchOutcome,
+    ) -> Result<(), RunError> {
+        use super::repartition::{marker_of, restore, Marker};
+        let lateness = self.codecs.get(input).map_or(0, |c| c.lateness_ms);
+        let now = Instant::now();
+        let mut run: Vec<Record> = Vec::new();
+        for mut r in records {
+            let marker = marker_of(&r);
+            let heard = match marker {
+                None => {
+                    restore(&mut r);
+                    Some(r.partition)
+                }
+                Some(Marker::EventTime(p, _)) => Some(p),
+                Some(Marker::Idle(_)) => None,
+            };
+            if heard.is_some_and(|p| idleness.heard(p, now)) {
+                // The others hold the watermark back again until they idle anew.
+                for p in idleness.idle_at(now, Duration::ZERO) {
+                    let t = self.tracker.max_event_time(input, p).unwrap_or(i64::MIN);
+                    self.tracker.observe_at(input, p, t, lateness, now);
+                }
+            }
+            match marker {
+                None => run.push(r),
+                Some(m) => {
+                    if !run.is_empty() {
+                        self.process(input, &std::mem::take(&mut run), out).await?;
+                    }
+                    match m {
+                        Marker::EventTime(p, t) => self.tracker.observe_at(input, p, t, lateness, now),
+                        Marker::Idle(p) => idleness.idled(p),
+                    }
+                }
+            }
+        }
+        if !run.is_empty() {
+            self.process(input, &run, out).await?;
+        }
+        Ok(())
+    }
+
+    /// Counts a decoded run's bad records and handles them as the input's `on_error` says.
+    fn bad_records(
+        &self,
+        input: &NodeId,
+        decoded: &Decoded,
+        records: &[Record],
+        out: &mut BatchOutcome,
+    ) -> Result<(), RunError> {
+        let Some(codec) = self.codecs.get(input) else { return Ok(()) };
         for bad in &decoded.bad {
             out.bad_records += 1;
             let record = &records[bad.index];
@@ -135,13 +225,7 @@ impl MicroBatchDriver {
                 OnError::DeadLetter => out.dead_letters.push(dead_letter(codec, record, &bad.reason)),
             }
         }
-        let row_watermarks = observe_rows(&mut self.tracker, codec, &decoded, records, &self.streams);
-        let pushed = self.job.push(input, &decoded.batch, decoded.deletes.clone(), row_watermarks.as_deref()).await?;
-        for late in pushed.late {
-            out.late += 1;
-            out.dead_letters.push(dead_letter(codec, &records[decoded.rows[late]], LATE_REASON));
-        }
-        self.encode(&pushed.outputs, out)
+        Ok(())
     }
 
     /// Moves the job's watermark to where the tracker has it: closes the windows it passed.

@@ -1,5 +1,6 @@
 //! Which worker runs which task: Kafka's consumer group. Every worker hosting a job joins the job's
-//! task group (`<consumer group>.tasks`) subscribed to the job's driving topic, with the
+//! task group (`<consumer group>.tasks`) subscribed to the job's driving topic (and to its
+//! repartition topic, whose partitions are the aggregating stage's tasks), with the
 //! cooperative-sticky assignor; the partitions the coordinator gives a worker are its tasks
 //! ([`super::tasks::Layout::task_of`]). On a rebalance a worker first stops the tasks it gives up,
 //! each with a final checkpoint (inside the revoke callback, so the next owner starts from it), then
@@ -43,7 +44,7 @@ impl ClientContext for TaskGroupContext {}
 
 impl TaskGroupContext {
     fn tasks_in(&self, tpl: &TopicPartitionList) -> Vec<TaskId> {
-        tpl.elements().iter().filter_map(|e| self.layout.task_of(e.partition())).collect()
+        tpl.elements().iter().filter_map(|e| self.layout.task_of(e.topic(), e.partition())).collect()
     }
 }
 
@@ -106,7 +107,7 @@ pub fn coordinate(
         .create_with_context(context)
         .map_err(|e| RunError::Setup(format!("joining the task group of {model}: {e}")))?;
     consumer
-        .subscribe(&[layout.driving_topic.as_str()])
+        .subscribe(&layout.group_topics())
         .map_err(|e| RunError::Setup(format!("joining the task group of {model}: {e}")))?;
     loop {
         // Rebalances run their callbacks inside the poll; records (none: paused) are dropped.

@@ -9,12 +9,14 @@
 //!   behind `streamctl test`.
 //! * [`metrics`]: Prometheus metrics of the hosted jobs, served by `run --metrics-addr`.
 //! * [`checkpoint`] is a job's checkpoint topic (state, offsets, counters per task).
-//! * [`tasks`] cuts a job into tasks, [`group`] has Kafka's consumer group assign them to workers,
+//! * [`tasks`] cuts a job into tasks ([`repartition`]: the two stages of a GROUP BY on other
+//!   columns than the input's key), [`group`] has Kafka's consumer group assign them to workers,
 //!   [`runner`] runs them on a worker's threads, [`ownership`] records who holds each.
 
 pub mod bounded;
 pub(crate) mod checkpoint;
 pub mod codec;
+pub(crate) mod dead_letters;
 pub(crate) mod driver;
 mod error;
 pub mod group;
@@ -22,6 +24,7 @@ pub mod job;
 pub(crate) mod metrics;
 pub(crate) mod operators;
 mod ownership;
+pub(crate) mod repartition;
 pub mod runner;
 pub(crate) mod samples;
 pub mod tasks;

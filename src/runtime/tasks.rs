@@ -4,11 +4,13 @@
 //! model, a stream–table join, an aggregation grouped by columns that include the stream's key) is
 //! `n` tasks: task `p` reads partition `p` of the stream, and every partition of the tables it joins
 //! (each task holds the whole table, like a Kafka Streams global table, so the table need not be
-//! co-partitioned with the stream). Any other job is one task reading every partition: an aggregation
-//! grouped by other columns would otherwise split a group over tasks. A task keeps its own state,
+//! co-partitioned with the stream). An aggregation grouped by other columns of its one stream is two
+//! stages of tasks around a repartition topic ([`super::repartition`]). Any other job is one task
+//! reading every partition: it would otherwise split a group over tasks. A task keeps its own state,
 //! checkpoint (keys `t<p>/…` in the job's checkpoint topic) and, exactly-once, its own transactional
 //! id, so it moves with its partition and restores only its own state.
 
+use crate::compile::repartition::Repartitioning;
 use crate::compile::{group_columns, CompiledModel, CompiledProject, OperatorKind};
 use crate::graph::NodeId;
 use crate::project::config::RelationKind;
@@ -18,8 +20,12 @@ use crate::project::config::RelationKind;
 pub enum TaskId {
     /// The whole job: every partition of every input (checkpoint keys as before tasks existed).
     Whole,
-    /// Partition `p` of the job's streams (and the whole of its tables).
+    /// Partition `p` of the job's streams (and the whole of its tables); in a job with a
+    /// repartition topic, partition `p` of that topic (the aggregating stage).
     Partition(i32),
+    /// The first stage of a job with a repartition topic: partition `p` of its stream input,
+    /// re-keyed by the group columns into the repartition topic.
+    Repartition(i32),
 }
 
 impl TaskId {
@@ -28,23 +34,31 @@ impl TaskId {
         match self {
             TaskId::Whole => String::new(),
             TaskId::Partition(p) => format!("t{p}/"),
+            TaskId::Repartition(p) => format!("r{p}/"),
         }
     }
 
     /// The task a checkpoint key belongs to (`None`: not a task's key).
     pub fn of_key(key: &[u8]) -> Option<TaskId> {
         let key = std::str::from_utf8(key).ok()?;
+        if let Some((p, _)) = key.strip_prefix('r').and_then(|rest| rest.split_once('/')) {
+            if let Ok(p) = p.parse() {
+                return Some(TaskId::Repartition(p));
+            }
+        }
         match key.strip_prefix('t').and_then(|rest| rest.split_once('/')) {
             Some((p, _)) => p.parse().ok().map(TaskId::Partition),
             None => Some(TaskId::Whole),
         }
     }
 
-    /// As logs and `status` show it: `all`, or `p<partition>`.
+    /// As logs and `status` show it: `all`, `p<partition>`, or `repartition-p<partition>` (the
+    /// first stage, which re-keys partition `p` of the input).
     pub fn name(&self) -> String {
         match self {
             TaskId::Whole => "all".to_string(),
             TaskId::Partition(p) => format!("p{p}"),
+            TaskId::Repartition(p) => format!("repartition-p{p}"),
         }
     }
 
@@ -53,6 +67,7 @@ impl TaskId {
         match self {
             TaskId::Whole => job.to_string(),
             TaskId::Partition(p) => format!("{job}.t{p}"),
+            TaskId::Repartition(p) => format!("{job}.r{p}"),
         }
     }
 
@@ -60,7 +75,7 @@ impl TaskId {
     pub fn reads(&self, kind: RelationKind, partition: i32) -> bool {
         match self {
             TaskId::Whole => true,
-            TaskId::Partition(p) => kind == RelationKind::Table || partition == *p,
+            TaskId::Partition(p) | TaskId::Repartition(p) => kind == RelationKind::Table || partition == *p,
         }
     }
 }
@@ -75,18 +90,40 @@ pub struct Layout {
     pub partitions: Option<i32>,
     /// Why the job is one task, when it has more than one partition.
     pub whole_because: Option<String>,
+    /// The repartition topic and its partition count, when the job runs in two stages: then
+    /// `partitions` counts the driving topic's partitions (the first stage's tasks, one each), and
+    /// the aggregating stage is a task per partition of the repartition topic.
+    pub repartition: Option<(String, i32)>,
 }
 
 impl Layout {
     pub fn tasks(&self) -> Vec<TaskId> {
-        match self.partitions {
-            Some(n) => (0..n).map(TaskId::Partition).collect(),
-            None => vec![TaskId::Whole],
+        match (self.partitions, &self.repartition) {
+            (Some(n), Some((_, r))) => (0..n).map(TaskId::Repartition).chain((0..*r).map(TaskId::Partition)).collect(),
+            (Some(n), None) => (0..n).map(TaskId::Partition).collect(),
+            (None, _) => vec![TaskId::Whole],
         }
     }
 
-    /// The task the group hands over with this partition of the driving topic.
-    pub fn task_of(&self, partition: i32) -> Option<TaskId> {
+    /// The topics whose partitions the group hands over: the driving topic, and the repartition
+    /// topic.
+    pub fn group_topics(&self) -> Vec<&str> {
+        std::iter::once(self.driving_topic.as_str()).chain(self.repartition.as_ref().map(|(t, _)| t.as_str())).collect()
+    }
+
+    /// The task the group hands over with this partition of `topic` (one of
+    /// [`group_topics`](Self::group_topics)).
+    pub fn task_of(&self, topic: &str, partition: i32) -> Option<TaskId> {
+        match &self.repartition {
+            Some((t, n)) if t == topic => return (partition < *n).then_some(TaskId::Partition(partition)),
+            Some(_) => {
+                return match self.partitions {
+                    Some(n) if partition < n => Some(TaskId::Repartition(partition)),
+                    _ => None,
+                }
+            }
+            None => {}
+        }
         match self.partitions {
             Some(n) if partition < n => Some(TaskId::Partition(partition)),
             Some(_) => None,
@@ -102,8 +139,12 @@ pub fn layout(cp: &CompiledProject, model: &CompiledModel, partitions_of: &dyn F
     let streams: Vec<&(String, RelationKind, Vec<String>)> =
         inputs.iter().filter(|(_, k, _)| *k == RelationKind::Stream).collect();
     let driving_topic = streams.first().copied().or(inputs.first()).map(|(t, _, _)| t.clone()).unwrap_or_default();
-    let whole =
-        |why: Option<String>| Layout { driving_topic: driving_topic.clone(), partitions: None, whole_because: why };
+    let whole = |why: Option<String>| Layout {
+        driving_topic: driving_topic.clone(),
+        partitions: None,
+        whole_because: why,
+        repartition: None,
+    };
     let Some(n) = partitions_of(&driving_topic) else { return whole(None) };
     if n <= 1 {
         return whole(None);
@@ -114,7 +155,22 @@ pub fn layout(cp: &CompiledProject, model: &CompiledModel, partitions_of: &dyn F
             _ => "it reads more than one stream".to_string(),
         }));
     };
+    let mut repartition = None;
     if matches!(model.operator, OperatorKind::Aggregate | OperatorKind::WindowedAggregate) {
+        match &model.resolved.repartition {
+            Repartitioning::Topic(r) => {
+                // As many partitions as the input: one it lacks would be found missing at start.
+                let n = partitions_of(&r.topic).unwrap_or(0);
+                if n < 1 {
+                    return whole(Some(format!("its repartition topic {} does not exist (run apply)", r.topic)));
+                }
+                repartition = Some((r.topic.clone(), n));
+            }
+            Repartitioning::Impossible(why) => return whole(Some(why.clone())),
+            Repartitioning::NotNeeded => {}
+        }
+    }
+    if matches!(model.operator, OperatorKind::Aggregate | OperatorKind::WindowedAggregate) && repartition.is_none() {
         let groups = group_columns(&model.plan).unwrap_or_default();
         let grouped_by_key = !key.is_empty() && key.iter().all(|k| groups.iter().any(|g| g.eq_ignore_ascii_case(k)));
         if !grouped_by_key {
@@ -126,7 +182,7 @@ pub fn layout(cp: &CompiledProject, model: &CompiledModel, partitions_of: &dyn F
             )));
         }
     }
-    Layout { driving_topic, partitions: Some(n), whole_because: None }
+    Layout { driving_topic, partitions: Some(n), whole_because: None, repartition }
 }
 
 /// An input's topic, kind and key columns.
@@ -158,11 +214,20 @@ mod tests {
         assert_eq!(TaskId::Partition(2).transactional_id("_streamctl.p.m"), "_streamctl.p.m.t2");
         assert!(TaskId::Partition(1).reads(RelationKind::Table, 0));
         assert!(!TaskId::Partition(1).reads(RelationKind::Stream, 0));
-        let l = Layout { driving_topic: "t".into(), partitions: Some(4), whole_because: None };
-        assert_eq!(l.task_of(3), Some(TaskId::Partition(3)));
-        assert_eq!(l.task_of(4), None);
-        let w = Layout { driving_topic: "t".into(), partitions: None, whole_because: None };
-        assert_eq!(w.task_of(0), Some(TaskId::Whole));
-        assert_eq!(w.task_of(1), None);
+        let l = Layout { driving_topic: "t".into(), partitions: Some(4), whole_because: None, repartition: None };
+        assert_eq!(l.task_of("t", 3), Some(TaskId::Partition(3)));
+        assert_eq!(l.task_of("t", 4), None);
+        let w = Layout { driving_topic: "t".into(), partitions: None, whole_because: None, repartition: None };
+        assert_eq!(w.task_of("t", 0), Some(TaskId::Whole));
+        assert_eq!(w.task_of("t", 1), None);
+        let r = Layout { repartition: Some(("r".into(), 3)), ..l };
+        assert_eq!(r.task_of("t", 3), Some(TaskId::Repartition(3)));
+        assert_eq!(r.task_of("r", 2), Some(TaskId::Partition(2)));
+        assert_eq!(r.task_of("r", 3), None);
+        assert_eq!(r.tasks().len(), 7);
+        assert_eq!(r.group_topics(), ["t", "r"]);
+        assert_eq!(TaskId::of_key(b"r5/manifest"), Some(TaskId::Repartition(5)));
+        assert_eq!(TaskId::Repartition(5).key_prefix(), "r5/");
+        assert_eq!(TaskId::Repartition(1).name(), "repartition-p1");
     }
 }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Serialize;
 
@@ -35,17 +35,20 @@ use super::checkpoint::{
     Isolation, Totals,
 };
 use super::codec::Record;
+pub use super::dead_letters::bad_record_writers;
+pub(crate) use super::dead_letters::dead_letter_headers;
 use super::driver::{BatchOutcome, MicroBatchDriver};
 use super::error::RunError;
 use super::metrics::{BatchCounts, JobMetrics, JobState, Metrics};
 use super::ownership::Claim;
+use super::repartition::Stage;
 use super::tasks::TaskId;
 use crate::compile::carry_over::{carry_over, CarryOver};
 use crate::compile::{CompiledModel, CompiledProject, ReplayStart};
 use crate::connectors::consumer::{input_consumer, partition_offsets};
 use crate::connectors::producer::{OutRecord, RecordProducer, TxnFailure};
 use crate::graph::NodeId;
-use crate::project::config::{Guarantee, OnError, RelationKind};
+use crate::project::config::{Guarantee, RelationKind};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -101,35 +104,6 @@ impl Default for RunOptions {
 /// The machine's cores.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// For each (source topic, dead-letter topic) read with `on_error: dead_letter` by the given
-/// jobs (a model and the project it was compiled in), the job that writes its bad records: the
-/// first by model name. Every hosted set has a writer for each source, so nothing is lost; two
-/// processes hosting disjoint sets may both write one (a duplicate, never a loss).
-pub fn bad_record_writers<'a>(
-    jobs: impl IntoIterator<Item = (&'a str, &'a CompiledProject)>,
-) -> BTreeMap<(String, String), String> {
-    let mut writers: BTreeMap<(String, String), String> = BTreeMap::new();
-    for (model, cp) in jobs {
-        let Some(m) = cp.models.get(model) else { continue };
-        for input in &m.inputs {
-            let NodeId::Source(s) = input else { continue };
-            let Some(src) = cp.sources.get(s) else { continue };
-            if src.decl.table.on_error != OnError::DeadLetter {
-                continue;
-            }
-            let key = (src.decl.table.topic.clone(), src.dead_letter_topic.clone());
-            match writers.get_mut(&key) {
-                Some(w) if w.as_str() <= model => {}
-                Some(w) => *w = model.to_string(),
-                None => {
-                    writers.insert(key, model.to_string());
-                }
-            }
-        }
-    }
-    writers
 }
 
 /// A job's name and how its run ended.
@@ -258,6 +232,8 @@ pub struct KafkaJob {
     checkpoint_partition: i32,
     /// The task's claim and the producer it was written with.
     claim: Option<(Claim, Arc<RecordProducer>)>,
+    /// Which stage of a job with a repartition topic the task runs.
+    stage: Stage,
 }
 
 impl KafkaJob {
@@ -313,7 +289,7 @@ impl KafkaJob {
         }
         let mut restored = log.checkpoint(task)?;
         if restored.is_none() && task != TaskId::Whole {
-            restored = from_whole_job(client, ck_topic, &log, m.stateful(), model)?;
+            restored = super::checkpoint::from_whole_job(client, ck_topic, &log, m.stateful(), model)?;
         }
         let mut job = KafkaJob::start_from(cp, model, client, opts, stats, restored, producer, guarantee, task)?;
         job.checkpoint_partition = ck_partition;
@@ -345,7 +321,9 @@ impl KafkaJob {
             .map_err(|e| RunError::Setup(e.to_string()))?;
         let m = cp.models.get(model).ok_or_else(|| RunError::Setup(format!("no model `{model}`")))?.clone();
         let checkpoint_topic = m.resolved.checkpoint_topic.clone();
-        let stateful = m.stateful();
+        let mut stage = Stage::of(&m, task);
+        // The first stage keeps no state: a changed model keeps its offsets.
+        let stateful = m.stateful() && !matches!(stage, Stage::Rekey { .. });
         let mut driver =
             MicroBatchDriver::new(&cp, model, super::task_context(), opts.idle_timeout, opts.registry.as_ref())?;
         let left_to_others: Vec<NodeId> = driver
@@ -402,13 +380,15 @@ impl KafkaJob {
             ReplayStart::At { ms, .. } => Some(*ms),
             _ => None,
         };
-        let has_upstream = m.inputs.iter().any(|i| matches!(i, NodeId::Model(_)));
+        let has_upstream =
+            m.inputs.iter().any(|i| matches!(i, NodeId::Model(_))) || matches!(stage, Stage::Aggregate(..));
         let mut parts: BTreeMap<(String, i32), PartitionState> = BTreeMap::new();
         let mut skip_before: HashMap<(String, i32), i64> = HashMap::new();
         let mut inputs_by_topic = BTreeMap::new();
         let mut tpl = TopicPartitionList::new();
         let codecs: Vec<_> = driver.codecs().map(|c| (c.topic.clone(), c.id.clone(), c.kind, c.lateness_ms)).collect();
         for (topic, input, kind, lateness_ms) in codecs {
+            let topic = stage.topic_of(&input, &topic).to_string();
             inputs_by_topic.insert(topic.clone(), input.clone());
             let Some(partitions) = partition_offsets(&data, &topic).map_err(RunError::Setup)? else {
                 return Err(RunError::Setup(format!("input topic {topic} ({input}) does not exist")));
@@ -442,16 +422,35 @@ impl KafkaJob {
                     None
                 };
                 parts.insert((topic.clone(), p), PartitionState { input: input.clone(), kind, next, target, high });
-                if kind == RelationKind::Stream {
+                if kind == RelationKind::Stream && !matches!(stage, Stage::Aggregate(..)) {
                     driver.tracker().add_partition(&input, p, lateness_ms);
                 }
             }
         }
+        if let Stage::Rekey { r, partitions, .. } = &mut stage {
+            *partitions = partition_offsets(&data, &r.topic).map_err(RunError::Setup)?.map_or(0, |p| p.len() as i32);
+        }
+        // The aggregating stage tracks event time per partition of the input the records came from.
+        if let Stage::Aggregate(r, n, idleness) = &mut stage {
+            *n = partition_offsets(&data, &r.input_topic).map_err(RunError::Setup)?.map_or(0, |p| p.len() as i32);
+            *idleness = super::repartition::Idleness::new(*n, Instant::now());
+            let lateness = driver.codecs().find(|c| c.id == r.input).map_or(0, |c| c.lateness_ms);
+            for p in 0..*n {
+                driver.tracker().add_partition(&r.input, p, lateness);
+            }
+        }
         let now = Instant::now();
         for (topic, p, t) in event_times {
-            if let Some(st) = parts.get(&(topic.clone(), p)) {
-                let lateness = driver.codecs().find(|c| c.topic == topic).map_or(0, |c| c.lateness_ms);
-                driver.tracker().observe_at(&st.input, p, t, lateness, now);
+            let lateness = driver.codecs().find(|c| c.topic == topic).map_or(0, |c| c.lateness_ms);
+            match &stage {
+                Stage::Aggregate(r, ..) if r.input_topic == topic => {
+                    driver.tracker().observe_at(&r.input, p, t, lateness, now)
+                }
+                _ => {
+                    if let Some(st) = parts.get(&(topic.clone(), p)) {
+                        driver.tracker().observe_at(&st.input, p, t, lateness, now);
+                    }
+                }
             }
         }
         data.assign(&tpl).map_err(|e| RunError::Setup(format!("assigning input partitions: {e}")))?;
@@ -492,6 +491,7 @@ impl KafkaJob {
             table_topics,
             checkpoint_partition: 0,
             claim: None,
+            stage,
         })
     }
 
@@ -549,7 +549,10 @@ impl KafkaJob {
         let batch = if stopping { Vec::new() } else { self.poll()? };
         self.last_polled = batch.len();
         // Every task reads the tables whole: their records count once per job, in its first task.
-        let counted = if matches!(self.task, TaskId::Whole | TaskId::Partition(0)) {
+        // The aggregating stage's records were counted as they came in by the first.
+        let counted = if matches!(self.stage, Stage::Aggregate(..)) {
+            0
+        } else if matches!(self.task, TaskId::Whole | TaskId::Partition(0)) {
             batch.len()
         } else {
             batch.iter().filter(|(t, _)| !self.table_topics.contains(t)).count()
@@ -562,10 +565,23 @@ impl KafkaJob {
             let run = rest.iter().take_while(|(t, _)| t == topic).count();
             let records: Vec<Record> = rest[..run].iter().map(|(_, r)| r.clone()).collect();
             if let Some(input) = self.inputs_by_topic.get(topic).cloned() {
-                self.rt.block_on(self.driver.process(&input, &records, &mut out))?;
+                match &mut self.stage {
+                    Stage::Rekey { r, seen, .. } => {
+                        let t = self.driver.rekey(&input, &records, &r.columns, &mut out)?;
+                        *seen = t.map_or(*seen, |t| t.max(*seen));
+                        super::repartition::heard_from_input(&mut self.stage, Instant::now());
+                    }
+                    Stage::Aggregate(_, _, idleness) => {
+                        self.rt.block_on(self.driver.process_repartitioned(&input, records, idleness, &mut out))?
+                    }
+                    Stage::Whole => self.rt.block_on(self.driver.process(&input, &records, &mut out))?,
+                }
             }
             rest = &rest[run..];
             self.dirty = true;
+        }
+        if let TaskId::Repartition(p) = self.task {
+            out.outputs.extend(super::repartition::markers(&mut self.stage, p));
         }
         self.write(out)?;
         if let Some(m) = &self.metrics {
@@ -657,13 +673,20 @@ impl KafkaJob {
             self.producer.send(&d.dead_letter_topic, rec, Some(&headers)).map_err(|e| self.send_error(e))?;
             self.stats.dead_lettered += 1;
         }
+        // The first stage's outputs go to the repartition topic, partitioned by their key.
+        let (topic, counted, partitions) = match &self.stage {
+            Stage::Rekey { r, partitions, .. } => (r.topic.as_str(), 0, Some(*partitions)),
+            Stage::Whole | Stage::Aggregate(..) => (self.model.topic.as_str(), out.outputs.len() as u64, None),
+        };
         for r in &out.outputs {
-            let rec =
-                OutRecord { partition: None, key: r.key.as_deref(), value: r.value.as_deref(), timestamp: r.timestamp };
+            // A re-keyed record goes where its key hashes to, a marker (no key) where it says.
+            let partition =
+                partitions.map(|n| r.key.as_deref().map_or(r.partition, |k| super::repartition::partition_of(k, n)));
+            let rec = OutRecord { partition, key: r.key.as_deref(), value: r.value.as_deref(), timestamp: r.timestamp };
             let headers = super::codec::kafka_headers(&r.headers);
-            self.producer.send(&self.model.topic, rec, headers.as_ref()).map_err(|e| self.send_error(e))?;
+            self.producer.send(topic, rec, headers.as_ref()).map_err(|e| self.send_error(e))?;
         }
-        self.stats.records_out += out.outputs.len() as u64;
+        self.stats.records_out += counted;
         self.dirty |= !out.outputs.is_empty();
         Ok(())
     }
@@ -692,19 +715,41 @@ impl KafkaJob {
                 }
             }
         }
-        for ((_, p), st) in &self.parts {
-            if st.kind == RelationKind::Stream && st.next >= st.high {
-                self.driver.tracker().caught_up(&st.input, *p);
+        let mut out = BatchOutcome::default();
+        match &mut self.stage {
+            // Input partitions are idle as the first stage's idle markers say.
+            Stage::Aggregate(r, _, idleness) => {
+                for p in idleness.idle_at(Instant::now(), self.opts.idle_timeout) {
+                    self.driver.tracker().caught_up(&r.input, p);
+                }
+            }
+            stage => {
+                let mut at_end = true;
+                for ((_, p), st) in &self.parts {
+                    if st.kind == RelationKind::Stream && st.next >= st.high {
+                        self.driver.tracker().caught_up(&st.input, *p);
+                    } else if st.kind == RelationKind::Stream {
+                        at_end = false;
+                    }
+                }
+                if let TaskId::Repartition(p) = self.task {
+                    let (timeout, now) = (self.opts.idle_timeout, Instant::now());
+                    let caught_up = at_end && polled_nothing;
+                    out.outputs.extend(super::repartition::idle_markers(stage, p, caught_up, timeout, now));
+                }
             }
         }
         if !self.tables_loaded && tables_loaded(&self.parts) {
             self.tables_loaded = true;
             let _ = self.data.resume(&partition_list(&self.stream_partitions));
         }
-        let mut out = BatchOutcome::default();
         self.rt.block_on(self.driver.advance_watermark(&mut out))?;
         self.write(out)?;
-        if self.opts.until_caught_up && !self.targets_known && upstream_done {
+        if self.opts.until_caught_up
+            && !self.targets_known
+            && upstream_done
+            && self.stage.upstream_done(&self.data, polled_nothing)
+        {
             for ((topic, p), st) in self.parts.iter_mut() {
                 if let Ok((_, high)) = self.data.fetch_watermarks(topic, *p, Duration::from_secs(10)) {
                     st.high = high;
@@ -783,11 +828,16 @@ impl KafkaJob {
             stateful: self.stateful,
             totals: self.base_totals.plus(&self.stats),
             offsets: self.parts.iter().map(|((t, p), st)| (t.clone(), *p, st.next)).collect(),
-            event_times: self
-                .parts
-                .iter()
-                .filter_map(|((t, p), st)| self.driver.max_event_time(&st.input, *p).map(|e| (t.clone(), *p, e)))
-                .collect(),
+            event_times: match &self.stage {
+                Stage::Aggregate(r, n, _) => (0..*n)
+                    .filter_map(|p| self.driver.max_event_time(&r.input, p).map(|e| (r.input_topic.clone(), p, e)))
+                    .collect(),
+                _ => self
+                    .parts
+                    .iter()
+                    .filter_map(|((t, p), st)| self.driver.max_event_time(&st.input, *p).map(|e| (t.clone(), *p, e)))
+                    .collect(),
+            },
             // Exactly-once needs no tag: the transactional id fences an old owner's writes.
             lease_epoch: self.lease_epoch.filter(|_| self.guarantee == Guarantee::AtLeastOnce),
         };
@@ -840,34 +890,6 @@ impl KafkaJob {
     }
 }
 
-/// A task's start when the job ran as one task before (its checkpoint is the whole job's, in
-/// partition 0): the task takes over its offsets, and its state only when it keeps none (a whole
-/// job's state cannot be split by partition).
-fn from_whole_job(
-    client: &ClientConfig,
-    topic: &str,
-    ck: &CheckpointLog,
-    stateful: bool,
-    model: &str,
-) -> Result<Option<(CheckpointManifest, Vec<u8>)>, RunError> {
-    let whole = if ck.partition() == 0 {
-        ck.checkpoint(TaskId::Whole)?
-    } else {
-        let mut first = CheckpointLog::open(client, topic, 0, Isolation::Committed)?;
-        first.catch_up()?;
-        first.checkpoint(TaskId::Whole)?
-    };
-    let Some((mut manifest, _)) = whole else { return Ok(None) };
-    if stateful || manifest.stateful {
-        log(model, "the job was one task before: this task rebuilds its state from its replay position");
-        return Ok(None);
-    }
-    log(model, "the job was one task before: this task goes on from its offsets");
-    // Its counters stay the whole job's: the tasks count from zero.
-    manifest.totals = Totals::default();
-    Ok(Some((manifest, Vec::new())))
-}
-
 /// A transaction that did not commit: fenced (stop producing) or aborted (restore and go on).
 fn txn_error(e: TxnFailure) -> RunError {
     match e {
@@ -893,20 +915,4 @@ fn partition_list(partitions: &[(String, i32)]) -> TopicPartitionList {
 
 fn tables_loaded(parts: &BTreeMap<(String, i32), PartitionState>) -> bool {
     parts.values().filter(|p| p.kind == RelationKind::Table).all(|p| p.target.is_none_or(|t| p.next >= t))
-}
-
-/// The headers of a dead-lettered record (also the native sinks', which add `streamctl.sink`).
-pub(crate) fn dead_letter_headers(model: &str, topic: &str, r: &Record, reason: &str) -> OwnedHeaders {
-    let partition = r.partition.to_string();
-    let offset = r.offset.to_string();
-    // The record's own headers first, as it was written (Kafka Connect's dead-letter queue keeps
-    // them too), then where it came from and why it was refused.
-    let own = r.headers.iter().fold(OwnedHeaders::new_with_capacity(r.headers.len() + 5), |hs, (key, v)| {
-        hs.insert(Header { key, value: v.as_deref() })
-    });
-    own.insert(Header { key: "streamctl.error", value: Some(reason) })
-        .insert(Header { key: "streamctl.source.topic", value: Some(topic) })
-        .insert(Header { key: "streamctl.source.partition", value: Some(&partition) })
-        .insert(Header { key: "streamctl.source.offset", value: Some(&offset) })
-        .insert(Header { key: "streamctl.job", value: Some(model) })
 }
