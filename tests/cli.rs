@@ -167,8 +167,8 @@ fn apply_on_the_embedded_target_deploys_and_runs_the_example() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("Applied 30 changes as generation 1."), "{stderr}");
-    assert!(stdout.contains("Plan: 30 to create, 0 to update in place, 0 to replace, 0 to destroy."), "{stdout}");
+    assert!(stderr.contains("Applied 31 changes as generation 1."), "{stderr}");
+    assert!(stdout.contains("Plan: 31 to create, 0 to update in place, 0 to replace, 0 to destroy."), "{stdout}");
     assert!(stdout.contains("already registered in file registry schemas as version 1"), "{stdout}");
     // The embedded target runs exactly-once by default (librdkafka's mock cluster has transactions).
     let job = stdout.lines().find(|l| l.contains("+ job logon_enriched")).unwrap_or_default();
@@ -273,6 +273,6 @@ fn plan_json_follows_its_schema() {
     let validator = jsonschema::validator_for(&schema).unwrap();
     let errors: Vec<String> = validator.iter_errors(&plan).map(|e| format!("{} at {}", e, e.instance_path())).collect();
     assert!(errors.is_empty(), "{errors:#?}");
-    assert_eq!(plan["changes"].as_array().unwrap().len(), 30);
+    assert_eq!(plan["changes"].as_array().unwrap().len(), 31);
     assert_eq!(plan["changes"][0]["action"], "create");
 }

@@ -331,6 +331,32 @@ fn a_sources_dead_letter_topic_is_planned_with_its_first_reader() {
     assert_eq!(names.iter().filter(|n| **n == "shop.rejects").count(), 1);
 }
 
+/// A windowed aggregate sends the records that come after their windows closed to its input's
+/// dead-letter topic (late records, each job's own), so the topic is planned with the job even
+/// when the source does not say `on_error: dead_letter`: a source's and an upstream model's.
+#[test]
+fn a_windowed_aggregate_plans_its_inputs_dead_letter_topics_for_late_records() {
+    let reg_dir = tempfile::tempdir().unwrap();
+    let registry = FileRegistry::new(reg_dir.path().to_path_buf(), "REGISTRY");
+    let (_d, desired) = project(|root| {
+        std::fs::write(
+            root.join("models/hourly_orders.sql"),
+            "{{ config(topic='shop.hourly-orders', key=['STATUS']) }}\nSELECT STATUS, COUNT(*) AS N\n\
+             FROM {{ source('shop', 'orders') }}\nWINDOW TUMBLING (SIZE 1 HOUR)\nGROUP BY STATUS\nEMIT FINAL\n",
+        )
+        .unwrap();
+    });
+    let p = plan(&desired, &DeployedState::default(), &registry, &facts(&DeployedState::default(), 0));
+    let names: Vec<&str> = p.changes.iter().map(|c| c.name.as_str()).collect();
+    let at = |n: &str| names.iter().position(|x| *x == n).unwrap_or_else(|| panic!("{n} not planned: {names:?}"));
+    // The source's (no `on_error`), before the first job that writes it.
+    assert!(at("shop.orders.dlq") < at("hourly_orders"), "{names:?}");
+    // The upstream model's (paid_orders feeds the windowed totals_by_status).
+    assert!(at("shop.paid-orders.dlq") < at("totals_by_status"), "{names:?}");
+    // paid_orders is stateless: no late records, and the source has no `on_error`.
+    assert_eq!(names.iter().filter(|n| n.ends_with(".dlq")).count(), 2, "{names:?}");
+}
+
 /// A GROUP BY on a column other than its input's key (totals_by_status groups by STATUS; paid_orders
 /// has no key) over a multi-partition input goes through a repartition topic: planned with as many
 /// partitions as the input, created before the job, destroyed with `--delete-topics`.

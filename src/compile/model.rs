@@ -102,6 +102,7 @@ impl Compiler<'_> {
                 replay,
                 enabled: config.enabled,
                 guarantee: config.guarantee,
+                operator: job.operator,
             },
             resolved::Inputs { ids: &inputs, sources, models },
         );

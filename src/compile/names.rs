@@ -117,7 +117,8 @@ pub fn prefix_derived_topics(cp: &mut super::CompiledProject, prefix: &str) {
             let topic = format!("{prefix}{}", rp.topic);
             renamed.insert(std::mem::replace(&mut rp.topic, topic.clone()), topic);
         }
-        r.dead_letter_topic = format!("{prefix}{}", dead_letter_topic(None, &written_topic));
+        let dead_letters = format!("{prefix}{}", dead_letter_topic(None, &written_topic));
+        renamed.insert(std::mem::replace(&mut r.dead_letter_topic, dead_letters.clone()), dead_letters);
     }
     // Each job's list of the topics it writes names its output, checkpoint and dead-letter topics;
     // a repartition re-keys an upstream model's output, which may be renamed.

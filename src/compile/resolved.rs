@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::names::{self, JobTopic, TopicRole};
-use super::{CompiledModel, CompiledSource};
+use super::{CompiledModel, CompiledSource, OperatorKind};
 use crate::graph::NodeId;
 use crate::project::config::{Guarantee, OnError, RelationKind, ReplayFrom, ReplayPolicy};
 
@@ -85,6 +85,7 @@ pub(crate) struct Output<'a> {
     pub replay: ReplayStart,
     pub enabled: Option<bool>,
     pub guarantee: Option<Guarantee>,
+    pub operator: OperatorKind,
 }
 
 /// The model's inputs, as its settings depend on them.
@@ -122,16 +123,28 @@ pub(crate) fn resolve(project: &str, out: Output<'_>, inputs: Inputs<'_>) -> Res
             owner: out.name.to_string(),
         },
     ];
+    // An input's dead-letter topic receives its bad records (`on_error: dead_letter`) and, for a
+    // windowed aggregate, its late records (each job's own), so the job creates it then.
+    let late_records = out.operator == OperatorKind::WindowedAggregate;
     for id in inputs.ids {
-        let NodeId::Source(n) = id else { continue };
-        let Some(s) = inputs.sources.get(n) else { continue };
-        if s.decl.table.on_error == OnError::DeadLetter && !topics.iter().any(|t| t.name == s.dead_letter_topic) {
+        let (owner, dead_letter_topic) = match id {
+            NodeId::Source(n) => match inputs.sources.get(n) {
+                Some(s) if late_records || s.decl.table.on_error == OnError::DeadLetter => (n, &s.dead_letter_topic),
+                _ => continue,
+            },
+            NodeId::Model(n) => match inputs.models.get(n) {
+                Some(m) if late_records => (n, &m.resolved.dead_letter_topic),
+                _ => continue,
+            },
+            NodeId::Sink(_) | NodeId::Connector(_) => continue,
+        };
+        if !topics.iter().any(|t| &t.name == dead_letter_topic) {
             topics.push(JobTopic {
-                name: s.dead_letter_topic.clone(),
+                name: dead_letter_topic.clone(),
                 role: TopicRole::DeadLetter,
                 partitions: 1,
                 compacted: false,
-                owner: n.clone(),
+                owner: owner.clone(),
             });
         }
     }
