@@ -550,13 +550,14 @@ impl KafkaJob {
         self.last_polled = batch.len();
         // Every task reads the tables whole: their records count once per job, in its first task.
         // The aggregating stage's records were counted as they came in by the first.
-        let counted = if matches!(self.stage, Stage::Aggregate(..)) {
-            0
-        } else if matches!(self.task, TaskId::Whole | TaskId::Partition(0)) {
-            batch.len()
-        } else {
-            batch.iter().filter(|(t, _)| !self.table_topics.contains(t)).count()
+        let counts = |topic: &String| match (&self.stage, self.task) {
+            (Stage::Aggregate(..), _) => false,
+            (_, TaskId::Whole | TaskId::Partition(0)) => true,
+            _ => !self.table_topics.contains(topic),
         };
+        let counted: Vec<&Record> = batch.iter().filter(|(t, _)| counts(t)).map(|(_, r)| r).collect();
+        let (counted, bytes_in) =
+            (counted.len(), counted.iter().map(|r| r.value.as_ref().map_or(0, Vec::len) as u64).sum::<u64>());
         self.stats.records_in += counted as u64;
         let mut out = BatchOutcome::default();
         // Runs of records of the same input, in arrival order.
@@ -584,9 +585,10 @@ impl KafkaJob {
             out.outputs.extend(super::repartition::markers(&mut self.stage, p));
         }
         self.write(out)?;
+        // The metrics count what `status` counts: input records once per job (not the repartition
+        // topic's again), output records of the model (not re-keyed records or markers).
         if let Some(m) = &self.metrics {
-            let bytes_in = batch.iter().map(|(_, r)| r.value.as_ref().map_or(0, Vec::len) as u64).sum();
-            let counts = BatchCounts { records_in: batch.len() as u64, bytes_in, ..BatchCounts::default() };
+            let counts = BatchCounts { records_in: counted as u64, bytes_in, ..BatchCounts::default() };
             m.batch(counts, (!batch.is_empty()).then(|| started.elapsed()));
         }
         Ok(self.last_polled)
@@ -649,11 +651,13 @@ impl KafkaJob {
 
     /// Produces outputs and dead letters, and counts them.
     fn write(&mut self, out: BatchOutcome) -> Result<(), RunError> {
+        let model_outputs = !matches!(self.stage, Stage::Rekey { .. });
         if let Some(m) = &self.metrics {
+            let outputs = if model_outputs { out.outputs.as_slice() } else { &[] };
             m.batch(
                 BatchCounts {
-                    records_out: out.outputs.len() as u64,
-                    bytes_out: out.outputs.iter().map(|r| r.value.as_ref().map_or(0, Vec::len) as u64).sum(),
+                    records_out: outputs.len() as u64,
+                    bytes_out: outputs.iter().map(|r| r.value.as_ref().map_or(0, Vec::len) as u64).sum(),
                     bad: out.bad_records,
                     dead_lettered: out.dead_letters.len() as u64,
                     late: out.late,
