@@ -204,6 +204,12 @@ pub struct KafkaJob {
     driver: MicroBatchDriver,
     producer: RecordProducer,
     data: BaseConsumer,
+    /// The output topic's partition count: keyless outputs go to one partition per micro-batch,
+    /// in turn, instead of through librdkafka's sticky partitioner, which reads the clock for
+    /// every record. `None` (not known): the partitioner picks.
+    output_partitions: Option<i32>,
+    /// The partition the next micro-batch's keyless outputs go to.
+    next_output_partition: i32,
     checkpoint_topic: String,
     inputs_by_topic: BTreeMap<String, NodeId>,
     parts: BTreeMap<(String, i32), PartitionState>,
@@ -375,6 +381,8 @@ impl KafkaJob {
         // Not a group member: offsets are committed to the job's group for monitoring only;
         // the checkpoint holds the authoritative ones.
         let data = input_consumer(client, &m.resolved.consumer_group).map_err(RunError::Setup)?;
+        // Asked of the producer, which writes the topic anyway (the input consumer is left alone).
+        let output_partitions = producer.partition_count(&m.topic);
         let start_at_end = m.resolved.replay == ReplayStart::Latest;
         let start_at_time: Option<i64> = match &m.resolved.replay {
             ReplayStart::At { ms, .. } => Some(*ms),
@@ -470,6 +478,8 @@ impl KafkaJob {
             driver,
             producer,
             data,
+            output_partitions,
+            next_output_partition: 0,
             checkpoint_topic,
             inputs_by_topic,
             parts,
@@ -677,15 +687,23 @@ impl KafkaJob {
             self.producer.send(&d.dead_letter_topic, rec, Some(&headers)).map_err(|e| self.send_error(e))?;
             self.stats.dead_lettered += 1;
         }
+        // Keyless outputs of the model go to one partition per micro-batch, in turn.
+        let keyless = self.output_partitions.map(|n| {
+            self.next_output_partition = (self.next_output_partition + 1) % n;
+            self.next_output_partition
+        });
         // The first stage's outputs go to the repartition topic, partitioned by their key.
         let (topic, counted, partitions) = match &self.stage {
             Stage::Rekey { r, partitions, .. } => (r.topic.as_str(), 0, Some(*partitions)),
             Stage::Whole | Stage::Aggregate(..) => (self.model.topic.as_str(), out.outputs.len() as u64, None),
         };
         for r in &out.outputs {
-            // A re-keyed record goes where its key hashes to, a marker (no key) where it says.
-            let partition =
-                partitions.map(|n| r.key.as_deref().map_or(r.partition, |k| super::repartition::partition_of(k, n)));
+            let partition = match partitions {
+                // A re-keyed record goes where its key hashes to, a marker (no key) where it says.
+                Some(n) => Some(r.key.as_deref().map_or(r.partition, |k| super::repartition::partition_of(k, n))),
+                None if r.key.is_none() => keyless,
+                None => None,
+            };
             let rec = OutRecord { partition, key: r.key.as_deref(), value: r.value.as_deref(), timestamp: r.timestamp };
             let headers = super::codec::kafka_headers(&r.headers);
             self.producer.send(topic, rec, headers.as_ref()).map_err(|e| self.send_error(e))?;
