@@ -11,7 +11,10 @@
 #   default   5,000,000 Nexmark events (4,600,000 bids)
 #   --quick   1,000,000 events (920,000 bids): about 10 minutes here, once built
 #   SCALE_EVENTS overrides the size; BENCH_WORK=DIR (default /tmp/streamctl-scale) holds data, outputs and
-#   results; BENCH_NO_DOC=1 leaves docs/benchmarks.md alone (the section is printed).
+#   results; BENCH_NO_DOC=1 leaves docs/benchmarks.md alone (the section is printed); SCALE_BIN=DIR takes
+#   streamctl and nexmark-gen from DIR instead of building them; SCALE_AVRO=0 leaves out the Avro-input runs;
+#   SCALE_PROFILE=1 adds a perf profile of streamctl on q1 (res/perf-symbols.txt, res/perf-paths.txt);
+#   SCALE_PEERS=0 runs streamctl only (e.g. to compare two builds of it).
 # Needs Java 17+, Maven (Kafka Streams 4.4 and Flink 2.2 with flink-sql-connector-kafka come from Maven
 # Central: bench/peers/kstreams, bench/peers/flink), Python 3 with confluent-kafka (installed into a venv
 # under bench/.venvs when missing), and Kafka 4.4 (tests/kafka/fetch.sh).
@@ -33,6 +36,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 KAFKA_HOME=${STREAMCTL_KAFKA_HOME:-$HOME/.cache/streamctl/kafka-4.4.0}
 STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 T0=$SECONDS
 say() { printf '\n== %s (%ds)\n' "$*" $((SECONDS - T0)) >&2; }
 
@@ -40,13 +44,22 @@ rm -rf "$WORK"
 mkdir -p "$WORK"/{bin,data,out,res,log}
 
 say "building streamctl (release) and the peers (Maven)"
-cargo build --release --quiet --features bench --bin streamctl --bin nexmark-gen
-# A private copy: the target directory may be rebuilt by someone else during the run.
-cp "$TARGET"/release/{streamctl,nexmark-gen} "$WORK/bin/"
+if [ -n "${SCALE_BIN:-}" ]; then
+  # Binaries built before (e.g. a baseline kept while the sources change): BUILT_FROM in that folder,
+  # when present, says which sources they were built from.
+  cp "$SCALE_BIN"/{streamctl,nexmark-gen} "$WORK/bin/"
+else
+  cargo build --release --locked --quiet --features bench --bin streamctl --bin nexmark-gen
+  # A private copy: the target directory may be rebuilt by someone else during the run.
+  cp "$TARGET"/release/{streamctl,nexmark-gen} "$WORK/bin/"
+fi
 BIN=$WORK/bin
-for p in kstreams flink; do
-  (cd bench/peers/$p && mvn -q -B -Dstyle.color=never package dependency:build-classpath)
-done
+PEERS=${SCALE_PEERS:-1}
+if [ "$PEERS" = 1 ]; then
+  for p in kstreams flink; do
+    (cd bench/peers/$p && mvn -q -B -Dstyle.color=never package dependency:build-classpath)
+  done
+fi
 tests/kafka/fetch.sh
 PY=python3
 if ! $PY -c 'import confluent_kafka' 2>/dev/null; then
@@ -57,8 +70,10 @@ if ! $PY -c 'import confluent_kafka' 2>/dev/null; then
 fi
 # The JVMs of the peers: their default compilers (C2), a 2 GiB heap.
 JVM=(java -Xmx2g)
-KS_CP="$ROOT/bench/peers/kstreams/target/kstreams-nexmark.jar:$(cat bench/peers/kstreams/target/classpath.txt)"
-FLINK_CP="$ROOT/bench/peers/flink/target/flink-nexmark.jar:$(cat bench/peers/flink/target/classpath.txt)"
+if [ "$PEERS" = 1 ]; then
+  KS_CP="$ROOT/bench/peers/kstreams/target/kstreams-nexmark.jar:$(cat bench/peers/kstreams/target/classpath.txt)"
+  FLINK_CP="$ROOT/bench/peers/flink/target/flink-nexmark.jar:$(cat bench/peers/flink/target/classpath.txt)"
+fi
 
 say "generating $EVENTS Nexmark events (JSON Lines) and the reference outputs"
 "$BIN/nexmark-gen" - "$EVENTS" > "$WORK/data/all.jsonl"
@@ -123,6 +138,12 @@ done
 export NEXMARK_BOOTSTRAP=$BOOT
 
 say "loading the data set ($PARTITIONS partitions per topic)"
+# The bids also as Avro (Confluent wire format, the schema of the project's file registry) for the
+# Avro-against-JSON runs; SCALE_AVRO=0 leaves them out.
+AVRO=${SCALE_AVRO:-1}
+if [ "$AVRO" = 1 ]; then
+  export NEXMARK_AVRO_SCHEMA=bench/nexmark-project/schemas/nexmark.bid_avro-value/v1.avsc
+fi
 "$BIN/nexmark-gen" "$BOOT" "$EVENTS" "$PARTITIONS" > /dev/null
 
 # record ENGINE QUERY SEMANTICS INPUT_EVENTS OUTPUT_FILE: the check against the reference, with the
@@ -162,6 +183,7 @@ for q in $QUERIES; do
   dump "$m" "$WORK/out/streamctl-$q.jsonl" "$exp"
   record streamctl $q $sem $n "$WORK/out/streamctl-$q.jsonl"
 
+  [ "$PEERS" = 1 ] || continue
   say "$q: Kafka Streams"
   measure "kstreams-$q" -- "${JVM[@]}" -cp "$KS_CP" streamctl.bench.NexmarkStreams $q "$BOOT" "$BIDS" "ks.$q" "ks-$q"
   dump "ks.$q" "$WORK/out/kstreams-$q.jsonl" "$exp"
@@ -174,6 +196,19 @@ for q in $QUERIES; do
   dump "flink.$q" "$WORK/out/flink-$q.jsonl" "$exp"
   record flink $q $sem $n "$WORK/out/flink-$q.jsonl"
 done
+
+if [ "$AVRO" = 1 ]; then
+  # streamctl only: q1 and the window on the Avro copy of the bids, beside the JSON runs above.
+  for q in q1 window; do
+    m=$(model_of $q)_avro
+    sem=-; [ $q = window ] && sem=streaming
+    say "$q: streamctl on Avro input"
+    measure "streamctl_avro-$q" -- "$BIN/streamctl" run --project-dir bench/nexmark-project --target bench \
+      --select "$m" --until-caught-up --format json
+    dump "$m" "$WORK/out/streamctl_avro-$q.jsonl" "$(expected_of $q)"
+    record streamctl_avro $q $sem $BIDS "$WORK/out/streamctl_avro-$q.jsonl"
+  done
+fi
 
 if "$BIN/streamctl" run --help | grep -q -- '--threads'; then
   # The same queries with 1 and 2 threads, each run with its own topic prefix (fresh output and checkpoint
@@ -197,12 +232,32 @@ PY
   done
 fi
 
-say "the peers' fixed start-up (q1 on empty topics)"
-$PY bench/peers/create_topics.py "$BOOT" --partitions $PARTITIONS empty.bid empty.auction ks.empty flink.empty
-measure "kstreams-startup" -- "${JVM[@]}" -Dnexmark.prefix=empty. -cp "$KS_CP" streamctl.bench.NexmarkStreams q1 "$BOOT" 0 \
-  ks.empty ks-empty
-measure "flink-startup" -- "${JVM[@]}" -Dnexmark.prefix=empty. -cp "$FLINK_CP" streamctl.bench.NexmarkFlink q1 "$BOOT" \
-  flink.empty flink-empty
+if [ -n "${SCALE_PROFILE:-}" ] && command -v perf > /dev/null; then
+  # Where streamctl's time goes on q1: a fresh job (own topic prefix) under perf, flat (self time by
+  # symbol) and by step (inclusive, call graphs from DWARF), into res/perf-*.txt.
+  say "perf profile of streamctl on q1"
+  if NEXMARK_PREFIX=prof. perf record -F 999 --call-graph dwarf,16384 -o "$WORK/perf.data" -- "$BIN/streamctl" run \
+       --project-dir bench/nexmark-project --target bench --select q1 --until-caught-up > /dev/null \
+       2> "$WORK/log/perf-record.err"; then
+    perf report -i "$WORK/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null \
+      | grep -E '^ +[0-9.]+%' | sed -E 's/[[:space:]-]+$//' > "$WORK/res/perf-symbols.txt" || true
+    perf report -i "$WORK/perf.data" --children --sort symbol --stdio -g none 2>/dev/null \
+      | grep -E '^ +[0-9.]+% +[0-9.]+%' | grep -E 'streamctl::|rdkafka::|rd_kafka_' \
+      | sed -E 's/[[:space:]-]+$//' > "$WORK/res/perf-paths.txt" || true
+    rm -f "$WORK/perf.data"
+  else
+    echo "perf failed: see $WORK/log/perf-record.err" >&2
+  fi
+fi
+
+if [ "$PEERS" = 1 ]; then
+  say "the peers' fixed start-up (q1 on empty topics)"
+  $PY bench/peers/create_topics.py "$BOOT" --partitions $PARTITIONS empty.bid empty.auction ks.empty flink.empty
+  measure "kstreams-startup" -- "${JVM[@]}" -Dnexmark.prefix=empty. -cp "$KS_CP" streamctl.bench.NexmarkStreams q1 "$BOOT" 0 \
+    ks.empty ks-empty
+  measure "flink-startup" -- "${JVM[@]}" -Dnexmark.prefix=empty. -cp "$FLINK_CP" streamctl.bench.NexmarkFlink q1 "$BOOT" \
+    flink.empty flink-empty
+fi
 
 say "versions and machine"
 {
@@ -210,10 +265,15 @@ say "versions and machine"
   echo "mode=$MODE"
   echo "events=$EVENTS"
   echo "partitions=$PARTITIONS"
-  echo "streamctl=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml || echo '+local changes')"
+  if [ -n "${SCALE_BIN:-}" ] && [ -f "$SCALE_BIN/BUILT_FROM" ]; then
+    echo "streamctl=$(cat "$SCALE_BIN/BUILT_FROM")"
+  else
+    echo "streamctl=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml || echo '+local changes')"
+  fi
   echo "java=$(java -version 2>&1 | head -1)"
   echo "cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)"
   echo "nproc=$(nproc)"
+  echo "load_at_start=$LOAD_AT_START"
   echo "load_at_end=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "duration_s=$((SECONDS - T0))"
 } > "$WORK/res/env.txt"

@@ -13,7 +13,12 @@ QUERIES = [
     ("window", "tumbling 10 s count/max per auction", 700_000),
     ("join", "bid ⋈ auction enrichment", 700_000),
 ]
-ENGINES = {"streamctl": "streamctl", "kstreams": "Kafka Streams", "flink": "Flink SQL"}
+ENGINES = {
+    "streamctl": "streamctl",
+    "streamctl_avro": "streamctl, Avro input",
+    "kstreams": "Kafka Streams",
+    "flink": "Flink SQL",
+}
 
 
 def load(work):
@@ -67,7 +72,8 @@ def render(work):
     out.append("")
     out.append(
         f"Machine: {env['cpu']}, {env['nproc']} cores, shared with other builds during the run (load average "
-        f"at the end {env['load_at_end']}): wall times are noisy, CPU seconds much less so. Main figure: **input "
+        + (f"at the start {env['load_at_start']}, " if "load_at_start" in env else "")
+        + f"at the end {env['load_at_end']}): wall times are noisy, CPU seconds much less so. Main figure: **input "
         "events per CPU-second** of the engine's process tree (user + system; the broker is not counted), i.e. "
         "events/s per core. ✗ marks a run whose output failed the check: its speed is shown, but it did not "
         "compute the right answer."
@@ -106,6 +112,26 @@ def render(work):
             + "; the “start-up excluded” columns subtract it from the peer's CPU seconds (streamctl's own is "
             "about 0.02 CPU-s, not subtracted)."
         )
+    avro = [(q, label) for q, label, _ in QUERIES if ("streamctl_avro", q) in res]
+    if avro:
+        out.append("")
+        out.append(
+            "streamctl on Avro input beside JSON input (issue #13): the same bids, also written as Avro in the "
+            "Confluent wire format to `nexmark.bid_avro` (8 partitions, schema in the project's file registry), "
+            "read by the same query on that source; each output checked against the same reference."
+        )
+        out.append("")
+        out.append("| query | JSON input, events / CPU-s | Avro input, events / CPU-s | Avro ÷ JSON |")
+        out.append("|---|---:|---:|---:|")
+        for q, label in avro:
+            j, a = res.get(("streamctl", q)), res[("streamctl_avro", q)]
+
+            def cell(r):
+                x = rate(r)
+                return "–" if x is None else k(x) + ("" if ok(r) else " ✗")
+
+            ratio = f"{rate(a) / rate(j):.2f}×" if rate(a) and rate(j) else "–"
+            out.append(f"| {label} | {cell(j)} | {cell(a)} | {ratio} |")
     out.append("")
     out.append("Every run, with its check against the reference:")
     out.append("")
