@@ -418,4 +418,11 @@ fn a_topic_prefix_names_the_repartition_topic_and_its_input() {
     );
     let written: Vec<&str> = cp.models["totals_by_status"].resolved.topics.iter().map(|t| t.name.as_str()).collect();
     assert!(written.contains(&"dev._streamctl.shop.totals_by_status.repartition"), "{written:?}");
+    // The job's consumer group (its task group follows) and transactional id: another target on the
+    // same cluster shares neither.
+    let r = &cp.models["totals_by_status"].resolved;
+    assert_eq!(
+        (r.consumer_group.as_str(), r.transactional_id.as_str()),
+        ("dev.streamctl.shop.totals_by_status", "dev._streamctl.shop.totals_by_status")
+    );
 }

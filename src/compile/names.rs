@@ -83,7 +83,8 @@ pub struct JobTopic {
 
 /// Puts the target's `topic_prefix` before every topic name streamctl derives: a model's output topic
 /// when its `topic:` is not set, every checkpoint topic, and the dead-letter topics not set by
-/// `dead_letter_topic:` (the prefix, then the relation's topic, then `.dlq`). Topics a project names
+/// `dead_letter_topic:` (the prefix, then the relation's topic, then `.dlq`), and every job's consumer
+/// group and transactional id. Topics a project names
 /// itself, and the sources' topics, stay as written. The control topic's default takes the prefix where
 /// the target is resolved.
 pub fn prefix_derived_topics(cp: &mut super::CompiledProject, prefix: &str) {
@@ -117,6 +118,10 @@ pub fn prefix_derived_topics(cp: &mut super::CompiledProject, prefix: &str) {
             let topic = format!("{prefix}{}", rp.topic);
             renamed.insert(std::mem::replace(&mut rp.topic, topic.clone()), topic);
         }
+        // Two targets on one cluster never share a job's consumer group (its task group follows)
+        // nor its transactional ids (they would fence each other's producers).
+        r.consumer_group = format!("{prefix}{}", r.consumer_group);
+        r.transactional_id = format!("{prefix}{}", r.transactional_id);
         let dead_letters = format!("{prefix}{}", dead_letter_topic(None, &written_topic));
         renamed.insert(std::mem::replace(&mut r.dead_letter_topic, dead_letters.clone()), dead_letters);
     }
