@@ -175,7 +175,7 @@ impl MicroBatchDriver {
             };
             if heard.is_some_and(|p| idleness.heard(p, now)) {
                 // The others hold the watermark back again until they idle anew.
-                for p in idleness.idle_at(now, Duration::ZERO) {
+                for p in idleness.marked() {
                     let t = self.tracker.max_event_time(input, p).unwrap_or(i64::MIN);
                     self.tracker.observe_at(input, p, t, lateness, now);
                 }
@@ -188,7 +188,7 @@ impl MicroBatchDriver {
                     }
                     match m {
                         Marker::EventTime(p, t) => self.tracker.observe_at(input, p, t, lateness, now),
-                        Marker::Idle(p) => idleness.idled(p),
+                        Marker::Idle(p) => idleness.idled(p, now),
                     }
                 }
             }

@@ -189,26 +189,30 @@ pub(crate) fn marker_of(r: &Record) -> Option<Marker> {
 }
 
 /// An aggregating task's view of which input partitions are idle. A partition is idle from its
-/// idle marker until its next record or event-time marker. When an idle partition wakes up (new
-/// records were written to the input), the others, idle or not, hold the watermark back for the
-/// idle timeout again: their first-stage tasks may be a little behind with new records of their
-/// own, which must not find their windows closed by the partition that was quicker.
+/// idle marker until its next record or event-time marker, or until its marker expires: a live
+/// first-stage task renews it every idle timeout, so a marker older than one and a half is from
+/// a task that died, and its partition holds the watermark back again until its new owner reports
+/// (else the others would close windows that its records, re-keyed late, still belong to). When an
+/// idle partition wakes up (new records were written to the input), the others, idle or not, hold
+/// the watermark back for twice the idle timeout: their first-stage tasks may be a little behind
+/// with new records of their own, and a dead one's marker must expire within that time.
 #[derive(Debug, Clone)]
 pub(crate) struct Idleness {
-    idle: Vec<bool>,
+    /// When each partition's last idle marker came (`None`: not idle).
+    idle: Vec<Option<Instant>>,
     woke: Instant,
 }
 
 impl Idleness {
     pub(crate) fn new(partitions: i32, now: Instant) -> Idleness {
-        Idleness { idle: vec![false; usize::try_from(partitions).unwrap_or(0)], woke: now }
+        Idleness { idle: vec![None; usize::try_from(partitions).unwrap_or(0)], woke: now }
     }
 
     /// A record or event-time marker of `partition`: true when it was idle (it woke up).
     pub(crate) fn heard(&mut self, partition: i32, now: Instant) -> bool {
         match usize::try_from(partition).ok().and_then(|p| self.idle.get_mut(p)) {
-            Some(idle) if *idle => {
-                *idle = false;
+            Some(idle) if idle.is_some() => {
+                *idle = None;
                 self.woke = now;
                 true
             }
@@ -216,20 +220,39 @@ impl Idleness {
         }
     }
 
-    /// An idle marker of `partition`.
-    pub(crate) fn idled(&mut self, partition: i32) {
+    /// An idle marker of `partition`, come at `now`.
+    pub(crate) fn idled(&mut self, partition: i32, now: Instant) {
         if let Some(idle) = usize::try_from(partition).ok().and_then(|p| self.idle.get_mut(p)) {
-            *idle = true;
+            *idle = Some(now);
         }
     }
 
-    /// The partitions idle now: those that sent an idle marker, once `idle_timeout` has passed
+    /// The partitions marked idle (whatever the time).
+    pub(crate) fn marked(&self) -> Vec<i32> {
+        (0..).zip(&self.idle).filter(|(_, idle)| idle.is_some()).map(|(p, _)| p).collect()
+    }
+
+    /// The partitions whose idle marker was not renewed in time: no longer idle (returned, for
+    /// the caller to hold the watermark back on them again).
+    pub(crate) fn expire(&mut self, now: Instant, idle_timeout: Duration) -> Vec<i32> {
+        let limit = idle_timeout * 3 / 2;
+        let mut expired = Vec::new();
+        for (p, idle) in (0..).zip(self.idle.iter_mut()) {
+            if idle.is_some_and(|t| now.duration_since(t) > limit) {
+                *idle = None;
+                expired.push(p);
+            }
+        }
+        expired
+    }
+
+    /// The partitions idle now: those with an idle marker, once twice `idle_timeout` has passed
     /// since a partition last woke up.
     pub(crate) fn idle_at(&self, now: Instant, idle_timeout: Duration) -> Vec<i32> {
-        if now.duration_since(self.woke) < idle_timeout {
+        if now.duration_since(self.woke) < idle_timeout * 2 {
             return Vec::new();
         }
-        (0..).zip(&self.idle).filter(|(_, idle)| **idle).map(|(p, _)| p).collect()
+        self.marked()
     }
 }
 
@@ -443,16 +466,23 @@ mod tests {
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
         let mut idleness = Idleness::new(3, t0);
-        idleness.idled(0);
-        idleness.idled(2);
-        assert_eq!(idleness.idle_at(at(4), timeout), Vec::<i32>::new(), "the task started 4 s ago");
-        assert_eq!(idleness.idle_at(at(5), timeout), [0, 2]);
+        idleness.idled(0, at(1));
+        idleness.idled(2, at(1));
+        assert_eq!(idleness.idle_at(at(9), timeout), Vec::<i32>::new(), "the task started 9 s ago");
+        assert_eq!(idleness.idle_at(at(10), timeout), [0, 2]);
         assert!(!idleness.heard(1, at(6)), "partition 1 was not idle");
-        assert_eq!(idleness.idle_at(at(6), timeout), [0, 2]);
+        // Renewed markers keep them idle; partition 2 wakes up.
+        idleness.idled(0, at(6));
+        idleness.idled(2, at(6));
         assert!(idleness.heard(2, at(7)), "partition 2 woke up");
-        assert_eq!(idleness.idle_at(at(11), timeout), Vec::<i32>::new(), "partition 0 holds back again");
-        assert_eq!(idleness.idle_at(at(12), timeout), [0]);
-        idleness.idled(7);
-        assert_eq!(idleness.idle_at(at(12), timeout), [0], "no such partition");
+        assert_eq!(idleness.idle_at(at(16), timeout), Vec::<i32>::new(), "partition 0 holds back again");
+        idleness.idled(0, at(11));
+        assert_eq!(idleness.expire(at(17), timeout), Vec::<i32>::new(), "renewed 6 s ago");
+        assert_eq!(idleness.idle_at(at(17), timeout), [0]);
+        idleness.idled(7, at(17));
+        assert_eq!(idleness.idle_at(at(17), timeout), [0], "no such partition");
+        // Its first-stage task died: no renewal, and 7.5 s later it is not idle any more.
+        assert_eq!(idleness.expire(at(19), timeout), [0]);
+        assert_eq!(idleness.idle_at(at(19), timeout), Vec::<i32>::new());
     }
 }

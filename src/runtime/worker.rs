@@ -741,7 +741,14 @@ impl KafkaJob {
         match &mut self.stage {
             // Input partitions are idle as the first stage's idle markers say.
             Stage::Aggregate(r, _, idleness) => {
-                for p in idleness.idle_at(Instant::now(), self.opts.idle_timeout) {
+                let now = Instant::now();
+                let lateness = self.driver.codecs().find(|c| c.id == r.input).map_or(0, |c| c.lateness_ms);
+                for p in idleness.expire(now, self.opts.idle_timeout) {
+                    let tracker = self.driver.tracker();
+                    let t = tracker.max_event_time(&r.input, p).unwrap_or(i64::MIN);
+                    tracker.observe_at(&r.input, p, t, lateness, now);
+                }
+                for p in idleness.idle_at(now, self.opts.idle_timeout) {
                     self.driver.tracker().caught_up(&r.input, p);
                 }
             }
