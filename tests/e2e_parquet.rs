@@ -285,11 +285,8 @@ fn parquet_without_the_feature_is_reported_at_its_line_and_column() {
 
 const TOPIC: &str = "soe.logon-prime-loyal";
 
-/// The closed files by partition: (first offset, last offset, rows), in offset order.
-type Files = BTreeMap<i64, Vec<(i64, i64, Vec<Value>)>>;
-
-fn closed_files(dir: &Path) -> Files {
-    let mut out: Files = BTreeMap::new();
+fn closed_files(dir: &Path) -> SinkFiles {
+    let mut out: SinkFiles = BTreeMap::new();
     if !dir.is_dir() {
         return out;
     }
@@ -302,40 +299,6 @@ fn closed_files(dir: &Path) -> Files {
         files.sort_by_key(|f| f.0);
     }
     out
-}
-
-/// The topic's values by partition, in offset order, as a read_committed consumer sees them.
-fn topic_rows(kcat: &Path, bootstrap: &str) -> BTreeMap<i64, Vec<Value>> {
-    let out = Command::new(kcat)
-        .args(["-C", "-b", bootstrap, "-t", TOPIC, "-o", "beginning", "-e", "-q", "-f", "%p\t%s\n"])
-        .args(["-X", "isolation.level=read_committed"])
-        .output()
-        .unwrap();
-    let mut rows: BTreeMap<i64, Vec<Value>> = BTreeMap::new();
-    for l in String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()) {
-        let (p, v) = l.split_once('\t').unwrap();
-        rows.entry(p.parse().unwrap()).or_default().push(serde_json::from_str(v).unwrap());
-    }
-    rows
-}
-
-/// What the files hold, partition by partition, after checking that their offset ranges follow
-/// each other without overlapping.
-fn delivered(files: &Files) -> BTreeMap<i64, Vec<Value>> {
-    files
-        .iter()
-        .map(|(p, fs)| {
-            for w in fs.windows(2) {
-                assert!(
-                    w[0].1 < w[1].0,
-                    "partition {p}: files {:?} and {:?} overlap",
-                    (w[0].0, w[0].1),
-                    (w[1].0, w[1].1)
-                );
-            }
-            (*p, fs.iter().flat_map(|f| f.2.iter().cloned()).collect())
-        })
-        .collect()
 }
 
 #[cfg(feature = "parquet")]
@@ -407,7 +370,7 @@ fn parquet_file_sink_survives_sigkill_without_losing_or_repeating_records() {
     let expected_rows = expected()["logon_prime_loyal"].len();
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let topic = topic_rows(&kcat, &bootstrap);
+        let topic = topic_rows_by_partition(&kcat, &bootstrap, TOPIC);
         let in_topic: usize = topic.values().map(Vec::len).sum();
         if in_topic >= expected_rows && delivered(&closed_files(&dir)) == topic {
             break;
@@ -438,7 +401,7 @@ fn parquet_file_sink_survives_sigkill_without_losing_or_repeating_records() {
         assert!(after_bytes.get(name) == Some(bytes), "{name} changed or went away after the restart");
     }
     let after = closed_files(&dir);
-    assert_eq!(delivered(&after), topic_rows(&kcat, &bootstrap));
+    assert_eq!(delivered(&after), topic_rows_by_partition(&kcat, &bootstrap, TOPIC));
     let leftovers: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()

@@ -399,3 +399,40 @@ pub fn check_outputs(kcat: &Path, bootstrap: &str, exp: &BTreeMap<String, Vec<Va
     }
     problems
 }
+
+/// A file sink's closed files by partition: (first offset, last offset, rows), in offset order.
+pub type SinkFiles = BTreeMap<i64, Vec<(i64, i64, Vec<Value>)>>;
+
+/// A topic's values by partition, in offset order, as a read_committed consumer sees them.
+pub fn topic_rows_by_partition(kcat: &Path, bootstrap: &str, topic: &str) -> BTreeMap<i64, Vec<Value>> {
+    let out = Command::new(kcat)
+        .args(["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%p\t%s\n"])
+        .args(["-X", "isolation.level=read_committed"])
+        .output()
+        .unwrap();
+    let mut rows: BTreeMap<i64, Vec<Value>> = BTreeMap::new();
+    for l in String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()) {
+        let (p, v) = l.split_once('\t').unwrap();
+        rows.entry(p.parse().unwrap()).or_default().push(serde_json::from_str(v).unwrap());
+    }
+    rows
+}
+
+/// What a file sink's closed files hold, partition by partition, after checking that their offset
+/// ranges follow each other without overlapping.
+pub fn delivered(files: &SinkFiles) -> BTreeMap<i64, Vec<Value>> {
+    files
+        .iter()
+        .map(|(p, fs)| {
+            for w in fs.windows(2) {
+                assert!(
+                    w[0].1 < w[1].0,
+                    "partition {p}: files {:?} and {:?} overlap",
+                    (w[0].0, w[0].1),
+                    (w[1].0, w[1].1)
+                );
+            }
+            (*p, fs.iter().flat_map(|f| f.2.iter().cloned()).collect())
+        })
+        .collect()
+}
