@@ -114,13 +114,6 @@ fn read_committed(kcat: &Path, bootstrap: &str, topic: &str) -> Vec<(i32, String
         .collect()
 }
 
-/// A field of an output row, whatever the case of its name.
-fn field<'v>(v: &'v Value, name: &str) -> &'v Value {
-    v.as_object()
-        .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
-        .unwrap_or(&Value::Null)
-}
-
 /// Kafka's `Utils.murmur2` (the Java client's default partitioner), written out here from its definition.
 fn murmur2(data: &[u8]) -> u32 {
     let m: u32 = 0x5bd1e995;
@@ -239,11 +232,6 @@ fn problems(kcat: &Path, bootstrap: &str, input: &[Event]) -> Vec<String> {
         ));
     }
     out
-}
-
-/// The process id in a task holder's name (`<host>-<pid>-<start>/thread-<n>`).
-fn pid_of(holder: &str) -> Option<u32> {
-    holder.split('/').next()?.rsplit('-').nth(1)?.parse().ok()
 }
 
 #[test]

@@ -56,13 +56,6 @@ fn produce(bootstrap: &str, range: std::ops::Range<i64>) {
     p.flush(Duration::from_secs(60)).expect("flush the input");
 }
 
-/// A field of an output row, whatever the case of its name.
-fn field<'v>(v: &'v Value, name: &str) -> &'v Value {
-    v.as_object()
-        .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
-        .unwrap_or(&Value::Null)
-}
-
 /// What is wrong with the outputs, against the reference (empty: they are the reference).
 fn problems(kcat: &Path, bootstrap: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -110,11 +103,6 @@ fn problems(kcat: &Path, bootstrap: &str) -> Vec<String> {
     out.extend(aggregates("tasks.totals", "K", &|k| k.to_string()));
     out.extend(aggregates("tasks.by-group", "G", &|k| group_of(k)));
     out
-}
-
-/// The process id in a task holder's name (`<host>-<pid>-<start>/thread-<n>`).
-fn pid_of(holder: &str) -> Option<u32> {
-    holder.split('/').next()?.rsplit('-').nth(1)?.parse().ok()
 }
 
 #[test]

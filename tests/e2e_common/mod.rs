@@ -436,3 +436,15 @@ pub fn delivered(files: &SinkFiles) -> BTreeMap<i64, Vec<Value>> {
         })
         .collect()
 }
+
+/// A field of an output row, whatever the case of its name.
+pub fn field<'v>(v: &'v Value, name: &str) -> &'v Value {
+    v.as_object()
+        .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+        .unwrap_or(&Value::Null)
+}
+
+/// The process id in a task holder's name (`<host>-<pid>-<start>/thread-<n>`).
+pub fn pid_of(holder: &str) -> Option<u32> {
+    holder.split('/').next()?.rsplit('-').nth(1)?.parse().ok()
+}
