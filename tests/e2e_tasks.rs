@@ -226,3 +226,108 @@ fn tasks_spread_over_workers_move_on_a_kill_and_rebalance_to_a_new_worker() {
     println!("tasks: outputs equal the reference; {restored} task restores from checkpoints");
     assert!(restored > 0, "no task was restored from a checkpoint:\n{}", logs(4));
 }
+
+/// A bounded run (`run --until-caught-up`) ends once every task of each job has caught up, not only
+/// the tasks the group gave it: while another member of the stateless job's task group (a plain
+/// consumer here, standing for a worker that holds partitions but does not run them) holds half of the
+/// tasks, the run keeps waiting after its own half caught up; once that member leaves, the run takes
+/// its tasks over, ends, and the outputs are the reference.
+#[test]
+fn a_bounded_run_waits_for_the_tasks_another_member_holds() {
+    let Some(kcat) = tools() else { return };
+    let kafka = KafkaCluster::single();
+    let bootstrap = kafka.bootstrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cluster = streamctl::connectors::kafka::Cluster::Kafka {
+        bootstrap: bootstrap.clone(),
+        properties: vec![],
+        replication_factor: 1,
+    };
+    let input =
+        streamctl::connectors::kafka::TopicSpec { name: "tasks-events".into(), partitions: 6, compacted: false };
+    rt.block_on(cluster.ensure_topics(&[input])).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let project = work.path().join("project");
+    common::copy_dir(&root().join("tests/tasks/project"), &project, &["target"]);
+    let cmd = |args: &[&str]| {
+        let mut c = streamctl();
+        c.arg("--project-dir").arg(&project).args(args).env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap);
+        c
+    };
+    let applied = cmd(&["apply", "--auto-approve"]).output().unwrap();
+    assert!(applied.status.success(), "{}", text(&applied));
+    produce(&bootstrap, 0..RECORDS);
+
+    // The other member: joins the stateless job's task group first, so it holds every task, and keeps
+    // polling (giving some up in the rebalance when the run joins) until told to leave.
+    let group = format!("{}.tasks", streamctl::compile::names::consumer_group("tasks", "tasks_filtered"));
+    let leave = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let held = std::sync::Arc::new(std::sync::Mutex::new(0usize));
+    let member = {
+        let (bootstrap, leave, held) = (bootstrap.clone(), leave.clone(), held.clone());
+        std::thread::spawn(move || {
+            use rdkafka::consumer::{BaseConsumer, Consumer};
+            let c: BaseConsumer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("group.id", &group)
+                .set("partition.assignment.strategy", "cooperative-sticky")
+                .set("session.timeout.ms", "10000")
+                .set("enable.auto.commit", "false")
+                .create()
+                .expect("create the other member");
+            c.subscribe(&["tasks-events"]).expect("subscribe the other member");
+            while !leave.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = c.poll(Duration::from_millis(100));
+                let n = c.assignment().map(|a| a.count()).unwrap_or(0);
+                if c.assignment().is_ok() {
+                    let _ = c.pause(&c.assignment().unwrap());
+                }
+                *held.lock().unwrap() = n;
+            }
+            c.unsubscribe();
+            let _ = c.poll(Duration::from_millis(500));
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while *held.lock().unwrap() < 6 {
+        assert!(Instant::now() < deadline, "the other member did not get the six partitions");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let log_path = work.path().join("bounded.log");
+    let mut run = Killed(
+        cmd(&["run", "--until-caught-up", "--checkpoint-interval-ms", "300", "--threads", "2"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    // The run's own tasks of the stateless job catch up...
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !log().lines().any(|l| l.starts_with("[tasks_filtered] task p") && l.contains("caught up")) {
+        assert!(Instant::now() < deadline, "none of the run's tasks caught up:\n{}", log());
+        assert!(run.0.try_wait().unwrap().is_none(), "the run ended early:\n{}", log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let member_held = *held.lock().unwrap();
+    assert!((1..6).contains(&member_held), "the other member should hold some tasks, holds {member_held}:\n{}", log());
+    // ...and the run waits for the others (it ended here before: its own tasks were all it counted).
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(run.0.try_wait().unwrap().is_none(), "the run ended without the other member's tasks:\n{}", log());
+
+    leave.store(true, std::sync::atomic::Ordering::SeqCst);
+    member.join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = run.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the run did not end after the other member left:\n{}", log());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(status.success(), "{}", log());
+    let p = problems(&kcat, &bootstrap);
+    assert!(p.is_empty(), "the outputs are not the reference: {p:#?}\n{}", log());
+    println!("tasks: the bounded run waited for the {member_held} tasks the other member held, then ran them");
+}

@@ -149,9 +149,10 @@ pub fn run_tasks(
         let (cp, model, client, pool, control) =
             (cp.clone(), model.clone(), client.clone(), pool.clone(), control.clone());
         let name = model.clone();
+        let bounded = opts.until_caught_up;
         let h = std::thread::Builder::new()
             .name(format!("group-{model}"))
-            .spawn(move || coordinate(cp, &model, layout, &client, pool, control));
+            .spawn(move || coordinate(cp, &model, layout, &client, pool, control, bounded));
         coordinators.push((name, h));
     }
     let mut coordinators: Vec<(String, std::thread::JoinHandle<Result<(), RunError>>)> =

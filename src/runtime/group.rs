@@ -8,10 +8,10 @@
 //! its session times out ([`SESSION_TIMEOUT_MS`]). The group consumer reads no records: its
 //! partitions stay paused, each task reads its inputs with a consumer of its own.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -23,6 +23,8 @@ use super::runner::Pool;
 use super::tasks::{Layout, TaskId};
 use super::worker::{log, RunControl};
 use crate::compile::CompiledProject;
+use crate::graph::NodeId;
+use crate::project::config::RelationKind;
 
 /// How long the group waits for a silent worker before giving its tasks to the others.
 pub const SESSION_TIMEOUT_MS: u64 = 10_000;
@@ -52,8 +54,8 @@ impl ConsumerContext for TaskGroupContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             for task in self.tasks_in(tpl) {
+                // A bounded run still waits for it: it catches up in its new owner (or comes back).
                 self.pool.stop_task(&self.model, task);
-                self.pool.unexpect(&self.model, task);
                 if let Ok(mut a) = self.assigned.lock() {
                     a.remove(&task);
                 }
@@ -80,6 +82,11 @@ impl ConsumerContext for TaskGroupContext {
 
 /// Takes part in `model`'s task group until the run stops (or, on a bounded run, until the model
 /// is done): starts and stops its tasks in `pool` as the group assigns them.
+///
+/// A bounded run (`bounded`) is done once *every* task of the job has caught up, not only those the
+/// group gave this worker: a task held by a worker that died (until its session times out) or by
+/// another worker is waited for, and counted once the job's consumer group holds offsets at its
+/// inputs' ends ([`ElsewhereCheck`]); should the group hand it here, it runs here.
 pub fn coordinate(
     cp: Arc<CompiledProject>,
     model: &str,
@@ -87,8 +94,15 @@ pub fn coordinate(
     client: &ClientConfig,
     pool: Arc<Pool>,
     control: Arc<RunControl>,
+    bounded: bool,
 ) -> Result<(), RunError> {
     let m = cp.models.get(model).ok_or_else(|| RunError::Setup(format!("no model `{model}`")))?;
+    let mut elsewhere = if bounded {
+        pool.expect(model, layout.tasks());
+        Some(ElsewhereCheck::new(&cp, model, client)?)
+    } else {
+        None
+    };
     let context = TaskGroupContext {
         cp: cp.clone(),
         model: model.to_string(),
@@ -115,6 +129,10 @@ pub fn coordinate(
         if control.stop.load(Ordering::SeqCst) || control.is_done(model) {
             break;
         }
+        if let Some(check) = &mut elsewhere {
+            let here = consumer.context().assigned.lock().map(|a| a.clone()).unwrap_or_default();
+            check.run(model, &layout, &here, &pool, &control);
+        }
     }
     // Stop the tasks before leaving, so that the next owners start from their final checkpoints.
     let held: Vec<TaskId> = consumer.context().assigned.lock().map(|a| a.iter().copied().collect()).unwrap_or_default();
@@ -125,4 +143,132 @@ pub fn coordinate(
     crate::connectors::consumer::close(&consumer);
     drop(consumer);
     Ok(())
+}
+
+/// A bounded run's look at the tasks of a job it does not hold: each counts as caught up once the
+/// job's consumer group (where every task commits its input offsets with each checkpoint) holds an
+/// offset at or past each of its input partitions' ends. The ends are read once the job's upstream
+/// models are done (sources: at once); the repartition topic's, once every re-keying task is.
+struct ElsewhereCheck {
+    /// Member of no group: reads the committed offsets of the job's consumer group.
+    consumer: BaseConsumer,
+    streams: Vec<String>,
+    upstream: Vec<String>,
+    /// Each input partition's first and end offsets: the end is where it must be committed.
+    targets: BTreeMap<(String, i32), (i64, i64)>,
+    inputs_known: bool,
+    repartition_known: bool,
+    last: Option<Instant>,
+}
+
+impl ElsewhereCheck {
+    fn new(cp: &CompiledProject, model: &str, client: &ClientConfig) -> Result<ElsewhereCheck, RunError> {
+        let m = cp.models.get(model).ok_or_else(|| RunError::Setup(format!("no model `{model}`")))?;
+        let consumer = crate::connectors::consumer::manual_consumer(client, &m.resolved.consumer_group)
+            .map_err(RunError::Setup)?;
+        let mut streams = Vec::new();
+        let mut upstream = Vec::new();
+        for input in &m.inputs {
+            let (topic, kind) = match input {
+                NodeId::Source(s) => match cp.sources.get(s) {
+                    Some(s) => (s.decl.table.topic.clone(), s.decl.table.kind),
+                    None => continue,
+                },
+                NodeId::Model(u) => match cp.models.get(u) {
+                    Some(u) => {
+                        upstream.push(u.name.clone());
+                        (u.topic.clone(), u.kind)
+                    }
+                    None => continue,
+                },
+                NodeId::Sink(_) | NodeId::Connector(_) => continue,
+            };
+            if kind == RelationKind::Stream {
+                streams.push(topic);
+            }
+        }
+        Ok(ElsewhereCheck {
+            consumer,
+            streams,
+            upstream,
+            targets: BTreeMap::new(),
+            inputs_known: false,
+            repartition_known: false,
+            last: None,
+        })
+    }
+
+    /// Counts the tasks neither held nor finished here that have caught up elsewhere (once a second).
+    fn run(&mut self, model: &str, layout: &Layout, here: &BTreeSet<TaskId>, pool: &Pool, control: &RunControl) {
+        if self.last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let finished = pool.finished(model);
+        let waiting: Vec<TaskId> =
+            layout.tasks().into_iter().filter(|t| !here.contains(t) && !finished.contains(t)).collect();
+        if waiting.is_empty() {
+            return;
+        }
+        if !self.inputs_known && self.upstream.iter().all(|u| control.is_done(u)) {
+            let topics: Vec<String> = match layout.partitions {
+                Some(_) => vec![layout.driving_topic.clone()],
+                None => self.streams.clone(),
+            };
+            self.inputs_known = topics.iter().all(|t| self.read_ends(t));
+        }
+        if let Some((topic, _)) = &layout.repartition {
+            let rekeyed =
+                layout.tasks().iter().filter(|t| matches!(t, TaskId::Repartition(_))).all(|t| finished.contains(t));
+            if !self.repartition_known && rekeyed {
+                self.repartition_known = self.read_ends(&topic.clone());
+            }
+        }
+        for task in waiting {
+            let positions: Vec<(String, i32)> = match (task, &layout.repartition) {
+                (TaskId::Partition(p), Some((topic, _))) if self.repartition_known => vec![(topic.clone(), p)],
+                (TaskId::Partition(_), Some(_)) => continue,
+                (TaskId::Partition(p) | TaskId::Repartition(p), _) if self.inputs_known => {
+                    vec![(layout.driving_topic.clone(), p)]
+                }
+                (TaskId::Whole, _) if self.inputs_known => {
+                    self.targets.keys().filter(|(t, _)| self.streams.contains(t)).cloned().collect()
+                }
+                _ => continue,
+            };
+            if !positions.is_empty() && self.committed_at_ends(&positions) {
+                log(model, &format!("task {} caught up in another worker", task.name()));
+                pool.caught_up_elsewhere(model, task);
+            }
+        }
+    }
+
+    /// Reads the end offset of every partition of `topic`; false when it cannot.
+    fn read_ends(&mut self, topic: &str) -> bool {
+        match crate::connectors::consumer::partition_offsets(&self.consumer, topic) {
+            Ok(Some(parts)) => {
+                for (p, low, high) in parts {
+                    self.targets.insert((topic.to_string(), p), (low, high));
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn committed_at_ends(&self, positions: &[(String, i32)]) -> bool {
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in positions {
+            tpl.add_partition(t, *p);
+        }
+        let Ok(committed) = self.consumer.committed_offsets(tpl, Duration::from_secs(5)) else { return false };
+        positions.iter().all(|(t, p)| {
+            let Some((low, high)) = self.targets.get(&(t.clone(), *p)).copied() else { return false };
+            // An empty partition is at its end without a commit.
+            high <= low
+                || committed
+                    .find_partition(t, *p)
+                    .is_some_and(|e| matches!(e.offset(), rdkafka::Offset::Offset(o) if o >= high))
+        })
+    }
 }

@@ -111,12 +111,16 @@ impl Pool {
         }
     }
 
-    /// A bounded run: the group took this task away, so `model` is done without it.
-    pub fn unexpect(&self, model: &str, task: TaskId) {
+    /// A bounded run: the tasks of `model` caught up so far, here or (as its consumer group's
+    /// committed offsets show) in another worker.
+    pub fn finished(&self, model: &str) -> BTreeSet<TaskId> {
+        self.finishing.lock().ok().and_then(|f| f.finished.get(model).cloned()).unwrap_or_default()
+    }
+
+    /// A bounded run: a task another worker runs has caught up there.
+    pub fn caught_up_elsewhere(&self, model: &str, task: TaskId) {
         if let Ok(mut f) = self.finishing.lock() {
-            if let Some(e) = f.expected.get_mut(model) {
-                e.remove(&task);
-            }
+            f.finished.entry(model.to_string()).or_default().insert(task);
             f.check(model, &self.control);
         }
     }
