@@ -398,14 +398,23 @@ fn a_group_by_on_other_columns_than_the_key_plans_a_repartition_topic() {
 }
 
 /// A target's `topic_prefix` names the repartition topic, and the repartition follows its input when
-/// that is an upstream model's derived (so prefixed) topic.
+/// that is an upstream model's derived (so prefixed) topic; it goes before the job's and the sinks'
+/// consumer groups too.
 #[test]
 fn a_topic_prefix_names_the_repartition_topic_and_its_input() {
     use streamctl::compile::repartition::Repartitioning;
     let dir = tempfile::tempdir().unwrap();
     copy_dir(Path::new(BASE), dir.path(), &["target"]);
     replace_in(dir.path(), "models/paid_orders.sql", "topic='shop.paid-orders'", "partitions=4");
+    std::fs::create_dir_all(dir.path().join("sinks")).unwrap();
+    std::fs::write(
+        dir.path().join("sinks/files.yml"),
+        "version: 1\nsinks:\n  - name: paid_files\n    from: paid_orders\n    connector:\n      type: file\n      \
+         path: target/sinks/paid\n      format: jsonl\n",
+    )
+    .unwrap();
     let mut cp = compile(dir.path());
+    assert_eq!(cp.sinks["paid_files"].consumer_group, "streamctl.shop.sink.paid_files");
     streamctl::compile::names::prefix_derived_topics(&mut cp, "dev.");
     let upstream = cp.models["paid_orders"].topic.clone();
     assert!(upstream.starts_with("dev."), "{upstream}");
@@ -425,4 +434,6 @@ fn a_topic_prefix_names_the_repartition_topic_and_its_input() {
         (r.consumer_group.as_str(), r.transactional_id.as_str()),
         ("dev.streamctl.shop.totals_by_status", "dev._streamctl.shop.totals_by_status")
     );
+    // Nor a native sink's group, which would otherwise deliver each target's records only in part.
+    assert_eq!(cp.sinks["paid_files"].consumer_group, "dev.streamctl.shop.sink.paid_files");
 }

@@ -142,6 +142,8 @@ impl CompiledModel {
 pub struct CompiledSink {
     pub decl: crate::project::SinkDecl,
     pub from: String,
+    /// The group a native sink commits the offsets it has delivered to (after `topic_prefix`).
+    pub consumer_group: String,
 }
 
 /// A project checked and planned. Models whose SQL (or whose inputs) failed are absent from
@@ -291,7 +293,11 @@ pub async fn compile_with_registry(
     let mut sinks = BTreeMap::new();
     for s in &project.sinks {
         if let Some(m) = models.get_mut(&s.sink.from) {
-            sinks.insert(s.sink.name.clone(), CompiledSink { decl: s.clone(), from: s.sink.from.clone() });
+            let consumer_group = names::sink_consumer_group(&project.config.name, &s.sink.name);
+            sinks.insert(
+                s.sink.name.clone(),
+                CompiledSink { decl: s.clone(), from: s.sink.from.clone(), consumer_group },
+            );
             // A kafka sink's topic is created with its model's topics (as many partitions, and
             // compacted for a table, unless it says otherwise).
             if let crate::project::config::SinkConnector::Kafka { topic, partitions, .. } = &s.sink.connector {

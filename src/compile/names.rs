@@ -125,6 +125,10 @@ pub fn prefix_derived_topics(cp: &mut super::CompiledProject, prefix: &str) {
         let dead_letters = format!("{prefix}{}", dead_letter_topic(None, &written_topic));
         renamed.insert(std::mem::replace(&mut r.dead_letter_topic, dead_letters.clone()), dead_letters);
     }
+    // Nor a native sink's group: each target's sink delivers every record of its own model's topic.
+    for s in cp.sinks.values_mut() {
+        s.consumer_group = format!("{prefix}{}", s.consumer_group);
+    }
     // Each job's list of the topics it writes names its output, checkpoint and dead-letter topics;
     // a repartition re-keys an upstream model's output, which may be renamed.
     for m in cp.models.values_mut() {

@@ -134,9 +134,10 @@ fn output_consumer(
     sink: &str,
     model: &str,
 ) -> Result<(BaseConsumer, crate::connectors::consumer::PartitionOffsets), String> {
+    let group = cp.sinks.get(sink).map(|s| s.consumer_group.clone()).ok_or_else(|| format!("no sink `{sink}`"))?;
     let consumer: BaseConsumer = client
         .clone()
-        .set("group.id", names::sink_consumer_group(&cp.project.config.name, sink))
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
