@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Serialize;
 
@@ -44,7 +45,7 @@ use super::repartition::Stage;
 use super::tasks::TaskId;
 use crate::compile::carry_over::{carry_over, CarryOver};
 use crate::compile::{CompiledModel, CompiledProject, ReplayStart};
-use crate::connectors::consumer::{input_consumer, partition_offsets, BatchReader};
+use crate::connectors::consumer::{input_consumer, partition_offsets};
 use crate::connectors::producer::{OutRecord, RecordProducer, TxnFailure};
 use crate::graph::NodeId;
 use crate::project::config::{Guarantee, RelationKind};
@@ -202,8 +203,6 @@ pub struct KafkaJob {
     opts: RunOptions,
     driver: MicroBatchDriver,
     producer: RecordProducer,
-    /// Reads `data`'s records; declared (so dropped) before it, which it holds a reference into.
-    reader: Option<BatchReader>,
     data: BaseConsumer,
     /// The output topic's partition count: keyless outputs go to one partition per micro-batch,
     /// in turn, instead of through librdkafka's sticky partitioner, which reads the clock for
@@ -478,9 +477,6 @@ impl KafkaJob {
             opts: opts.clone(),
             driver,
             producer,
-            reader: Some(
-                BatchReader::new(&data).ok_or_else(|| RunError::Setup("the input consumer has no queue".into()))?,
-            ),
             data,
             output_partitions,
             next_output_partition: 0,
@@ -542,8 +538,7 @@ impl KafkaJob {
         &self.stats
     }
 
-    pub fn into_stats(mut self) -> JobStats {
-        self.reader = None;
+    pub fn into_stats(self) -> JobStats {
         crate::connectors::consumer::close(&self.data);
         self.stats
     }
@@ -553,7 +548,6 @@ impl KafkaJob {
         let (watermark, open) = self.rt.block_on(self.driver.progress())?;
         self.stats.watermark = watermark;
         self.stats.open_windows = open as u64;
-        self.reader = None;
         crate::connectors::consumer::close(&self.data);
         Ok(self.stats)
     }
@@ -566,7 +560,7 @@ impl KafkaJob {
         self.last_polled = batch.len();
         // Every task reads the tables whole: their records count once per job, in its first task.
         // The aggregating stage's records were counted as they came in by the first.
-        let counts = |topic: &str| match (&self.stage, self.task) {
+        let counts = |topic: &String| match (&self.stage, self.task) {
             (Stage::Aggregate(..), _) => false,
             (_, TaskId::Whole | TaskId::Partition(0)) => true,
             _ => !self.table_topics.contains(topic),
@@ -575,16 +569,13 @@ impl KafkaJob {
         let (counted, bytes_in) =
             (counted.len(), counted.iter().map(|r| r.value.as_ref().map_or(0, Vec::len) as u64).sum::<u64>());
         self.stats.records_in += counted as u64;
-        let polled_any = !batch.is_empty();
         let mut out = BatchOutcome::default();
-        // Runs of records of the same input, in arrival order, moved out of the batch.
-        let mut rest = batch.into_iter().peekable();
-        while let Some((topic, first)) = rest.next() {
-            let mut records = vec![first];
-            while let Some((_, r)) = rest.next_if(|(t, _)| Arc::ptr_eq(t, &topic) || *t == topic) {
-                records.push(r);
-            }
-            if let Some(input) = self.inputs_by_topic.get(&*topic).cloned() {
+        // Runs of records of the same input, in arrival order.
+        let mut rest = batch.as_slice();
+        while let Some((topic, _)) = rest.first() {
+            let run = rest.iter().take_while(|(t, _)| t == topic).count();
+            let records: Vec<Record> = rest[..run].iter().map(|(_, r)| r.clone()).collect();
+            if let Some(input) = self.inputs_by_topic.get(topic).cloned() {
                 match &mut self.stage {
                     Stage::Rekey { r, seen, .. } => {
                         let t = self.driver.rekey(&input, &records, &r.columns, &mut out)?;
@@ -597,6 +588,7 @@ impl KafkaJob {
                     Stage::Whole => self.rt.block_on(self.driver.process(&input, &records, &mut out))?,
                 }
             }
+            rest = &rest[run..];
             self.dirty = true;
         }
         if let TaskId::Repartition(p) = self.task {
@@ -607,97 +599,62 @@ impl KafkaJob {
         // topic's again), output records of the model (not re-keyed records or markers).
         if let Some(m) = &self.metrics {
             let counts = BatchCounts { records_in: counted as u64, bytes_in, ..BatchCounts::default() };
-            m.batch(counts, polled_any.then(|| started.elapsed()));
+            m.batch(counts, (!batch.is_empty()).then(|| started.elapsed()));
         }
         Ok(self.last_polled)
     }
 
-    /// A micro-batch: records with their topic, in arrival order, read many per call
-    /// ([`BatchReader`]). Per record it copies the key and value once; the topic name is shared by
-    /// the records of a topic, and partition positions are kept in a small list and written back
-    /// once per batch.
-    fn poll(&mut self) -> Result<Vec<(Arc<str>, Record)>, RunError> {
-        let max_records = self.opts.max_batch_records;
-        let mut batch: Vec<(Arc<str>, Record)> = Vec::with_capacity(max_records.min(100_000));
+    fn poll(&mut self) -> Result<Vec<(String, Record)>, RunError> {
+        let mut batch: Vec<(String, Record)> = Vec::with_capacity(self.opts.max_batch_records.min(100_000));
         let mut batch_bytes = 0usize;
         let deadline = Instant::now() + self.opts.max_batch_wait;
-        // (topic handle, topic, partition, next offset expected): the partitions this batch read.
-        let mut seen: Vec<(*const rdkafka::bindings::rd_kafka_topic_t, Arc<str>, i32, i64)> = Vec::new();
-        let mut skipped: Vec<(Arc<str>, i32, i64, i64)> = Vec::new();
-        let Some(reader) = self.reader.as_mut() else { return Ok(batch) };
-        let (parts, skip_before) = (&self.parts, &self.skip_before);
-        while batch.len() < max_records && batch_bytes < self.opts.max_batch_bytes {
+        while batch.len() < self.opts.max_batch_records && batch_bytes < self.opts.max_batch_bytes {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            // As many records as fit the byte budget at the average size so far.
-            let average = if batch.is_empty() { 4096 } else { (batch_bytes / batch.len()).max(1) };
-            let fit = (self.opts.max_batch_bytes - batch_bytes).div_ceil(average);
-            let want = (max_records - batch.len()).min(fit).max(1);
-            let mut last = 0usize;
-            let read = reader
-                .read(left, want, |msg| {
-                    let partition = msg.partition();
-                    let handle = msg.topic_handle();
-                    if !seen.get(last).is_some_and(|(h, _, p, _)| *p == partition && *h == handle) {
-                        last = match seen.iter().position(|(h, _, p, _)| *p == partition && *h == handle) {
-                            Some(i) => i,
-                            None => {
-                                let topic: Arc<str> = Arc::from(msg.topic());
-                                let next = parts.get(&(topic.to_string(), partition)).map_or(-1, |p| p.next);
-                                seen.push((handle, topic, partition, next));
-                                seen.len() - 1
-                            }
-                        };
+            let msg = match self.data.poll(left) {
+                Some(Ok(msg)) => msg,
+                Some(Err(e)) => return Err(RunError::Setup(format!("consuming: {e}"))),
+                None => break,
+            };
+            let topic = msg.topic().to_string();
+            let key = (topic.clone(), msg.partition());
+            if let Some(p) = self.parts.get_mut(&key) {
+                // Offsets skipped are transaction markers or aborted records, or records deleted
+                // (retention) before they were read: only the last is a loss.
+                if msg.offset() > p.next && p.kind == RelationKind::Stream {
+                    let low = self
+                        .data
+                        .fetch_watermarks(&topic, msg.partition(), Duration::from_secs(5))
+                        .map_or(msg.offset(), |(low, _)| low);
+                    if low > p.next {
+                        let gap = format!(
+                            "{topic} partition {} offsets {}..{} were deleted before being processed",
+                            msg.partition(),
+                            p.next,
+                            low.min(msg.offset())
+                        );
+                        log(&self.model.name, &format!("DATA LOST: {gap}"));
+                        self.stats.gaps.push(gap);
                     }
-                    let (_, topic, _, next) = &mut seen[last];
-                    // Offsets skipped are transaction markers or aborted records, or records
-                    // deleted (retention) before they were read: only the last is a loss (below).
-                    if *next >= 0 && msg.offset() > *next {
-                        skipped.push((topic.clone(), partition, *next, msg.offset()));
-                    }
-                    *next = msg.offset() + 1;
-                    batch_bytes += msg.payload_len();
-                    let timestamp = msg.timestamp();
-                    if !skip_before.is_empty()
-                        && skip_before.get(&(topic.to_string(), partition)).is_some_and(|t| timestamp < *t)
-                    {
-                        return;
-                    }
-                    let record = Record {
-                        partition,
-                        offset: msg.offset(),
-                        timestamp,
-                        key: msg.key().map(<[u8]>::to_vec),
-                        value: msg.payload().map(<[u8]>::to_vec),
-                        headers: msg.headers(),
-                    };
-                    batch.push((topic.clone(), record));
-                })
-                .map_err(RunError::Setup)?;
-            if read < want {
-                break;
+                }
+                p.next = msg.offset() + 1;
             }
-        }
-        for (_, topic, partition, next) in seen {
-            if let Some(p) = self.parts.get_mut(&(topic.to_string(), partition)) {
-                p.next = next;
-            }
-        }
-        for (topic, partition, from, to) in skipped {
-            if self.parts.get(&(topic.to_string(), partition)).is_none_or(|p| p.kind != RelationKind::Stream) {
+            batch_bytes += msg.payload_len();
+            let timestamp = msg.timestamp().to_millis().unwrap_or(0);
+            if self.skip_before.get(&key).is_some_and(|t| timestamp < *t) {
                 continue;
             }
-            let low = self.data.fetch_watermarks(&topic, partition, Duration::from_secs(5)).map_or(to, |(low, _)| low);
-            if low > from {
-                let gap = format!(
-                    "{topic} partition {partition} offsets {from}..{} were deleted before being processed",
-                    low.min(to)
-                );
-                log(&self.model.name, &format!("DATA LOST: {gap}"));
-                self.stats.gaps.push(gap);
-            }
+            let record = Record {
+                partition: msg.partition(),
+                offset: msg.offset(),
+                timestamp,
+                key: msg.key().map(<[u8]>::to_vec),
+                value: msg.payload().map(<[u8]>::to_vec),
+                headers: super::codec::headers_of(&msg),
+            };
+            batch.push((topic, record));
         }
         Ok(batch)
     }
