@@ -41,6 +41,15 @@ struct DeliveryErrors {
     last: Mutex<Option<String>>,
 }
 
+impl DeliveryErrors {
+    fn record(&self, reason: String) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut l) = self.last.lock() {
+            *l = Some(reason);
+        }
+    }
+}
+
 struct DeliveryContext(Arc<DeliveryErrors>);
 
 impl ClientContext for DeliveryContext {}
@@ -49,10 +58,7 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((e, _)) = result {
-            self.0.count.fetch_add(1, Ordering::SeqCst);
-            if let Ok(mut l) = self.0.last.lock() {
-                *l = Some(e.to_string());
-            }
+            self.0.record(e.to_string());
         }
     }
 }
@@ -87,11 +93,9 @@ fn serve_reports(producer: &BaseProducer<DeliveryContext>, stop: &AtomicBool) {
                         break;
                     }
                     if (*m).err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-                        errors.count.fetch_add(1, Ordering::SeqCst);
+                        // Worded as rdkafka's `KafkaError::MessageProduction` is, as in `delivery`.
                         let why = std::ffi::CStr::from_ptr(rdsys::rd_kafka_err2str((*m).err));
-                        if let Ok(mut l) = errors.last.lock() {
-                            *l = Some(format!("Message production error: {}", why.to_string_lossy()));
-                        }
+                        errors.record(format!("Message production error: {}", why.to_string_lossy()));
                     }
                 }
             }

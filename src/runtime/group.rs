@@ -20,7 +20,7 @@ use rdkafka::TopicPartitionList;
 
 use super::error::RunError;
 use super::runner::Pool;
-use super::tasks::{Layout, TaskId};
+use super::tasks::{input_info, Layout, TaskId};
 use super::worker::{log, RunControl};
 use crate::compile::CompiledProject;
 use crate::graph::NodeId;
@@ -130,8 +130,7 @@ pub fn coordinate(
             break;
         }
         if let Some(check) = &mut elsewhere {
-            let here = consumer.context().assigned.lock().map(|a| a.clone()).unwrap_or_default();
-            check.run(model, &layout, &here, &pool, &control);
+            check.run(model, &layout, &consumer.context().assigned, &pool, &control);
         }
     }
     // Stop the tasks before leaving, so that the next owners start from their final checkpoints.
@@ -166,27 +165,15 @@ impl ElsewhereCheck {
         let m = cp.models.get(model).ok_or_else(|| RunError::Setup(format!("no model `{model}`")))?;
         let consumer = crate::connectors::consumer::manual_consumer(client, &m.resolved.consumer_group)
             .map_err(RunError::Setup)?;
-        let mut streams = Vec::new();
-        let mut upstream = Vec::new();
-        for input in &m.inputs {
-            let (topic, kind) = match input {
-                NodeId::Source(s) => match cp.sources.get(s) {
-                    Some(s) => (s.decl.table.topic.clone(), s.decl.table.kind),
-                    None => continue,
-                },
-                NodeId::Model(u) => match cp.models.get(u) {
-                    Some(u) => {
-                        upstream.push(u.name.clone());
-                        (u.topic.clone(), u.kind)
-                    }
-                    None => continue,
-                },
-                NodeId::Sink(_) | NodeId::Connector(_) => continue,
-            };
-            if kind == RelationKind::Stream {
-                streams.push(topic);
-            }
-        }
+        let streams = m
+            .inputs
+            .iter()
+            .filter_map(|i| input_info(cp, i))
+            .filter(|(_, kind, _)| *kind == RelationKind::Stream)
+            .map(|(topic, _, _)| topic)
+            .collect();
+        let upstream =
+            m.inputs.iter().filter_map(|i| if let NodeId::Model(u) = i { Some(u.clone()) } else { None }).collect();
         Ok(ElsewhereCheck {
             consumer,
             streams,
@@ -198,12 +185,21 @@ impl ElsewhereCheck {
         })
     }
 
-    /// Counts the tasks neither held nor finished here that have caught up elsewhere (once a second).
-    fn run(&mut self, model: &str, layout: &Layout, here: &BTreeSet<TaskId>, pool: &Pool, control: &RunControl) {
+    /// Counts the tasks neither held here (`assigned`) nor finished that have caught up elsewhere
+    /// (once a second).
+    fn run(
+        &mut self,
+        model: &str,
+        layout: &Layout,
+        assigned: &Mutex<BTreeSet<TaskId>>,
+        pool: &Pool,
+        control: &RunControl,
+    ) {
         if self.last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
             return;
         }
         self.last = Some(Instant::now());
+        let here = assigned.lock().map(|a| a.clone()).unwrap_or_default();
         let finished = pool.finished(model);
         let waiting: Vec<TaskId> =
             layout.tasks().into_iter().filter(|t| !here.contains(t) && !finished.contains(t)).collect();
@@ -221,7 +217,7 @@ impl ElsewhereCheck {
             let rekeyed =
                 layout.tasks().iter().filter(|t| matches!(t, TaskId::Repartition(_))).all(|t| finished.contains(t));
             if !self.repartition_known && rekeyed {
-                self.repartition_known = self.read_ends(&topic.clone());
+                self.repartition_known = self.read_ends(topic);
             }
         }
         for task in waiting {

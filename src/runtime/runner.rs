@@ -120,8 +120,7 @@ impl Pool {
     /// A bounded run: a task another worker runs has caught up there.
     pub fn caught_up_elsewhere(&self, model: &str, task: TaskId) {
         if let Ok(mut f) = self.finishing.lock() {
-            f.finished.entry(model.to_string()).or_default().insert(task);
-            f.check(model, &self.control);
+            f.finish(model, task, &self.control);
         }
     }
 
@@ -390,11 +389,16 @@ fn failed(slot: &mut Slot, shared: &Shared, e: RunError) -> Option<Result<JobSta
 /// Marks the model done once every task expected of it has caught up.
 fn caught_up(shared: &Shared, model: &str, task: TaskId) {
     let Ok(mut f) = shared.finishing.lock() else { return };
-    f.finished.entry(model.to_string()).or_default().insert(task);
-    f.check(model, &shared.control);
+    f.finish(model, task, &shared.control);
 }
 
 impl Finishing {
+    /// `task` of `model` has caught up (here or elsewhere); the model is done once all expected have.
+    fn finish(&mut self, model: &str, task: TaskId, control: &RunControl) {
+        self.finished.entry(model.to_string()).or_default().insert(task);
+        self.check(model, control);
+    }
+
     fn check(&self, model: &str, control: &RunControl) {
         let Some(expected) = self.expected.get(model) else { return };
         let finished = self.finished.get(model);

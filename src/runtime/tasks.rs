@@ -186,7 +186,7 @@ pub fn layout(cp: &CompiledProject, model: &CompiledModel, partitions_of: &dyn F
 }
 
 /// An input's topic, kind and key columns.
-fn input_info(cp: &CompiledProject, id: &NodeId) -> Option<(String, RelationKind, Vec<String>)> {
+pub(crate) fn input_info(cp: &CompiledProject, id: &NodeId) -> Option<(String, RelationKind, Vec<String>)> {
     match id {
         NodeId::Source(s) => {
             let s = cp.sources.get(s)?;
