@@ -20,6 +20,8 @@
 //! every window has the reference's count and sum. A failed check fails the benchmark (exit status 1).
 //! Results: a Markdown section (EOS_DOC) and JSON (EOS_RESULTS).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "../tests/e2e_common/mod.rs"]
 mod e2e_common;
 

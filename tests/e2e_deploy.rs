@@ -150,14 +150,8 @@ fn apply_edit_apply_while_a_worker_runs() {
     // Destroy: the worker lets its jobs go, and the target is empty again.
     let destroy = cmd(&["destroy", "--auto-approve"]).output().unwrap();
     assert!(destroy.status.success(), "{}", text(&destroy));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = worker.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the worker kept running after destroy\n{}", worker_log());
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = worker.exited_within(Duration::from_secs(30));
+    let status = status.unwrap_or_else(|| panic!("the worker kept running after destroy\n{}", worker_log()));
     assert!(status.success(), "{}", worker_log());
     let after = cmd(&["plan", "--detailed-exitcode"]).output().unwrap();
     assert_eq!(after.status.code(), Some(2), "{}", text(&after));

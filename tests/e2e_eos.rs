@@ -6,6 +6,7 @@
 //!
 //! Needs Java, Kafka's jars (`tests/kafka/fetch.sh`), kcat and python3, like `e2e_run`.
 
+mod common;
 mod e2e_common;
 
 use std::path::Path;

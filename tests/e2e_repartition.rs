@@ -23,7 +23,6 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e_common::kafka::KafkaCluster;
 use e2e_common::*;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
@@ -237,25 +236,9 @@ fn problems(kcat: &Path, bootstrap: &str, input: &[Event]) -> Vec<String> {
 #[test]
 fn group_by_another_column_goes_through_a_repartition_topic_and_equals_the_reference() {
     let Some(kcat) = tools() else { return };
-    let kafka = KafkaCluster::single();
-    let bootstrap = kafka.bootstrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let cluster = streamctl::connectors::kafka::Cluster::Kafka {
-        bootstrap: bootstrap.clone(),
-        properties: vec![],
-        replication_factor: 1,
-    };
-    let input =
-        streamctl::connectors::kafka::TopicSpec { name: "rp-events".into(), partitions: PARTITIONS, compacted: false };
-    rt.block_on(cluster.ensure_topics(&[input])).unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let project = work.path().join("project");
-    common::copy_dir(&root().join("tests/repartition/project"), &project, &["target"]);
-    let cmd = |args: &[&str]| {
-        let mut c = streamctl();
-        c.arg("--project-dir").arg(&project).args(args).env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap);
-        c
-    };
+    let setup = KafkaProject::start("tests/repartition/project", "rp-events", PARTITIONS);
+    let (bootstrap, work) = (setup.bootstrap.clone(), &setup.work);
+    let cmd = |args: &[&str]| setup.cmd(args);
     let planned = cmd(&["plan"]).output().unwrap();
     let planned = text(&planned);
     assert!(

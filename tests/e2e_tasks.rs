@@ -16,7 +16,6 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e_common::kafka::KafkaCluster;
 use e2e_common::*;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
@@ -108,25 +107,9 @@ fn problems(kcat: &Path, bootstrap: &str) -> Vec<String> {
 #[test]
 fn tasks_spread_over_workers_move_on_a_kill_and_rebalance_to_a_new_worker() {
     let Some(kcat) = tools() else { return };
-    let kafka = KafkaCluster::single();
-    let bootstrap = kafka.bootstrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let cluster = streamctl::connectors::kafka::Cluster::Kafka {
-        bootstrap: bootstrap.clone(),
-        properties: vec![],
-        replication_factor: 1,
-    };
-    let input =
-        streamctl::connectors::kafka::TopicSpec { name: "tasks-events".into(), partitions: 6, compacted: false };
-    rt.block_on(cluster.ensure_topics(&[input])).unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let project = work.path().join("project");
-    common::copy_dir(&root().join("tests/tasks/project"), &project, &["target"]);
-    let cmd = |args: &[&str]| {
-        let mut c = streamctl();
-        c.arg("--project-dir").arg(&project).args(args).env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap);
-        c
-    };
+    let setup = KafkaProject::start("tests/tasks/project", "tasks-events", 6);
+    let (bootstrap, work) = (setup.bootstrap.clone(), &setup.work);
+    let cmd = |args: &[&str]| setup.cmd(args);
     let applied = cmd(&["apply", "--auto-approve"]).output().unwrap();
     assert!(applied.status.success(), "{}", text(&applied));
     produce(&bootstrap, 0..RECORDS / 2);
@@ -235,25 +218,9 @@ fn tasks_spread_over_workers_move_on_a_kill_and_rebalance_to_a_new_worker() {
 #[test]
 fn a_bounded_run_waits_for_the_tasks_another_member_holds() {
     let Some(kcat) = tools() else { return };
-    let kafka = KafkaCluster::single();
-    let bootstrap = kafka.bootstrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let cluster = streamctl::connectors::kafka::Cluster::Kafka {
-        bootstrap: bootstrap.clone(),
-        properties: vec![],
-        replication_factor: 1,
-    };
-    let input =
-        streamctl::connectors::kafka::TopicSpec { name: "tasks-events".into(), partitions: 6, compacted: false };
-    rt.block_on(cluster.ensure_topics(&[input])).unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let project = work.path().join("project");
-    common::copy_dir(&root().join("tests/tasks/project"), &project, &["target"]);
-    let cmd = |args: &[&str]| {
-        let mut c = streamctl();
-        c.arg("--project-dir").arg(&project).args(args).env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap);
-        c
-    };
+    let setup = KafkaProject::start("tests/tasks/project", "tasks-events", 6);
+    let (bootstrap, work) = (setup.bootstrap.clone(), &setup.work);
+    let cmd = |args: &[&str]| setup.cmd(args);
     let applied = cmd(&["apply", "--auto-approve"]).output().unwrap();
     assert!(applied.status.success(), "{}", text(&applied));
     produce(&bootstrap, 0..RECORDS);
@@ -318,14 +285,8 @@ fn a_bounded_run_waits_for_the_tasks_another_member_holds() {
 
     leave.store(true, std::sync::atomic::Ordering::SeqCst);
     member.join().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = run.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the run did not end after the other member left:\n{}", log());
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = run.exited_within(Duration::from_secs(120));
+    let status = status.unwrap_or_else(|| panic!("the run did not end after the other member left:\n{}", log()));
     assert!(status.success(), "{}", log());
     let p = problems(&kcat, &bootstrap);
     assert!(p.is_empty(), "the outputs are not the reference: {p:#?}\n{}", log());

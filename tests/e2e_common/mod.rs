@@ -48,6 +48,66 @@ impl Drop for Killed {
     }
 }
 
+impl Killed {
+    /// The process's exit status once it has exited, within `limit` (`None`: still running).
+    pub fn exited_within(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(s) = self.0.try_wait().unwrap() {
+                return Some(s);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
+/// A test project on a single-node Kafka of its own: its input topic created, the project copied
+/// into a temporary folder, `streamctl` commands run on it against that Kafka.
+pub struct KafkaProject {
+    pub kafka: kafka::KafkaCluster,
+    pub bootstrap: String,
+    pub work: tempfile::TempDir,
+    pub project: PathBuf,
+}
+
+impl KafkaProject {
+    /// `dir`: the project under the repository root; `input`: a stream topic and its partitions.
+    pub fn start(dir: &str, input: &str, partitions: i32) -> KafkaProject {
+        let kafka = kafka::KafkaCluster::single();
+        let bootstrap = kafka.bootstrap();
+        create_topics(&bootstrap, &[(input, partitions, false)]);
+        let work = tempfile::tempdir().unwrap();
+        let project = work.path().join("project");
+        crate::common::copy_dir(&root().join(dir), &project, &["target"]);
+        KafkaProject { kafka, bootstrap, work, project }
+    }
+
+    /// `streamctl --project-dir <project> ARGS` against this Kafka.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = streamctl();
+        c.arg("--project-dir").arg(&self.project).args(args).env("KAFKA_BOOTSTRAP_SERVERS", &self.bootstrap);
+        c
+    }
+}
+
+/// Creates topics (name, partitions, compacted) on a Kafka; kcat cannot.
+pub fn create_topics(bootstrap: &str, topics: &[(&str, i32, bool)]) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cluster = streamctl::connectors::kafka::Cluster::Kafka {
+        bootstrap: bootstrap.into(),
+        properties: vec![],
+        replication_factor: 1,
+    };
+    let topics: Vec<_> = topics
+        .iter()
+        .map(|(n, p, c)| streamctl::connectors::kafka::TopicSpec { name: n.to_string(), partitions: *p, compacted: *c })
+        .collect();
+    rt.block_on(cluster.ensure_topics(&topics)).unwrap();
+}
+
 pub fn streamctl() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_streamctl"));
     c.env("NO_COLOR", "1");
@@ -60,15 +120,10 @@ pub fn root() -> PathBuf {
 
 /// Creates the source topics (kcat cannot) with the partitions the sources declare.
 pub fn create_source_topics(bootstrap: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let cluster = streamctl::connectors::kafka::Cluster::Kafka {
-        bootstrap: bootstrap.into(),
-        properties: vec![],
-        replication_factor: 1,
-    };
-    let topics = [("ora-ogg-SOE-CUSTOMERS", 1, true), (LOGON_TOPIC, 2, false), ("ora-ogg-SOE-ORDERS-json", 2, false)]
-        .map(|(n, p, c)| streamctl::connectors::kafka::TopicSpec { name: n.into(), partitions: p, compacted: c });
-    rt.block_on(cluster.ensure_topics(&topics)).unwrap();
+    create_topics(
+        bootstrap,
+        &[("ora-ogg-SOE-CUSTOMERS", 1, true), (LOGON_TOPIC, 2, false), ("ora-ogg-SOE-ORDERS-json", 2, false)],
+    );
 }
 
 /// Produces lines with kcat; `keyed` lines are `key<TAB>value`.
