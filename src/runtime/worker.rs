@@ -193,6 +193,34 @@ pub enum Progress {
     CheckpointFailed,
 }
 
+/// A polled micro-batch: its records in arrival order, cut into runs of one input topic.
+#[derive(Default)]
+struct PolledBatch {
+    records: Vec<Record>,
+    /// Each run's topic and where it ends in `records`.
+    runs: Vec<(String, usize)>,
+}
+
+impl PolledBatch {
+    fn with_capacity(n: usize) -> PolledBatch {
+        PolledBatch { records: Vec::with_capacity(n), runs: Vec::new() }
+    }
+
+    fn push(&mut self, topic: &str, record: Record) {
+        self.records.push(record);
+        match self.runs.last_mut() {
+            Some((t, end)) if t == topic => *end = self.records.len(),
+            _ => self.runs.push((topic.to_string(), self.records.len())),
+        }
+    }
+
+    /// The runs: a topic and its records.
+    fn runs(&self) -> impl Iterator<Item = (&str, &[Record])> {
+        let starts = std::iter::once(0).chain(self.runs.iter().map(|(_, end)| *end));
+        self.runs.iter().zip(starts).map(|((topic, end), start)| (topic.as_str(), &self.records[start..*end]))
+    }
+}
+
 /// A task of a job running against Kafka, one micro-batch at a time. Whoever drives it must have
 /// been given the task by the group ([`super::runner`] does). Dropping it without a final
 /// checkpoint is a crash: the next owner resumes from the last checkpoint.
@@ -556,39 +584,41 @@ impl KafkaJob {
     /// what it gave. Returns the number of records polled.
     pub fn poll_and_process(&mut self, stopping: bool) -> Result<usize, RunError> {
         let started = Instant::now();
-        let batch = if stopping { Vec::new() } else { self.poll()? };
-        self.last_polled = batch.len();
+        let batch = if stopping { PolledBatch::default() } else { self.poll()? };
+        self.last_polled = batch.records.len();
         // Every task reads the tables whole: their records count once per job, in its first task.
         // The aggregating stage's records were counted as they came in by the first.
-        let counts = |topic: &String| match (&self.stage, self.task) {
+        let counts = |topic: &str| match (&self.stage, self.task) {
             (Stage::Aggregate(..), _) => false,
             (_, TaskId::Whole | TaskId::Partition(0)) => true,
             _ => !self.table_topics.contains(topic),
         };
-        let counted: Vec<&Record> = batch.iter().filter(|(t, _)| counts(t)).map(|(_, r)| r).collect();
-        let (counted, bytes_in) =
-            (counted.len(), counted.iter().map(|r| r.value.as_ref().map_or(0, Vec::len) as u64).sum::<u64>());
+        let (mut counted, mut bytes_in) = (0usize, 0u64);
+        for (topic, records) in batch.runs() {
+            if counts(topic) {
+                counted += records.len();
+                bytes_in += records.iter().map(|r| r.value.as_ref().map_or(0, Vec::len) as u64).sum::<u64>();
+            }
+        }
         self.stats.records_in += counted as u64;
         let mut out = BatchOutcome::default();
-        // Runs of records of the same input, in arrival order.
-        let mut rest = batch.as_slice();
-        while let Some((topic, _)) = rest.first() {
-            let run = rest.iter().take_while(|(t, _)| t == topic).count();
-            let records: Vec<Record> = rest[..run].iter().map(|(_, r)| r.clone()).collect();
+        for (topic, records) in batch.runs() {
             if let Some(input) = self.inputs_by_topic.get(topic).cloned() {
                 match &mut self.stage {
                     Stage::Rekey { r, seen, .. } => {
-                        let t = self.driver.rekey(&input, &records, &r.columns, &mut out)?;
+                        let t = self.driver.rekey(&input, records, &r.columns, &mut out)?;
                         *seen = t.map_or(*seen, |t| t.max(*seen));
                         super::repartition::heard_from_input(&mut self.stage, Instant::now());
                     }
-                    Stage::Aggregate(_, _, idleness) => {
-                        self.rt.block_on(self.driver.process_repartitioned(&input, records, idleness, &mut out))?
-                    }
-                    Stage::Whole => self.rt.block_on(self.driver.process(&input, &records, &mut out))?,
+                    Stage::Aggregate(_, _, idleness) => self.rt.block_on(self.driver.process_repartitioned(
+                        &input,
+                        records.to_vec(),
+                        idleness,
+                        &mut out,
+                    ))?,
+                    Stage::Whole => self.rt.block_on(self.driver.process(&input, records, &mut out))?,
                 }
             }
-            rest = &rest[run..];
             self.dirty = true;
         }
         if let TaskId::Repartition(p) = self.task {
@@ -599,39 +629,54 @@ impl KafkaJob {
         // topic's again), output records of the model (not re-keyed records or markers).
         if let Some(m) = &self.metrics {
             let counts = BatchCounts { records_in: counted as u64, bytes_in, ..BatchCounts::default() };
-            m.batch(counts, (!batch.is_empty()).then(|| started.elapsed()));
+            m.batch(counts, (self.last_polled > 0).then(|| started.elapsed()));
         }
         Ok(self.last_polled)
     }
 
-    fn poll(&mut self) -> Result<Vec<(String, Record)>, RunError> {
-        let mut batch: Vec<(String, Record)> = Vec::with_capacity(self.opts.max_batch_records.min(100_000));
+    /// Polls up to a micro-batch: the records, and the runs of them that came from one input
+    /// topic (its name, how many records), in arrival order.
+    fn poll(&mut self) -> Result<PolledBatch, RunError> {
+        let mut batch = PolledBatch::with_capacity(self.opts.max_batch_records.min(100_000));
         let mut batch_bytes = 0usize;
         let deadline = Instant::now() + self.opts.max_batch_wait;
-        while batch.len() < self.opts.max_batch_records && batch_bytes < self.opts.max_batch_bytes {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let msg = match self.data.poll(left) {
-                Some(Ok(msg)) => msg,
-                Some(Err(e)) => return Err(RunError::Setup(format!("consuming: {e}"))),
-                None => break,
+        // The (topic, partition) of the last record: records come in runs of one partition, so
+        // its map key is built once per run, not once per record.
+        let mut current: Option<(String, i32)> = None;
+        while batch.records.len() < self.opts.max_batch_records && batch_bytes < self.opts.max_batch_bytes {
+            // A record already fetched is taken without a wait, which spares librdkafka and us
+            // the clock reads a timed poll makes; the clock is read only when the queue is empty.
+            let msg = match self.data.poll(Duration::ZERO) {
+                Some(msg) => msg,
+                None => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match self.data.poll(left) {
+                        Some(msg) => msg,
+                        None => break,
+                    }
+                }
             };
-            let topic = msg.topic().to_string();
-            let key = (topic.clone(), msg.partition());
-            if let Some(p) = self.parts.get_mut(&key) {
+            let msg = msg.map_err(|e| RunError::Setup(format!("consuming: {e}")))?;
+            let key = match &mut current {
+                Some(k) if k.1 == msg.partition() && k.0 == msg.topic() => k,
+                _ => current.insert((msg.topic().to_string(), msg.partition())),
+            };
+            if let Some(p) = self.parts.get_mut(key) {
                 // Offsets skipped are transaction markers or aborted records, or records deleted
                 // (retention) before they were read: only the last is a loss.
                 if msg.offset() > p.next && p.kind == RelationKind::Stream {
                     let low = self
                         .data
-                        .fetch_watermarks(&topic, msg.partition(), Duration::from_secs(5))
+                        .fetch_watermarks(&key.0, key.1, Duration::from_secs(5))
                         .map_or(msg.offset(), |(low, _)| low);
                     if low > p.next {
                         let gap = format!(
-                            "{topic} partition {} offsets {}..{} were deleted before being processed",
-                            msg.partition(),
+                            "{} partition {} offsets {}..{} were deleted before being processed",
+                            key.0,
+                            key.1,
                             p.next,
                             low.min(msg.offset())
                         );
@@ -643,7 +688,7 @@ impl KafkaJob {
             }
             batch_bytes += msg.payload_len();
             let timestamp = msg.timestamp().to_millis().unwrap_or(0);
-            if self.skip_before.get(&key).is_some_and(|t| timestamp < *t) {
+            if self.skip_before.get(key).is_some_and(|t| timestamp < *t) {
                 continue;
             }
             let record = Record {
@@ -654,7 +699,7 @@ impl KafkaJob {
                 value: msg.payload().map(<[u8]>::to_vec),
                 headers: super::codec::headers_of(&msg),
             };
-            batch.push((topic, record));
+            batch.push(&key.0, record);
         }
         Ok(batch)
     }
