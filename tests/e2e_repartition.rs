@@ -5,7 +5,7 @@
 //! partition of that topic. The test checks, against references computed here from the records it
 //! produced:
 //! - every record is in each repartition topic once (`read_committed`), in the partition Kafka's default
-//!   partitioner (murmur2, implemented here) gives its key, so each group is in one partition, one task;
+//!   partitioner (murmur2, written out in e2e_common) gives its key, so each group is in one partition, one task;
 //! - each group's last running aggregate is its total over the input (a group split over tasks would end
 //!   with one task's part), and every window's count and sum, once each (exactly-once, EMIT FINAL): the
 //!   windows close in every aggregating task, also those that got no record of the last input (the first
@@ -111,39 +111,6 @@ fn read_committed(kcat: &Path, bootstrap: &str, topic: &str) -> Vec<(i32, String
             Some((p, k, serde_json::from_str(parts.next()?).unwrap_or(Value::Null)))
         })
         .collect()
-}
-
-/// Kafka's `Utils.murmur2` (the Java client's default partitioner), written out here from its definition.
-fn murmur2(data: &[u8]) -> u32 {
-    let m: u32 = 0x5bd1e995;
-    let mut h: u32 = 0x9747b28c ^ data.len() as u32;
-    let whole = data.len() / 4 * 4;
-    for i in (0..whole).step_by(4) {
-        let mut k = u32::from(data[i])
-            | u32::from(data[i + 1]) << 8
-            | u32::from(data[i + 2]) << 16
-            | u32::from(data[i + 3]) << 24;
-        k = k.wrapping_mul(m);
-        k ^= k >> 24;
-        k = k.wrapping_mul(m);
-        h = h.wrapping_mul(m);
-        h ^= k;
-    }
-    let left = data.len() - whole;
-    if left == 3 {
-        h ^= u32::from(data[whole + 2]) << 16;
-    }
-    if left >= 2 {
-        h ^= u32::from(data[whole + 1]) << 8;
-    }
-    if left >= 1 {
-        h ^= u32::from(data[whole]);
-        h = h.wrapping_mul(m);
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(m);
-    h ^= h >> 15;
-    h
 }
 
 /// What is wrong with the outputs and repartition topics, against the references (empty: nothing).

@@ -4,7 +4,8 @@
 //! model, a stream–table join, an aggregation grouped by columns that include the stream's key) is
 //! `n` tasks: task `p` reads partition `p` of the stream, and every partition of the tables it joins
 //! (each task holds the whole table, like a Kafka Streams global table, so the table need not be
-//! co-partitioned with the stream). An aggregation grouped by other columns of its one stream is two
+//! co-partitioned with the stream), or only partition `p` of a table joined on the stream's key
+//! ([`co_partitioned_tables`]). An aggregation grouped by other columns of its one stream is two
 //! stages of tasks around a repartition topic ([`super::repartition`]). Any other job is one task
 //! reading every partition: it would otherwise split a group over tasks. A task keeps its own state,
 //! checkpoint (keys `t<p>/…` in the job's checkpoint topic) and, exactly-once, its own transactional
@@ -13,7 +14,7 @@
 use crate::compile::repartition::Repartitioning;
 use crate::compile::{group_columns, CompiledModel, CompiledProject, OperatorKind};
 use crate::graph::NodeId;
-use crate::project::config::RelationKind;
+use crate::project::config::{KeyFormat, RelationKind};
 
 /// Which task of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -183,6 +184,62 @@ pub fn layout(cp: &CompiledProject, model: &CompiledModel, partitions_of: &dyn F
         }
     }
     Layout { driving_topic, partitions: Some(n), whole_because: None, repartition }
+}
+
+/// The tables of `model`'s stream–table join that a task reads partition by partition (partition
+/// `p` of the table with partition `p` of the stream) instead of whole: those joined on their one
+/// key column to the stream's one declared key column, both keys written alike (the same key
+/// format, not Avro, whose bytes carry a schema id), so that a key's rows are in the same partition
+/// of both topics when both are partitioned by the key as Java clients do (murmur2). The worker
+/// reads them so only when both topics have as many partitions, and checks every record's
+/// partition against its key.
+pub(crate) fn co_partitioned_tables(cp: &CompiledProject, model: &CompiledModel) -> Vec<NodeId> {
+    use crate::compile::streaming::job::{JoinNode, Node};
+    use datafusion::physical_expr::expressions::Column;
+    fn join_of(node: &Node) -> Option<&JoinNode> {
+        match node {
+            Node::Join(j) => Some(j),
+            Node::Map { input, .. } => join_of(input),
+            Node::Aggregate(a) => join_of(&a.input),
+            Node::Scan { .. } => None,
+        }
+    }
+    fn scanned(node: &Node) -> Option<&NodeId> {
+        match node {
+            Node::Scan { input, .. } => Some(input),
+            Node::Map { input, .. } => scanned(input),
+            Node::Join(_) | Node::Aggregate(_) => None,
+        }
+    }
+    let key_of = |id: &NodeId| -> Option<(String, KeyFormat)> {
+        let (key, format) = match id {
+            NodeId::Source(s) => cp.sources.get(s).map(|s| (&s.key, s.decl.table.key_format))?,
+            NodeId::Model(m) => cp.models.get(m).map(|m| (&m.key, m.config.key_format.unwrap_or_default()))?,
+            NodeId::Sink(_) | NodeId::Connector(_) => return None,
+        };
+        match key.as_slice() {
+            [k] if format != KeyFormat::Avro => Some((k.clone(), format)),
+            _ => None,
+        }
+    };
+    let Some(j) = join_of(&model.job.root) else { return Vec::new() };
+    let (Some(stream), Some(table)) = (scanned(&j.stream), scanned(&j.table)) else { return Vec::new() };
+    let (Some((stream_key, stream_format)), Some((table_key, table_format))) = (key_of(stream), key_of(table)) else {
+        return Vec::new();
+    };
+    let name = |e: &std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>| {
+        let any: &dyn std::any::Any = e.as_ref();
+        any.downcast_ref::<Column>().map(|c| c.name().to_string())
+    };
+    let on_keys = j.stream_keys.iter().zip(&j.table_keys).any(|(s, t)| {
+        name(s).is_some_and(|s| s.eq_ignore_ascii_case(&stream_key))
+            && name(t).is_some_and(|t| t.eq_ignore_ascii_case(&table_key))
+    });
+    if on_keys && stream_format == table_format {
+        vec![table.clone()]
+    } else {
+        Vec::new()
+    }
 }
 
 /// An input's topic, kind and key columns.

@@ -178,6 +178,9 @@ struct PartitionState {
     /// End offset to reach before stopping (`--until-caught-up`) or before streams start (tables).
     target: Option<i64>,
     high: i64,
+    /// Co-partitioned inputs: the partition count by which each record's key must hash (murmur2,
+    /// as Java clients partition) to the partition it is in.
+    key_partitions: Option<i32>,
 }
 
 /// What `settle` decided.
@@ -360,20 +363,6 @@ impl KafkaJob {
         let stateful = m.stateful() && !matches!(stage, Stage::Rekey { .. });
         let mut driver =
             MicroBatchDriver::new(&cp, model, super::task_context(), opts.idle_timeout, opts.registry.as_ref())?;
-        let left_to_others: Vec<NodeId> = driver
-            .codecs()
-            .filter(|c| {
-                opts.bad_record_writers
-                    .get(&(c.topic.clone(), c.dead_letter_topic.clone()))
-                    .is_some_and(|writer| writer != model)
-                    // Every task reads the tables whole: the first task writes their bad records.
-                    || (c.kind == RelationKind::Table && !matches!(task, TaskId::Whole | TaskId::Partition(0)))
-            })
-            .map(|c| c.id.clone())
-            .collect();
-        for input in &left_to_others {
-            driver.leave_bad_records_to_another_job(input);
-        }
         stats.guarantee = guarantee.word();
 
         let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
@@ -423,13 +412,37 @@ impl KafkaJob {
         let mut inputs_by_topic = BTreeMap::new();
         let mut tpl = TopicPartitionList::new();
         let codecs: Vec<_> = driver.codecs().map(|c| (c.topic.clone(), c.id.clone(), c.kind, c.lateness_ms)).collect();
+        // A table joined on the stream's key, with as many partitions: task p reads its partition
+        // p only, and every record of both is checked to be where its key puts it.
+        let co_partitioned = match (task, &stage) {
+            (TaskId::Partition(_), Stage::Whole) => super::tasks::co_partitioned_tables(&cp, &m),
+            _ => Vec::new(),
+        };
+        let stream_partition_count = match codecs.iter().find(|c| c.2 == RelationKind::Stream) {
+            Some((topic, ..)) if !co_partitioned.is_empty() => {
+                partition_offsets(&data, topic).map_err(RunError::Setup)?.map(|p| p.len() as i32)
+            }
+            _ => None,
+        };
+        let (mut key_checked, mut by_partition_topics) = (None, Vec::new());
         for (topic, input, kind, lateness_ms) in codecs {
             let topic = stage.topic_of(&input, &topic).to_string();
             inputs_by_topic.insert(topic.clone(), input.clone());
             let Some(partitions) = partition_offsets(&data, &topic).map_err(RunError::Setup)? else {
                 return Err(RunError::Setup(format!("input topic {topic} ({input}) does not exist")));
             };
-            for (p, low, high) in partitions.into_iter().filter(|(p, _, _)| task.reads(kind, *p)) {
+            let by_partition =
+                co_partitioned.contains(&input) && stream_partition_count == Some(partitions.len() as i32);
+            if let (true, TaskId::Partition(p)) = (by_partition, task) {
+                key_checked = stream_partition_count;
+                by_partition_topics.push(topic.clone());
+                self::log(model, &format!("task p{p} reads partition {p} of {topic} (co-partitioned with the stream)"));
+            }
+            let reads = |p: i32| match task {
+                TaskId::Partition(t) if by_partition => p == t,
+                _ => task.reads(kind, p),
+            };
+            for (p, low, high) in partitions.into_iter().filter(|(p, _, _)| reads(*p)) {
                 let next = match offsets.get(&(topic.clone(), p)) {
                     Some(o) => {
                         if *o < low && kind == RelationKind::Stream {
@@ -457,10 +470,37 @@ impl KafkaJob {
                 } else {
                     None
                 };
-                parts.insert((topic.clone(), p), PartitionState { input: input.clone(), kind, next, target, high });
+                let key_partitions = None;
+                parts.insert(
+                    (topic.clone(), p),
+                    PartitionState { input: input.clone(), kind, next, target, high, key_partitions },
+                );
                 if kind == RelationKind::Stream && !matches!(stage, Stage::Aggregate(..)) {
                     driver.tracker().add_partition(&input, p, lateness_ms);
                 }
+            }
+        }
+        let left_to_others: Vec<NodeId> = driver
+            .codecs()
+            .filter(|c| {
+                opts.bad_record_writers
+                    .get(&(c.topic.clone(), c.dead_letter_topic.clone()))
+                    .is_some_and(|writer| writer != model)
+                    // Every task reads a table whole (the first task writes its bad records), or
+                    // its own partition of a co-partitioned one.
+                    || (c.kind == RelationKind::Table
+                        && !by_partition_topics.contains(&c.topic)
+                        && !matches!(task, TaskId::Whole | TaskId::Partition(0)))
+            })
+            .map(|c| c.id.clone())
+            .collect();
+        for input in &left_to_others {
+            driver.leave_bad_records_to_another_job(input);
+        }
+        // Co-partitioned: the stream's and the table's records are checked against their keys.
+        for ((topic, _), st) in parts.iter_mut() {
+            if st.kind == RelationKind::Stream || by_partition_topics.contains(topic) {
+                st.key_partitions = key_checked;
             }
         }
         if let Stage::Rekey { r, partitions, .. } = &mut stage {
@@ -497,8 +537,11 @@ impl KafkaJob {
         if !tables_loaded {
             let _ = data.pause(&partition_list(&stream_partitions));
         }
-        let table_topics =
-            parts.iter().filter(|(_, st)| st.kind == RelationKind::Table).map(|((t, _), _)| t.clone()).collect();
+        let table_topics = parts
+            .iter()
+            .filter(|(_, st)| st.kind == RelationKind::Table && st.key_partitions.is_none())
+            .map(|((t, _), _)| t.clone())
+            .collect();
         Ok(KafkaJob {
             rt,
             stateful,
@@ -586,7 +629,8 @@ impl KafkaJob {
         let started = Instant::now();
         let batch = if stopping { PolledBatch::default() } else { self.poll()? };
         self.last_polled = batch.records.len();
-        // Every task reads the tables whole: their records count once per job, in its first task.
+        // Every task reads the tables whole (but for co-partitioned ones): their records count once
+        // per job, in its first task.
         // The aggregating stage's records were counted as they came in by the first.
         let counts = |topic: &str| match (&self.stage, self.task) {
             (Stage::Aggregate(..), _) => false,
@@ -685,6 +729,12 @@ impl KafkaJob {
                     }
                 }
                 p.next = msg.offset() + 1;
+                if let (Some(n), Some(k)) = (p.key_partitions, msg.key()) {
+                    let expected = super::repartition::partition_of(k, n);
+                    if expected != key.1 {
+                        return Err(RunError::Setup(not_co_partitioned(&key.0, key.1, msg.offset(), k, expected)));
+                    }
+                }
             }
             batch_bytes += msg.payload_len();
             let timestamp = msg.timestamp().to_millis().unwrap_or(0);
@@ -965,6 +1015,18 @@ impl KafkaJob {
 }
 
 /// A transaction that did not commit: fenced (stop producing) or aborted (restore and go on).
+/// Why a co-partitioned join cannot go on: a record is not in the partition its key hashes to.
+fn not_co_partitioned(topic: &str, partition: i32, offset: i64, key: &[u8], expected: i32) -> String {
+    format!(
+        "{topic} partition {partition} offset {offset}: its key {} belongs in partition {expected} by murmur2 (the \
+         Java clients' default partitioner); this stream–table join reads the table partition by partition, with the \
+         stream's partition of the same number, which needs both topics partitioned by murmur2 over the same key \
+         bytes. Produce them so (librdkafka: partitioner=murmur2_random), or leave the stream's `key:` out of its \
+         declaration: then every task reads the whole table",
+        String::from_utf8_lossy(key)
+    )
+}
+
 fn txn_error(e: TxnFailure) -> RunError {
     match e {
         TxnFailure::Fenced(m) => RunError::Fenced(m),

@@ -503,3 +503,41 @@ pub fn field<'v>(v: &'v Value, name: &str) -> &'v Value {
 pub fn pid_of(holder: &str) -> Option<u32> {
     holder.split('/').next()?.rsplit('-').nth(1)?.parse().ok()
 }
+
+/// Kafka's `Utils.murmur2` (the Java client's default partitioner), written out here from its definition (a test's own reference, not streamctl's).
+pub fn murmur2(data: &[u8]) -> u32 {
+    let m: u32 = 0x5bd1e995;
+    let mut h: u32 = 0x9747b28c ^ data.len() as u32;
+    let whole = data.len() / 4 * 4;
+    for i in (0..whole).step_by(4) {
+        let mut k = u32::from(data[i])
+            | u32::from(data[i + 1]) << 8
+            | u32::from(data[i + 2]) << 16
+            | u32::from(data[i + 3]) << 24;
+        k = k.wrapping_mul(m);
+        k ^= k >> 24;
+        k = k.wrapping_mul(m);
+        h = h.wrapping_mul(m);
+        h ^= k;
+    }
+    let left = data.len() - whole;
+    if left == 3 {
+        h ^= u32::from(data[whole + 2]) << 16;
+    }
+    if left >= 2 {
+        h ^= u32::from(data[whole + 1]) << 8;
+    }
+    if left >= 1 {
+        h ^= u32::from(data[whole]);
+        h = h.wrapping_mul(m);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(m);
+    h ^= h >> 15;
+    h
+}
+
+/// The partition Kafka's default partitioner puts `key` in, of `n`.
+pub fn java_partition(key: &[u8], n: i32) -> i32 {
+    ((murmur2(key) & 0x7fff_ffff) % n as u32) as i32
+}
