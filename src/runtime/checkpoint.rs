@@ -253,6 +253,10 @@ impl CheckpointLog {
         );
         // Should the start move (retention) between reading it and fetching, read from the new start.
         client.set("auto.offset.reset", "earliest");
+        // A log is read to its end once and closed. A fetch that finds nothing committed yet (a
+        // claim's transaction committing while the task starts) is held by the broker this long;
+        // librdkafka's default, 500 ms, was most of a task's start.
+        client.set("fetch.wait.max.ms", "10");
         let consumer = manual_consumer(&client, "streamctl-checkpoint-reader").map_err(RunError::Setup)?;
         Ok(CheckpointLog {
             consumer,
