@@ -3,7 +3,8 @@
 //! partitions and produced with the Java clients' partitioner (murmur2). Each task reads its
 //! partition of the stream and the same partition of the table (not the whole table), the output
 //! is the reference computed here, and a bad table record outside partition 0 is dead-lettered by
-//! the task that reads it. A table record then written to another partition than its key's
+//! the task that reads it. A second model joins the same table from the stream declared without
+//! its key: each of its tasks reads the whole table, and the bad record counts once in each job. A table record then written to another partition than its key's
 //! stops the job with the topic, partition, offset and the fix, instead of joining wrongly.
 //!
 //! Needs Java, Kafka's jars (`tests/kafka/fetch.sh`) and kcat, like `e2e_run`.
@@ -70,9 +71,15 @@ fn each_task_reads_its_partition_of_a_co_partitioned_table() {
         .collect();
     produce(&bootstrap, "murmur2_random", "copart-events", &events, None);
 
-    let run = setup.cmd(&["run", "--until-caught-up", "--threads", "2"]).output().unwrap();
+    let run = setup.cmd(&["run", "--until-caught-up", "--threads", "2", "--format", "json"]).output().unwrap();
     assert!(run.status.success(), "{}", text(&run));
     let log = text(&run);
+    // The bad group record counts once per job: in the co-partitioned job, in the task reading its
+    // partition; in the job reading the table whole in every task, in its first task only.
+    let summary: serde_json::Value = serde_json::from_slice(&run.stdout).expect("the run's JSON summary");
+    for job in summary["jobs"].as_array().expect("jobs") {
+        assert_eq!(job["bad_records"], 1, "{job}\n{log}");
+    }
     for p in 0..4 {
         let line = format!("[copart_joined] task p{p} reads partition {p} of copart-groups (co-partitioned");
         assert!(log.contains(&line), "`{line}` not in:\n{log}");

@@ -56,6 +56,9 @@ pub struct MicroBatchDriver {
     /// Inputs whose bad records another job of the run writes to the dead-letter topic: this
     /// job counts them and leaves them (one copy per bad record, not one per job).
     bad_records_left_to_others: BTreeSet<NodeId>,
+    /// Inputs whose bad records another task of this job counts and writes (a table every task
+    /// reads whole): neither counted nor written here.
+    bad_records_of_another_task: BTreeSet<NodeId>,
 }
 
 impl MicroBatchDriver {
@@ -87,6 +90,7 @@ impl MicroBatchDriver {
             streams,
             tracker: WatermarkTracker::new(idle_timeout),
             bad_records_left_to_others: BTreeSet::new(),
+            bad_records_of_another_task: BTreeSet::new(),
         })
     }
 
@@ -94,6 +98,12 @@ impl MicroBatchDriver {
     /// write them. Late records are not affected: they depend on this job's windows.
     pub fn leave_bad_records_to_another_job(&mut self, input: &NodeId) {
         self.bad_records_left_to_others.insert(input.clone());
+    }
+
+    /// Another task of this job reads the same records of `input` (a table read whole by every
+    /// task) and counts and writes its bad records: here they are neither counted nor written.
+    pub fn leave_bad_records_to_another_task(&mut self, input: &NodeId) {
+        self.bad_records_of_another_task.insert(input.clone());
     }
 
     pub fn codecs(&self) -> impl Iterator<Item = &InputCodec> {
@@ -208,7 +218,11 @@ impl MicroBatchDriver {
         out: &mut BatchOutcome,
     ) -> Result<(), RunError> {
         let Some(codec) = self.codecs.get(input) else { return Ok(()) };
+        let counted_elsewhere = self.bad_records_of_another_task.contains(input);
         for bad in &decoded.bad {
+            if counted_elsewhere && codec.on_error != OnError::Fail {
+                continue;
+            }
             out.bad_records += 1;
             let record = &records[bad.index];
             match codec.on_error {

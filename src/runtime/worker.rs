@@ -486,16 +486,25 @@ impl KafkaJob {
                 opts.bad_record_writers
                     .get(&(c.topic.clone(), c.dead_letter_topic.clone()))
                     .is_some_and(|writer| writer != model)
-                    // Every task reads a table whole (the first task writes its bad records), or
-                    // its own partition of a co-partitioned one.
-                    || (c.kind == RelationKind::Table
-                        && !by_partition_topics.contains(&c.topic)
-                        && !matches!(task, TaskId::Whole | TaskId::Partition(0)))
             })
             .map(|c| c.id.clone())
             .collect();
         for input in &left_to_others {
             driver.leave_bad_records_to_another_job(input);
+        }
+        // Every task reads a table whole, and the first counts and writes its bad records (once
+        // per job); a task reading its own partition of a co-partitioned table handles its own.
+        let tables_of_the_first_task: Vec<NodeId> = driver
+            .codecs()
+            .filter(|c| {
+                c.kind == RelationKind::Table
+                    && !by_partition_topics.contains(&c.topic)
+                    && !matches!(task, TaskId::Whole | TaskId::Partition(0))
+            })
+            .map(|c| c.id.clone())
+            .collect();
+        for input in &tables_of_the_first_task {
+            driver.leave_bad_records_to_another_task(input);
         }
         // Co-partitioned: the stream's and the table's records are checked against their keys.
         for ((topic, _), st) in parts.iter_mut() {
