@@ -129,8 +129,8 @@ fn problems(kcat: &Path, bootstrap: &str, input: &[Event]) -> Vec<String> {
                 continue;
             }
             *seqs.entry(field(v, "SEQ").as_i64().unwrap_or(-1)).or_default() += 1;
-            let want = (murmur2(key.as_bytes()) & 0x7fff_ffff) % PARTITIONS as u32;
-            if *p as u32 != want {
+            let want = java_partition(key.as_bytes(), PARTITIONS);
+            if *p != want {
                 out.push(format!("{topic}: key {key} in partition {p}, Kafka's partitioner says {want}"));
             }
             let g = field(v, "G").as_str().unwrap_or("").to_string();

@@ -5,7 +5,7 @@
 //! `n` tasks: task `p` reads partition `p` of the stream, and every partition of the tables it joins
 //! (each task holds the whole table, like a Kafka Streams global table, so the table need not be
 //! co-partitioned with the stream), or only partition `p` of a table joined on the stream's key
-//! ([`co_partitioned_tables`]). An aggregation grouped by other columns of its one stream is two
+//! ([`co_partitioned_table`]). An aggregation grouped by other columns of its one stream is two
 //! stages of tasks around a repartition topic ([`super::repartition`]). Any other job is one task
 //! reading every partition: it would otherwise split a group over tasks. A task keeps its own state,
 //! checkpoint (keys `t<p>/…` in the job's checkpoint topic) and, exactly-once, its own transactional
@@ -186,14 +186,14 @@ pub fn layout(cp: &CompiledProject, model: &CompiledModel, partitions_of: &dyn F
     Layout { driving_topic, partitions: Some(n), whole_because: None, repartition }
 }
 
-/// The tables of `model`'s stream–table join that a task reads partition by partition (partition
-/// `p` of the table with partition `p` of the stream) instead of whole: those joined on their one
+/// The table of `model`'s stream–table join that a task reads partition by partition (partition
+/// `p` of the table with partition `p` of the stream) instead of whole, if it is one joined on its one
 /// key column to the stream's one declared key column, both keys written alike (the same key
 /// format, not Avro, whose bytes carry a schema id), so that a key's rows are in the same partition
 /// of both topics when both are partitioned by the key as Java clients do (murmur2). The worker
 /// reads them so only when both topics have as many partitions, and checks every record's
 /// partition against its key.
-pub(crate) fn co_partitioned_tables(cp: &CompiledProject, model: &CompiledModel) -> Vec<NodeId> {
+pub(crate) fn co_partitioned_table(cp: &CompiledProject, model: &CompiledModel) -> Option<NodeId> {
     use crate::compile::streaming::job::{JoinNode, Node};
     use datafusion::physical_expr::expressions::Column;
     fn join_of(node: &Node) -> Option<&JoinNode> {
@@ -222,11 +222,9 @@ pub(crate) fn co_partitioned_tables(cp: &CompiledProject, model: &CompiledModel)
             _ => None,
         }
     };
-    let Some(j) = join_of(&model.job.root) else { return Vec::new() };
-    let (Some(stream), Some(table)) = (scanned(&j.stream), scanned(&j.table)) else { return Vec::new() };
-    let (Some((stream_key, stream_format)), Some((table_key, table_format))) = (key_of(stream), key_of(table)) else {
-        return Vec::new();
-    };
+    let j = join_of(&model.job.root)?;
+    let (stream, table) = (scanned(&j.stream)?, scanned(&j.table)?);
+    let ((stream_key, stream_format), (table_key, table_format)) = (key_of(stream)?, key_of(table)?);
     let name = |e: &std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>| {
         let any: &dyn std::any::Any = e.as_ref();
         any.downcast_ref::<Column>().map(|c| c.name().to_string())
@@ -235,11 +233,7 @@ pub(crate) fn co_partitioned_tables(cp: &CompiledProject, model: &CompiledModel)
         name(s).is_some_and(|s| s.eq_ignore_ascii_case(&stream_key))
             && name(t).is_some_and(|t| t.eq_ignore_ascii_case(&table_key))
     });
-    if on_keys && stream_format == table_format {
-        vec![table.clone()]
-    } else {
-        Vec::new()
-    }
+    (on_keys && stream_format == table_format).then(|| table.clone())
 }
 
 /// An input's topic, kind and key columns.

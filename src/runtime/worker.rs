@@ -411,37 +411,37 @@ impl KafkaJob {
         let mut skip_before: HashMap<(String, i32), i64> = HashMap::new();
         let mut inputs_by_topic = BTreeMap::new();
         let mut tpl = TopicPartitionList::new();
-        let codecs: Vec<_> = driver.codecs().map(|c| (c.topic.clone(), c.id.clone(), c.kind, c.lateness_ms)).collect();
+        // Each input: its topic (the aggregating stage reads the repartition topic), kind, allowed
+        // lateness and partitions.
+        let mut inputs = Vec::new();
+        for c in driver.codecs() {
+            let topic = stage.topic_of(&c.id, &c.topic).to_string();
+            let Some(partitions) = partition_offsets(&data, &topic).map_err(RunError::Setup)? else {
+                return Err(RunError::Setup(format!("input topic {topic} ({}) does not exist", c.id)));
+            };
+            inputs.push((topic, c.id.clone(), c.kind, c.lateness_ms, partitions));
+        }
         // A table joined on the stream's key, with as many partitions: task p reads its partition
-        // p only, and every record of both is checked to be where its key puts it.
+        // p only, and every record of both is checked to be where its key puts it (`key_checked`:
+        // by that partition count).
+        let stream_partitions = inputs.iter().find(|i| i.2 == RelationKind::Stream).map(|i| i.4.len());
         let co_partitioned = match (task, &stage) {
-            (TaskId::Partition(_), Stage::Whole) => super::tasks::co_partitioned_tables(&cp, &m),
-            _ => Vec::new(),
-        };
-        let stream_partition_count = match codecs.iter().find(|c| c.2 == RelationKind::Stream) {
-            Some((topic, ..)) if !co_partitioned.is_empty() => {
-                partition_offsets(&data, topic).map_err(RunError::Setup)?.map(|p| p.len() as i32)
-            }
+            (TaskId::Partition(_), Stage::Whole) => super::tasks::co_partitioned_table(&cp, &m)
+                .filter(|t| inputs.iter().any(|i| &i.1 == t && Some(i.4.len()) == stream_partitions)),
             _ => None,
         };
-        let (mut key_checked, mut by_partition_topics) = (None, Vec::new());
-        for (topic, input, kind, lateness_ms) in codecs {
-            let topic = stage.topic_of(&input, &topic).to_string();
+        let key_checked = co_partitioned.as_ref().and(stream_partitions).map(|n| n as i32);
+        for (topic, input, kind, lateness_ms, partitions) in inputs {
             inputs_by_topic.insert(topic.clone(), input.clone());
-            let Some(partitions) = partition_offsets(&data, &topic).map_err(RunError::Setup)? else {
-                return Err(RunError::Setup(format!("input topic {topic} ({input}) does not exist")));
-            };
-            let by_partition =
-                co_partitioned.contains(&input) && stream_partition_count == Some(partitions.len() as i32);
+            let by_partition = co_partitioned.as_ref() == Some(&input);
             if let (true, TaskId::Partition(p)) = (by_partition, task) {
-                key_checked = stream_partition_count;
-                by_partition_topics.push(topic.clone());
                 self::log(model, &format!("task p{p} reads partition {p} of {topic} (co-partitioned with the stream)"));
             }
             let reads = |p: i32| match task {
                 TaskId::Partition(t) if by_partition => p == t,
                 _ => task.reads(kind, p),
             };
+            let key_partitions = if kind == RelationKind::Stream || by_partition { key_checked } else { None };
             for (p, low, high) in partitions.into_iter().filter(|(p, _, _)| reads(*p)) {
                 let next = match offsets.get(&(topic.clone(), p)) {
                     Some(o) => {
@@ -470,7 +470,6 @@ impl KafkaJob {
                 } else {
                     None
                 };
-                let key_partitions = None;
                 parts.insert(
                     (topic.clone(), p),
                     PartitionState { input: input.clone(), kind, next, target, high, key_partitions },
@@ -498,19 +497,13 @@ impl KafkaJob {
             .codecs()
             .filter(|c| {
                 c.kind == RelationKind::Table
-                    && !by_partition_topics.contains(&c.topic)
+                    && co_partitioned.as_ref() != Some(&c.id)
                     && !matches!(task, TaskId::Whole | TaskId::Partition(0))
             })
             .map(|c| c.id.clone())
             .collect();
         for input in &tables_of_the_first_task {
             driver.leave_bad_records_to_another_task(input);
-        }
-        // Co-partitioned: the stream's and the table's records are checked against their keys.
-        for ((topic, _), st) in parts.iter_mut() {
-            if st.kind == RelationKind::Stream || by_partition_topics.contains(topic) {
-                st.key_partitions = key_checked;
-            }
         }
         if let Stage::Rekey { r, partitions, .. } = &mut stage {
             *partitions = partition_offsets(&data, &r.topic).map_err(RunError::Setup)?.map_or(0, |p| p.len() as i32);
@@ -548,7 +541,7 @@ impl KafkaJob {
         }
         let table_topics = parts
             .iter()
-            .filter(|(_, st)| st.kind == RelationKind::Table && st.key_partitions.is_none())
+            .filter(|(_, st)| st.kind == RelationKind::Table && co_partitioned.as_ref() != Some(&st.input))
             .map(|((t, _), _)| t.clone())
             .collect();
         Ok(KafkaJob {
@@ -1023,7 +1016,6 @@ impl KafkaJob {
     }
 }
 
-/// A transaction that did not commit: fenced (stop producing) or aborted (restore and go on).
 /// Why a co-partitioned join cannot go on: a record is not in the partition its key hashes to.
 fn not_co_partitioned(topic: &str, partition: i32, offset: i64, key: &[u8], expected: i32) -> String {
     format!(
@@ -1036,6 +1028,7 @@ fn not_co_partitioned(topic: &str, partition: i32, offset: i64, key: &[u8], expe
     )
 }
 
+/// A transaction that did not commit: fenced (stop producing) or aborted (restore and go on).
 fn txn_error(e: TxnFailure) -> RunError {
     match e {
         TxnFailure::Fenced(m) => RunError::Fenced(m),

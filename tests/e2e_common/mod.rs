@@ -504,8 +504,9 @@ pub fn pid_of(holder: &str) -> Option<u32> {
     holder.split('/').next()?.rsplit('-').nth(1)?.parse().ok()
 }
 
-/// Kafka's `Utils.murmur2` (the Java client's default partitioner), written out here from its definition (a test's own reference, not streamctl's).
-pub fn murmur2(data: &[u8]) -> u32 {
+/// Kafka's `Utils.murmur2` (the Java client's default partitioner), written out here from its
+/// definition (a test's own reference, not streamctl's).
+fn murmur2(data: &[u8]) -> u32 {
     let m: u32 = 0x5bd1e995;
     let mut h: u32 = 0x9747b28c ^ data.len() as u32;
     let whole = data.len() / 4 * 4;
