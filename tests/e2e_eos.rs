@@ -293,3 +293,81 @@ fn a_failed_commit_is_aborted_and_the_restart_gives_each_output_once() {
     let (missing, extra) = multiset_difference(&expected()["logon_enriched"], &committed);
     assert!(missing.is_empty() && extra.is_empty(), "{} missing, {} extra", missing.len(), extra.len());
 }
+
+/// A transaction that fails while its task is still queueing records (the broker refuses a batch
+/// of it: here the output topic's `max.message.bytes` is 200) takes no more records, as
+/// librdkafka refuses them until it is aborted. The task aborts it and resumes from its last
+/// committed checkpoint, as after a failed commit, instead of stopping; the restart gives every
+/// output exactly once.
+#[test]
+fn a_transaction_that_fails_mid_batch_is_aborted_and_the_task_resumes() {
+    let Some(kcat) = tools() else { return };
+    let kafka = KafkaCluster::single();
+    let bootstrap = kafka.bootstrap();
+    create_source_topics(&bootstrap);
+    produce_samples(&kcat, &bootstrap, 0.0..1.0);
+
+    let mut diags = streamctl::diagnostics::Diagnostics::new();
+    let project = streamctl::project::Project::load(&root().join("example-project"), &mut diags).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cp = Arc::new(rt.block_on(streamctl::compile::compile(project, diags)));
+    let model = "logon_enriched";
+    let cluster = Cluster::Kafka { bootstrap: bootstrap.clone(), properties: vec![], replication_factor: 1 };
+    let mut topics = source_topics(&cp, &[model.to_string()]);
+    topics.extend(job_topics(&cp, &[model.to_string()], false));
+    rt.block_on(cluster.ensure_topics(&topics)).unwrap();
+    let client = cluster.client_config();
+    // Micro-batches of 10 records: the input is still being read when the refusal comes back.
+    let opts = RunOptions {
+        until_caught_up: true,
+        checkpoint_interval: Duration::from_secs(3600),
+        idle_timeout: Duration::ZERO,
+        max_batch_records: 10,
+        ..RunOptions::default()
+    };
+    let stats = || JobStats { model: model.to_string(), ..Default::default() };
+    let output = &cp.models[model].topic;
+    let limit = |bytes: &str| {
+        let configs = [("max.message.bytes".to_string(), bytes.to_string())].into_iter().collect();
+        rt.block_on(cluster.alter_configs(output, &configs)).unwrap();
+    };
+
+    let mut job = KafkaJob::start(cp.clone(), model, &client, &opts, stats()).unwrap();
+    limit("200");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while job.stats().records_out == 0 {
+        job.poll_and_process(false).unwrap();
+        assert_eq!(job.settle(false, true).unwrap(), Progress::Running, "the input ended before any output");
+        assert!(Instant::now() < deadline, "no output");
+    }
+    // The broker's refusal of those records reaches the producer.
+    std::thread::sleep(Duration::from_secs(2));
+    let progress = loop {
+        if let Err(e) = job.poll_and_process(false) {
+            panic!("a record queued into the failed transaction stopped the task: {e}");
+        }
+        let p = job.settle(false, true).unwrap();
+        if p != Progress::Running {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the job did not reach the end of its input");
+    };
+    assert_eq!(progress, Progress::CheckpointFailed, "the failed transaction must be aborted");
+    assert_eq!(job.stats().aborted_transactions, 1);
+    drop(job);
+    assert!(kcat_read(&kcat, &bootstrap, output, "read_committed").is_empty(), "nothing was committed");
+
+    limit("1048588");
+    let mut job = KafkaJob::start(cp.clone(), model, &client, &opts, stats()).unwrap();
+    loop {
+        job.poll_and_process(false).unwrap();
+        if job.settle(false, true).unwrap() == Progress::CaughtUp {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the restarted job did not catch up");
+    }
+    let committed: Vec<Value> =
+        kcat_read(&kcat, &bootstrap, output, "read_committed").into_iter().map(|(_, v)| v).collect();
+    let (missing, extra) = multiset_difference(&expected()["logon_enriched"], &committed);
+    assert!(missing.is_empty() && extra.is_empty(), "{} missing, {} extra", missing.len(), extra.len());
+}

@@ -22,7 +22,7 @@ use rdkafka::{ClientContext, TopicPartitionList};
 
 /// How long a transaction call may take (the coordinator may be moving, a zombie's transaction
 /// being aborted).
-const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+pub const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A record to produce.
 #[derive(Debug, Clone, Copy)]
@@ -160,6 +160,30 @@ impl std::fmt::Display for TxnFailure {
     }
 }
 
+/// Why a record could not be queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The open transaction has already failed (one of its records was not delivered, e.g. the
+    /// broker lost its partition leadership): librdkafka queues nothing more until it is aborted.
+    TransactionFailed(String),
+    /// Any other refusal (no such topic, a record too large for the client, …).
+    Refused(String),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::TransactionFailed(m) | SendError::Refused(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<SendError> for String {
+    fn from(e: SendError) -> String {
+        e.to_string()
+    }
+}
+
 pub(crate) fn kafka_err(what: &str, e: KafkaError) -> String {
     format!("{what}: {e}")
 }
@@ -257,10 +281,35 @@ impl RecordProducer {
     }
 
     /// Commits the input offsets with the transaction (they count only if it commits).
-    pub fn send_offsets(&self, offsets: &TopicPartitionList, group: &ConsumerGroupMetadata) -> Result<(), TxnFailure> {
-        self.producer
-            .send_offsets_to_transaction(offsets, group, TXN_CALL_TIMEOUT)
-            .map_err(|e| self.txn_failure("adding the input offsets to the transaction", e))
+    ///
+    /// librdkafka 2.12 can wait here forever, past `timeout`, when the consumer group's coordinator
+    /// goes away during the call, as in a broker's restart (confluentinc/librdkafka#5456). So the
+    /// call runs on a thread of its own; if it has not returned shortly after `timeout`, this
+    /// producer is given up as fenced: its task starts again with a new one (which fences it),
+    /// and the thread and this producer are left to librdkafka.
+    pub fn send_offsets(
+        &self,
+        offsets: &TopicPartitionList,
+        group: ConsumerGroupMetadata,
+        timeout: Duration,
+    ) -> Result<(), TxnFailure> {
+        let what = "adding the input offsets to the transaction";
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (producer, offsets) = (self.producer.clone(), offsets.clone());
+        std::thread::Builder::new()
+            .name("txn-offsets".into())
+            .spawn(move || {
+                let _ = tx.send(producer.send_offsets_to_transaction(&offsets, &group, timeout));
+            })
+            .map_err(|e| TxnFailure::Aborted(format!("{what}: cannot start a thread: {e}")))?;
+        match rx.recv_timeout(timeout + Duration::from_secs(5)) {
+            Ok(r) => r.map_err(|e| self.txn_failure(what, e)),
+            Err(_) => Err(TxnFailure::Fenced(format!(
+                "{what}: no answer within {} s (the consumer group's coordinator was lost); the producer is \
+                 replaced",
+                timeout.as_secs() + 5
+            ))),
+        }
     }
 
     /// Commits: flushes every record of the transaction, then makes them visible at once.
@@ -302,7 +351,7 @@ impl RecordProducer {
     }
 
     /// Queues a record (waits while the local queue is full).
-    pub fn send(&self, topic: &str, r: OutRecord<'_>, headers: Option<&OwnedHeaders>) -> Result<(), String> {
+    pub fn send(&self, topic: &str, r: OutRecord<'_>, headers: Option<&OwnedHeaders>) -> Result<(), SendError> {
         if headers.is_none() {
             if let Some(rkt) = self.topic_handle(topic) {
                 return self.send_to(rkt, topic, r);
@@ -327,7 +376,10 @@ impl RecordProducer {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                Err((e, _)) => return Err(kafka_err(&format!("producing to {topic}"), e)),
+                Err((e @ KafkaError::MessageProduction(RDKafkaErrorCode::State), _)) if self.is_transactional() => {
+                    return Err(SendError::TransactionFailed(kafka_err(&format!("producing to {topic}"), e)))
+                }
+                Err((e, _)) => return Err(SendError::Refused(kafka_err(&format!("producing to {topic}"), e))),
             }
         }
     }
@@ -357,7 +409,7 @@ impl RecordProducer {
 
     /// [`RecordProducer::send`] of a record without headers through the topic's handle
     /// (`rd_kafka_produceva`): no name to copy and look up for each record.
-    fn send_to(&self, rkt: *mut rdsys::rd_kafka_topic_t, topic: &str, r: OutRecord<'_>) -> Result<(), String> {
+    fn send_to(&self, rkt: *mut rdsys::rd_kafka_topic_t, topic: &str, r: OutRecord<'_>) -> Result<(), SendError> {
         use rdsys::rd_kafka_vtype_t as T;
         fn vu(vtype: T, u: rdsys::rd_kafka_vu_s__bindgen_ty_1) -> rdsys::rd_kafka_vu_t {
             rdsys::rd_kafka_vu_t { vtype, u }
@@ -395,7 +447,12 @@ impl RecordProducer {
                 std::thread::sleep(Duration::from_millis(5));
                 continue;
             }
-            return Err(format!("producing to {topic}: {text}"));
+            let message = format!("producing to {topic}: {text}");
+            return Err(if code == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__STATE && self.is_transactional() {
+                SendError::TransactionFailed(message)
+            } else {
+                SendError::Refused(message)
+            });
         }
     }
 
@@ -452,5 +509,41 @@ mod tests {
         let err = producer.flush().expect_err("the broker is gone");
         assert!(err.starts_with("3 records were not delivered: Message production error: "), "{err}");
         assert!(err.contains("timed out"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod coordinator_down_tests {
+    use super::*;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::mocking::{MockCluster, MockCoordinator};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    /// The group coordinator goes down while a task adds its input offsets to the transaction:
+    /// librdkafka (2.12, issue #5456) then waits forever, past the call's timeout. The call
+    /// returns within its timeout all the same, with a failure that makes the task start again
+    /// with a new producer.
+    #[test]
+    fn adding_offsets_returns_when_the_group_coordinator_is_down() {
+        let cluster = MockCluster::new(3).unwrap();
+        cluster.create_topic("in", 1, 1).unwrap();
+        cluster.create_topic("out", 1, 1).unwrap();
+        cluster.coordinator(MockCoordinator::Group("g".into()), 2).unwrap();
+        cluster.coordinator(MockCoordinator::Transaction("t".into()), 1).unwrap();
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", cluster.bootstrap_servers());
+        let producer = RecordProducer::transactional(&client, "t", 60_000).unwrap();
+        let consumer: BaseConsumer = client.clone().set("group.id", "g").create().unwrap();
+        let group = consumer.group_metadata().unwrap();
+        producer.begin().unwrap();
+        let rec = OutRecord { partition: Some(0), key: Some(b"k"), value: Some(b"v"), timestamp: 1 };
+        producer.send("out", rec, None).unwrap();
+        cluster.broker_down(2).unwrap();
+        let mut offsets = TopicPartitionList::new();
+        offsets.add_partition_offset("in", 0, Offset::Offset(1)).unwrap();
+        let started = Instant::now();
+        let r = producer.send_offsets(&offsets, group, Duration::from_secs(2));
+        assert!(started.elapsed() < Duration::from_secs(10), "returned after {:?}", started.elapsed());
+        assert!(r.is_err(), "{r:?}");
     }
 }

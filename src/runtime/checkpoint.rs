@@ -433,7 +433,7 @@ fn send_keyed(
     headers: Option<&OwnedHeaders>,
 ) -> Result<(), RunError> {
     let r = OutRecord { partition: Some(partition), key: Some(key), value: Some(value), timestamp: now_ms() };
-    producer.send(topic, r, headers).map_err(RunError::Setup)
+    producer.send(topic, r, headers).map_err(|e| RunError::Setup(e.to_string()))
 }
 
 /// Writes a task's lease record and waits until it is acknowledged.

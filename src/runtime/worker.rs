@@ -46,7 +46,7 @@ use super::tasks::TaskId;
 use crate::compile::carry_over::{carry_over, CarryOver};
 use crate::compile::{CompiledModel, CompiledProject, ReplayStart};
 use crate::connectors::consumer::{input_consumer, partition_offsets};
-use crate::connectors::producer::{OutRecord, RecordProducer, TxnFailure};
+use crate::connectors::producer::{OutRecord, RecordProducer, SendError, TxnFailure, TXN_CALL_TIMEOUT};
 use crate::graph::NodeId;
 use crate::project::config::{Guarantee, RelationKind};
 
@@ -191,8 +191,8 @@ pub enum Progress {
     CaughtUp,
     /// Stopped on request, with a final checkpoint.
     Stopped,
-    /// The checkpoint could not be written: nothing since the last one is committed, so the
-    /// job restarts from it.
+    /// The checkpoint could not be written, or the open transaction failed and was aborted:
+    /// nothing since the last checkpoint is committed, so the job restarts from it.
     CheckpointFailed,
 }
 
@@ -253,6 +253,9 @@ pub struct KafkaJob {
     targets_known: bool,
     last_checkpoint: Instant,
     dirty: bool,
+    /// The open transaction failed while records were queued, and was aborted: the task resumes
+    /// from its last committed checkpoint.
+    aborted: bool,
     /// Records polled by the last `poll_and_process`.
     last_polled: usize,
     epoch: u64,
@@ -562,6 +565,7 @@ impl KafkaJob {
             targets_known: !has_upstream || !opts.until_caught_up,
             last_checkpoint: Instant::now(),
             dirty: false,
+            aborted: false,
             last_polled: 0,
             epoch,
             base_totals,
@@ -758,6 +762,9 @@ impl KafkaJob {
 
     /// Produces outputs and dead letters, and counts them.
     fn write(&mut self, out: BatchOutcome) -> Result<(), RunError> {
+        if self.aborted {
+            return Ok(());
+        }
         let model_outputs = !matches!(self.stage, Stage::Rekey { .. });
         if let Some(m) = &self.metrics {
             let outputs = if model_outputs { out.outputs.as_slice() } else { &[] };
@@ -781,7 +788,9 @@ impl KafkaJob {
             let r = &d.record;
             let rec =
                 OutRecord { partition: None, key: r.key.as_deref(), value: r.value.as_deref(), timestamp: r.timestamp };
-            self.producer.send(&d.dead_letter_topic, rec, Some(&headers)).map_err(|e| self.send_error(e))?;
+            if let Err(e) = self.producer.send(&d.dead_letter_topic, rec, Some(&headers)) {
+                return self.send_failed(e);
+            }
             self.stats.dead_lettered += 1;
         }
         // Keyless outputs of the model go to one partition per micro-batch, in turn.
@@ -803,24 +812,46 @@ impl KafkaJob {
             };
             let rec = OutRecord { partition, key: r.key.as_deref(), value: r.value.as_deref(), timestamp: r.timestamp };
             let headers = super::codec::kafka_headers(&r.headers);
-            self.producer.send(topic, rec, headers.as_ref()).map_err(|e| self.send_error(e))?;
+            if let Err(e) = self.producer.send(topic, rec, headers.as_ref()) {
+                return self.send_failed(e);
+            }
         }
         self.stats.records_out += counted;
         self.dirty |= !out.outputs.is_empty();
         Ok(())
     }
 
-    /// A failed send: the producer was fenced (exactly-once), or an error that stops the job.
-    fn send_error(&self, e: String) -> RunError {
-        match self.producer.fatal_error() {
-            Some(fatal) if self.producer.is_transactional() => RunError::Fenced(fatal),
-            _ => RunError::Setup(e),
+    /// A record that could not be queued. When the open transaction has already failed (one of
+    /// its records was not delivered) it is aborted, and the task resumes from its last committed
+    /// checkpoint, as after a failed commit. A fenced producer, or any other refusal, stops it.
+    fn send_failed(&mut self, e: SendError) -> Result<(), RunError> {
+        if let Some(fatal) = self.producer.fatal_error().filter(|_| self.producer.is_transactional()) {
+            return Err(RunError::Fenced(fatal));
         }
+        match e {
+            SendError::TransactionFailed(why) => {
+                self.abort_transaction(&why);
+                Ok(())
+            }
+            SendError::Refused(why) => Err(RunError::Setup(why)),
+        }
+    }
+
+    /// Aborts the open transaction: nothing since the last checkpoint is committed, so replaying
+    /// from it is safe.
+    fn abort_transaction(&mut self, why: &str) {
+        self.producer.abort();
+        self.stats.aborted_transactions += 1;
+        self.aborted = true;
+        log(&self.model.name, &format!("transaction aborted ({why}); resuming from the last committed checkpoint"));
     }
 
     /// After a batch: moves the watermark, notices caught-up inputs, checkpoints when due.
     /// `upstream_done`: every upstream job has caught up (the ends to reach are known then).
     pub fn settle(&mut self, stopping: bool, upstream_done: bool) -> Result<Progress, RunError> {
+        if self.aborted {
+            return Ok(Progress::CheckpointFailed);
+        }
         let polled_nothing = self.last_polled == 0;
         // Where each partition stands against its end.
         if polled_nothing {
@@ -895,6 +926,9 @@ impl KafkaJob {
             let mut out = BatchOutcome::default();
             self.rt.block_on(self.driver.advance_to_end_of_inputs(&mut out))?;
             self.write(out)?;
+            if self.aborted {
+                return Ok(Progress::CheckpointFailed);
+            }
         }
         let due = self.dirty && self.last_checkpoint.elapsed() >= self.opts.checkpoint_interval;
         if due || caught_up || stopping {
@@ -908,14 +942,8 @@ impl KafkaJob {
                 Ok(()) => {}
                 Err(RunError::Fenced(why)) => return Err(RunError::Fenced(why)),
                 Err(e) => {
-                    // Nothing since the last checkpoint is committed: replaying from it is safe.
                     if self.guarantee == Guarantee::ExactlyOnce {
-                        self.producer.abort();
-                        self.stats.aborted_transactions += 1;
-                        log(
-                            &self.model.name,
-                            &format!("transaction aborted ({e}); resuming from the last committed checkpoint"),
-                        );
+                        self.abort_transaction(&e.to_string());
                     } else {
                         log(&self.model.name, &format!("checkpoint failed ({e}); resuming from the last checkpoint"));
                     }
@@ -987,7 +1015,7 @@ impl KafkaJob {
                     .data
                     .group_metadata()
                     .ok_or_else(|| RunError::Setup("the input consumer has no group metadata".into()))?;
-                self.producer.send_offsets(&commit, &group).map_err(txn_error)?;
+                self.producer.send_offsets(&commit, group, TXN_CALL_TIMEOUT).map_err(txn_error)?;
                 self.producer.commit().map_err(txn_error)?;
                 self.epoch += 1;
                 self.producer.begin().map_err(txn_error)?;
