@@ -48,10 +48,11 @@ if [ -n "${SCALE_BIN:-}" ]; then
   # Binaries built before (e.g. a baseline kept while the sources change): BUILT_FROM in that folder,
   # when present, says which sources they were built from.
   cp "$SCALE_BIN"/{streamctl,nexmark-gen} "$WORK/bin/"
+  [ ! -x "$SCALE_BIN/kafka-copy" ] || cp "$SCALE_BIN/kafka-copy" "$WORK/bin/"
 else
-  cargo build --release --locked --quiet --features bench --bin streamctl --bin nexmark-gen
+  cargo build --release --locked --quiet --features bench --bin streamctl --bin nexmark-gen --bin kafka-copy
   # A private copy: the target directory may be rebuilt by someone else during the run.
-  cp "$TARGET"/release/{streamctl,nexmark-gen} "$WORK/bin/"
+  cp "$TARGET"/release/{streamctl,nexmark-gen,kafka-copy} "$WORK/bin/"
 fi
 BIN=$WORK/bin
 PEERS=${SCALE_PEERS:-1}
@@ -196,6 +197,20 @@ for q in $QUERIES; do
   dump "flink.$q" "$WORK/out/flink-$q.jsonl" "$exp"
   record flink $q $sem $n "$WORK/out/flink-$q.jsonl"
 done
+
+if [ -x "$BIN/kafka-copy" ]; then
+  # What librdkafka alone costs per record (bench/kafka_copy.rs): the bids copied unchanged to another
+  # topic by one consumer and one transactional producer, with streamctl's client settings.
+  say "librdkafka alone: the bids copied unchanged"
+  measure "floor-copy" -- "$BIN/kafka-copy" "$BOOT" nexmark.bid floor.bid
+  copied=$($PY bench/peers/dump_topic.py "$BOOT" floor.bid "$WORK/out/floor-copy.jsonl" "$BIDS" 5)
+  python3 - "$WORK/res/m-floor-copy.json" "$BIDS" "$copied" > "$WORK/res/floor.json" <<'PY'
+import json, sys
+m, n, copied = json.load(open(sys.argv[1])), int(sys.argv[2]), int(sys.argv[3])
+print(json.dumps({**m, "input_events": n, "copied": copied}))
+PY
+  rm -f "$WORK/out/floor-copy.jsonl"
+fi
 
 if [ "$AVRO" = 1 ]; then
   # streamctl only: q1 and the window on the Avro copy of the bids, beside the JSON runs above.

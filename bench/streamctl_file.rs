@@ -16,11 +16,9 @@ use std::time::Duration;
 
 use streamctl::diagnostics::Diagnostics;
 use streamctl::graph::NodeId;
-use streamctl::project::config::RelationKind;
 use streamctl::project::Project;
-use streamctl::runtime::codec::{encode_output, InputCodec, Record};
-use streamctl::runtime::job::{Job, OutputBatch};
-use streamctl::runtime::watermark::WatermarkTracker;
+use streamctl::runtime::codec::Record;
+use streamctl::runtime::driver::{BatchOutcome, MicroBatchDriver};
 
 const BATCH: usize = 10_000;
 
@@ -48,36 +46,36 @@ fn run() -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     let mut diags = Diagnostics::new();
     let project =
-        Project::load(&root, &mut diags).map_err(|_| format!("cannot load the project at {}", root.display()))?;
+        Project::load(&root, &mut diags).ok_or_else(|| format!("cannot load the project at {}", root.display()))?;
     let cp = rt.block_on(streamctl::compile::compile(project, diags));
     if cp.diagnostics.has_errors() {
         return Err(format!("the project has errors: {:?}", cp.diagnostics.sorted()));
     }
-    let m = cp.models.get(model).ok_or(format!("no model `{model}`"))?;
-    let mut job = Job::new(m, streamctl::runtime::task_context()).map_err(|e| e.to_string())?;
-    let codecs: Vec<InputCodec> = m.inputs.iter().filter_map(|id| InputCodec::for_input(&cp, id)).collect();
-    let streams: Vec<NodeId> = codecs.iter().filter(|c| c.kind == RelationKind::Stream).map(|c| c.id.clone()).collect();
-    let mut tracker = WatermarkTracker::new(Duration::from_secs(3600));
+    // `streamctl run`'s driver: decoding, operators, watermark, output encoding.
+    let mut driver =
+        MicroBatchDriver::new(&cp, model, streamctl::runtime::task_context(), Duration::from_secs(3600), None)
+            .map_err(|e| e.to_string())?;
     let (mut records_in, mut records_out, mut late) = (0u64, 0u64, 0u64);
 
-    let write = |outs: &[OutputBatch], out: &mut BufWriter<std::fs::File>| -> Result<u64, String> {
-        let mut n = 0;
-        for o in outs {
-            for r in encode_output(o, m).map_err(|e| e.to_string())? {
-                if let Some(v) = r.value {
-                    out.write_all(&v).and_then(|_| out.write_all(b"\n")).map_err(|e| e.to_string())?;
-                }
-                n += 1;
-            }
+    let mut write = |batch: BatchOutcome| -> Result<(), String> {
+        if let Some(d) = batch.dead_letters.iter().find(|d| d.reason != streamctl::runtime::driver::LATE_REASON) {
+            return Err(format!("bad record at line {}: {}", d.record.offset + 1, d.reason));
         }
-        Ok(n)
+        late += batch.late;
+        for r in batch.outputs {
+            if let Some(v) = r.value {
+                out.write_all(&v).and_then(|_| out.write_all(b"\n")).map_err(|e| e.to_string())?;
+            }
+            records_out += 1;
+        }
+        Ok(())
     };
 
     for (input, file) in &inputs {
-        let codec = codecs
-            .iter()
-            .find(|c| c.id == NodeId::Source(input.clone()))
-            .ok_or(format!("`{input}` is not an input of `{model}`"))?;
+        let id = NodeId::Source(input.clone());
+        if !driver.codecs().any(|c| c.id == id) {
+            return Err(format!("`{input}` is not an input of `{model}`"));
+        }
         let mut lines =
             BufReader::with_capacity(1 << 20, std::fs::File::open(file).map_err(|e| format!("{file}: {e}"))?).lines();
         let mut offset = 0i64;
@@ -85,14 +83,7 @@ fn run() -> Result<(), String> {
             let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
             for line in lines.by_ref() {
                 let line = line.map_err(|e| format!("{file}: {e}"))?;
-                batch.push(Record {
-                    partition: 0,
-                    offset,
-                    timestamp: 0,
-                    key: None,
-                    value: Some(line.into_bytes()),
-                    headers: Vec::new(),
-                });
+                batch.push(Record { partition: 0, offset, value: Some(line.into_bytes()), ..Record::default() });
                 offset += 1;
                 if batch.len() == BATCH {
                     break;
@@ -102,24 +93,16 @@ fn run() -> Result<(), String> {
                 break;
             }
             records_in += batch.len() as u64;
-            let decoded = codec.decode(&batch);
-            if let Some(bad) = decoded.bad.first() {
-                return Err(format!("bad record at line {}: {}", batch[bad.index].offset + 1, bad.reason));
-            }
-            let row_wms = streamctl::runtime::bounded::observe_rows(&mut tracker, codec, &decoded, &batch, &streams);
-            let pushed = rt
-                .block_on(job.push(&codec.id, &decoded.batch, decoded.deletes.clone(), row_wms.as_deref()))
-                .map_err(|e| e.to_string())?;
-            late += pushed.late.len() as u64;
-            records_out += write(&pushed.outputs, &mut out)?;
-            let wm = tracker.watermark(&streams);
-            if wm != i64::MIN {
-                records_out += write(&rt.block_on(job.advance_watermark(wm)).map_err(|e| e.to_string())?, &mut out)?;
-            }
+            let mut outcome = BatchOutcome::default();
+            rt.block_on(driver.process(&id, &batch, &mut outcome)).map_err(|e| e.to_string())?;
+            rt.block_on(driver.advance_watermark(&mut outcome)).map_err(|e| e.to_string())?;
+            write(outcome)?;
         }
     }
     // End of input: every window closes.
-    records_out += write(&rt.block_on(job.advance_watermark(i64::MAX)).map_err(|e| e.to_string())?, &mut out)?;
+    let mut outcome = BatchOutcome::default();
+    rt.block_on(driver.advance_to(i64::MAX, &mut outcome)).map_err(|e| e.to_string())?;
+    write(outcome)?;
     out.flush().map_err(|e| e.to_string())?;
     println!("{records_in} {records_out} {late}");
     Ok(())

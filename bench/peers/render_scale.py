@@ -112,6 +112,26 @@ def render(work):
             + "; the “start-up excluded” columns subtract it from the peer's CPU seconds (streamctl's own is "
             "about 0.02 CPU-s, not subtracted)."
         )
+    floor_path = os.path.join(work, "res", "floor.json")
+    if os.path.exists(floor_path):
+        f = json.load(open(floor_path))
+        whole = f["copied"] == f["input_events"] and f["exit_code"] == 0 and not f.get("timed_out")
+        x = f["input_events"] / f["cpu_s"] if f.get("cpu_s") else None
+        out.append("")
+        out.append(
+            "**librdkafka alone**, for scale (`bench/kafka_copy.rs`): the bids copied unchanged to another topic "
+            "by one consumer (`read_committed`) and one transactional producer with streamctl's client settings, a "
+            "transaction every 2 s, no decoding, SQL or encoding: "
+            + (f"{k(x)} events per CPU-second" if x else "no figure")
+            + f" ({f['cpu_s']:.2f} CPU-s, {f['wall_s']:.1f} s wall, {f['copied']:,} of {f['input_events']:,} "
+            "records copied" + ("" if whole else " ✗") + "). "
+            + (
+                "That is about the least a query that reads and writes every record (q1, the join) can cost on "
+                "librdkafka; streamctl's q1 runs at " + f"{rate(res[('streamctl', 'q1')]) / x:.0%}" + " of that speed."
+                if x and rate(res.get(("streamctl", "q1")))
+                else ""
+            )
+        )
     avro = [(q, label) for q, label, _ in QUERIES if ("streamctl_avro", q) in res]
     if avro:
         out.append("")
@@ -191,6 +211,8 @@ def render(work):
                 if line not in seen:
                     seen.add(line)
                     out.append(shorten_cp(line))
+    if os.path.exists(floor_path):
+        out.append(" ".join(json.load(open(floor_path))["cmd"]).replace(os.path.abspath(work), "$WORK").replace(work, "$WORK"))
     out.append("```")
     out.append("")
     out.append(END)

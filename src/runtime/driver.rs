@@ -162,7 +162,7 @@ impl MicroBatchDriver {
     /// The aggregating stage of a job with a repartition topic: a run of records read from it, in
     /// order, each restored as it was read from `input` and processed, and the first stage's
     /// markers moving the event time of the input partitions they name or marking them idle.
-    pub async fn process_repartitioned(
+    pub(crate) async fn process_repartitioned(
         &mut self,
         input: &NodeId,
         records: Vec<Record>,

@@ -17,7 +17,7 @@ pub mod bounded;
 pub(crate) mod checkpoint;
 pub mod codec;
 pub(crate) mod dead_letters;
-pub(crate) mod driver;
+pub mod driver;
 mod error;
 pub mod group;
 pub mod job;

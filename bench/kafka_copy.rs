@@ -1,0 +1,139 @@
+//! The librdkafka floor for `bench/scale.sh`: copies every record of a topic to another topic,
+//! unchanged, as a streamctl job moves records (the same client settings) but without decoding,
+//! SQL or encoding. One consumer (`read_committed`) reads every partition; one transactional
+//! producer writes the values, without keys, and commits a transaction (with the consumed
+//! offsets) every 2 s, as a streamctl job does at each checkpoint (`--checkpoint-interval-ms`'
+//! default). Its events per CPU-second is what librdkafka alone costs per record: a job that
+//! reads and writes every record can at best approach it.
+//!
+//! Usage: kafka-copy BOOTSTRAP IN_TOPIC OUT_TOPIC. Creates OUT_TOPIC with as many partitions as
+//! IN_TOPIC, reads IN_TOPIC to the end offsets it finds at start, then prints the number copied.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+const COMMIT_EVERY: Duration = Duration::from_secs(2);
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("kafka-copy: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, bootstrap, input, output] = args.as_slice() else {
+        return Err("usage: kafka-copy BOOTSTRAP IN_TOPIC OUT_TOPIC".into());
+    };
+    let group = format!("kafka-copy-{}", std::process::id());
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("fetch.max.bytes", "67108864")
+        .set("max.partition.fetch.bytes", "16777216")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("transactional.id", &group)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("delivery.report.only.error", "true")
+        .create()
+        .map_err(|e| e.to_string())?;
+    producer.init_transactions(TIMEOUT).map_err(|e| e.to_string())?;
+
+    let meta = consumer.fetch_metadata(Some(input), TIMEOUT).map_err(|e| e.to_string())?;
+    let partitions: Vec<i32> = meta.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    if partitions.is_empty() {
+        return Err(format!("no topic {input}"));
+    }
+    let mut ends = HashMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for &p in &partitions {
+        let (_, high) = consumer.fetch_watermarks(input, p, TIMEOUT).map_err(|e| e.to_string())?;
+        ends.insert(p, high);
+        tpl.add_partition_offset(input, p, Offset::Beginning).map_err(|e| e.to_string())?;
+    }
+    consumer.assign(&tpl).map_err(|e| e.to_string())?;
+    create_topic(bootstrap, output, partitions.len() as i32)?;
+
+    let mut positions: HashMap<i32, i64> = HashMap::new();
+    let mut records = 0u64;
+    let mut txn_started = Instant::now();
+    producer.begin_transaction().map_err(|e| e.to_string())?;
+    let caught_up = |positions: &HashMap<i32, i64>| {
+        ends.iter().all(|(p, end)| positions.get(p).map_or(*end == 0, |next| next >= end))
+    };
+    while !caught_up(&positions) {
+        let Some(msg) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let msg = msg.map_err(|e| e.to_string())?;
+        positions.insert(msg.partition(), msg.offset() + 1);
+        records += 1;
+        if let Some(value) = msg.payload() {
+            let mut rec = BaseRecord::<(), [u8]>::to(output).payload(value);
+            loop {
+                match producer.send(rec) {
+                    Ok(()) => break,
+                    Err((e, r)) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) => {
+                        std::thread::sleep(Duration::from_millis(1));
+                        rec = r;
+                    }
+                    Err((e, _)) => return Err(e.to_string()),
+                }
+            }
+        }
+        // Checked every 1,024 records: a clock read per record would be a cost of this tool's own.
+        if records.is_multiple_of(1024) && txn_started.elapsed() >= COMMIT_EVERY {
+            commit(&consumer, &producer, input, &positions)?;
+            producer.begin_transaction().map_err(|e| e.to_string())?;
+            txn_started = Instant::now();
+        }
+    }
+    commit(&consumer, &producer, input, &positions)?;
+    println!("{records}");
+    Ok(())
+}
+
+/// OUT_TOPIC with as many partitions as the input (the broker may not create topics itself).
+fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<(), String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let results = rt.block_on(admin.create_topics([&new], &AdminOptions::new())).map_err(|e| e.to_string())?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => return Err(format!("cannot create {t}: {e}")),
+        }
+    }
+    Ok(())
+}
+
+fn commit(
+    consumer: &BaseConsumer,
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    input: &str,
+    positions: &HashMap<i32, i64>,
+) -> Result<(), String> {
+    let mut offsets = TopicPartitionList::new();
+    for (&p, &next) in positions {
+        offsets.add_partition_offset(input, p, Offset::Offset(next)).map_err(|e| e.to_string())?;
+    }
+    let meta = consumer.group_metadata().ok_or("no group metadata")?;
+    producer.send_offsets_to_transaction(&offsets, &meta, TIMEOUT).map_err(|e| e.to_string())?;
+    producer.commit_transaction(TIMEOUT).map_err(|e| e.to_string())
+}
