@@ -72,6 +72,7 @@ struct Shared {
 impl Pool {
     /// Starts `opts.threads` task threads (at least one).
     pub fn start(client: &ClientConfig, opts: &RunOptions, control: Arc<RunControl>) -> Result<Pool, RunError> {
+        keep_freed_memory();
         let lease_producer = Some(Arc::new(RecordProducer::new(client).map_err(RunError::Setup)?));
         let finishing = Arc::new(Mutex::new(Finishing::default()));
         let holder = worker_id();
@@ -185,6 +186,28 @@ impl Pool {
             }
         }
         out
+    }
+}
+
+/// Has glibc's allocator keep freed memory for reuse instead of handing it back to the kernel.
+/// librdkafka reads every fetch response (up to `max.partition.fetch.bytes`, 16 MiB here) into a
+/// buffer of its own. With glibc's defaults a buffer that large comes from `mmap`, or from heap
+/// memory trimmed after the last one, so the kernel zeroes its pages anew for every response: on
+/// q1 of `bench/scale.sh` that zeroing (`clear_page_erms`) was 17% of the samples, and some runs
+/// took twice the CPU of others. The worker's memory then stays at its high-water mark.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::raw::c_int;
+        extern "C" {
+            fn mallopt(param: c_int, value: c_int) -> c_int;
+        }
+        // glibc's malloc.h: M_TRIM_THRESHOLD -1, M_MMAP_THRESHOLD -3 (32 MiB is its largest).
+        // SAFETY: mallopt only sets the allocator's parameters; any value is accepted or refused.
+        unsafe {
+            mallopt(-3, 32 << 20);
+            mallopt(-1, c_int::MAX);
+        }
     }
 }
 
