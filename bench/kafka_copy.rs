@@ -54,7 +54,8 @@ fn run() -> Result<(), String> {
     producer.init_transactions(TIMEOUT).map_err(|e| e.to_string())?;
 
     let meta = consumer.fetch_metadata(Some(input), TIMEOUT).map_err(|e| e.to_string())?;
-    let partitions: Vec<i32> = meta.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let partitions: Vec<i32> =
+        meta.topics().first().map(|t| t.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default();
     if partitions.is_empty() {
         return Err(format!("no topic {input}"));
     }

@@ -151,27 +151,65 @@ fn killed_between_produce_and_commit_then_read_committed_sees_each_output_once()
     );
 }
 
+/// The example project's `logon_enriched` on a broker of its own, its topics made and the sample
+/// input loaded: what the cases below start from.
+struct LogonEnriched {
+    kcat: std::path::PathBuf,
+    bootstrap: String,
+    rt: tokio::runtime::Runtime,
+    cp: Arc<streamctl::compile::CompiledProject>,
+    cluster: Cluster<'static>,
+    client: rdkafka::ClientConfig,
+    // Last: the broker stops after everything that talks to it.
+    _kafka: KafkaCluster,
+}
+
+const LOGON_ENRICHED: &str = "logon_enriched";
+
+impl LogonEnriched {
+    fn start() -> Option<Self> {
+        let kcat = tools()?;
+        let kafka = KafkaCluster::single();
+        let bootstrap = kafka.bootstrap();
+        create_source_topics(&bootstrap);
+        produce_samples(&kcat, &bootstrap, 0.0..1.0);
+
+        let mut diags = streamctl::diagnostics::Diagnostics::new();
+        let project = streamctl::project::Project::load(&root().join("example-project"), &mut diags).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let cp = Arc::new(rt.block_on(streamctl::compile::compile(project, diags)));
+        let cluster = Cluster::Kafka { bootstrap: bootstrap.clone(), properties: vec![], replication_factor: 1 };
+        let models = [LOGON_ENRICHED.to_string()];
+        let mut topics = source_topics(&cp, &models);
+        topics.extend(job_topics(&cp, &models, false));
+        rt.block_on(cluster.ensure_topics(&topics)).unwrap();
+        let client = cluster.client_config();
+        Some(LogonEnriched { kcat, bootstrap, rt, cp, cluster, client, _kafka: kafka })
+    }
+
+    /// Sets a topic's `max.message.bytes`.
+    fn limit(&self, topic: &str, bytes: &str) {
+        let configs = [("max.message.bytes".to_string(), bytes.to_string())].into_iter().collect();
+        self.rt.block_on(self.cluster.alter_configs(topic, &configs)).unwrap();
+    }
+
+    fn job(&self, opts: &RunOptions) -> KafkaJob {
+        let stats = JobStats { model: LOGON_ENRICHED.to_string(), ..Default::default() };
+        KafkaJob::start(self.cp.clone(), LOGON_ENRICHED, &self.client, opts, stats).unwrap()
+    }
+
+    /// The values of a topic's records, read by kcat at an isolation level.
+    fn values(&self, topic: &str, isolation: &str) -> Vec<Value> {
+        kcat_read(&self.kcat, &self.bootstrap, topic, isolation).into_iter().map(|(_, v)| v).collect()
+    }
+}
+
 /// Two owners of one job with the same transactional id: the second's `init_transactions`
 /// fences the first, whose next commit fails with a clear error and whose open transaction is
 /// aborted; only the second's outputs are committed.
 #[test]
 fn a_fenced_zombie_commits_nothing_and_says_why() {
-    let Some(kcat) = tools() else { return };
-    let kafka = KafkaCluster::single();
-    let bootstrap = kafka.bootstrap();
-    create_source_topics(&bootstrap);
-    produce_samples(&kcat, &bootstrap, 0.0..1.0);
-
-    let mut diags = streamctl::diagnostics::Diagnostics::new();
-    let project = streamctl::project::Project::load(&root().join("example-project"), &mut diags).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let cp = Arc::new(rt.block_on(streamctl::compile::compile(project, diags)));
-    let model = "logon_enriched";
-    let cluster = Cluster::Kafka { bootstrap: bootstrap.clone(), properties: vec![], replication_factor: 1 };
-    let mut topics = source_topics(&cp, &[model.to_string()]);
-    topics.extend(job_topics(&cp, &[model.to_string()], false));
-    rt.block_on(cluster.ensure_topics(&topics)).unwrap();
-    let client = cluster.client_config();
+    let Some(t) = LogonEnriched::start() else { return };
     let opts = RunOptions {
         until_caught_up: true,
         checkpoint_interval: Duration::ZERO,
@@ -179,11 +217,10 @@ fn a_fenced_zombie_commits_nothing_and_says_why() {
         idle_timeout: Duration::ZERO,
         ..RunOptions::default()
     };
-    let stats = || JobStats { model: model.to_string(), ..Default::default() };
 
     // The first owner never checkpoints on its own: its outputs stay in its open transaction.
     let never = RunOptions { until_caught_up: false, checkpoint_interval: Duration::from_secs(3600), ..opts.clone() };
-    let mut zombie = KafkaJob::start(cp.clone(), model, &client, &never, stats()).unwrap();
+    let mut zombie = t.job(&never);
     let deadline = Instant::now() + Duration::from_secs(60);
     while zombie.stats().records_out == 0 {
         assert!(Instant::now() < deadline, "the first owner produced nothing");
@@ -191,7 +228,7 @@ fn a_fenced_zombie_commits_nothing_and_says_why() {
         zombie.settle(false, true).unwrap();
     }
     // The new owner starts: its producer fences the zombie's.
-    let mut owner = KafkaJob::start(cp.clone(), model, &client, &opts, stats()).unwrap();
+    let mut owner = t.job(&opts);
     // The zombie goes on and tries to commit (a stop checkpoints).
     let fenced = zombie.poll_and_process(false).and_then(|_| zombie.settle(true, true));
     match fenced {
@@ -210,9 +247,8 @@ fn a_fenced_zombie_commits_nothing_and_says_why() {
         }
         assert!(Instant::now() < deadline, "the new owner did not catch up");
     }
-    let committed: Vec<Value> =
-        kcat_read(&kcat, &bootstrap, "soe.logon-enriched", "read_committed").into_iter().map(|(_, v)| v).collect();
-    let (missing, extra) = multiset_difference(&expected()["logon_enriched"], &committed);
+    let committed = t.values("soe.logon-enriched", "read_committed");
+    let (missing, extra) = multiset_difference(&expected()[LOGON_ENRICHED], &committed);
     assert!(
         missing.is_empty() && extra.is_empty(),
         "{} missing, {} extra: the zombie's rows must not be committed",
@@ -228,37 +264,17 @@ fn a_fenced_zombie_commits_nothing_and_says_why() {
 /// output exactly once.
 #[test]
 fn a_failed_commit_is_aborted_and_the_restart_gives_each_output_once() {
-    let Some(kcat) = tools() else { return };
-    let kafka = KafkaCluster::single();
-    let bootstrap = kafka.bootstrap();
-    create_source_topics(&bootstrap);
-    produce_samples(&kcat, &bootstrap, 0.0..1.0);
-
-    let mut diags = streamctl::diagnostics::Diagnostics::new();
-    let project = streamctl::project::Project::load(&root().join("example-project"), &mut diags).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let cp = Arc::new(rt.block_on(streamctl::compile::compile(project, diags)));
-    let model = "logon_enriched";
-    let cluster = Cluster::Kafka { bootstrap: bootstrap.clone(), properties: vec![], replication_factor: 1 };
-    let mut topics = source_topics(&cp, &[model.to_string()]);
-    topics.extend(job_topics(&cp, &[model.to_string()], false));
-    rt.block_on(cluster.ensure_topics(&topics)).unwrap();
-    let client = cluster.client_config();
+    let Some(t) = LogonEnriched::start() else { return };
     let opts = RunOptions {
         until_caught_up: true,
         checkpoint_interval: Duration::from_secs(3600),
         idle_timeout: Duration::ZERO,
         ..RunOptions::default()
     };
-    let stats = || JobStats { model: model.to_string(), ..Default::default() };
-    let checkpoints = &cp.models[model].resolved.checkpoint_topic;
-    let limit = |bytes: &str| {
-        let configs = [("max.message.bytes".to_string(), bytes.to_string())].into_iter().collect();
-        rt.block_on(cluster.alter_configs(checkpoints, &configs)).unwrap();
-    };
+    let checkpoints = &t.cp.models[LOGON_ENRICHED].resolved.checkpoint_topic;
 
-    let mut job = KafkaJob::start(cp.clone(), model, &client, &opts, stats()).unwrap();
-    limit("200");
+    let mut job = t.job(&opts);
+    t.limit(checkpoints, "200");
     let deadline = Instant::now() + Duration::from_secs(120);
     let progress = loop {
         job.poll_and_process(false).unwrap();
@@ -273,12 +289,12 @@ fn a_failed_commit_is_aborted_and_the_restart_gives_each_output_once() {
     let produced = job.stats().records_out as usize;
     assert!(produced > 0);
     drop(job);
-    let committed = kcat_read(&kcat, &bootstrap, "soe.logon-enriched", "read_committed");
+    let committed = t.values("soe.logon-enriched", "read_committed");
     assert!(committed.is_empty(), "{} rows of an aborted transaction are visible", committed.len());
-    assert_eq!(kcat_read(&kcat, &bootstrap, "soe.logon-enriched", "read_uncommitted").len(), produced);
+    assert_eq!(t.values("soe.logon-enriched", "read_uncommitted").len(), produced);
 
-    limit("1048588");
-    let mut job = KafkaJob::start(cp.clone(), model, &client, &opts, stats()).unwrap();
+    t.limit(checkpoints, "1048588");
+    let mut job = t.job(&opts);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         job.poll_and_process(false).unwrap();
@@ -288,9 +304,8 @@ fn a_failed_commit_is_aborted_and_the_restart_gives_each_output_once() {
         assert!(Instant::now() < deadline, "the restarted job did not catch up");
     }
     assert_eq!(job.stats().restored_epoch, None, "nothing was committed before");
-    let committed: Vec<Value> =
-        kcat_read(&kcat, &bootstrap, "soe.logon-enriched", "read_committed").into_iter().map(|(_, v)| v).collect();
-    let (missing, extra) = multiset_difference(&expected()["logon_enriched"], &committed);
+    let committed = t.values("soe.logon-enriched", "read_committed");
+    let (missing, extra) = multiset_difference(&expected()[LOGON_ENRICHED], &committed);
     assert!(missing.is_empty() && extra.is_empty(), "{} missing, {} extra", missing.len(), extra.len());
 }
 
@@ -301,22 +316,7 @@ fn a_failed_commit_is_aborted_and_the_restart_gives_each_output_once() {
 /// output exactly once.
 #[test]
 fn a_transaction_that_fails_mid_batch_is_aborted_and_the_task_resumes() {
-    let Some(kcat) = tools() else { return };
-    let kafka = KafkaCluster::single();
-    let bootstrap = kafka.bootstrap();
-    create_source_topics(&bootstrap);
-    produce_samples(&kcat, &bootstrap, 0.0..1.0);
-
-    let mut diags = streamctl::diagnostics::Diagnostics::new();
-    let project = streamctl::project::Project::load(&root().join("example-project"), &mut diags).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let cp = Arc::new(rt.block_on(streamctl::compile::compile(project, diags)));
-    let model = "logon_enriched";
-    let cluster = Cluster::Kafka { bootstrap: bootstrap.clone(), properties: vec![], replication_factor: 1 };
-    let mut topics = source_topics(&cp, &[model.to_string()]);
-    topics.extend(job_topics(&cp, &[model.to_string()], false));
-    rt.block_on(cluster.ensure_topics(&topics)).unwrap();
-    let client = cluster.client_config();
+    let Some(t) = LogonEnriched::start() else { return };
     // Micro-batches of 10 records: the input is still being read when the refusal comes back.
     let opts = RunOptions {
         until_caught_up: true,
@@ -325,15 +325,10 @@ fn a_transaction_that_fails_mid_batch_is_aborted_and_the_task_resumes() {
         max_batch_records: 10,
         ..RunOptions::default()
     };
-    let stats = || JobStats { model: model.to_string(), ..Default::default() };
-    let output = &cp.models[model].topic;
-    let limit = |bytes: &str| {
-        let configs = [("max.message.bytes".to_string(), bytes.to_string())].into_iter().collect();
-        rt.block_on(cluster.alter_configs(output, &configs)).unwrap();
-    };
+    let output = &t.cp.models[LOGON_ENRICHED].topic;
 
-    let mut job = KafkaJob::start(cp.clone(), model, &client, &opts, stats()).unwrap();
-    limit("200");
+    let mut job = t.job(&opts);
+    t.limit(output, "200");
     let deadline = Instant::now() + Duration::from_secs(120);
     while job.stats().records_out == 0 {
         job.poll_and_process(false).unwrap();
@@ -355,10 +350,10 @@ fn a_transaction_that_fails_mid_batch_is_aborted_and_the_task_resumes() {
     assert_eq!(progress, Progress::CheckpointFailed, "the failed transaction must be aborted");
     assert_eq!(job.stats().aborted_transactions, 1);
     drop(job);
-    assert!(kcat_read(&kcat, &bootstrap, output, "read_committed").is_empty(), "nothing was committed");
+    assert!(t.values(output, "read_committed").is_empty(), "nothing was committed");
 
-    limit("1048588");
-    let mut job = KafkaJob::start(cp.clone(), model, &client, &opts, stats()).unwrap();
+    t.limit(output, "1048588");
+    let mut job = t.job(&opts);
     loop {
         job.poll_and_process(false).unwrap();
         if job.settle(false, true).unwrap() == Progress::CaughtUp {
@@ -366,8 +361,7 @@ fn a_transaction_that_fails_mid_batch_is_aborted_and_the_task_resumes() {
         }
         assert!(Instant::now() < deadline, "the restarted job did not catch up");
     }
-    let committed: Vec<Value> =
-        kcat_read(&kcat, &bootstrap, output, "read_committed").into_iter().map(|(_, v)| v).collect();
-    let (missing, extra) = multiset_difference(&expected()["logon_enriched"], &committed);
+    let committed = t.values(output, "read_committed");
+    let (missing, extra) = multiset_difference(&expected()[LOGON_ENRICHED], &committed);
     assert!(missing.is_empty() && extra.is_empty(), "{} missing, {} extra", missing.len(), extra.len());
 }

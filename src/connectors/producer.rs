@@ -376,10 +376,10 @@ impl RecordProducer {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                Err((e @ KafkaError::MessageProduction(RDKafkaErrorCode::State), _)) if self.is_transactional() => {
-                    return Err(SendError::TransactionFailed(kafka_err(&format!("producing to {topic}"), e)))
+                Err((e, _)) => {
+                    let state = matches!(e, KafkaError::MessageProduction(RDKafkaErrorCode::State));
+                    return Err(self.refusal(state, kafka_err(&format!("producing to {topic}"), e)));
                 }
-                Err((e, _)) => return Err(SendError::Refused(kafka_err(&format!("producing to {topic}"), e))),
             }
         }
     }
@@ -447,12 +447,18 @@ impl RecordProducer {
                 std::thread::sleep(Duration::from_millis(5));
                 continue;
             }
-            let message = format!("producing to {topic}: {text}");
-            return Err(if code == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__STATE && self.is_transactional() {
-                SendError::TransactionFailed(message)
-            } else {
-                SendError::Refused(message)
-            });
+            let state = code == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__STATE;
+            return Err(self.refusal(state, format!("producing to {topic}: {text}")));
+        }
+    }
+
+    /// What a refused record means: in a transaction, librdkafka's state error says the
+    /// transaction has already failed (it must be aborted); anything else is a plain refusal.
+    fn refusal(&self, state_error: bool, message: String) -> SendError {
+        if state_error && self.is_transactional() {
+            SendError::TransactionFailed(message)
+        } else {
+            SendError::Refused(message)
         }
     }
 
