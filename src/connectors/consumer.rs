@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use rdkafka::bindings as rdsys;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::Message;
@@ -136,4 +137,245 @@ pub fn read_topic(client: &ClientConfig, topic: &str) -> Result<TopicRows, Strin
         }
     }
     Ok(out)
+}
+
+/// Reads a consumer's records many per call (`rd_kafka_consume_batch_queue`) instead of one per
+/// `poll` (an event, an allocation and two clock reads each). It holds a reference to the
+/// consumer's queue: it must be dropped before the consumer, whose destruction otherwise waits for
+/// that reference forever; every message it reads is destroyed before `read` returns, for the same
+/// reason.
+pub struct BatchReader {
+    queue: std::ptr::NonNull<rdsys::rd_kafka_queue_t>,
+    messages: Vec<*mut rdsys::rd_kafka_message_t>,
+}
+
+// The queue handle is librdkafka's, which is thread-safe; a reader is used by one thread at a time.
+unsafe impl Send for BatchReader {}
+
+/// A consumed record, valid during the callback of [`BatchReader::read`].
+pub struct RawMessage<'a>(&'a rdsys::rd_kafka_message_t);
+
+impl RawMessage<'_> {
+    /// The topic handle: the same for every record of a topic, so a cheap way to tell topics apart.
+    pub fn topic_handle(&self) -> *const rdsys::rd_kafka_topic_t {
+        self.0.rkt
+    }
+
+    pub fn topic(&self) -> &str {
+        // SAFETY: a consumed message has its topic, whose name lives as long as the handle.
+        let name = unsafe { std::ffi::CStr::from_ptr(rdsys::rd_kafka_topic_name(self.0.rkt)) };
+        name.to_str().unwrap_or("")
+    }
+
+    pub fn partition(&self) -> i32 {
+        self.0.partition
+    }
+
+    pub fn offset(&self) -> i64 {
+        self.0.offset
+    }
+
+    pub fn key(&self) -> Option<&[u8]> {
+        bytes(self.0.key, self.0.key_len)
+    }
+
+    pub fn payload(&self) -> Option<&[u8]> {
+        bytes(self.0.payload, self.0.len)
+    }
+
+    pub fn payload_len(&self) -> usize {
+        if self.0.payload.is_null() {
+            0
+        } else {
+            self.0.len
+        }
+    }
+
+    /// The record's timestamp in epoch ms (0 when it has none).
+    pub fn timestamp(&self) -> i64 {
+        let mut kind = rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+        // SAFETY: the message is valid for the callback.
+        let t = unsafe { rdsys::rd_kafka_message_timestamp(self.0, &mut kind) };
+        if kind == rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE || t < 0 {
+            0
+        } else {
+            t
+        }
+    }
+
+    /// The record's headers, in order (a null value is `None`).
+    pub fn headers(&self) -> Vec<(String, Option<Vec<u8>>)> {
+        let mut hdrs: *mut rdsys::rd_kafka_headers_t = std::ptr::null_mut();
+        // SAFETY: the message is valid for the callback; the headers belong to it.
+        let found = unsafe { rdsys::rd_kafka_message_headers(self.0, &mut hdrs) };
+        if found != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || hdrs.is_null() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for idx in 0.. {
+            let (mut name, mut value, mut size) = (std::ptr::null(), std::ptr::null(), 0usize);
+            // SAFETY: as above; `name` is NUL-terminated, `value` has `size` bytes or is null.
+            let err = unsafe { rdsys::rd_kafka_header_get_all(hdrs, idx, &mut name, &mut value, &mut size) };
+            if err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
+                break;
+            }
+            let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy().into_owned();
+            out.push((name, bytes(value as *mut std::ffi::c_void, size).map(<[u8]>::to_vec)));
+        }
+        out
+    }
+}
+
+fn bytes<'a>(ptr: *mut std::ffi::c_void, len: usize) -> Option<&'a [u8]> {
+    if ptr.is_null() {
+        None
+    } else if len == 0 {
+        Some(&[])
+    } else {
+        // SAFETY: librdkafka gives `len` bytes at `ptr`, valid while the message lives.
+        Some(unsafe { std::slice::from_raw_parts(ptr as *const u8, len) })
+    }
+}
+
+impl BatchReader {
+    /// A reader of `consumer`'s queue (`None`: the consumer has none, it has no group id).
+    pub fn new<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Option<BatchReader> {
+        // SAFETY: the client pointer is valid while the consumer lives; the queue is released in drop.
+        let queue = unsafe { rdsys::rd_kafka_queue_get_consumer(consumer.client().native_ptr()) };
+        std::ptr::NonNull::new(queue).map(|queue| BatchReader { queue, messages: vec![std::ptr::null_mut(); 4096] })
+    }
+
+    /// Reads what arrives within `timeout`, `max` records at most, calling `each` on every record;
+    /// returns how many were read. A consume error (other than reaching a partition's end) is
+    /// returned after the batch's messages have been released.
+    pub fn read(
+        &mut self,
+        timeout: Duration,
+        max: usize,
+        mut each: impl FnMut(RawMessage<'_>),
+    ) -> Result<usize, String> {
+        let size = max.clamp(1, self.messages.len());
+        let ms = timeout.as_millis().min(i32::MAX as u128) as std::ffi::c_int;
+        // SAFETY: the buffer has room for `size` pointers; the queue handle is live.
+        let n =
+            unsafe { rdsys::rd_kafka_consume_batch_queue(self.queue.as_ptr(), ms, self.messages.as_mut_ptr(), size) };
+        if n < 0 {
+            return Err("consuming: the consumer's queue cannot be read".into());
+        }
+        let mut error = None;
+        let mut read = 0;
+        for m in &self.messages[..n as usize] {
+            // SAFETY: librdkafka filled the first `n` slots with messages we now own.
+            let msg = unsafe { &**m };
+            if msg.err == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                each(RawMessage(msg));
+                read += 1;
+            } else if msg.err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF && error.is_none() {
+                let why = unsafe { std::ffi::CStr::from_ptr(rdsys::rd_kafka_message_errstr(msg)) };
+                error = Some(format!("consuming: {}", why.to_string_lossy()));
+            }
+        }
+        for m in &mut self.messages[..n as usize] {
+            // SAFETY: each message is destroyed once, after its last use.
+            unsafe { rdsys::rd_kafka_message_destroy(*m) };
+            *m = std::ptr::null_mut();
+        }
+        error.map_or(Ok(read), Err)
+    }
+}
+
+impl Drop for BatchReader {
+    fn drop(&mut self) {
+        // SAFETY: the reference taken in `new`, released once.
+        unsafe { rdsys::rd_kafka_queue_destroy(self.queue.as_ptr()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connectors::embedded::EmbeddedBroker;
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    type Row = (i32, i64, i64, Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)>);
+
+    /// Every record read by a batch reader is the one written (key, value or none, timestamp,
+    /// headers with a null value among them), in offset order per partition; and the consumer
+    /// closes and drops at once afterwards (a reference left on its queue makes that hang).
+    #[test]
+    fn a_batch_reader_reads_every_record_as_written_and_lets_the_consumer_go() {
+        let broker = EmbeddedBroker::start().unwrap();
+        broker.create_topic("batch-in", 3).unwrap();
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", broker.bootstrap_servers());
+        let producer: BaseProducer = client.create().unwrap();
+        let mut written: Vec<Row> = Vec::new();
+        for i in 0..9_000i64 {
+            let p = (i % 3) as i32;
+            let key = (i % 7 != 0).then(|| format!("k{i}").into_bytes());
+            let value = (i % 11 != 0).then(|| format!("{{\"n\":{i}}}").into_bytes());
+            let headers: Vec<(String, Option<Vec<u8>>)> = match i % 5 {
+                0 => vec![("h".into(), Some(b"v".to_vec())), ("nul".into(), None)],
+                _ => vec![],
+            };
+            let ts = 1_700_000_000_000 + i;
+            let mut rec = BaseRecord::<[u8], [u8]>::to("batch-in").partition(p).timestamp(ts);
+            if let Some(k) = &key {
+                rec = rec.key(k.as_slice());
+            }
+            if let Some(v) = &value {
+                rec = rec.payload(v.as_slice());
+            }
+            if !headers.is_empty() {
+                let hs = headers
+                    .iter()
+                    .fold(OwnedHeaders::new(), |hs, (k, v)| hs.insert(Header { key: k.as_str(), value: v.as_deref() }));
+                rec = rec.headers(hs);
+            }
+            producer.send(rec).map_err(|(e, _)| e).unwrap();
+            producer.poll(Duration::ZERO);
+            written.push((p, i / 3, ts, key, value, headers));
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+
+        let consumer = input_consumer(&client, "batch-reader-test").unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..3 {
+            tpl.add_partition_offset("batch-in", p, Offset::Offset(0)).unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let mut reader = BatchReader::new(&consumer).expect("a queue");
+        let mut read: Vec<Row> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while read.len() < written.len() && Instant::now() < deadline {
+            reader
+                .read(Duration::from_millis(200), 1000, |m| {
+                    assert_eq!(m.topic(), "batch-in");
+                    let row = (
+                        m.partition(),
+                        m.offset(),
+                        m.timestamp(),
+                        m.key().map(<[u8]>::to_vec),
+                        m.payload().map(<[u8]>::to_vec),
+                        m.headers(),
+                    );
+                    read.push(row);
+                })
+                .unwrap();
+        }
+        read.sort_by_key(|r| (r.1, r.0));
+        written.sort_by_key(|r| (r.1, r.0));
+        assert_eq!(read.len(), written.len());
+        assert!(read == written, "first difference: {:?}", read.iter().zip(&written).find(|(a, b)| a != b));
+
+        drop(reader);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            close(&consumer);
+            drop(consumer);
+            let _ = tx.send(());
+        });
+        assert!(rx.recv_timeout(Duration::from_secs(20)).is_ok(), "the consumer did not close and drop");
+    }
 }

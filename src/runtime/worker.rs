@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Serialize;
 
@@ -45,7 +44,7 @@ use super::repartition::Stage;
 use super::tasks::TaskId;
 use crate::compile::carry_over::{carry_over, CarryOver};
 use crate::compile::{CompiledModel, CompiledProject, ReplayStart};
-use crate::connectors::consumer::{input_consumer, partition_offsets};
+use crate::connectors::consumer::{input_consumer, partition_offsets, BatchReader};
 use crate::connectors::producer::{OutRecord, RecordProducer, SendError, TxnFailure, TXN_CALL_TIMEOUT};
 use crate::graph::NodeId;
 use crate::project::config::{Guarantee, RelationKind};
@@ -234,6 +233,8 @@ pub struct KafkaJob {
     opts: RunOptions,
     driver: MicroBatchDriver,
     producer: RecordProducer,
+    /// Reads `data`'s records; declared (so dropped) before it, as it holds a reference into it.
+    reader: Option<BatchReader>,
     data: BaseConsumer,
     /// The output topic's partition count: keyless outputs go to one partition per micro-batch,
     /// in turn, instead of through librdkafka's sticky partitioner, which reads the clock for
@@ -553,6 +554,9 @@ impl KafkaJob {
             opts: opts.clone(),
             driver,
             producer,
+            reader: Some(
+                BatchReader::new(&data).ok_or_else(|| RunError::Setup("the input consumer has no queue".into()))?,
+            ),
             data,
             output_partitions,
             next_output_partition: 0,
@@ -615,7 +619,8 @@ impl KafkaJob {
         &self.stats
     }
 
-    pub fn into_stats(self) -> JobStats {
+    pub fn into_stats(mut self) -> JobStats {
+        self.reader = None;
         crate::connectors::consumer::close(&self.data);
         self.stats
     }
@@ -625,6 +630,7 @@ impl KafkaJob {
         let (watermark, open) = self.rt.block_on(self.driver.progress())?;
         self.stats.watermark = watermark;
         self.stats.open_windows = open as u64;
+        self.reader = None;
         crate::connectors::consumer::close(&self.data);
         Ok(self.stats)
     }
@@ -685,77 +691,87 @@ impl KafkaJob {
     }
 
     /// Polls up to a micro-batch: the records, and the runs of them that came from one input
-    /// topic (its name, how many records), in arrival order.
+    /// topic (its name, how many records), in arrival order. Records are read many per call
+    /// ([`BatchReader`]): a poll per record cost librdkafka a queue lock and two clock reads each.
     fn poll(&mut self) -> Result<PolledBatch, RunError> {
-        let mut batch = PolledBatch::with_capacity(self.opts.max_batch_records.min(100_000));
+        let max_records = self.opts.max_batch_records;
+        let mut batch = PolledBatch::with_capacity(max_records.min(100_000));
         let mut batch_bytes = 0usize;
         let deadline = Instant::now() + self.opts.max_batch_wait;
         // The (topic, partition) of the last record: records come in runs of one partition, so
         // its map key is built once per run, not once per record.
         let mut current: Option<(String, i32)> = None;
-        while batch.records.len() < self.opts.max_batch_records && batch_bytes < self.opts.max_batch_bytes {
-            // A record already fetched is taken without a wait, which spares librdkafka and us
-            // the clock reads a timed poll makes; the clock is read only when the queue is empty.
-            let msg = match self.data.poll(Duration::ZERO) {
-                Some(msg) => msg,
-                None => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        break;
+        // Offsets skipped in a stream partition (from, to): checked against retention below.
+        let mut skipped: Vec<(String, i32, i64, i64)> = Vec::new();
+        let mut failure: Option<RunError> = None;
+        let Some(reader) = self.reader.as_mut() else { return Ok(batch) };
+        let (parts, skip_before) = (&mut self.parts, &self.skip_before);
+        while batch.records.len() < max_records && batch_bytes < self.opts.max_batch_bytes && failure.is_none() {
+            // What is already fetched is taken without a wait; the clock is read once per call.
+            let left = deadline.saturating_duration_since(Instant::now());
+            // As many records as fit the byte budget at the average size so far.
+            let average = if batch.records.is_empty() { 4096 } else { (batch_bytes / batch.records.len()).max(1) };
+            let fit = (self.opts.max_batch_bytes - batch_bytes).div_ceil(average);
+            let want = (max_records - batch.records.len()).min(fit).max(1);
+            let read = reader
+                .read(left, want, |msg| {
+                    if failure.is_some() {
+                        return;
                     }
-                    match self.data.poll(left) {
-                        Some(msg) => msg,
-                        None => break,
+                    let partition = msg.partition();
+                    let key = match &mut current {
+                        Some(k) if k.1 == partition && k.0 == msg.topic() => k,
+                        _ => current.insert((msg.topic().to_string(), partition)),
+                    };
+                    if let Some(p) = parts.get_mut(key) {
+                        // Offsets skipped are transaction markers or aborted records, or records
+                        // deleted (retention) before they were read: only the last is a loss.
+                        if msg.offset() > p.next && p.kind == RelationKind::Stream {
+                            skipped.push((key.0.clone(), key.1, p.next, msg.offset()));
+                        }
+                        p.next = msg.offset() + 1;
+                        if let (Some(n), Some(k)) = (p.key_partitions, msg.key()) {
+                            let expected = super::repartition::partition_of(k, n);
+                            if expected != key.1 {
+                                let why = not_co_partitioned(&key.0, key.1, msg.offset(), k, expected);
+                                failure = Some(RunError::Setup(why));
+                                return;
+                            }
+                        }
                     }
-                }
-            };
-            let msg = msg.map_err(|e| RunError::Setup(format!("consuming: {e}")))?;
-            let key = match &mut current {
-                Some(k) if k.1 == msg.partition() && k.0 == msg.topic() => k,
-                _ => current.insert((msg.topic().to_string(), msg.partition())),
-            };
-            if let Some(p) = self.parts.get_mut(key) {
-                // Offsets skipped are transaction markers or aborted records, or records deleted
-                // (retention) before they were read: only the last is a loss.
-                if msg.offset() > p.next && p.kind == RelationKind::Stream {
-                    let low = self
-                        .data
-                        .fetch_watermarks(&key.0, key.1, Duration::from_secs(5))
-                        .map_or(msg.offset(), |(low, _)| low);
-                    if low > p.next {
-                        let gap = format!(
-                            "{} partition {} offsets {}..{} were deleted before being processed",
-                            key.0,
-                            key.1,
-                            p.next,
-                            low.min(msg.offset())
-                        );
-                        log(&self.model.name, &format!("DATA LOST: {gap}"));
-                        self.stats.gaps.push(gap);
+                    batch_bytes += msg.payload_len();
+                    let timestamp = msg.timestamp();
+                    if skip_before.get(key).is_some_and(|t| timestamp < *t) {
+                        return;
                     }
-                }
-                p.next = msg.offset() + 1;
-                if let (Some(n), Some(k)) = (p.key_partitions, msg.key()) {
-                    let expected = super::repartition::partition_of(k, n);
-                    if expected != key.1 {
-                        return Err(RunError::Setup(not_co_partitioned(&key.0, key.1, msg.offset(), k, expected)));
-                    }
-                }
+                    let record = Record {
+                        partition,
+                        offset: msg.offset(),
+                        timestamp,
+                        key: msg.key().map(<[u8]>::to_vec),
+                        value: msg.payload().map(<[u8]>::to_vec),
+                        headers: msg.headers(),
+                    };
+                    batch.push(&key.0, record);
+                })
+                .map_err(RunError::Setup)?;
+            if read < want || left.is_zero() {
+                break;
             }
-            batch_bytes += msg.payload_len();
-            let timestamp = msg.timestamp().to_millis().unwrap_or(0);
-            if self.skip_before.get(key).is_some_and(|t| timestamp < *t) {
-                continue;
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        for (topic, partition, from, to) in skipped {
+            let low = self.data.fetch_watermarks(&topic, partition, Duration::from_secs(5)).map_or(to, |(low, _)| low);
+            if low > from {
+                let gap = format!(
+                    "{topic} partition {partition} offsets {from}..{} were deleted before being processed",
+                    low.min(to)
+                );
+                log(&self.model.name, &format!("DATA LOST: {gap}"));
+                self.stats.gaps.push(gap);
             }
-            let record = Record {
-                partition: msg.partition(),
-                offset: msg.offset(),
-                timestamp,
-                key: msg.key().map(<[u8]>::to_vec),
-                value: msg.payload().map(<[u8]>::to_vec),
-                headers: super::codec::headers_of(&msg),
-            };
-            batch.push(&key.0, record);
         }
         Ok(batch)
     }
