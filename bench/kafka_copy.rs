@@ -6,8 +6,10 @@
 //! default). Its events per CPU-second is what librdkafka alone costs per record: a job that
 //! reads and writes every record can at best approach it.
 //!
-//! Usage: kafka-copy BOOTSTRAP IN_TOPIC OUT_TOPIC. Creates OUT_TOPIC with as many partitions as
-//! IN_TOPIC, reads IN_TOPIC to the end offsets it finds at start, then prints the number copied.
+//! Usage: kafka-copy BOOTSTRAP IN_TOPIC OUT_TOPIC [PARTITION]. Creates OUT_TOPIC with as many
+//! partitions as IN_TOPIC, reads IN_TOPIC to the end offsets it finds at start, then prints the
+//! number copied. With PARTITION, only that partition is copied (to the same partition): a client
+//! pair per partition, as a streamctl task has.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -30,8 +32,10 @@ fn main() {
 
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, bootstrap, input, output] = args.as_slice() else {
-        return Err("usage: kafka-copy BOOTSTRAP IN_TOPIC OUT_TOPIC".into());
+    let (bootstrap, input, output, only) = match args.as_slice() {
+        [_, b, i, o] => (b, i, o, None),
+        [_, b, i, o, p] => (b, i, o, Some(p.parse::<i32>().map_err(|e| format!("partition {p}: {e}"))?)),
+        _ => return Err("usage: kafka-copy BOOTSTRAP IN_TOPIC OUT_TOPIC [PARTITION]".into()),
     };
     let group = format!("kafka-copy-{}", std::process::id());
     let consumer: BaseConsumer = ClientConfig::new()
@@ -54,11 +58,12 @@ fn run() -> Result<(), String> {
     producer.init_transactions(TIMEOUT).map_err(|e| e.to_string())?;
 
     let meta = consumer.fetch_metadata(Some(input), TIMEOUT).map_err(|e| e.to_string())?;
-    let partitions: Vec<i32> =
+    let all: Vec<i32> =
         meta.topics().first().map(|t| t.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default();
-    if partitions.is_empty() {
+    if all.is_empty() {
         return Err(format!("no topic {input}"));
     }
+    let partitions: Vec<i32> = all.iter().copied().filter(|p| only.is_none_or(|o| o == *p)).collect();
     let mut ends = HashMap::new();
     let mut tpl = TopicPartitionList::new();
     for &p in &partitions {
@@ -67,7 +72,7 @@ fn run() -> Result<(), String> {
         tpl.add_partition_offset(input, p, Offset::Beginning).map_err(|e| e.to_string())?;
     }
     consumer.assign(&tpl).map_err(|e| e.to_string())?;
-    create_topic(bootstrap, output, partitions.len() as i32)?;
+    create_topic(bootstrap, output, all.len() as i32)?;
 
     let mut positions: HashMap<i32, i64> = HashMap::new();
     let mut records = 0u64;
@@ -83,6 +88,10 @@ fn run() -> Result<(), String> {
         records += 1;
         if let Some(value) = msg.payload() {
             let mut rec = BaseRecord::<(), [u8]>::to(output).payload(value);
+            if only.is_some() {
+                // As a streamctl task writes its keyless outputs: to the partition it reads.
+                rec = rec.partition(msg.partition());
+            }
             loop {
                 match producer.send(rec) {
                     Ok(()) => break,
