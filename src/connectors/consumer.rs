@@ -156,11 +156,6 @@ unsafe impl Send for BatchReader {}
 pub struct RawMessage<'a>(&'a rdsys::rd_kafka_message_t);
 
 impl RawMessage<'_> {
-    /// The topic handle: the same for every record of a topic, so a cheap way to tell topics apart.
-    pub fn topic_handle(&self) -> *const rdsys::rd_kafka_topic_t {
-        self.0.rkt
-    }
-
     pub fn topic(&self) -> &str {
         // SAFETY: a consumed message has its topic, whose name lives as long as the handle.
         let name = unsafe { std::ffi::CStr::from_ptr(rdsys::rd_kafka_topic_name(self.0.rkt)) };

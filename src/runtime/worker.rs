@@ -450,10 +450,7 @@ impl KafkaJob {
                 let next = match offsets.get(&(topic.clone(), p)) {
                     Some(o) => {
                         if *o < low && kind == RelationKind::Stream {
-                            let gap =
-                                format!("{topic} partition {p} offsets {o}..{low} were deleted before being processed");
-                            log(model, &format!("DATA LOST: {gap}"));
-                            stats.gaps.push(gap);
+                            report_gap(model, &mut stats, &topic, p, *o, low);
                         }
                         (*o).max(low)
                     }
@@ -765,12 +762,7 @@ impl KafkaJob {
         for (topic, partition, from, to) in skipped {
             let low = self.data.fetch_watermarks(&topic, partition, Duration::from_secs(5)).map_or(to, |(low, _)| low);
             if low > from {
-                let gap = format!(
-                    "{topic} partition {partition} offsets {from}..{} were deleted before being processed",
-                    low.min(to)
-                );
-                log(&self.model.name, &format!("DATA LOST: {gap}"));
-                self.stats.gaps.push(gap);
+                report_gap(&self.model.name, &mut self.stats, &topic, partition, from, low.min(to));
             }
         }
         Ok(batch)
@@ -1061,6 +1053,14 @@ impl KafkaJob {
 }
 
 /// Why a co-partitioned join cannot go on: a record is not in the partition its key hashes to.
+/// Records of a stream partition deleted (retention) before the job read them: said in the log
+/// and counted, never skipped quietly.
+fn report_gap(model: &str, stats: &mut JobStats, topic: &str, partition: i32, from: i64, to: i64) {
+    let gap = format!("{topic} partition {partition} offsets {from}..{to} were deleted before being processed");
+    log(model, &format!("DATA LOST: {gap}"));
+    stats.gaps.push(gap);
+}
+
 fn not_co_partitioned(topic: &str, partition: i32, offset: i64, key: &[u8], expected: i32) -> String {
     format!(
         "{topic} partition {partition} offset {offset}: its key {} belongs in partition {expected} by murmur2 (the \
