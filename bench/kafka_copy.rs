@@ -6,10 +6,13 @@
 //! default). Its events per CPU-second is what librdkafka alone costs per record: a job that
 //! reads and writes every record can at best approach it.
 //!
-//! Usage: kafka-copy BOOTSTRAP IN_TOPIC OUT_TOPIC [PARTITION]. Creates OUT_TOPIC with as many
-//! partitions as IN_TOPIC, reads IN_TOPIC to the end offsets it finds at start, then prints the
-//! number copied. With PARTITION, only that partition is copied (to the same partition): a client
-//! pair per partition, as a streamctl task has.
+//! Usage: kafka-copy BOOTSTRAP IN_TOPIC OUT_TOPIC [PARTITION | per-partition-producers]. Creates
+//! OUT_TOPIC with as many partitions as IN_TOPIC, reads IN_TOPIC to the end offsets it finds at
+//! start, then prints the number copied. With PARTITION, only that partition is copied (to the same
+//! partition): a client pair per partition, as a streamctl task had one. With
+//! `per-partition-producers`, one consumer reads every partition and each partition has a
+//! transactional producer of its own, which commits that partition's offsets: the layout of a
+//! streamctl thread whose tasks share its consumer.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -32,10 +35,11 @@ fn main() {
 
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
-    let (bootstrap, input, output, only) = match args.as_slice() {
-        [_, b, i, o] => (b, i, o, None),
-        [_, b, i, o, p] => (b, i, o, Some(p.parse::<i32>().map_err(|e| format!("partition {p}: {e}"))?)),
-        _ => return Err("usage: kafka-copy BOOTSTRAP IN_TOPIC OUT_TOPIC [PARTITION]".into()),
+    let (bootstrap, input, output, only, producer_each) = match args.as_slice() {
+        [_, b, i, o] => (b, i, o, None, false),
+        [_, b, i, o, m] if m == "per-partition-producers" => (b, i, o, None, true),
+        [_, b, i, o, p] => (b, i, o, Some(p.parse::<i32>().map_err(|e| format!("partition {p}: {e}"))?), false),
+        _ => return Err("usage: kafka-copy BOOTSTRAP IN_TOPIC OUT_TOPIC [PARTITION | per-partition-producers]".into()),
     };
     let group = format!("kafka-copy-{}", std::process::id());
     let consumer: BaseConsumer = ClientConfig::new()
@@ -47,16 +51,6 @@ fn run() -> Result<(), String> {
         .set("max.partition.fetch.bytes", "16777216")
         .create()
         .map_err(|e| e.to_string())?;
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("transactional.id", &group)
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "5")
-        .set("delivery.report.only.error", "true")
-        .create()
-        .map_err(|e| e.to_string())?;
-    producer.init_transactions(TIMEOUT).map_err(|e| e.to_string())?;
-
     let meta = consumer.fetch_metadata(Some(input), TIMEOUT).map_err(|e| e.to_string())?;
     let all: Vec<i32> =
         meta.topics().first().map(|t| t.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default();
@@ -64,6 +58,21 @@ fn run() -> Result<(), String> {
         return Err(format!("no topic {input}"));
     }
     let partitions: Vec<i32> = all.iter().copied().filter(|p| only.is_none_or(|o| o == *p)).collect();
+    // One transactional producer, or one per partition (indexed by partition).
+    let mut producers = Vec::new();
+    for i in 0..if producer_each { all.len() } else { 1 } {
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("transactional.id", format!("{group}-{i}"))
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .set("delivery.report.only.error", "true")
+            .create()
+            .map_err(|e| e.to_string())?;
+        producer.init_transactions(TIMEOUT).map_err(|e| e.to_string())?;
+        producer.begin_transaction().map_err(|e| e.to_string())?;
+        producers.push(producer);
+    }
     let mut ends = HashMap::new();
     let mut tpl = TopicPartitionList::new();
     for &p in &partitions {
@@ -77,7 +86,6 @@ fn run() -> Result<(), String> {
     let mut positions: HashMap<i32, i64> = HashMap::new();
     let mut records = 0u64;
     let mut txn_started = Instant::now();
-    producer.begin_transaction().map_err(|e| e.to_string())?;
     let caught_up = |positions: &HashMap<i32, i64>| {
         ends.iter().all(|(p, end)| positions.get(p).map_or(*end == 0, |next| next >= end))
     };
@@ -86,9 +94,10 @@ fn run() -> Result<(), String> {
         let msg = msg.map_err(|e| e.to_string())?;
         positions.insert(msg.partition(), msg.offset() + 1);
         records += 1;
+        let producer = &producers[if producer_each { msg.partition() as usize } else { 0 }];
         if let Some(value) = msg.payload() {
             let mut rec = BaseRecord::<(), [u8]>::to(output).payload(value);
-            if only.is_some() {
+            if only.is_some() || producer_each {
                 // As a streamctl task writes its keyless outputs: to the partition it reads.
                 rec = rec.partition(msg.partition());
             }
@@ -105,13 +114,36 @@ fn run() -> Result<(), String> {
         }
         // Checked every 1,024 records: a clock read per record would be a cost of this tool's own.
         if records.is_multiple_of(1024) && txn_started.elapsed() >= COMMIT_EVERY {
-            commit(&consumer, &producer, input, &positions)?;
-            producer.begin_transaction().map_err(|e| e.to_string())?;
+            commit_all(&consumer, &producers, input, &positions, producer_each)?;
             txn_started = Instant::now();
         }
     }
-    commit(&consumer, &producer, input, &positions)?;
+    commit_all(&consumer, &producers, input, &positions, producer_each)?;
     println!("{records}");
+    Ok(())
+}
+
+/// Commits each producer's transaction with the offsets it copied (all of them, or its partition's)
+/// and begins the next.
+fn commit_all(
+    consumer: &BaseConsumer,
+    producers: &[ThreadedProducer<DefaultProducerContext>],
+    input: &str,
+    positions: &HashMap<i32, i64>,
+    producer_each: bool,
+) -> Result<(), String> {
+    for (i, producer) in producers.iter().enumerate() {
+        let mut offsets = TopicPartitionList::new();
+        for (&p, &next) in positions {
+            if !producer_each || p as usize == i {
+                offsets.add_partition_offset(input, p, Offset::Offset(next)).map_err(|e| e.to_string())?;
+            }
+        }
+        let meta = consumer.group_metadata().ok_or("no group metadata")?;
+        producer.send_offsets_to_transaction(&offsets, &meta, TIMEOUT).map_err(|e| e.to_string())?;
+        producer.commit_transaction(TIMEOUT).map_err(|e| e.to_string())?;
+        producer.begin_transaction().map_err(|e| e.to_string())?;
+    }
     Ok(())
 }
 
@@ -131,19 +163,4 @@ fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<(), Str
         }
     }
     Ok(())
-}
-
-fn commit(
-    consumer: &BaseConsumer,
-    producer: &ThreadedProducer<DefaultProducerContext>,
-    input: &str,
-    positions: &HashMap<i32, i64>,
-) -> Result<(), String> {
-    let mut offsets = TopicPartitionList::new();
-    for (&p, &next) in positions {
-        offsets.add_partition_offset(input, p, Offset::Offset(next)).map_err(|e| e.to_string())?;
-    }
-    let meta = consumer.group_metadata().ok_or("no group metadata")?;
-    producer.send_offsets_to_transaction(&offsets, &meta, TIMEOUT).map_err(|e| e.to_string())?;
-    producer.commit_transaction(TIMEOUT).map_err(|e| e.to_string())
 }
