@@ -237,7 +237,17 @@ impl BatchReader {
     pub fn new<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Option<BatchReader> {
         // SAFETY: the client pointer is valid while the consumer lives; the queue is released in drop.
         let queue = unsafe { rdsys::rd_kafka_queue_get_consumer(consumer.client().native_ptr()) };
-        std::ptr::NonNull::new(queue).map(|queue| BatchReader { queue, messages: vec![std::ptr::null_mut(); 4096] })
+        std::ptr::NonNull::new(queue).map(BatchReader::of_queue)
+    }
+
+    /// A reader of `queue`, whose reference it takes over (released in drop).
+    pub(crate) fn of_queue(queue: std::ptr::NonNull<rdsys::rd_kafka_queue_t>) -> BatchReader {
+        BatchReader { queue, messages: vec![std::ptr::null_mut(); 4096] }
+    }
+
+    /// The queue it reads (still the reader's reference).
+    pub(crate) fn queue(&self) -> *mut rdsys::rd_kafka_queue_t {
+        self.queue.as_ptr()
     }
 
     /// Reads what arrives within `timeout`, `max` records at most, calling `each` on every record;

@@ -6,7 +6,8 @@
 //! each with a final checkpoint (inside the revoke callback, so the next owner starts from it), then
 //! starts the tasks it was given; the others keep running. A worker that dies loses its tasks once
 //! its session times out ([`SESSION_TIMEOUT_MS`]). The group consumer reads no records: its
-//! partitions stay paused, each task reads its inputs with a consumer of its own.
+//! partitions stay paused, the tasks read their inputs through their thread's input consumers
+//! ([`crate::connectors::task_input`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;

@@ -21,6 +21,7 @@ use super::tasks::TaskId;
 use super::worker::{log, JobStats, KafkaJob, Progress, RunControl, RunOptions, TaskStart};
 use crate::compile::CompiledProject;
 use crate::connectors::producer::RecordProducer;
+use crate::connectors::task_input::InputConsumers;
 use crate::graph::NodeId;
 
 /// A task's name within a run: its model and task.
@@ -227,6 +228,8 @@ struct Slot {
 }
 
 fn run_thread(rx: Receiver<Command>, shared: Shared) -> Vec<TaskOutcome> {
+    // The thread's tasks read their inputs through consumers they share.
+    let mut inputs = InputConsumers::new(&shared.client);
     let mut slots: Vec<Slot> = Vec::new();
     let mut outcomes: Vec<TaskOutcome> = Vec::new();
     let mut open = true;
@@ -296,7 +299,7 @@ fn run_thread(rx: Receiver<Command>, shared: Shared) -> Vec<TaskOutcome> {
         let wait = (shared.opts.max_batch_wait / running).max(Duration::from_millis(5));
         let mut i = 0;
         while i < slots.len() {
-            match step(&mut slots[i], &shared, wait) {
+            match step(&mut slots[i], &shared, &mut inputs, wait) {
                 None => i += 1,
                 Some(result) => {
                     let slot = slots.swap_remove(i);
@@ -308,7 +311,12 @@ fn run_thread(rx: Receiver<Command>, shared: Shared) -> Vec<TaskOutcome> {
 }
 
 /// One step of a task: start it when due, run a micro-batch. `Some` once the task has ended here.
-fn step(slot: &mut Slot, shared: &Shared, wait: Duration) -> Option<Result<JobStats, RunError>> {
+fn step(
+    slot: &mut Slot,
+    shared: &Shared,
+    inputs: &mut InputConsumers,
+    wait: Duration,
+) -> Option<Result<JobStats, RunError>> {
     let (model, task) = (slot.key.0.clone(), slot.key.1);
     let stopping = shared.control.stop.load(Ordering::SeqCst) || slot.stop.is_some();
     if slot.job.is_none() {
@@ -322,7 +330,7 @@ fn step(slot: &mut Slot, shared: &Shared, wait: Duration) -> Option<Result<JobSt
         let start = TaskStart { task, owner };
         let stats = std::mem::take(&mut slot.stats);
         let fallback = stats.clone();
-        match KafkaJob::start_task(slot.cp.clone(), &model, &shared.client, &shared.opts, stats, start) {
+        match KafkaJob::start_task(slot.cp.clone(), &model, &shared.client, &shared.opts, stats, start, inputs) {
             Ok(job) => {
                 job.report_state(JobState::Running);
                 if task != TaskId::Whole {

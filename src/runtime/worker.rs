@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Serialize;
 
@@ -44,8 +44,9 @@ use super::repartition::Stage;
 use super::tasks::TaskId;
 use crate::compile::carry_over::{carry_over, CarryOver};
 use crate::compile::{CompiledModel, CompiledProject, ReplayStart};
-use crate::connectors::consumer::{input_consumer, partition_offsets, BatchReader};
+use crate::connectors::consumer::partition_offsets;
 use crate::connectors::producer::{OutRecord, RecordProducer, SendError, TxnFailure, TXN_CALL_TIMEOUT};
+use crate::connectors::task_input::{InputConsumers, TaskInput};
 use crate::graph::NodeId;
 use crate::project::config::{Guarantee, RelationKind};
 
@@ -233,9 +234,8 @@ pub struct KafkaJob {
     opts: RunOptions,
     driver: MicroBatchDriver,
     producer: RecordProducer,
-    /// Reads `data`'s records; declared (so dropped) before it, as it holds a reference into it.
-    reader: Option<BatchReader>,
-    data: BaseConsumer,
+    /// The task's input partitions, read through a consumer the thread's tasks share.
+    input: TaskInput,
     /// The output topic's partition count: keyless outputs go to one partition per micro-batch,
     /// in turn, instead of through librdkafka's sticky partitioner, which reads the clock for
     /// every record. `None` (not known): the partitioner picks.
@@ -289,10 +289,12 @@ impl KafkaJob {
         opts: &RunOptions,
         stats: JobStats,
     ) -> Result<KafkaJob, RunError> {
-        KafkaJob::start_task(cp, model, client, opts, stats, TaskStart { task: TaskId::Whole, owner: None })
+        let start = TaskStart { task: TaskId::Whole, owner: None };
+        KafkaJob::start_task(cp, model, client, opts, stats, start, &mut InputConsumers::new(client))
     }
 
-    /// [`KafkaJob::start`] for one task of the job; with an owner, the task is claimed first.
+    /// [`KafkaJob::start`] for one task of the job; with an owner, the task is claimed first. Its
+    /// input is read through one of `inputs` (the consumers of the thread that runs it).
     pub fn start_task(
         cp: Arc<CompiledProject>,
         model: &str,
@@ -300,6 +302,7 @@ impl KafkaJob {
         opts: &RunOptions,
         stats: JobStats,
         start: TaskStart,
+        inputs: &mut InputConsumers,
     ) -> Result<KafkaJob, RunError> {
         let m = cp.models.get(model).ok_or_else(|| RunError::Setup(format!("no model `{model}`")))?;
         let guarantee = m.resolved.guarantee_on(opts.guarantee);
@@ -332,7 +335,7 @@ impl KafkaJob {
         if restored.is_none() && task != TaskId::Whole {
             restored = super::checkpoint::from_whole_job(client, ck_topic, &log, m.stateful(), model)?;
         }
-        let mut job = KafkaJob::start_from(cp, model, client, opts, stats, restored, producer, guarantee, task)?;
+        let mut job = KafkaJob::start_from(cp, model, inputs, opts, stats, restored, producer, guarantee, task)?;
         job.checkpoint_partition = ck_partition;
         if let Some((c, _)) = &claim {
             job.lease_epoch = Some(c.epoch());
@@ -348,7 +351,7 @@ impl KafkaJob {
     fn start_from(
         cp: Arc<CompiledProject>,
         model: &str,
-        client: &ClientConfig,
+        consumers: &mut InputConsumers,
         opts: &RunOptions,
         mut stats: JobStats,
         restored: Option<(CheckpointManifest, Vec<u8>)>,
@@ -401,7 +404,8 @@ impl KafkaJob {
 
         // Not a group member: offsets are committed to the job's group for monitoring only;
         // the checkpoint holds the authoritative ones.
-        let data = input_consumer(client, &m.resolved.consumer_group).map_err(RunError::Setup)?;
+        let lookup = consumers.lookup(&m.resolved.consumer_group).map_err(RunError::Setup)?;
+        let data = lookup.consumer();
         // Asked of the producer, which writes the topic anyway (the input consumer is left alone).
         let output_partitions = producer.partition_count(&m.topic);
         let start_at_end = m.resolved.replay == ReplayStart::Latest;
@@ -420,7 +424,7 @@ impl KafkaJob {
         let mut inputs = Vec::new();
         for c in driver.codecs() {
             let topic = stage.topic_of(&c.id, &c.topic).to_string();
-            let Some(partitions) = partition_offsets(&data, &topic).map_err(RunError::Setup)? else {
+            let Some(partitions) = partition_offsets(data, &topic).map_err(RunError::Setup)? else {
                 return Err(RunError::Setup(format!("input topic {topic} ({}) does not exist", c.id)));
             };
             inputs.push((topic, c.id.clone(), c.kind, c.lateness_ms, partitions));
@@ -507,11 +511,11 @@ impl KafkaJob {
             driver.leave_bad_records_to_another_task(input);
         }
         if let Stage::Rekey { r, partitions, .. } = &mut stage {
-            *partitions = partition_offsets(&data, &r.topic).map_err(RunError::Setup)?.map_or(0, |p| p.len() as i32);
+            *partitions = partition_offsets(data, &r.topic).map_err(RunError::Setup)?.map_or(0, |p| p.len() as i32);
         }
         // The aggregating stage tracks event time per partition of the input the records came from.
         if let Stage::Aggregate(r, n, idleness) = &mut stage {
-            *n = partition_offsets(&data, &r.input_topic).map_err(RunError::Setup)?.map_or(0, |p| p.len() as i32);
+            *n = partition_offsets(data, &r.input_topic).map_err(RunError::Setup)?.map_or(0, |p| p.len() as i32);
             *idleness = super::repartition::Idleness::new(*n, Instant::now());
             let lateness = driver.codecs().find(|c| c.id == r.input).map_or(0, |c| c.lateness_ms);
             for p in 0..*n {
@@ -532,13 +536,14 @@ impl KafkaJob {
                 }
             }
         }
-        data.assign(&tpl).map_err(|e| RunError::Setup(format!("assigning input partitions: {e}")))?;
+        let input = consumers.task_input(&m.resolved.consumer_group, &tpl).map_err(RunError::Setup)?;
+        drop(lookup);
         // Tables first: streams wait until every table has been read to its current end.
         let stream_partitions: Vec<(String, i32)> =
             parts.iter().filter(|(_, st)| st.kind == RelationKind::Stream).map(|(k, _)| k.clone()).collect();
         let tables_loaded = tables_loaded(&parts);
         if !tables_loaded {
-            let _ = data.pause(&partition_list(&stream_partitions));
+            let _ = input.consumer().pause(&partition_list(&stream_partitions));
         }
         let table_topics = parts
             .iter()
@@ -551,10 +556,7 @@ impl KafkaJob {
             opts: opts.clone(),
             driver,
             producer,
-            reader: Some(
-                BatchReader::new(&data).ok_or_else(|| RunError::Setup("the input consumer has no queue".into()))?,
-            ),
-            data,
+            input,
             output_partitions,
             next_output_partition: 0,
             checkpoint_topic,
@@ -616,9 +618,7 @@ impl KafkaJob {
         &self.stats
     }
 
-    pub fn into_stats(mut self) -> JobStats {
-        self.reader = None;
-        crate::connectors::consumer::close(&self.data);
+    pub fn into_stats(self) -> JobStats {
         self.stats
     }
 
@@ -627,8 +627,6 @@ impl KafkaJob {
         let (watermark, open) = self.rt.block_on(self.driver.progress())?;
         self.stats.watermark = watermark;
         self.stats.open_windows = open as u64;
-        self.reader = None;
-        crate::connectors::consumer::close(&self.data);
         Ok(self.stats)
     }
 
@@ -701,7 +699,7 @@ impl KafkaJob {
         // Offsets skipped in a stream partition (from, to): checked against retention below.
         let mut skipped: Vec<(String, i32, i64, i64)> = Vec::new();
         let mut failure: Option<RunError> = None;
-        let Some(reader) = self.reader.as_mut() else { return Ok(batch) };
+        let reader = &mut self.input;
         let (parts, skip_before) = (&mut self.parts, &self.skip_before);
         while batch.records.len() < max_records && batch_bytes < self.opts.max_batch_bytes && failure.is_none() {
             // What is already fetched is taken without a wait; the clock is read once per call.
@@ -760,7 +758,11 @@ impl KafkaJob {
             return Err(e);
         }
         for (topic, partition, from, to) in skipped {
-            let low = self.data.fetch_watermarks(&topic, partition, Duration::from_secs(5)).map_or(to, |(low, _)| low);
+            let low = self
+                .input
+                .lookup()
+                .fetch_watermarks(&topic, partition, Duration::from_secs(5))
+                .map_or(to, |(low, _)| low);
             if low > from {
                 report_gap(&self.model.name, &mut self.stats, &topic, partition, from, low.min(to));
             }
@@ -864,11 +866,11 @@ impl KafkaJob {
         // Where each partition stands against its end.
         if polled_nothing {
             for ((topic, p), st) in self.parts.iter_mut() {
-                if let Ok((_, high)) = self.data.fetch_watermarks(topic, *p, Duration::from_secs(5)) {
+                if let Ok((_, high)) = self.input.lookup().fetch_watermarks(topic, *p, Duration::from_secs(5)) {
                     st.high = high;
                 }
                 // Past the transaction markers at the end, which are never delivered.
-                if let Some(pos) = position(&self.data, topic, *p) {
+                if let Some(pos) = position(self.input.consumer(), topic, *p) {
                     st.next = st.next.max(pos);
                 }
             }
@@ -906,17 +908,17 @@ impl KafkaJob {
         }
         if !self.tables_loaded && tables_loaded(&self.parts) {
             self.tables_loaded = true;
-            let _ = self.data.resume(&partition_list(&self.stream_partitions));
+            let _ = self.input.consumer().resume(&partition_list(&self.stream_partitions));
         }
         self.rt.block_on(self.driver.advance_watermark(&mut out))?;
         self.write(out)?;
         if self.opts.until_caught_up
             && !self.targets_known
             && upstream_done
-            && self.stage.upstream_done(&self.data, polled_nothing)
+            && self.stage.upstream_done(self.input.lookup(), polled_nothing)
         {
             for ((topic, p), st) in self.parts.iter_mut() {
-                if let Ok((_, high)) = self.data.fetch_watermarks(topic, *p, Duration::from_secs(10)) {
+                if let Ok((_, high)) = self.input.lookup().fetch_watermarks(topic, *p, Duration::from_secs(10)) {
                     st.high = high;
                     st.target = Some(high);
                 }
@@ -973,7 +975,7 @@ impl KafkaJob {
         let Some(m) = &self.metrics else { return };
         let mut lag = Vec::new();
         for ((topic, p), st) in self.parts.iter_mut() {
-            if let Ok((_, high)) = self.data.fetch_watermarks(topic, *p, Duration::from_secs(2)) {
+            if let Ok((_, high)) = self.input.lookup().fetch_watermarks(topic, *p, Duration::from_secs(2)) {
                 st.high = high;
             }
             lag.push((topic.as_str(), *p, st.high - st.next));
@@ -1020,7 +1022,8 @@ impl KafkaJob {
                     return Err(self.producer.fatal_error().map_or(e, RunError::Fenced));
                 }
                 let group = self
-                    .data
+                    .input
+                    .consumer()
                     .group_metadata()
                     .ok_or_else(|| RunError::Setup("the input consumer has no group metadata".into()))?;
                 self.producer.send_offsets(&commit, group, TXN_CALL_TIMEOUT).map_err(txn_error)?;
@@ -1037,7 +1040,7 @@ impl KafkaJob {
                     &state,
                 )?;
                 self.epoch += 1;
-                if let Err(e) = self.data.commit(&commit, CommitMode::Sync) {
+                if let Err(e) = self.input.consumer().commit(&commit, CommitMode::Sync) {
                     log(
                         &self.model.name,
                         &format!("committing offsets to the group failed ({e}); the checkpoint holds them"),
