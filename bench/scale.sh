@@ -100,6 +100,9 @@ if [ ! -f "$KAFKA_HOME/formatted/node-1/meta.properties" ]; then
 fi
 cp -r "$KAFKA_HOME/formatted/node-1" "$KDIR/data"
 # Event times from 2024 are the records' timestamps: no time retention, or the broker deletes them.
+# The single node's controller fsyncs its metadata log behind the run's writeback; with the default
+# broker session (9 s) it once timed out its own broker's heartbeat ("controller event queue
+# overloaded") and fenced it mid-run: the group rebalanced and every task restarted from its checkpoint.
 cat > "$KDIR/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
@@ -122,6 +125,7 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 log.retention.ms=-1
+broker.session.timeout.ms=30000
 EOF
 printf 'appender.out.type=Console\nappender.out.name=OUT\nappender.out.layout.type=PatternLayout\nappender.out.layout.pattern=[%%d] %%p %%m (%%c)%%n\nrootLogger.level=WARN\nrootLogger.appenderRef.out.ref=OUT\n' \
   > "$KDIR/log4j2.properties"
