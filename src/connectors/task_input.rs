@@ -1,10 +1,10 @@
 //! Input consumers shared by the tasks of one thread. A task used to have an input consumer of its
-//! own: a librdkafka client per task, with its own broker threads, fetch requests and buffers. On
-//! one broker, eight single-partition consumer/producer pairs cost 45% more CPU than one pair
-//! reading all eight partitions (bench/kafka_copy.rs). Here the tasks of one model on one thread
-//! share a consumer: each task's partitions are forwarded by librdkafka to a queue of the task's
-//! own, which only that task reads, so a task still sees only its records and still pauses,
-//! positions and commits only its partitions.
+//! own: a librdkafka client per task, with its own broker threads, fetch requests and buffers (with
+//! 32 partitions on 2 threads, q1 took 10-20% more CPU and the join a third more wall time;
+//! docs/benchmarks.md). Here the tasks of one model on one thread share a consumer: each task's
+//! partitions are forwarded by librdkafka to a queue of the task's own, which only that task
+//! reads, so a task still sees only its records and still pauses, positions and commits only its
+//! partitions.
 
 use std::collections::BTreeSet;
 use std::ptr::NonNull;
@@ -104,16 +104,17 @@ impl InputConsumers {
     pub fn task_input(&mut self, group: &str, tpl: &TopicPartitionList) -> Result<TaskInput, String> {
         let lookup = self.lookup(group)?;
         let shared = self.pick(group, tpl)?;
-        let partitions: Vec<Partition> =
-            tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
-        if let Ok(mut a) = shared.assigned.lock() {
-            a.extend(partitions.iter().cloned());
-        }
         let rk = shared.consumer.client().native_ptr();
         // SAFETY: the client is live while `shared` is; the queue is released when the reader drops.
         let queue =
             NonNull::new(unsafe { rdsys::rd_kafka_queue_new(rk) }).ok_or("cannot create a task's input queue")?;
         let reader = BatchReader::of_queue(queue);
+        let partitions: Vec<Partition> =
+            tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+        // Held from here on; the task input's drop gives them back, on every way out.
+        if let Ok(mut a) = shared.assigned.lock() {
+            a.extend(partitions.iter().cloned());
+        }
         let mut input = TaskInput { reader, forwarded: Vec::new(), partitions, assigned: false, shared, lookup };
         for (topic, p) in &input.partitions {
             let name = std::ffi::CString::new(topic.as_str()).map_err(|_| "a topic name holds a NUL byte")?;
