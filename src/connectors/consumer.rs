@@ -70,6 +70,15 @@ impl<C: ConsumerContext> Drop for ClosedOnDrop<'_, C> {
     }
 }
 
+/// The partitions, without offsets (to pause, resume or give up).
+pub fn partition_list(partitions: &[(String, i32)]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for (t, p) in partitions {
+        tpl.add_partition(t, *p);
+    }
+    tpl
+}
+
 /// (partition, low offset, high offset) of each partition of a topic.
 pub type PartitionOffsets = Vec<(i32, i64, i64)>;
 
@@ -139,10 +148,10 @@ pub fn read_topic(client: &ClientConfig, topic: &str) -> Result<TopicRows, Strin
     Ok(out)
 }
 
-/// Reads a consumer's records many per call (`rd_kafka_consume_batch_queue`) instead of one per
-/// `poll` (an event, an allocation and two clock reads each). It holds a reference to the
-/// consumer's queue: it must be dropped before the consumer, whose destruction otherwise waits for
-/// that reference forever; every message it reads is destroyed before `read` returns, for the same
+/// Reads a queue's records many per call (`rd_kafka_consume_batch_queue`) instead of one per
+/// `poll` (an event, an allocation and two clock reads each). It holds a reference to a queue of a
+/// consumer: it must be dropped before the consumer, whose destruction otherwise waits for that
+/// reference forever; every message it reads is destroyed before `read` returns, for the same
 /// reason.
 pub struct BatchReader {
     queue: std::ptr::NonNull<rdsys::rd_kafka_queue_t>,
@@ -233,13 +242,6 @@ fn bytes<'a>(ptr: *mut std::ffi::c_void, len: usize) -> Option<&'a [u8]> {
 }
 
 impl BatchReader {
-    /// A reader of `consumer`'s queue (`None`: the consumer has none, it has no group id).
-    pub fn new<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Option<BatchReader> {
-        // SAFETY: the client pointer is valid while the consumer lives; the queue is released in drop.
-        let queue = unsafe { rdsys::rd_kafka_queue_get_consumer(consumer.client().native_ptr()) };
-        std::ptr::NonNull::new(queue).map(BatchReader::of_queue)
-    }
-
     /// A reader of `queue`, whose reference it takes over (released in drop).
     pub(crate) fn of_queue(queue: std::ptr::NonNull<rdsys::rd_kafka_queue_t>) -> BatchReader {
         BatchReader { queue, messages: vec![std::ptr::null_mut(); 4096] }
@@ -300,6 +302,7 @@ impl Drop for BatchReader {
 mod tests {
     use super::*;
     use crate::connectors::embedded::EmbeddedBroker;
+    use crate::connectors::task_input::InputConsumers;
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
@@ -344,13 +347,13 @@ mod tests {
         }
         producer.flush(Duration::from_secs(30)).unwrap();
 
-        let consumer = input_consumer(&client, "batch-reader-test").unwrap();
+        // Read as a job's task reads: through a shared input consumer, into the task's queue.
+        let mut consumers = InputConsumers::new(&client);
         let mut tpl = TopicPartitionList::new();
         for p in 0..3 {
             tpl.add_partition_offset("batch-in", p, Offset::Offset(0)).unwrap();
         }
-        consumer.assign(&tpl).unwrap();
-        let mut reader = BatchReader::new(&consumer).expect("a queue");
+        let mut reader = consumers.task_input("batch-reader-test", &tpl).unwrap();
         let mut read: Vec<Row> = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         while read.len() < written.len() && Instant::now() < deadline {
@@ -374,11 +377,10 @@ mod tests {
         assert_eq!(read.len(), written.len());
         assert!(read == written, "first difference: {:?}", read.iter().zip(&written).find(|(a, b)| a != b));
 
-        drop(reader);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            close(&consumer);
-            drop(consumer);
+            drop(reader);
+            drop(consumers);
             let _ = tx.send(());
         });
         assert!(rx.recv_timeout(Duration::from_secs(20)).is_ok(), "the consumer did not close and drop");

@@ -18,7 +18,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::TopicPartitionList;
 
-use super::consumer::{close, input_consumer, manual_consumer, BatchReader, RawMessage};
+use super::consumer::{close, input_consumer, manual_consumer, partition_list, BatchReader, RawMessage};
 use super::producer::kafka_err;
 
 /// A topic partition, by name.
@@ -199,11 +199,7 @@ impl Drop for TaskInput {
             }
         }
         if self.assigned {
-            let mut tpl = TopicPartitionList::new();
-            for (t, p) in &self.partitions {
-                tpl.add_partition(t, *p);
-            }
-            let _ = self.shared.consumer.incremental_unassign(&tpl);
+            let _ = self.shared.consumer.incremental_unassign(&partition_list(&self.partitions));
         }
         if let Ok(mut a) = self.shared.assigned.lock() {
             for p in &self.partitions {

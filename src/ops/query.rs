@@ -29,7 +29,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::peek::{advance_to_positions, StartAt};
 use crate::compile::{CompiledProject, OperatorKind};
-use crate::connectors::consumer::{manual_consumer, partition_offsets};
+use crate::connectors::consumer::{manual_consumer, partition_list, partition_offsets};
 use crate::diagnostics::{offset_of, pos_of, Diagnostic, Diagnostics, Pos, SourceText};
 use crate::graph::NodeId;
 use crate::project::config::RelationKind;
@@ -478,14 +478,6 @@ struct PartState {
     high: i64,
     /// The end offset when the query started (tables are read to it before streams start).
     end: i64,
-}
-
-fn partition_list(partitions: &[(String, i32)]) -> TopicPartitionList {
-    let mut tpl = TopicPartitionList::new();
-    for (t, p) in partitions {
-        tpl.add_partition(t, *p);
-    }
-    tpl
 }
 
 /// Up to 1000 records, or what arrives within 100 ms.

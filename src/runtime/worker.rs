@@ -44,7 +44,7 @@ use super::repartition::Stage;
 use super::tasks::TaskId;
 use crate::compile::carry_over::{carry_over, CarryOver};
 use crate::compile::{CompiledModel, CompiledProject, ReplayStart};
-use crate::connectors::consumer::partition_offsets;
+use crate::connectors::consumer::{partition_list, partition_offsets};
 use crate::connectors::producer::{OutRecord, RecordProducer, SendError, TxnFailure, TXN_CALL_TIMEOUT};
 use crate::connectors::task_input::{InputConsumers, TaskInput};
 use crate::graph::NodeId;
@@ -537,7 +537,6 @@ impl KafkaJob {
             }
         }
         let input = consumers.task_input(&m.resolved.consumer_group, &tpl).map_err(RunError::Setup)?;
-        drop(lookup);
         // Tables first: streams wait until every table has been read to its current end.
         let stream_partitions: Vec<(String, i32)> =
             parts.iter().filter(|(_, st)| st.kind == RelationKind::Stream).map(|(k, _)| k.clone()).collect();
@@ -1088,14 +1087,6 @@ fn txn_error(e: TxnFailure) -> RunError {
 fn transaction_timeout_ms(opts: &RunOptions) -> u64 {
     let interval = opts.checkpoint_interval.as_millis() as u64;
     interval.saturating_mul(10).clamp(60_000, 900_000)
-}
-
-fn partition_list(partitions: &[(String, i32)]) -> TopicPartitionList {
-    let mut tpl = TopicPartitionList::new();
-    for (t, p) in partitions {
-        tpl.add_partition(t, *p);
-    }
-    tpl
 }
 
 fn tables_loaded(parts: &BTreeMap<(String, i32), PartitionState>) -> bool {
