@@ -83,7 +83,7 @@ fn run() -> Result<(), String> {
             let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
             for line in lines.by_ref() {
                 let line = line.map_err(|e| format!("{file}: {e}"))?;
-                batch.push(Record { partition: 0, offset, value: Some(line.into_bytes()), ..Record::default() });
+                batch.push(Record { partition: 0, offset, value: Some(line.into_bytes().into()), ..Record::default() });
                 offset += 1;
                 if batch.len() == BATCH {
                     break;

@@ -158,8 +158,8 @@ fn encode(events: &[Event]) -> Vec<(NodeId, Record)> {
                 partition: 0,
                 offset: *off - 1,
                 timestamp: i as i64,
-                key: key.map(|k| k.to_string().into_bytes()),
-                value,
+                key: key.map(|k| k.to_string().into_bytes().into()),
+                value: value.map(Into::into),
                 headers: Vec::new(),
             };
             (source.clone(), record)
@@ -312,12 +312,12 @@ fn malformed_avro_is_dead_lettered_with_the_reason_and_good_rows_go_through() {
     let bad = |value: Vec<u8>| {
         let mut r = template.clone();
         r.offset = 100;
-        r.value = Some(value);
+        r.value = Some(value.into());
         (orders(), r)
     };
-    let mut truncated = template.value.clone().unwrap();
+    let mut truncated = template.value.clone().unwrap().to_vec();
     truncated.truncate(truncated.len() - 3);
-    let mut unknown = template.value.clone().unwrap();
+    let mut unknown = template.value.clone().unwrap().to_vec();
     unknown[1..5].copy_from_slice(&424_242i32.to_be_bytes());
     let json_value = br#"{"ORDER_ID": 9, "CUSTOMER_ID": 1, "AMOUNT": 1.0, "ORDER_TS": 1000}"#.to_vec();
     // Interleaved with the good ones: after the 4th, 7th and last record.

@@ -172,12 +172,19 @@ fn debezium_avro_changes_read_as_a_table_with_avro_keys() {
         let off = offsets.entry(source.clone()).or_insert(0);
         records.push((
             source,
-            Record { partition: 0, offset: *off, timestamp: i as i64, key, value, headers: Vec::new() },
+            Record {
+                partition: 0,
+                offset: *off,
+                timestamp: i as i64,
+                key: key.map(Into::into),
+                value: value.map(Into::into),
+                headers: Vec::new(),
+            },
         ));
         *off += 1;
     }
     let mut cut = records[0].1.clone();
-    cut.value = truncated;
+    cut.value = truncated.map(Into::into);
     cut.offset = 100;
     records.insert(9, (customers.clone(), cut));
 

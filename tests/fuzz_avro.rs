@@ -127,7 +127,18 @@ fn good_record(rng: &mut Rng, input: &Input) -> (Record, Map<String, Value>, boo
     } else {
         Some(input.codec.value_from_json(&serde_json::to_vec(&row).unwrap()).expect("a row is encoded"))
     };
-    (Record { partition: 0, offset: 0, timestamp: 1, key, value, headers: Vec::new() }, row, tombstone)
+    (
+        Record {
+            partition: 0,
+            offset: 0,
+            timestamp: 1,
+            key: key.map(Into::into),
+            value: value.map(Into::into),
+            headers: Vec::new(),
+        },
+        row,
+        tombstone,
+    )
 }
 
 /// Mutates bytes in one of the ways a broken producer or a corrupt log would.
@@ -171,9 +182,14 @@ fn one_batch(rng: &mut Rng, input: &Input) -> Result<(), String> {
         let (mut r, row, tombstone) = good_record(rng, input);
         r.offset = i as i64;
         if rng.below(3) == 0 {
-            match (&mut r.value, &mut r.key) {
-                (Some(v), _) => mutate(rng, v),
-                (None, Some(k)) => mutate(rng, k),
+            let mutated = |rng: &mut _, b: &bytes::Bytes| {
+                let mut v = b.to_vec();
+                mutate(rng, &mut v);
+                bytes::Bytes::from(v)
+            };
+            match (&r.value, &r.key) {
+                (Some(v), _) => r.value = Some(mutated(rng, v)),
+                (None, Some(k)) => r.key = Some(mutated(rng, k)),
                 (None, None) => {}
             }
         } else {

@@ -130,7 +130,7 @@ fn reference(cp: &CompiledProject, model: &str, values: &[String]) -> BTreeSet<S
                     offset: i as i64,
                     timestamp: 0,
                     key: None,
-                    value: Some(v.clone().into_bytes()),
+                    value: Some(v.clone().into_bytes().into()),
                     headers: Vec::new(),
                 },
             )
@@ -141,7 +141,7 @@ fn reference(cp: &CompiledProject, model: &str, values: &[String]) -> BTreeSet<S
     let r = rt
         .block_on(run_model(cp, model, &records, BoundedOptions { batch_size: 16, end_of_input: false }, task))
         .unwrap();
-    r.outputs.iter().map(|o| String::from_utf8(o.value.clone().unwrap()).unwrap()).collect()
+    r.outputs.iter().map(|o| String::from_utf8(o.value.clone().unwrap().to_vec()).unwrap()).collect()
 }
 
 #[test]
@@ -398,7 +398,7 @@ fn the_kafka_worker_and_the_bounded_driver_give_the_same_results() {
                 offset: i as i64,
                 timestamp: 0,
                 key: None,
-                value: Some(v.clone().into_bytes()),
+                value: Some(v.clone().into_bytes().into()),
                 headers: Vec::new(),
             };
             (NodeId::Source("web.clicks".into()), r)
@@ -417,7 +417,7 @@ fn the_kafka_worker_and_the_bounded_driver_give_the_same_results() {
 
     let mut kafka_out = output_values(&broker, &cp.models[model].topic);
     let mut bounded_out: Vec<String> =
-        bounded.outputs.iter().map(|o| String::from_utf8(o.value.clone().unwrap()).unwrap()).collect();
+        bounded.outputs.iter().map(|o| String::from_utf8(o.value.clone().unwrap().to_vec()).unwrap()).collect();
     kafka_out.sort();
     bounded_out.sort();
     assert!(!kafka_out.is_empty());
@@ -432,7 +432,7 @@ fn the_kafka_worker_and_the_bounded_driver_give_the_same_results() {
     let want: Vec<(String, String)> = bounded
         .dead_letters
         .iter()
-        .map(|d| (String::from_utf8(d.record.value.clone().unwrap()).unwrap(), d.reason.clone()))
+        .map(|d| (String::from_utf8(d.record.value.clone().unwrap().to_vec()).unwrap(), d.reason.clone()))
         .collect();
     assert_eq!(dead, want);
 }
@@ -482,7 +482,7 @@ fn a_job_reports_its_watermark_and_the_windows_still_open() {
                 offset: i as i64,
                 timestamp: 0,
                 key: None,
-                value: Some(v.clone().into_bytes()),
+                value: Some(v.clone().into_bytes().into()),
                 headers: Vec::new(),
             };
             (NodeId::Source("web.clicks".into()), r)

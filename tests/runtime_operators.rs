@@ -39,7 +39,7 @@ fn click_on(partition: i32, user: i64, url: &str, ts: i64) -> (NodeId, Record) {
             offset: 0,
             timestamp: 0,
             key: None,
-            value: Some(v.to_string().into_bytes()),
+            value: Some(v.to_string().into_bytes().into()),
             headers: Vec::new(),
         },
     )
@@ -53,7 +53,7 @@ fn raw(value: &str) -> (NodeId, Record) {
             offset: 7,
             timestamp: 0,
             key: None,
-            value: Some(value.as_bytes().to_vec()),
+            value: Some(value.as_bytes().to_vec().into()),
             headers: Vec::new(),
         },
     )
@@ -67,8 +67,8 @@ fn user(id: i64, name: Option<&str>) -> (NodeId, Record) {
             partition: 0,
             offset: 0,
             timestamp: 0,
-            key: Some(id.to_string().into_bytes()),
-            value,
+            key: Some(id.to_string().into_bytes().into()),
+            value: value.map(Into::into),
             headers: Vec::new(),
         },
     )

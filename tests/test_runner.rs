@@ -95,7 +95,7 @@ fn the_batch_check_catches_an_operator_that_depends_on_batch_boundaries() {
                     offset: 1,
                     timestamp: 0,
                     key: None,
-                    value: Some(br#"{"user_id": 2, "url": "xyz", "ts": 4}"#.to_vec()),
+                    value: Some(br#"{"user_id": 2, "url": "xyz", "ts": 4}"#.to_vec().into()),
                     headers: Vec::new(),
                 },
             ));

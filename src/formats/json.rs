@@ -2,6 +2,7 @@
 //! fails, the batch is decoded record by record so that the bad records are isolated and
 //! reported (with the reason) and the good ones still go through.
 
+use bytes::Bytes;
 use std::sync::Arc;
 
 use arrow_json::writer::{LineDelimited, WriterBuilder};
@@ -179,7 +180,7 @@ pub fn event_times(
 }
 
 /// Each row as a JSON object (nulls written as null), in column order.
-pub fn encode_rows(batch: &RecordBatch) -> Result<Vec<Vec<u8>>, ArrowError> {
+pub fn encode_rows(batch: &RecordBatch) -> Result<Vec<Bytes>, ArrowError> {
     if batch.num_rows() == 0 {
         return Ok(Vec::new());
     }
@@ -187,12 +188,24 @@ pub fn encode_rows(batch: &RecordBatch) -> Result<Vec<Vec<u8>>, ArrowError> {
     let mut writer = WriterBuilder::new().with_explicit_nulls(true).build::<_, LineDelimited>(Vec::new());
     writer.write(batch)?;
     writer.finish()?;
-    let bytes = writer.into_inner();
-    Ok(bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect())
+    // Each row is a slice of the one buffer written, not a copy of its own.
+    let bytes = Bytes::from(writer.into_inner());
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', &bytes) {
+        if end > start {
+            rows.push(bytes.slice(start..end));
+        }
+        start = end + 1;
+    }
+    if start < bytes.len() {
+        rows.push(bytes.slice(start..));
+    }
+    Ok(rows)
 }
 
 /// Record keys: a single key column as a bare JSON value, several as a JSON object.
-pub fn encode_keys(batch: &RecordBatch, key: &[String]) -> Result<Vec<Option<Vec<u8>>>, ArrowError> {
+pub fn encode_keys(batch: &RecordBatch, key: &[String]) -> Result<Vec<Option<Bytes>>, ArrowError> {
     if key.is_empty() {
         return Ok(vec![None; batch.num_rows()]);
     }
@@ -205,7 +218,7 @@ pub fn encode_keys(batch: &RecordBatch, key: &[String]) -> Result<Vec<Option<Vec
                 let v: serde_json::Value =
                     serde_json::from_slice(&r).map_err(|e| ArrowError::JsonError(e.to_string()))?;
                 let inner = v.as_object().and_then(|o| o.values().next().cloned()).unwrap_or(serde_json::Value::Null);
-                Ok(Some(serde_json::to_vec(&inner).map_err(|e| ArrowError::JsonError(e.to_string()))?))
+                Ok(Some(serde_json::to_vec(&inner).map_err(|e| ArrowError::JsonError(e.to_string()))?.into()))
             } else {
                 Ok(Some(r))
             }
@@ -249,9 +262,11 @@ mod tests {
 
     #[test]
     fn encodes_rows_and_keys() {
-        let (b, _, _) = decoder().decode(&[br#"{"ID": 1, "NAME": "a"}"#, br#"{"ID": 2}"#]);
+        let (b, _, _) = decoder().decode(&[br#"{"ID": 1, "NAME": "a\nb"}"#, br#"{"ID": 2}"#]);
         let rows = encode_rows(&b).unwrap();
-        assert_eq!(String::from_utf8(rows[1].clone()).unwrap(), r#"{"id":2,"name":null}"#);
+        // Each row is its own slice of the buffer written: a newline inside a string stays escaped.
+        let rows: Vec<String> = rows.iter().map(|r| String::from_utf8(r.to_vec()).unwrap()).collect();
+        assert_eq!(rows, [r#"{"id":1,"name":"a\nb"}"#, r#"{"id":2,"name":null}"#]);
         let keys = encode_keys(&b, &["id".to_string()]).unwrap();
         assert_eq!(keys[0].as_deref(), Some(&b"1"[..]));
     }

@@ -328,8 +328,8 @@ fn poll_one(
         partition: msg.partition(),
         offset: msg.offset(),
         timestamp: msg.timestamp().to_millis().unwrap_or(0),
-        key: msg.key().map(<[u8]>::to_vec),
-        value: msg.payload().map(<[u8]>::to_vec),
+        key: msg.key().map(bytes::Bytes::copy_from_slice),
+        value: msg.payload().map(bytes::Bytes::copy_from_slice),
         headers: crate::runtime::codec::headers_of(&msg),
     };
     let headers = msg

@@ -511,8 +511,8 @@ fn record_of(msg: &rdkafka::message::BorrowedMessage<'_>) -> Record {
         partition: msg.partition(),
         offset: msg.offset(),
         timestamp: msg.timestamp().to_millis().unwrap_or(0),
-        key: msg.key().map(<[u8]>::to_vec),
-        value: msg.payload().map(<[u8]>::to_vec),
+        key: msg.key().map(bytes::Bytes::copy_from_slice),
+        value: msg.payload().map(bytes::Bytes::copy_from_slice),
         headers: crate::runtime::codec::headers_of(msg),
     }
 }
@@ -531,7 +531,7 @@ fn latest_per_key(consumer: &BaseConsumer, topic: &str, stop: &AtomicBool) -> Re
         ends.insert(*p, (*low, *high));
     }
     consumer.assign(&tpl).map_err(|e| RunError::Setup(format!("reading {topic}: {e}")))?;
-    let mut latest: HashMap<(i32, Option<Vec<u8>>), Record> = HashMap::new();
+    let mut latest: HashMap<(i32, Option<bytes::Bytes>), Record> = HashMap::new();
     while !stop.load(Ordering::SeqCst) && ends.values().any(|(next, end)| next < end) {
         match consumer.poll(Duration::from_millis(200)) {
             None => advance_to_positions(consumer, topic, &mut ends),

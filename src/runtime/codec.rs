@@ -1,6 +1,7 @@
 //! Kafka records ↔ job batches for one relation: decoding values (and tombstones from keys),
 //! event time, pseudo columns; encoding output rows and keys.
 
+use bytes::Bytes;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch};
@@ -26,9 +27,11 @@ pub struct Record {
     pub offset: i64,
     /// Kafka timestamp, epoch ms.
     pub timestamp: i64,
-    pub key: Option<Vec<u8>>,
+    /// Keys and values of a polled or encoded batch are slices of one buffer ([`Bytes`]): a
+    /// record costs no allocation of its own.
+    pub key: Option<Bytes>,
     /// `None` is a tombstone.
-    pub value: Option<Vec<u8>>,
+    pub value: Option<Bytes>,
     pub headers: Headers,
 }
 
@@ -256,21 +259,22 @@ impl InputCodec {
                                     let found = change.row.iter().find(|(k, _)| k.eq_ignore_ascii_case(data));
                                     key.insert(data.clone(), found.map_or(serde_json::Value::Null, |(_, v)| v.clone()));
                                 }
-                                f.key = serde_json::to_vec(&key).ok();
+                                f.key = serde_json::to_vec(&key).ok().map(Bytes::from);
                                 f.value = None;
                             } else {
-                                f.value = serde_json::to_vec(&serde_json::Value::Object(change.row)).ok();
+                                f.value =
+                                    serde_json::to_vec(&serde_json::Value::Object(change.row)).ok().map(Bytes::from);
                             }
                         }
                         Err(reason) => {
                             envelope_errors.push((i, reason));
-                            f.value = Some(Vec::new());
+                            f.value = Some(Bytes::new());
                         }
                     },
                     // A tombstone's key (as JSON) may be wrapped by Kafka Connect's JsonConverter.
                     None => {
                         if let Some(k) = r.key.as_deref().and_then(|k| self.key_value(k).ok()) {
-                            f.key = serde_json::to_vec(&debezium::unwrap_payload(k)).ok();
+                            f.key = serde_json::to_vec(&debezium::unwrap_payload(k)).ok().map(Bytes::from);
                         }
                     }
                 }
@@ -717,7 +721,7 @@ impl OutputCodec {
     /// Encodes output rows as records (partition left to the producer: -1).
     pub fn encode(&self, out: &OutputBatch) -> Result<Vec<Record>, datafusion::arrow::error::ArrowError> {
         let values = match &self.avro {
-            Some(avro) => avro.encode(&out.batch)?,
+            Some(avro) => avro.encode(&out.batch)?.into_iter().map(Bytes::from).collect(),
             None => encode_rows(&out.batch)?,
         };
         let keys = match self.key_format {
@@ -746,7 +750,7 @@ impl OutputCodec {
     }
 
     /// Keys in a format other than JSON: the key columns' values, then `keys::encode_key`.
-    fn encode_keys(&self, batch: &RecordBatch) -> Result<Vec<Option<Vec<u8>>>, datafusion::arrow::error::ArrowError> {
+    fn encode_keys(&self, batch: &RecordBatch) -> Result<Vec<Option<Bytes>>, datafusion::arrow::error::ArrowError> {
         if self.key.is_empty() {
             return Ok(vec![None; batch.num_rows()]);
         }
@@ -762,7 +766,7 @@ impl OutputCodec {
                     .iter()
                     .map(|k| (k.clone(), obj.get(k).cloned().unwrap_or(serde_json::Value::Null)))
                     .collect();
-                keys::encode_key(self.key_format, &values, self.avro_key.as_ref()).map(Some).map_err(err)
+                keys::encode_key(self.key_format, &values, self.avro_key.as_ref()).map(|k| Some(k.into())).map_err(err)
             })
             .collect()
     }

@@ -291,12 +291,12 @@ pub(crate) fn rekeyed(r: &Record, key: Vec<u8>) -> Record {
     let mut headers = r.headers.clone();
     headers.push((PARTITION_HEADER.to_string(), Some(r.partition.to_string().into_bytes())));
     headers.push((OFFSET_HEADER.to_string(), Some(r.offset.to_string().into_bytes())));
-    headers.push((KEY_HEADER.to_string(), r.key.clone()));
+    headers.push((KEY_HEADER.to_string(), r.key.as_deref().map(<[u8]>::to_vec)));
     Record {
         partition: r.partition,
         offset: r.offset,
         timestamp: r.timestamp,
-        key: Some(key),
+        key: Some(key.into()),
         value: r.value.clone(),
         headers,
     }
@@ -326,7 +326,7 @@ pub(crate) fn restore(r: &mut Record) {
         _ => true,
     });
     if let Some(k) = key {
-        r.key = k;
+        r.key = k.map(bytes::Bytes::from);
     }
 }
 
@@ -407,7 +407,7 @@ mod tests {
             offset: 17,
             timestamp: 5,
             key: None,
-            value: Some(b"{}".to_vec()),
+            value: Some(bytes::Bytes::from_static(b"{}")),
             headers: vec![("h".into(), Some(b"v".to_vec()))],
         };
         let mut out = rekeyed(&read, keys[0].clone());

@@ -69,8 +69,8 @@ pub fn sample_records(
             partition,
             offset: *off,
             timestamp,
-            key,
-            value: Some(value.unwrap_or_else(|| line.as_bytes().to_vec())),
+            key: key.map(bytes::Bytes::from),
+            value: Some(value.unwrap_or_else(|| line.as_bytes().to_vec()).into()),
         });
         *off += 1;
     }

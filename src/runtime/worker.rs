@@ -259,6 +259,8 @@ pub struct KafkaJob {
     aborted: bool,
     /// Records polled by the last `poll_and_process`.
     last_polled: usize,
+    /// Bytes of keys and values the last poll copied: the next poll's buffer starts that large.
+    arena_hint: usize,
     epoch: u64,
     base_totals: Totals,
     stats: JobStats,
@@ -569,6 +571,7 @@ impl KafkaJob {
             dirty: false,
             aborted: false,
             last_polled: 0,
+            arena_hint: 0,
             epoch,
             base_totals,
             stats,
@@ -647,7 +650,7 @@ impl KafkaJob {
         for (topic, records) in batch.runs() {
             if counts(topic) {
                 counted += records.len();
-                bytes_in += records.iter().map(|r| r.value.as_ref().map_or(0, Vec::len) as u64).sum::<u64>();
+                bytes_in += records.iter().map(|r| r.value.as_ref().map_or(0, |v| v.len()) as u64).sum::<u64>();
             }
         }
         self.stats.records_in += counted as u64;
@@ -698,6 +701,16 @@ impl KafkaJob {
         // Offsets skipped in a stream partition (from, to): checked against retention below.
         let mut skipped: Vec<(String, i32, i64, i64)> = Vec::new();
         let mut failure: Option<RunError> = None;
+        // Keys and values are copied into one buffer, each record's kept as where it lies there:
+        // the records become slices of it once the poll is done, not an allocation each.
+        let mut arena: Vec<u8> = Vec::with_capacity(self.arena_hint.max(64 * 1024));
+        let mut spans: Vec<[Option<(usize, usize)>; 2]> = Vec::with_capacity(batch.records.capacity());
+        let copy = |arena: &mut Vec<u8>, bytes: Option<&[u8]>| {
+            bytes.map(|b| {
+                arena.extend_from_slice(b);
+                (arena.len() - b.len(), arena.len())
+            })
+        };
         let reader = &mut self.input;
         let (parts, skip_before) = (&mut self.parts, &self.skip_before);
         while batch.records.len() < max_records && batch_bytes < self.opts.max_batch_bytes && failure.is_none() {
@@ -742,10 +755,11 @@ impl KafkaJob {
                         partition,
                         offset: msg.offset(),
                         timestamp,
-                        key: msg.key().map(<[u8]>::to_vec),
-                        value: msg.payload().map(<[u8]>::to_vec),
+                        key: None,
+                        value: None,
                         headers: msg.headers(),
                     };
+                    spans.push([copy(&mut arena, msg.key()), copy(&mut arena, msg.payload())]);
                     batch.push(&key.0, record);
                 })
                 .map_err(RunError::Setup)?;
@@ -755,6 +769,12 @@ impl KafkaJob {
         }
         if let Some(e) = failure {
             return Err(e);
+        }
+        self.arena_hint = arena.len();
+        let arena = bytes::Bytes::from(arena);
+        for (r, [key, value]) in batch.records.iter_mut().zip(spans) {
+            r.key = key.map(|(from, to)| arena.slice(from..to));
+            r.value = value.map(|(from, to)| arena.slice(from..to));
         }
         for (topic, partition, from, to) in skipped {
             let low = self
@@ -780,7 +800,7 @@ impl KafkaJob {
             m.batch(
                 BatchCounts {
                     records_out: outputs.len() as u64,
-                    bytes_out: outputs.iter().map(|r| r.value.as_ref().map_or(0, Vec::len) as u64).sum(),
+                    bytes_out: outputs.iter().map(|r| r.value.as_ref().map_or(0, |v| v.len()) as u64).sum(),
                     bad: out.bad_records,
                     dead_lettered: out.dead_letters.len() as u64,
                     late: out.late,

@@ -341,8 +341,8 @@ pub(crate) fn record_of(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
         partition: m.partition(),
         offset: m.offset(),
         timestamp: m.timestamp().to_millis().unwrap_or(0),
-        key: m.key().map(<[u8]>::to_vec),
-        value: m.payload().map(<[u8]>::to_vec),
+        key: m.key().map(bytes::Bytes::copy_from_slice),
+        value: m.payload().map(bytes::Bytes::copy_from_slice),
         headers: crate::runtime::codec::headers_of(m),
     }
 }

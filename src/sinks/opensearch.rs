@@ -681,8 +681,14 @@ mod tests {
     }
 
     fn entry(offset: i64, action: Action) -> Entry {
-        let record =
-            Record { partition: 0, offset, timestamp: 0, key: None, value: Some(b"{}".to_vec()), headers: vec![] };
+        let record = Record {
+            partition: 0,
+            offset,
+            timestamp: 0,
+            key: None,
+            value: Some(bytes::Bytes::from_static(b"{}")),
+            headers: vec![],
+        };
         (record, Some(action))
     }
 

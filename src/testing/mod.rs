@@ -378,7 +378,14 @@ fn row_record(
         Some(c) => c.headers_from_json(row)?,
         None => Vec::new(),
     };
-    let r = Record { partition, offset: *off, timestamp, key, value, headers };
+    let r = Record {
+        partition,
+        offset: *off,
+        timestamp,
+        key: key.map(bytes::Bytes::from),
+        value: value.map(bytes::Bytes::from),
+        headers,
+    };
     *off += 1;
     Ok(r)
 }
@@ -483,8 +490,8 @@ fn final_rows(cp: &CompiledProject, model: &str, r: &RunResult) -> Vec<Map<Strin
     if cp.models.get(model).map(|m| m.kind) != Some(RelationKind::Table) {
         return every_row(cp, model, r);
     }
-    let mut order: Vec<Vec<u8>> = Vec::new();
-    let mut latest: BTreeMap<Vec<u8>, Option<Map<String, Value>>> = BTreeMap::new();
+    let mut order: Vec<bytes::Bytes> = Vec::new();
+    let mut latest: BTreeMap<bytes::Bytes, Option<Map<String, Value>>> = BTreeMap::new();
     for o in &r.outputs {
         let key = o.key.clone().unwrap_or_default();
         if !latest.contains_key(&key) {
@@ -510,7 +517,7 @@ pub fn end_state(cp: &CompiledProject, model: &str, r: &RunResult) -> Vec<String
     }
     let kind = cp.models.get(model).map(|m| m.kind);
     let mut out: Vec<String> = if kind == Some(RelationKind::Table) {
-        let mut latest: BTreeMap<Vec<u8>, String> = BTreeMap::new();
+        let mut latest: BTreeMap<bytes::Bytes, String> = BTreeMap::new();
         for o in &r.outputs {
             let row = Value::Object(output_row(cp, model, o));
             latest.insert(o.key.clone().unwrap_or_default(), round(&row).to_string());
