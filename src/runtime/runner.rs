@@ -191,8 +191,8 @@ impl Pool {
 }
 
 /// Has glibc's allocator keep freed memory for reuse instead of handing it back to the kernel.
-/// librdkafka reads every fetch response (up to `max.partition.fetch.bytes`, 16 MiB here) into a
-/// buffer of its own. With glibc's defaults a buffer that large comes from `mmap`, or from heap
+/// librdkafka reads every fetch response (up to `fetch.max.bytes`, 24 MiB here) into a buffer of
+/// its own. With glibc's defaults a buffer that large comes from `mmap`, or from heap
 /// memory trimmed after the last one, so the kernel zeroes its pages anew for every response: on
 /// q1 of `bench/scale.sh` that zeroing (`clear_page_erms`) was 17% of the samples, and some runs
 /// took twice the CPU of others. The worker's memory then stays at its high-water mark.
