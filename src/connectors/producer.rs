@@ -196,9 +196,6 @@ impl RecordProducer {
             // Keyed records land where Kafka's Java clients would put them.
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "5")
-            // Unkeyed records go to a random partition each: the sticky partitioner read the clock
-            // for every record (to time its switch), a cost the produce path paid per record.
-            .set("sticky.partitioning.linger.ms", "0")
             .set("delivery.report.only.error", "true")
             .create_with_context(DeliveryContext(errors.clone()))
             .map_err(|e| kafka_err("creating the producer", e))?;
@@ -242,9 +239,6 @@ impl RecordProducer {
             .clone()
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "5")
-            // Unkeyed records go to a random partition each: the sticky partitioner read the clock
-            // for every record (to time its switch), a cost the produce path paid per record.
-            .set("sticky.partitioning.linger.ms", "0")
             .set("delivery.report.only.error", "true")
             .set("transactional.id", transactional_id)
             .set("transaction.timeout.ms", timeout_ms.to_string())
@@ -354,6 +348,21 @@ impl RecordProducer {
             return TxnFailure::Fenced(format!("{what}: {e} (transactional id `{id}`)"));
         }
         TxnFailure::Aborted(format!("{what}: {e}"))
+    }
+
+    /// Waits, `limit` at most, until every record handed over so far has been acknowledged.
+    ///
+    /// An idempotent (so a transactional) librdkafka producer sends one request at a time per
+    /// partition, yet wakes its broker thread at once for records already due: while a request is
+    /// in flight, records queued behind it make that thread spin (poll with no wait, read the
+    /// clock, again) until the broker answers. Handing a micro-batch over only once the one before
+    /// is acknowledged keeps them out of its queue: with the broker stopped (SIGSTOP) 2 s in every
+    /// 3, a windowed job took 6.8-10.5 CPU-s instead of 3.1, most of it in those threads.
+    pub fn wait_acknowledged(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Queues a record (waits while the local queue is full).

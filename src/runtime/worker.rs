@@ -50,6 +50,10 @@ use crate::connectors::task_input::{InputConsumers, TaskInput};
 use crate::graph::NodeId;
 use crate::project::config::{Guarantee, RelationKind};
 
+/// How long a micro-batch's outputs wait for the last one's to be acknowledged
+/// ([`RecordProducer::wait_acknowledged`]) before they are queued anyway.
+const OUTPUT_ACK_WAIT: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Stop once every input has been processed up to the end it had at start (for upstream
@@ -832,6 +836,9 @@ impl KafkaJob {
             Stage::Rekey { r, partitions, .. } => (r.topic.as_str(), 0, Some(*partitions)),
             Stage::Whole | Stage::Aggregate(..) => (self.model.topic.as_str(), out.outputs.len() as u64, None),
         };
+        if !out.outputs.is_empty() {
+            self.producer.wait_acknowledged(OUTPUT_ACK_WAIT);
+        }
         for r in &out.outputs {
             let partition = match partitions {
                 // A re-keyed record goes where its key hashes to, a marker (no key) where it says.
