@@ -22,7 +22,7 @@ use crate::formats::json::encode_rows;
 use crate::graph::NodeId;
 use crate::project::config::{RelationKind, TargetKind};
 use crate::project::target::ResolvedTarget;
-use crate::runtime::codec::{InputCodec, Record};
+use crate::runtime::codec::{record_of, InputCodec, Record};
 use crate::runtime::worker::{RunControl, RunOptions};
 use crate::sql::dialect::PseudoColumn;
 
@@ -324,14 +324,7 @@ fn poll_one(
     if let Some(p) = progress.get_mut(&msg.partition()) {
         p.0 = msg.offset() + 1;
     }
-    let record = Record {
-        partition: msg.partition(),
-        offset: msg.offset(),
-        timestamp: msg.timestamp().to_millis().unwrap_or(0),
-        key: msg.key().map(bytes::Bytes::copy_from_slice),
-        value: msg.payload().map(bytes::Bytes::copy_from_slice),
-        headers: crate::runtime::codec::headers_of(&msg),
-    };
+    let record = record_of(&msg);
     let headers = msg
         .headers()
         .map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(bytes_as_text))).collect())

@@ -35,7 +35,7 @@ use crate::graph::NodeId;
 use crate::project::config::RelationKind;
 use crate::project::{ModelFile, Project};
 use crate::registry::SchemaRegistry;
-use crate::runtime::codec::Record;
+use crate::runtime::codec::{record_of, Record};
 use crate::runtime::driver::{BatchOutcome, MicroBatchDriver};
 use crate::runtime::RunError;
 
@@ -504,17 +504,6 @@ fn poll_batch(
         batch.push((msg.topic().to_string(), record_of(&msg)));
     }
     Ok(batch)
-}
-
-fn record_of(msg: &rdkafka::message::BorrowedMessage<'_>) -> Record {
-    Record {
-        partition: msg.partition(),
-        offset: msg.offset(),
-        timestamp: msg.timestamp().to_millis().unwrap_or(0),
-        key: msg.key().map(bytes::Bytes::copy_from_slice),
-        value: msg.payload().map(bytes::Bytes::copy_from_slice),
-        headers: crate::runtime::codec::headers_of(msg),
-    }
 }
 
 /// A table topic read to its current end: the latest record per key, in offset order

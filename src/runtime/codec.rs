@@ -45,6 +45,18 @@ pub fn kafka_headers(headers: &Headers) -> Option<rdkafka::message::OwnedHeaders
     })
 }
 
+/// A consumed message as a [`Record`] (its key and value copied).
+pub fn record_of(msg: &impl rdkafka::message::Message) -> Record {
+    Record {
+        partition: msg.partition(),
+        offset: msg.offset(),
+        timestamp: msg.timestamp().to_millis().unwrap_or(0),
+        key: msg.key().map(Bytes::copy_from_slice),
+        value: msg.payload().map(Bytes::copy_from_slice),
+        headers: headers_of(msg),
+    }
+}
+
 /// The headers of a consumed message.
 pub fn headers_of(msg: &impl rdkafka::message::Message) -> Headers {
     use rdkafka::message::Headers as _;

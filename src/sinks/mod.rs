@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::{Header, Message};
+use rdkafka::message::Header;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::compile::{names, CompiledProject};
@@ -335,14 +335,4 @@ impl DeadLetters {
     }
 }
 
-/// A consumed record as the runtime's [`Record`].
-pub(crate) fn record_of(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
-    Record {
-        partition: m.partition(),
-        offset: m.offset(),
-        timestamp: m.timestamp().to_millis().unwrap_or(0),
-        key: m.key().map(bytes::Bytes::copy_from_slice),
-        value: m.payload().map(bytes::Bytes::copy_from_slice),
-        headers: crate::runtime::codec::headers_of(m),
-    }
-}
+pub(crate) use crate::runtime::codec::record_of;
