@@ -1,4 +1,5 @@
-//! JSON values ↔ Arrow, with arrow-json. A micro-batch is decoded in one pass; when that pass
+//! JSON values ↔ Arrow, with arrow-json. A micro-batch is decoded in one pass (by
+//! [`FlatJsonDecoder`] when its columns are numbers, booleans and strings); when that pass
 //! fails, the batch is decoded record by record so that the bad records are isolated and
 //! reported (with the reason) and the good ones still go through.
 
@@ -12,6 +13,7 @@ use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
 
+use super::json_flat::FlatJsonDecoder;
 use super::{BadRecord, EventTimeSpec};
 use crate::sql::functions::parse_millis;
 
@@ -23,6 +25,8 @@ pub struct JsonDecoder {
     data_schema: SchemaRef,
     /// The same fields under their SQL names.
     sql_schema: SchemaRef,
+    /// The direct decoder, when every column has a type it reads.
+    flat: Option<FlatJsonDecoder>,
 }
 
 impl JsonDecoder {
@@ -38,7 +42,9 @@ impl JsonDecoder {
             .collect();
         let sql_fields: Vec<Field> =
             sql_schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
-        JsonDecoder { data_schema: Arc::new(Schema::new(fields)), sql_schema: Arc::new(Schema::new(sql_fields)) }
+        let sql_schema = Arc::new(Schema::new(sql_fields));
+        let flat = FlatJsonDecoder::new(sql_schema.clone(), data_names);
+        JsonDecoder { data_schema: Arc::new(Schema::new(fields)), sql_schema, flat }
     }
 
     fn decode_all(&self, records: &[&[u8]]) -> Result<RecordBatch, ArrowError> {
@@ -71,6 +77,9 @@ impl JsonDecoder {
     /// Decodes records (one JSON object each). Returns the good rows and the bad records;
     /// `kept[i]` is the index in `records` of row i.
     pub fn decode(&self, records: &[&[u8]]) -> (RecordBatch, Vec<usize>, Vec<BadRecord>) {
+        if let Some(batch) = self.flat.as_ref().and_then(|f| f.decode(records)) {
+            return (batch, (0..records.len()).collect(), Vec::new());
+        }
         let all_objects = records.iter().all(|r| first_non_ws(r) == Some(b'{'));
         if all_objects {
             if let Ok(batch) = self.decode_all(records) {

@@ -7,6 +7,7 @@ pub mod avro_json;
 pub mod debezium;
 pub mod headers;
 pub mod json;
+pub mod json_flat;
 pub mod keys;
 
 /// How a source's event time is read from its records.
