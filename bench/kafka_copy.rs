@@ -1,30 +1,34 @@
 //! The librdkafka floor for `bench/scale.sh`: copies every record of a topic to another topic,
-//! unchanged, as a streamctl job moves records (the same client settings) but without decoding,
-//! SQL or encoding. One consumer (`read_committed`) reads every partition; one transactional
-//! producer writes the values, without keys, and commits a transaction (with the consumed
-//! offsets) every 2 s, as a streamctl job does at each checkpoint (`--checkpoint-interval-ms`'
-//! default). Its events per CPU-second is what librdkafka alone costs per record: a job that
-//! reads and writes every record can at best approach it.
+//! unchanged, through streamctl's own client code without decoding, SQL or encoding: the input
+//! consumer and task queue a job reads through (`connectors::task_input`, many records per call),
+//! micro-batches of 10,000 records at most handed to the producer once the batch before is
+//! acknowledged, and a transactional producer (`connectors::producer::RecordProducer`) that writes
+//! the values, without keys, each to the partition it was read from, and commits a transaction
+//! (with the consumed offsets) every 2 s, as a streamctl job does at each checkpoint
+//! (`--checkpoint-interval-ms`' default). Its events per CPU-second is what librdkafka alone costs
+//! per record: a job that reads and writes every record can at best approach it.
 //!
 //! Usage: kafka-copy BOOTSTRAP IN_TOPIC OUT_TOPIC [PARTITION | per-partition-producers]. Creates
 //! OUT_TOPIC with as many partitions as IN_TOPIC, reads IN_TOPIC to the end offsets it finds at
-//! start, then prints the number copied. With PARTITION, only that partition is copied (to the same
-//! partition): a client pair per partition, as a streamctl task had one. With
-//! `per-partition-producers`, one consumer reads every partition and each partition has a
-//! transactional producer of its own, which commits that partition's offsets: the layout of a
-//! streamctl thread whose tasks share its consumer.
+//! start, then prints the number copied. With PARTITION, only that partition is copied: a client
+//! pair per partition, as a streamctl task once had. With `per-partition-producers`, one consumer
+//! reads every partition and each partition has a transactional producer of its own, which
+//! commits that partition's offsets: the layout of a streamctl thread whose tasks share its
+//! consumer.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
+use streamctl::connectors::producer::{OutRecord, RecordProducer};
+use streamctl::connectors::task_input::InputConsumers;
 
 const COMMIT_EVERY: Duration = Duration::from_secs(2);
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// `streamctl run --max-batch-records`' default.
+const BATCH_RECORDS: usize = 10_000;
 
 fn main() {
     if let Err(e) = run() {
@@ -42,16 +46,11 @@ fn run() -> Result<(), String> {
         _ => return Err("usage: kafka-copy BOOTSTRAP IN_TOPIC OUT_TOPIC [PARTITION | per-partition-producers]".into()),
     };
     let group = format!("kafka-copy-{}", std::process::id());
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", &group)
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("fetch.max.bytes", "67108864")
-        .set("max.partition.fetch.bytes", "16777216")
-        .create()
-        .map_err(|e| e.to_string())?;
-    let meta = consumer.fetch_metadata(Some(input), TIMEOUT).map_err(|e| e.to_string())?;
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", bootstrap.as_str());
+    let mut consumers = InputConsumers::new(&client);
+    let lookup = consumers.lookup(&group)?;
+    let meta = lookup.consumer().fetch_metadata(Some(input), TIMEOUT).map_err(|e| e.to_string())?;
     let all: Vec<i32> =
         meta.topics().first().map(|t| t.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default();
     if all.is_empty() {
@@ -61,27 +60,19 @@ fn run() -> Result<(), String> {
     // One transactional producer, or one per partition (indexed by partition).
     let mut producers = Vec::new();
     for i in 0..if producer_each { all.len() } else { 1 } {
-        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("transactional.id", format!("{group}-{i}"))
-            .set("partitioner", "murmur2_random")
-            .set("linger.ms", "5")
-            .set("delivery.report.only.error", "true")
-            .create()
-            .map_err(|e| e.to_string())?;
-        producer.init_transactions(TIMEOUT).map_err(|e| e.to_string())?;
-        producer.begin_transaction().map_err(|e| e.to_string())?;
+        let producer = RecordProducer::transactional(&client, &format!("{group}-{i}"), 60_000)?;
+        producer.begin().map_err(|e| e.to_string())?;
         producers.push(producer);
     }
     let mut ends = HashMap::new();
     let mut tpl = TopicPartitionList::new();
     for &p in &partitions {
-        let (_, high) = consumer.fetch_watermarks(input, p, TIMEOUT).map_err(|e| e.to_string())?;
+        let (_, high) = lookup.consumer().fetch_watermarks(input, p, TIMEOUT).map_err(|e| e.to_string())?;
         ends.insert(p, high);
         tpl.add_partition_offset(input, p, Offset::Beginning).map_err(|e| e.to_string())?;
     }
-    consumer.assign(&tpl).map_err(|e| e.to_string())?;
     create_topic(bootstrap, output, all.len() as i32)?;
+    let mut reader = consumers.task_input(&group, &tpl)?;
 
     let mut positions: HashMap<i32, i64> = HashMap::new();
     let mut records = 0u64;
@@ -90,35 +81,33 @@ fn run() -> Result<(), String> {
         ends.iter().all(|(p, end)| positions.get(p).map_or(*end == 0, |next| next >= end))
     };
     while !caught_up(&positions) {
-        let Some(msg) = consumer.poll(Duration::from_millis(100)) else { continue };
-        let msg = msg.map_err(|e| e.to_string())?;
-        positions.insert(msg.partition(), msg.offset() + 1);
-        records += 1;
-        let producer = &producers[if producer_each { msg.partition() as usize } else { 0 }];
-        if let Some(value) = msg.payload() {
-            let mut rec = BaseRecord::<(), [u8]>::to(output).payload(value);
-            if only.is_some() || producer_each {
-                // As a streamctl task writes its keyless outputs: to the partition it reads.
-                rec = rec.partition(msg.partition());
-            }
-            loop {
-                match producer.send(rec) {
-                    Ok(()) => break,
-                    Err((e, r)) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) => {
-                        std::thread::sleep(Duration::from_millis(1));
-                        rec = r;
-                    }
-                    Err((e, _)) => return Err(e.to_string()),
+        // As a job hands a micro-batch's outputs over (see `RecordProducer::wait_acknowledged`).
+        for producer in &producers {
+            producer.wait_acknowledged(TIMEOUT);
+        }
+        let mut failure = None;
+        reader.read(Duration::from_millis(100), BATCH_RECORDS, |msg| {
+            let partition = msg.partition();
+            positions.insert(partition, msg.offset() + 1);
+            records += 1;
+            let producer = &producers[if producer_each { partition as usize } else { 0 }];
+            let out =
+                OutRecord { partition: Some(partition), key: None, value: msg.payload(), timestamp: msg.timestamp() };
+            if msg.payload().is_some() {
+                if let Err(e) = producer.send(output, out, None) {
+                    failure.get_or_insert(e.to_string());
                 }
             }
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
         }
-        // Checked every 1,024 records: a clock read per record would be a cost of this tool's own.
-        if records.is_multiple_of(1024) && txn_started.elapsed() >= COMMIT_EVERY {
-            commit_all(&consumer, &producers, input, &positions, producer_each)?;
+        if txn_started.elapsed() >= COMMIT_EVERY {
+            commit_all(&reader, &producers, input, &positions, producer_each)?;
             txn_started = Instant::now();
         }
     }
-    commit_all(&consumer, &producers, input, &positions, producer_each)?;
+    commit_all(&reader, &producers, input, &positions, producer_each)?;
     println!("{records}");
     Ok(())
 }
@@ -126,8 +115,8 @@ fn run() -> Result<(), String> {
 /// Commits each producer's transaction with the offsets it copied (all of them, or its partition's)
 /// and begins the next.
 fn commit_all(
-    consumer: &BaseConsumer,
-    producers: &[ThreadedProducer<DefaultProducerContext>],
+    reader: &streamctl::connectors::task_input::TaskInput,
+    producers: &[RecordProducer],
     input: &str,
     positions: &HashMap<i32, i64>,
     producer_each: bool,
@@ -139,10 +128,10 @@ fn commit_all(
                 offsets.add_partition_offset(input, p, Offset::Offset(next)).map_err(|e| e.to_string())?;
             }
         }
-        let meta = consumer.group_metadata().ok_or("no group metadata")?;
-        producer.send_offsets_to_transaction(&offsets, &meta, TIMEOUT).map_err(|e| e.to_string())?;
-        producer.commit_transaction(TIMEOUT).map_err(|e| e.to_string())?;
-        producer.begin_transaction().map_err(|e| e.to_string())?;
+        let meta = reader.consumer().group_metadata().ok_or("no group metadata")?;
+        producer.send_offsets(&offsets, meta, TIMEOUT).map_err(|e| e.to_string())?;
+        producer.commit().map_err(|e| e.to_string())?;
+        producer.begin().map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -132,7 +132,8 @@ printf 'appender.out.type=Console\nappender.out.name=OUT\nappender.out.layout.ty
 java -Xmx1g -Xms256m -Dlog4j2.configurationFile="$KDIR/log4j2.properties" -cp "$KAFKA_HOME/libs/*" kafka.Kafka \
   "$KDIR/server.properties" > "$WORK/log/kafka.log" 2>&1 &
 KAFKA_PID=$!
-trap 'kill $KAFKA_PID 2>/dev/null || true; wait $KAFKA_PID 2>/dev/null || true' EXIT
+# The broker's data and the output dumps (5-14 GB a run) go when the run ends; res/ and log/ stay.
+trap 'kill $KAFKA_PID 2>/dev/null || true; wait $KAFKA_PID 2>/dev/null || true; rm -rf "$KDIR" "$WORK/out"' EXIT
 BOOT=127.0.0.1:$PORT
 for i in $(seq 120); do
   $PY bench/peers/create_topics.py "$BOOT" --partitions 1 scale.ready 2>/dev/null && break
@@ -161,6 +162,7 @@ sync
 record() {
   local engine=$1 q=$2 sem=$3 input=$4 out=$5 check remark
   check=$(python3 bench/peers/check.py "$WORK/data/reference.json" "$q" "$out" "$sem")
+  rm -f "$out"
   remark=$(grep -h -E "STALLED|stopped in state" "$WORK/log/$engine-$q.err" 2>/dev/null | tail -1 || true)
   python3 - "$WORK/res/$engine-$q.json" "$WORK/res/m-$engine-$q.json" "$input" "$check" "$remark" <<'PY'
 import json, sys
@@ -247,6 +249,7 @@ if "$BIN/streamctl" run --help | grep -q -- '--threads'; then
         --target bench --select "$m" --until-caught-up --threads $t --format json
       dump "t$t.$m" "$WORK/out/threads$t-$q.jsonl" "$(expected_of $q)"
       check=$(python3 bench/peers/check.py "$WORK/data/reference.json" $q "$WORK/out/threads$t-$q.jsonl" $sem)
+      rm -f "$WORK/out/threads$t-$q.jsonl"
       python3 - "$WORK/res/m-threads$t-$q.json" "$check" $q $t $n > "$WORK/res/threads-$t-$q.json" <<'PY'
 import json, sys
 m, check, q, t, n = json.load(open(sys.argv[1])), json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])

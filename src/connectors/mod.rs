@@ -11,5 +11,5 @@ pub mod consumer;
 pub mod embedded;
 pub mod kafka;
 pub(crate) mod lease;
-pub(crate) mod producer;
+pub mod producer;
 pub mod task_input;
