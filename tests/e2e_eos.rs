@@ -365,3 +365,33 @@ fn a_transaction_that_fails_mid_batch_is_aborted_and_the_task_resumes() {
     let (missing, extra) = multiset_difference(&expected()[LOGON_ENRICHED], &committed);
     assert!(missing.is_empty() && extra.is_empty(), "{} missing, {} extra", missing.len(), extra.len());
 }
+
+/// A bounded reader's end is the high watermark. A `read_committed` client is told the last
+/// stable offset instead, which leaves out the records of a transaction not ended yet, and of one
+/// just committed until the broker has written its markers: a sink that took that offset for its
+/// end could stop short of the last records a finished job wrote.
+#[test]
+fn the_end_of_a_bounded_read_counts_a_transaction_not_yet_ended() {
+    use streamctl::connectors::consumer::{end_offsets, manual_consumer, partition_offsets, read_topic, ClosedOnDrop};
+    use streamctl::connectors::producer::{OutRecord, RecordProducer};
+    let Some(t) = LogonEnriched::start() else { return };
+    let topic = &t.cp.models[LOGON_ENRICHED].topic;
+    let producer = RecordProducer::transactional(&t.client, "end-of-a-bounded-read", 60_000).unwrap();
+    producer.begin().unwrap();
+    for v in ["1", "2", "3"] {
+        let record = OutRecord { partition: Some(0), key: None, value: Some(v.as_bytes()), timestamp: 0 };
+        producer.send(topic, record, None).unwrap();
+    }
+    producer.flush().unwrap();
+    let end_of_partition_0 = |p: Option<Vec<(i32, i64, i64)>>| p.unwrap().into_iter().find(|e| e.0 == 0).unwrap().2;
+
+    let committed_reader = manual_consumer(&t.client, "end-of-a-bounded-read").unwrap();
+    let _closed = ClosedOnDrop(&committed_reader);
+    assert_eq!(end_of_partition_0(partition_offsets(&committed_reader, topic).unwrap()), 0, "the last stable offset");
+    assert_eq!(end_of_partition_0(end_offsets(&t.client, topic).unwrap()), 3, "the high watermark");
+
+    producer.commit().unwrap();
+    let rows = read_topic(&t.client, topic).unwrap();
+    let values: Vec<&[u8]> = rows.iter().filter_map(|(_, v)| v.as_deref()).collect();
+    assert_eq!(values, [b"1", b"2", b"3"]);
+}

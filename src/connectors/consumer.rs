@@ -104,13 +104,27 @@ pub fn partition_offsets(consumer: &BaseConsumer, topic: &str) -> Result<Option<
     Ok(Some(out))
 }
 
+/// A topic's partitions with their (low, high) offsets, where high is the high watermark even
+/// for a reader of committed records only: that reader is told the last stable offset, which
+/// lags a just committed transaction until the broker has written its markers, so a reader that
+/// takes it for the end of what a finished job wrote can stop short of the job's last records.
+/// Reading to the high watermark, the markers are passed by the reader's position.
+pub fn end_offsets(client: &ClientConfig, topic: &str) -> Result<Option<PartitionOffsets>, String> {
+    let consumer: BaseConsumer = client
+        .clone()
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .map_err(|e| kafka_err("creating a consumer", e))?;
+    partition_offsets(&consumer, topic)
+}
+
 /// Every committed record of a topic, from its start to its current end.
 pub fn read_topic(client: &ClientConfig, topic: &str) -> Result<TopicRows, String> {
     let consumer = manual_consumer(client, "streamctl-reader")?;
     let _closed = ClosedOnDrop(&consumer);
     let mut tpl = TopicPartitionList::new();
     let mut ends = BTreeMap::new();
-    for (p, low, high) in partition_offsets(&consumer, topic)?.unwrap_or_default() {
+    for (p, low, high) in end_offsets(client, topic)?.unwrap_or_default() {
         if high > low {
             tpl.add_partition_offset(topic, p, Offset::Offset(low)).map_err(|e| kafka_err("assigning", e))?;
             ends.insert(p, high);

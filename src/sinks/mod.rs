@@ -127,7 +127,8 @@ fn wait_for_lock(
 
 /// A sink task's consumer of its model's output topic: the sink's own group, only what the
 /// model's job committed, from the start when the group has no offsets; and the topic's
-/// partitions. Hold a `ClosedOnDrop` on it while it is used.
+/// partitions with their ends (see [`end_offsets`](crate::connectors::consumer::end_offsets)). Hold a
+/// `ClosedOnDrop` on it while it is used.
 fn output_consumer(
     cp: &CompiledProject,
     client: &ClientConfig,
@@ -144,7 +145,8 @@ fn output_consumer(
         .create()
         .map_err(|e| format!("creating the consumer: {e}"))?;
     let topic = cp.models.get(model).map(|m| m.topic.as_str()).ok_or_else(|| format!("no model `{model}`"))?;
-    let partitions = crate::connectors::consumer::partition_offsets(&consumer, topic)
+    // The ends to reach on a bounded run: the high watermark, past the last transaction's markers.
+    let partitions = crate::connectors::consumer::end_offsets(client, topic)
         .and_then(|p| p.ok_or_else(|| format!("topic {topic} of model `{model}` does not exist")));
     match partitions {
         Ok(p) => Ok((consumer, p)),
