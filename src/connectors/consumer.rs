@@ -36,6 +36,18 @@ pub fn input_consumer(client: &ClientConfig, group: &str) -> Result<BaseConsumer
     if client.get("fetch.wait.max.ms").is_none() {
         client.set("fetch.wait.max.ms", "100");
     }
+    // librdkafka keeps up to `queued.min.messages` records of each partition fetched ahead, and
+    // a partition whose queue is fuller is not fetched again for `fetch.queue.backoff.ms` (1 s by
+    // default). A task drains a partition's queue in a few micro-batches, then waited out the rest
+    // of that second: q2 of bench/scale.sh read its 8 partitions at 530K records/s after the first
+    // queues were drained, against 1.8M/s while they lasted. Fuller queues only held memory: each
+    // record keeps the fetch response it came in alive (100,000 per partition: peak RSS 690-745
+    // MiB on q1 and the window, 20,000: 290-335 MiB; 5,000 was slower).
+    for (key, value) in [("fetch.queue.backoff.ms", "20"), ("queued.min.messages", "20000")] {
+        if client.get(key).is_none() {
+            client.set(key, value);
+        }
+    }
     client
         .set("group.id", group)
         .set("isolation.level", "read_committed")
