@@ -18,7 +18,7 @@ use super::error::RunError;
 use super::metrics::JobState;
 use super::ownership::worker_id;
 use super::tasks::TaskId;
-use super::worker::{log, JobStats, KafkaJob, Progress, RunControl, RunOptions, TaskStart};
+use super::worker::{log, JobStats, KafkaJob, PreparedTask, Progress, RunControl, RunOptions, TaskStart};
 use crate::compile::CompiledProject;
 use crate::connectors::producer::RecordProducer;
 use crate::connectors::task_input::InputConsumers;
@@ -225,7 +225,12 @@ struct Slot {
     /// A stop was asked for: whoever asked waits for this to be dropped.
     stop: Option<Sender<()>>,
     upstream: Vec<String>,
+    /// The task's preparation, under way on a thread of its own.
+    preparing: Option<JoinHandle<Result<PreparedTask, RunError>>>,
 }
+
+/// How many tasks a thread prepares at once.
+const PREPARING_AT_ONCE: usize = 8;
 
 fn run_thread(rx: Receiver<Command>, shared: Shared) -> Vec<TaskOutcome> {
     // The thread's tasks read their inputs through consumers they share.
@@ -283,6 +288,7 @@ fn run_thread(rx: Receiver<Command>, shared: Shared) -> Vec<TaskOutcome> {
                         restart_at,
                         stop: None,
                         upstream,
+                        preparing: None,
                     });
                 }
                 Command::Stop { key, done } => match slots.iter_mut().find(|s| s.key == key) {
@@ -299,7 +305,8 @@ fn run_thread(rx: Receiver<Command>, shared: Shared) -> Vec<TaskOutcome> {
         let wait = (shared.opts.max_batch_wait / running).max(Duration::from_millis(5));
         let mut i = 0;
         while i < slots.len() {
-            match step(&mut slots[i], &shared, &mut inputs, wait) {
+            let preparing = slots.iter().filter(|s| s.preparing.is_some()).count();
+            match step(&mut slots[i], &shared, &mut inputs, wait, preparing < PREPARING_AT_ONCE) {
                 None => i += 1,
                 Some(result) => {
                     let slot = slots.swap_remove(i);
@@ -307,30 +314,65 @@ fn run_thread(rx: Receiver<Command>, shared: Shared) -> Vec<TaskOutcome> {
                 }
             }
         }
+        // No task runs yet (each is being prepared or waits to restart): a pause, not a spin.
+        if !slots.is_empty() && slots.iter().all(|s| s.job.is_none()) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 }
 
-/// One step of a task: start it when due, run a micro-batch. `Some` once the task has ended here.
+/// One step of a task: prepare it when due (`may_prepare`: on a thread of its own) and start it
+/// once prepared, or run a micro-batch. `Some` once the task has ended here.
 fn step(
     slot: &mut Slot,
     shared: &Shared,
     inputs: &mut InputConsumers,
     wait: Duration,
+    may_prepare: bool,
 ) -> Option<Result<JobStats, RunError>> {
     let (model, task) = (slot.key.0.clone(), slot.key.1);
     let stopping = shared.control.stop.load(Ordering::SeqCst) || slot.stop.is_some();
     if slot.job.is_none() {
         if stopping {
+            // A preparation under way ends first: its producer, once dropped, cannot fence the
+            // task's next owner later.
+            if let Some(h) = slot.preparing.take() {
+                let _ = h.join();
+            }
             return Some(Ok(std::mem::take(&mut slot.stats)));
         }
         if slot.restart_at.is_some_and(|at| Instant::now() < at) {
             return None;
         }
-        let owner = shared.lease_producer.clone().map(|p| (shared.holder.clone(), p));
-        let start = TaskStart { task, owner };
+        let prepared = match slot.preparing.take() {
+            None if !may_prepare => return None,
+            None => {
+                let owner = shared.lease_producer.clone().map(|p| (shared.holder.clone(), p));
+                let start = TaskStart { task, owner };
+                let (cp, client, opts, name) =
+                    (slot.cp.clone(), shared.client.clone(), shared.opts.clone(), model.clone());
+                let spawned = std::thread::Builder::new()
+                    .name(format!("prepare-{}", task.name()))
+                    .spawn(move || PreparedTask::prepare(&cp, &name, &client, &opts, start));
+                match spawned {
+                    Ok(h) => {
+                        slot.preparing = Some(h);
+                        return None;
+                    }
+                    Err(e) => return failed(slot, shared, RunError::Setup(format!("cannot start a thread: {e}"))),
+                }
+            }
+            Some(h) if !h.is_finished() => {
+                slot.preparing = Some(h);
+                return None;
+            }
+            Some(h) => h.join().unwrap_or_else(|_| Err(RunError::Setup("preparing the task panicked".into()))),
+        };
         let stats = std::mem::take(&mut slot.stats);
         let fallback = stats.clone();
-        match KafkaJob::start_task(slot.cp.clone(), &model, &shared.client, &shared.opts, stats, start, inputs) {
+        let started =
+            prepared.and_then(|p| KafkaJob::start_prepared(slot.cp.clone(), &model, &shared.opts, stats, p, inputs));
+        match started {
             Ok(job) => {
                 job.report_state(JobState::Running);
                 if task != TaskId::Whole {

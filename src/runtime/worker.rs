@@ -174,6 +174,62 @@ pub struct TaskStart {
     pub owner: Option<(String, Arc<RecordProducer>)>,
 }
 
+/// What a task needs from the cluster before it runs: its producer (initialised for
+/// transactions in exactly-once mode), its claim, and its last checkpoint read. Round trips to
+/// the brokers, most of a task's start: the threads that run tasks prepare them on threads of
+/// their own, all at once, instead of one after another.
+pub struct PreparedTask {
+    task: TaskId,
+    guarantee: Guarantee,
+    producer: RecordProducer,
+    restored: Option<(CheckpointManifest, Vec<u8>)>,
+    checkpoint_partition: i32,
+    claim: Option<(Claim, Arc<RecordProducer>)>,
+}
+
+impl PreparedTask {
+    pub fn prepare(
+        cp: &CompiledProject,
+        model: &str,
+        client: &ClientConfig,
+        opts: &RunOptions,
+        start: TaskStart,
+    ) -> Result<PreparedTask, RunError> {
+        let m = cp.models.get(model).ok_or_else(|| RunError::Setup(format!("no model `{model}`")))?;
+        let guarantee = m.resolved.guarantee_on(opts.guarantee);
+        let task = start.task;
+        let producer = match guarantee {
+            Guarantee::ExactlyOnce => RecordProducer::transactional(
+                client,
+                &task.transactional_id(&m.resolved.transactional_id),
+                transaction_timeout_ms(opts),
+            ),
+            Guarantee::AtLeastOnce => RecordProducer::new(client),
+        }
+        .map_err(RunError::Setup)?;
+        let ck_topic = &m.resolved.checkpoint_topic;
+        let checkpoint_partition = task_partition(task, partition_count(client, ck_topic)?);
+        let mut log = CheckpointLog::open(client, ck_topic, checkpoint_partition, Isolation::Committed)?;
+        // The claim goes before the read: an old owner's at-least-once writes after it are ignored.
+        let claim = match start.owner {
+            Some((holder, lease_producer)) => {
+                Some((Claim::take(&mut log, &lease_producer, &holder, task)?, lease_producer))
+            }
+            None => None,
+        };
+        log.catch_up()?;
+        if log.stale_records > 0 {
+            let n = log.stale_records;
+            self::log(model, &format!("ignored {n} checkpoint records written by an owner that had lost the job"));
+        }
+        let mut restored = log.checkpoint(task)?;
+        if restored.is_none() && task != TaskId::Whole {
+            restored = super::checkpoint::from_whole_job(client, ck_topic, &log, m.stateful(), model)?;
+        }
+        Ok(PreparedTask { task, guarantee, producer, restored, checkpoint_partition, claim })
+    }
+}
+
 /// Where one input partition stands.
 struct PartitionState {
     input: NodeId,
@@ -310,39 +366,22 @@ impl KafkaJob {
         start: TaskStart,
         inputs: &mut InputConsumers,
     ) -> Result<KafkaJob, RunError> {
-        let m = cp.models.get(model).ok_or_else(|| RunError::Setup(format!("no model `{model}`")))?;
-        let guarantee = m.resolved.guarantee_on(opts.guarantee);
-        let task = start.task;
-        let producer = match guarantee {
-            Guarantee::ExactlyOnce => RecordProducer::transactional(
-                client,
-                &task.transactional_id(&m.resolved.transactional_id),
-                transaction_timeout_ms(opts),
-            ),
-            Guarantee::AtLeastOnce => RecordProducer::new(client),
-        }
-        .map_err(RunError::Setup)?;
-        let ck_topic = &m.resolved.checkpoint_topic;
-        let ck_partition = task_partition(task, partition_count(client, ck_topic)?);
-        let mut log = CheckpointLog::open(client, ck_topic, ck_partition, Isolation::Committed)?;
-        // The claim goes before the read: an old owner's at-least-once writes after it are ignored.
-        let claim = match start.owner {
-            Some((holder, lease_producer)) => {
-                Some((Claim::take(&mut log, &lease_producer, &holder, task)?, lease_producer))
-            }
-            None => None,
-        };
-        log.catch_up()?;
-        if log.stale_records > 0 {
-            let n = log.stale_records;
-            self::log(model, &format!("ignored {n} checkpoint records written by an owner that had lost the job"));
-        }
-        let mut restored = log.checkpoint(task)?;
-        if restored.is_none() && task != TaskId::Whole {
-            restored = super::checkpoint::from_whole_job(client, ck_topic, &log, m.stateful(), model)?;
-        }
+        let prepared = PreparedTask::prepare(&cp, model, client, opts, start)?;
+        KafkaJob::start_prepared(cp, model, opts, stats, prepared, inputs)
+    }
+
+    /// Starts a task from its [`PreparedTask`]: its input is read through one of `inputs`.
+    pub fn start_prepared(
+        cp: Arc<CompiledProject>,
+        model: &str,
+        opts: &RunOptions,
+        stats: JobStats,
+        prepared: PreparedTask,
+        inputs: &mut InputConsumers,
+    ) -> Result<KafkaJob, RunError> {
+        let PreparedTask { task, guarantee, producer, restored, checkpoint_partition, claim } = prepared;
         let mut job = KafkaJob::start_from(cp, model, inputs, opts, stats, restored, producer, guarantee, task)?;
-        job.checkpoint_partition = ck_partition;
+        job.checkpoint_partition = checkpoint_partition;
         if let Some((c, _)) = &claim {
             job.lease_epoch = Some(c.epoch());
         }
