@@ -30,12 +30,10 @@ pub fn manual_consumer(client: &ClientConfig, group: &str) -> Result<BaseConsume
 /// trips; only committed records (an upstream exactly-once job's aborted outputs are skipped).
 pub fn input_consumer(client: &ClientConfig, group: &str) -> Result<BaseConsumer, String> {
     let mut client = client.clone();
-    // A fetch that finds nothing is held this long by the broker, and the watermark queries a
-    // job makes while it waits for input are answered after it (a connection answers in order):
-    // the embedded target sets a shorter wait, which stays.
-    if client.get("fetch.wait.max.ms").is_none() {
-        client.set("fetch.wait.max.ms", "100");
-    }
+    // Defaults the target's properties may override (the embedded target sets a shorter wait).
+    // `fetch.wait.max.ms`: a fetch that finds nothing is held this long by the broker, and the
+    // watermark queries a job makes while it waits for input are answered after it (a connection
+    // answers in order).
     // librdkafka keeps up to `queued.min.messages` records of each partition fetched ahead, and
     // a partition whose queue is fuller is not fetched again for `fetch.queue.backoff.ms` (1 s by
     // default). A task drains a partition's queue in a few micro-batches, then waited out the rest
@@ -43,7 +41,8 @@ pub fn input_consumer(client: &ClientConfig, group: &str) -> Result<BaseConsumer
     // queues were drained, against 1.8M/s while they lasted. Fuller queues only held memory: each
     // record keeps the fetch response it came in alive (100,000 per partition: peak RSS 690-745
     // MiB on q1 and the window, 20,000: 290-335 MiB; 5,000 was slower).
-    for (key, value) in [("fetch.queue.backoff.ms", "20"), ("queued.min.messages", "20000")] {
+    let defaults = [("fetch.wait.max.ms", "100"), ("fetch.queue.backoff.ms", "20"), ("queued.min.messages", "20000")];
+    for (key, value) in defaults {
         if client.get(key).is_none() {
             client.set(key, value);
         }
@@ -116,17 +115,22 @@ pub fn partition_offsets(consumer: &BaseConsumer, topic: &str) -> Result<Option<
     Ok(Some(out))
 }
 
-/// A topic's partitions with their (low, high) offsets, where high is the high watermark even
-/// for a reader of committed records only: that reader is told the last stable offset, which
-/// lags a just committed transaction until the broker has written its markers, so a reader that
-/// takes it for the end of what a finished job wrote can stop short of the job's last records.
-/// Reading to the high watermark, the markers are passed by the reader's position.
+/// `client` for consumers that look ends up: told a partition's high watermark as its end, not
+/// the last stable offset a `read_committed` client is told. That offset lags a just committed
+/// transaction until the broker has written its markers, so a reader that took it for the end of
+/// what a finished job wrote stopped short of the job's last records (a bounded run closed windows
+/// without them: the e2e_seed test, 3 runs in 6 on a loaded machine, 0 in 6 with this). Reading
+/// to the high watermark, the markers are passed by the reader's position.
+pub fn end_lookup_client(client: &ClientConfig) -> ClientConfig {
+    let mut client = client.clone();
+    client.set("isolation.level", "read_uncommitted");
+    client
+}
+
+/// A topic's partitions with their (low, high) offsets, high being the high watermark (see
+/// [`end_lookup_client`]).
 pub fn end_offsets(client: &ClientConfig, topic: &str) -> Result<Option<PartitionOffsets>, String> {
-    let consumer: BaseConsumer = client
-        .clone()
-        .set("isolation.level", "read_uncommitted")
-        .create()
-        .map_err(|e| kafka_err("creating a consumer", e))?;
+    let consumer: BaseConsumer = end_lookup_client(client).create().map_err(|e| kafka_err("creating a consumer", e))?;
     partition_offsets(&consumer, topic)
 }
 

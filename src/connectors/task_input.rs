@@ -18,7 +18,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::TopicPartitionList;
 
-use super::consumer::{close, input_consumer, manual_consumer, partition_list, BatchReader, RawMessage};
+use super::consumer::{
+    close, end_lookup_client, input_consumer, manual_consumer, partition_list, BatchReader, RawMessage,
+};
 use super::producer::kafka_err;
 
 /// A topic partition, by name.
@@ -73,15 +75,8 @@ impl InputConsumers {
         if let Some((_, l)) = self.lookups.iter().find(|(g, _)| g == group) {
             return Ok(l.clone());
         }
-        // End offsets are the high watermark, not the last stable offset that a `read_committed`
-        // client is told: an upstream job's transaction counts as committed before the broker has
-        // written its commit markers, and until then the last stable offset leaves out the records
-        // of that transaction. A bounded run that took that offset for its input's end stopped early
-        // and closed windows without their last records (the e2e_seed test, 3 runs in 6 on a loaded
-        // machine, 0 in 6 with this).
-        let mut client = self.client.clone();
-        client.set("isolation.level", "read_uncommitted");
-        let l = Arc::new(Lookup(manual_consumer(&client, group)?));
+        // End offsets are the high watermark: an upstream job's last transaction counts.
+        let l = Arc::new(Lookup(manual_consumer(&end_lookup_client(&self.client), group)?));
         self.lookups.push((group.to_string(), l.clone()));
         Ok(l)
     }

@@ -305,8 +305,10 @@ fn run_thread(rx: Receiver<Command>, shared: Shared) -> Vec<TaskOutcome> {
         let wait = (shared.opts.max_batch_wait / running).max(Duration::from_millis(5));
         let mut i = 0;
         while i < slots.len() {
-            let preparing = slots.iter().filter(|s| s.preparing.is_some()).count();
-            match step(&mut slots[i], &shared, &mut inputs, wait, preparing < PREPARING_AT_ONCE) {
+            // Counted only for a task not running yet, off the path of the running ones.
+            let may_prepare =
+                slots[i].job.is_some() || slots.iter().filter(|s| s.preparing.is_some()).count() < PREPARING_AT_ONCE;
+            match step(&mut slots[i], &shared, &mut inputs, wait, may_prepare) {
                 None => i += 1,
                 Some(result) => {
                     let slot = slots.swap_remove(i);
