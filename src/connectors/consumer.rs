@@ -29,6 +29,11 @@ pub fn manual_consumer(client: &ClientConfig, group: &str) -> Result<BaseConsume
 /// A job's input consumer: large fetches, so a micro-batch does not wait on many small round
 /// trips; only committed records (an upstream exactly-once job's aborted outputs are skipped).
 pub fn input_consumer(client: &ClientConfig, group: &str) -> Result<BaseConsumer, String> {
+    input_consumer_config(client, group).create().map_err(|e| kafka_err("creating the input consumer", e))
+}
+
+/// The settings of [`input_consumer`].
+fn input_consumer_config(client: &ClientConfig, group: &str) -> ClientConfig {
     let mut client = client.clone();
     // Defaults the target's properties may override (the embedded target sets a shorter wait).
     // `fetch.wait.max.ms`: a fetch that finds nothing is held this long by the broker, and the
@@ -56,9 +61,8 @@ pub fn input_consumer(client: &ClientConfig, group: &str) -> Result<BaseConsumer
         // threshold (32 MiB, set by the runner), it comes from memory freed by the last response
         // instead of fresh pages the kernel zeroes. 64 MiB responses cost q2 9% more CPU.
         .set("fetch.max.bytes", "25165824")
-        .set("max.partition.fetch.bytes", "4194304")
-        .create()
-        .map_err(|e| kafka_err("creating the input consumer", e))
+        .set("max.partition.fetch.bytes", "4194304");
+    client
 }
 
 /// Closes a consumer that has a group before it is dropped. rdkafka's drop closes it too, but
@@ -340,6 +344,27 @@ mod tests {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
     type Row = (i32, i64, i64, Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)>);
+
+    /// The input consumer's fetch-queue and wait defaults apply unless the target's properties
+    /// set them; the group, the isolation level and the fetch sizes are always its own.
+    #[test]
+    fn target_properties_override_the_input_consumers_defaults() {
+        let defaults = input_consumer_config(&ClientConfig::new(), "g");
+        assert_eq!(defaults.get("fetch.wait.max.ms"), Some("100"));
+        assert_eq!(defaults.get("fetch.queue.backoff.ms"), Some("20"));
+        assert_eq!(defaults.get("queued.min.messages"), Some("20000"));
+
+        let mut target = ClientConfig::new();
+        target.set("fetch.wait.max.ms", "10").set("fetch.queue.backoff.ms", "500").set("queued.min.messages", "1000");
+        target.set("isolation.level", "read_uncommitted").set("fetch.max.bytes", "1024");
+        let set = input_consumer_config(&target, "g");
+        assert_eq!(set.get("fetch.wait.max.ms"), Some("10"));
+        assert_eq!(set.get("fetch.queue.backoff.ms"), Some("500"));
+        assert_eq!(set.get("queued.min.messages"), Some("1000"));
+        assert_eq!(set.get("group.id"), Some("g"));
+        assert_eq!(set.get("isolation.level"), Some("read_committed"));
+        assert_eq!(set.get("fetch.max.bytes"), Some("25165824"));
+    }
 
     /// Every record read by a batch reader is the one written (key, value or none, timestamp,
     /// headers with a null value among them), in offset order per partition; and the consumer
