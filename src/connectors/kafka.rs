@@ -165,56 +165,10 @@ impl Cluster<'_> {
                     }
                 }
                 // Also the topics that existed: another client may have created them a moment ago.
-                let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
-                self.wait_for_leaders(&names, Duration::from_secs(30))
+                let names: Vec<(&str, usize)> = topics.iter().map(|t| (t.name.as_str(), 1)).collect();
+                wait_for_leaders(&self.client_config(), &names, Duration::from_secs(30))
             }
         }
-    }
-
-    /// Waits until the leader of every partition of these topics answers. A broker answers CreateTopics
-    /// before the new partitions are served; a client that reads or writes them at once gets
-    /// NotLeaderForPartition or UnknownTopicOrPartition.
-    fn wait_for_leaders(&self, topics: &[String], limit: Duration) -> Result<(), String> {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        if topics.is_empty() {
-            return Ok(());
-        }
-        let consumer: BaseConsumer =
-            self.client_config().create().map_err(|e| format!("cannot create a Kafka client: {e}"))?;
-        let deadline = std::time::Instant::now() + limit;
-        let mut waiting: Vec<&String> = topics.iter().collect();
-        while !waiting.is_empty() {
-            let mut still = Vec::new();
-            for topic in waiting {
-                let partitions = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).ok().and_then(|md| {
-                    md.topics()
-                        .iter()
-                        .find(|t| {
-                            t.error().is_none()
-                                && !t.partitions().is_empty()
-                                && t.partitions().iter().all(|p| p.leader() >= 0 && p.error().is_none())
-                        })
-                        .map(|t| t.partitions().iter().map(|p| p.id()).collect::<Vec<_>>())
-                });
-                // The metadata can name a leader before that broker serves the partition: ask it.
-                let ready = partitions.is_some_and(|ps| {
-                    ps.iter().all(|&p| consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).is_ok())
-                });
-                if !ready {
-                    still.push(topic);
-                }
-            }
-            waiting = still;
-            if waiting.is_empty() {
-                break;
-            }
-            if std::time::Instant::now() > deadline {
-                let names: Vec<&str> = waiting.iter().map(|t| t.as_str()).collect();
-                return Err(format!("created topics have no partition leader after {limit:?}: {}", names.join(", ")));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(())
     }
 }
 
@@ -334,6 +288,53 @@ impl Cluster<'_> {
 
 /// Grows a topic to at least `total` partitions (a job's checkpoint topic, to one partition per
 /// task); a topic already that large, or grown by another worker meanwhile, is left as it is.
+/// Waits until each topic has at least its number of partitions and the leader of every one
+/// answers. A broker answers CreateTopics and CreatePartitions before the new partitions are
+/// served; a client that reads or writes them at once gets NotLeaderForPartition or
+/// UnknownTopicOrPartition, and retries after a backoff (a job's task on a checkpoint partition
+/// just added waited 0.7 s for it).
+fn wait_for_leaders(client: &ClientConfig, topics: &[(&str, usize)], limit: Duration) -> Result<(), String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    if topics.is_empty() {
+        return Ok(());
+    }
+    let consumer: BaseConsumer = client.create().map_err(|e| format!("cannot create a Kafka client: {e}"))?;
+    let deadline = std::time::Instant::now() + limit;
+    let mut waiting: Vec<&(&str, usize)> = topics.iter().collect();
+    while !waiting.is_empty() {
+        let mut still = Vec::new();
+        for t @ &(topic, at_least) in waiting {
+            let partitions = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).ok().and_then(|md| {
+                md.topics()
+                    .iter()
+                    .find(|t| {
+                        t.error().is_none()
+                            && t.partitions().len() >= at_least.max(1)
+                            && t.partitions().iter().all(|p| p.leader() >= 0 && p.error().is_none())
+                    })
+                    .map(|t| t.partitions().iter().map(|p| p.id()).collect::<Vec<_>>())
+            });
+            // The metadata can name a leader before that broker serves the partition: ask it.
+            let ready = partitions.is_some_and(|ps| {
+                ps.iter().all(|&p| consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).is_ok())
+            });
+            if !ready {
+                still.push(t);
+            }
+        }
+        waiting = still;
+        if waiting.is_empty() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let names: Vec<&str> = waiting.iter().map(|t| t.0).collect();
+            return Err(format!("new partitions have no leader after {limit:?}: {}", names.join(", ")));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 pub fn grow_topic(client: &ClientConfig, topic: &str, partitions_now: i32, total: i32) -> Result<(), String> {
     if partitions_now >= total {
         return Ok(());
@@ -353,7 +354,7 @@ pub fn grow_topic(client: &ClientConfig, topic: &str, partitions_now: i32, total
             Err((t, code)) => return Err(format!("adding partitions to {t}: {code}")),
         }
     }
-    Ok(())
+    wait_for_leaders(client, &[(topic, total as usize)], Duration::from_secs(30))
 }
 
 #[cfg(test)]

@@ -188,15 +188,23 @@ pub(crate) fn kafka_err(what: &str, e: KafkaError) -> String {
     format!("{what}: {e}")
 }
 
+/// The settings of every [`RecordProducer`].
+fn producer_config(client: &ClientConfig) -> ClientConfig {
+    let mut client = client.clone();
+    if client.get("linger.ms").is_none() {
+        client.set("linger.ms", "5");
+    }
+    client
+        // Keyed records land where Kafka's Java clients would put them.
+        .set("partitioner", "murmur2_random")
+        .set("delivery.report.only.error", "true");
+    client
+}
+
 impl RecordProducer {
     pub fn new(client: &ClientConfig) -> Result<RecordProducer, String> {
         let errors = Arc::new(DeliveryErrors::default());
-        let producer: BaseProducer<DeliveryContext> = client
-            .clone()
-            // Keyed records land where Kafka's Java clients would put them.
-            .set("partitioner", "murmur2_random")
-            .set("linger.ms", "5")
-            .set("delivery.report.only.error", "true")
+        let producer: BaseProducer<DeliveryContext> = producer_config(client)
             .create_with_context(DeliveryContext(errors.clone()))
             .map_err(|e| kafka_err("creating the producer", e))?;
         RecordProducer::serving(producer, errors, None)
@@ -235,11 +243,7 @@ impl RecordProducer {
         timeout_ms: u64,
     ) -> Result<RecordProducer, String> {
         let errors = Arc::new(DeliveryErrors::default());
-        let producer: BaseProducer<DeliveryContext> = client
-            .clone()
-            .set("partitioner", "murmur2_random")
-            .set("linger.ms", "5")
-            .set("delivery.report.only.error", "true")
+        let producer: BaseProducer<DeliveryContext> = producer_config(client)
             .set("transactional.id", transactional_id)
             .set("transaction.timeout.ms", timeout_ms.to_string())
             .create_with_context(DeliveryContext(errors.clone()))
@@ -510,6 +514,22 @@ fn is_fencing(code: RDKafkaErrorCode) -> bool {
 mod tests {
     use super::*;
     use crate::connectors::embedded::EmbeddedBroker;
+
+    /// A target's `linger.ms` is kept; the partitioner, which puts keyed records where Java
+    /// clients would, is not the target's to change.
+    #[test]
+    fn target_properties_override_the_producers_linger_but_not_its_partitioner() {
+        let defaults = producer_config(&ClientConfig::new());
+        assert_eq!(defaults.get("linger.ms"), Some("5"));
+        assert_eq!(defaults.get("partitioner"), Some("murmur2_random"));
+
+        let mut target = ClientConfig::new();
+        target.set("linger.ms", "50").set("partitioner", "random").set("compression.type", "zstd");
+        let set = producer_config(&target);
+        assert_eq!(set.get("linger.ms"), Some("50"));
+        assert_eq!(set.get("partitioner"), Some("murmur2_random"));
+        assert_eq!(set.get("compression.type"), Some("zstd"));
+    }
 
     /// The delivery-report thread counts records that were not delivered, and `flush` says so
     /// with the reason (the broker is gone and the records time out).

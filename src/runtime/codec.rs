@@ -415,6 +415,11 @@ impl InputCodec {
         Decoded { batch, deletes, rows, bad }
     }
 
+    /// Whether the records' headers matter: columns are read from them, or dead letters keep them.
+    pub fn reads_headers(&self) -> bool {
+        !self.header_columns.is_empty() || self.on_error == OnError::DeadLetter
+    }
+
     /// The decoded value columns with the columns read from the records' headers put in their
     /// places; rows whose header cannot be read are listed with the reason.
     fn with_header_columns(
