@@ -315,9 +315,17 @@ fn observe_rows(
     let times = decoded.batch.column_by_name("rowtime")?.as_any().downcast_ref::<Int64Array>()?.clone();
     let mut out = Vec::with_capacity(decoded.rows.len());
     let now = Instant::now();
-    for (row, t) in decoded.rows.iter().zip(times.values().iter()) {
-        out.push(tracker.watermark_at(streams, now));
-        tracker.observe_at(&codec.id, records[*row].partition, *t, codec.lateness_ms, now);
+    let times = times.values();
+    let rows = &decoded.rows[..decoded.rows.len().min(times.len())];
+    // Records come in runs of one partition.
+    let mut start = 0;
+    while start < rows.len() {
+        let partition = records[rows[start]].partition;
+        let end =
+            rows[start..].iter().position(|r| records[*r].partition != partition).map_or(rows.len(), |n| start + n);
+        let run = times[start..end].iter().copied();
+        tracker.observe_run(streams, &codec.id, partition, run, codec.lateness_ms, now, &mut out);
+        start = end;
     }
     Some(out)
 }
