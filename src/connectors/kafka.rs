@@ -286,8 +286,6 @@ impl Cluster<'_> {
     }
 }
 
-/// Grows a topic to at least `total` partitions (a job's checkpoint topic, to one partition per
-/// task); a topic already that large, or grown by another worker meanwhile, is left as it is.
 /// Waits until each topic has at least its number of partitions and the leader of every one
 /// answers. A broker answers CreateTopics and CreatePartitions before the new partitions are
 /// served; a client that reads or writes them at once gets NotLeaderForPartition or
@@ -335,6 +333,9 @@ fn wait_for_leaders(client: &ClientConfig, topics: &[(&str, usize)], limit: Dura
     Ok(())
 }
 
+/// Grows a topic to at least `total` partitions (a job's checkpoint topic, to one partition per
+/// task); a topic already that large, or grown by another worker meanwhile, is left as it is.
+/// Returns once the partitions added are served (`wait_for_leaders`).
 pub fn grow_topic(client: &ClientConfig, topic: &str, partitions_now: i32, total: i32) -> Result<(), String> {
     if partitions_now >= total {
         return Ok(());
