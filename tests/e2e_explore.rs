@@ -215,8 +215,17 @@ fn metrics_of_a_run_pass_promtool_and_match_its_summary() {
     let kafka = KafkaCluster::single();
     let bootstrap = kafka.bootstrap();
     create_source_topics(&bootstrap);
-    produce_samples(&kcat, &bootstrap, 0.0..1.0);
-    let orders = sample("orders.jsonl").len() as f64;
+    // Every order into partition 1: partition 0 stays empty, and its lag is reported all the same.
+    let lines = sample("orders.jsonl");
+    let mut kcat_p1 = std::process::Command::new(&kcat)
+        .args(["-P", "-b", &bootstrap, "-t", "ora-ogg-SOE-ORDERS-json", "-p", "1"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(kcat_p1.stdin.as_mut().unwrap(), (lines.join("\n") + "\n").as_bytes()).unwrap();
+    drop(kcat_p1.stdin.take());
+    assert!(kcat_p1.wait().unwrap().success(), "kcat -P -p 1");
+    let orders = lines.len() as f64;
     let mut run = Killed(
         streamctl_on(&bootstrap)
             .args(["run", "--select", "orders_by_mode", "--format", "json", "--metrics-addr", "127.0.0.1:0"])
@@ -266,11 +275,18 @@ fn metrics_of_a_run_pass_promtool_and_match_its_summary() {
         "streamctl_batch_records_count{job=\"orders_by_mode\"}",
         "streamctl_checkpoint_seconds_count{job=\"orders_by_mode\"}",
         "streamctl_consumer_lag{job=\"orders_by_mode\",topic=\"ora-ogg-SOE-ORDERS-json\",partition=\"0\"}",
+        "streamctl_consumer_lag{job=\"orders_by_mode\",topic=\"ora-ogg-SOE-ORDERS-json\",partition=\"1\"}",
         "streamctl_job_running{job=\"orders_by_mode\"}",
     ] {
         assert!(sample_value(&last, series).is_some(), "no {series} in:\n{last}");
     }
     assert_eq!(sample_value(&last, "streamctl_job_running{job=\"orders_by_mode\"}"), Some(1.0));
+    for p in 0..2 {
+        let lag = format!(
+            "streamctl_consumer_lag{{job=\"orders_by_mode\",topic=\"ora-ogg-SOE-ORDERS-json\",partition=\"{p}\"}}"
+        );
+        assert_eq!(sample_value(&last, &lag), Some(0.0), "{lag} in:\n{last}");
+    }
     if let Some(promtool) = promtool {
         let mut check = std::process::Command::new(promtool)
             .args(["check", "metrics"])

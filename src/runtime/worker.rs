@@ -317,6 +317,9 @@ pub struct KafkaJob {
     tables_loaded: bool,
     targets_known: bool,
     last_checkpoint: Instant,
+    /// When the lag and watermark were last reported to the metrics: a task with nothing to
+    /// checkpoint (an idle partition) reports them anyway, once per checkpoint interval.
+    last_positions: Option<Instant>,
     dirty: bool,
     /// The open transaction failed while records were queued, and was aborted: the task resumes
     /// from its last committed checkpoint.
@@ -616,6 +619,7 @@ impl KafkaJob {
             tables_loaded,
             targets_known: !has_upstream || !opts.until_caught_up,
             last_checkpoint: Instant::now(),
+            last_positions: None,
             dirty: false,
             aborted: false,
             last_polled: 0,
@@ -1032,6 +1036,8 @@ impl KafkaJob {
                     return Ok(Progress::CheckpointFailed);
                 }
             }
+        } else if self.last_positions.is_none_or(|t| t.elapsed() >= self.opts.checkpoint_interval) {
+            self.report_positions();
         }
         Ok(if caught_up {
             Progress::CaughtUp
@@ -1045,6 +1051,7 @@ impl KafkaJob {
     /// Each input partition's lag (its end now minus the next offset to read) and the watermark.
     fn report_positions(&mut self) {
         let Some(m) = &self.metrics else { return };
+        self.last_positions = Some(Instant::now());
         let mut lag = Vec::new();
         for ((topic, p), st) in self.parts.iter_mut() {
             if let Ok((_, high)) = self.input.lookup().fetch_watermarks(topic, *p, Duration::from_secs(2)) {
