@@ -189,7 +189,8 @@ fn topics_on(bootstrap: &str) -> Vec<String> {
 
 /// A target's `topic_prefix` names every topic streamctl derives (output, checkpoint, dead letters,
 /// control), apply and run agree on them; a relation's kind changing alters its topic's
-/// `cleanup.policy` in place, back to the broker default too, and keeps configs set by hand.
+/// `cleanup.policy` in place, back to the broker default too, and keeps configs set by hand; more
+/// partitions are added in place.
 #[test]
 fn topic_prefix_and_topic_configs_on_kafka() {
     let Some(kcat) = tools() else { return };
@@ -284,5 +285,19 @@ fn topic_prefix_and_topic_configs_on_kafka() {
     assert!(applied.status.success(), "{}", text(&applied));
     let configs = topic_overrides(&bootstrap, "dev.latest_v");
     assert_eq!(configs.get("cleanup.policy").map(String::as_str), Some("compact"), "{configs:?}");
+    assert_eq!(configs.get("retention.ms").map(String::as_str), Some("86400000"), "{configs:?}");
+
+    // More partitions: added in place, and served by the time apply returns.
+    common::replace_in(project, "models/latest_v.sql", "key=['K']", "key=['K'], partitions=3");
+    let plan = cmd(&["plan"]);
+    assert!(text(&plan).contains("partitions 1 → 3"), "{}", text(&plan));
+    let applied = cmd(&["apply", "--auto-approve"]);
+    assert!(applied.status.success(), "{}", text(&applied));
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
+    let md = c.fetch_metadata(Some("dev.latest_v"), Duration::from_secs(10)).unwrap();
+    assert_eq!(md.topics()[0].partitions().len(), 3);
+    assert_eq!(c.fetch_watermarks("dev.latest_v", 2, Duration::from_secs(10)).unwrap(), (0, 0));
+    let configs = topic_overrides(&bootstrap, "dev.latest_v");
     assert_eq!(configs.get("retention.ms").map(String::as_str), Some("86400000"), "{configs:?}");
 }

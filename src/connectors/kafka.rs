@@ -184,17 +184,13 @@ impl Cluster<'_> {
         }
     }
 
-    /// Grows a topic to `total` partitions.
-    pub async fn create_partitions(&self, topic: &str, total: i32) -> Result<(), String> {
-        let admin = self.admin()?;
-        let np = rdkafka::admin::NewPartitions::new(topic, total as usize);
-        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        for r in
-            admin.create_partitions([&np], &opts).await.map_err(|e| format!("adding partitions to {topic}: {e}"))?
-        {
-            r.map_err(|(t, code)| format!("adding partitions to {t}: {code}"))?;
+    /// Grows a topic of `partitions_now` partitions to at least `total`, and returns once the
+    /// partitions added are served (`grow_topic`).
+    pub fn create_partitions(&self, topic: &str, partitions_now: i32, total: i32) -> Result<(), String> {
+        match self {
+            Cluster::Embedded(_) => Err("the embedded broker supports creating topics only".into()),
+            Cluster::Kafka { .. } => grow_topic(&self.client_config(), topic, partitions_now, total),
         }
-        Ok(())
     }
 
     /// Sets the configs streamctl manages (`MANAGED_TOPIC_CONFIGS`) on a topic to `configs`: a managed

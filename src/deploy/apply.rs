@@ -184,7 +184,7 @@ fn execute(
                 }]))?,
                 Some((parts, _)) => {
                     if *parts < spec.partitions {
-                        rt.block_on(cluster.create_partitions(&c.name, spec.partitions))?;
+                        cluster.create_partitions(&c.name, *parts, spec.partitions)?;
                     }
                     let recorded = before.state.topics.get(&c.name).map(|t| &t.spec.configs);
                     // Also when the wanted set is empty: a config streamctl set goes back to the default.
