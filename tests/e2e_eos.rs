@@ -395,3 +395,41 @@ fn the_end_of_a_bounded_read_counts_a_transaction_not_yet_ended() {
     let values: Vec<&[u8]> = rows.iter().filter_map(|(_, v)| v.as_deref()).collect();
     assert_eq!(values, [b"1", b"2", b"3"]);
 }
+
+/// A task claims its lease in the log of its checkpoint partition, which other transactions write
+/// to as well (the other task of the partition, a worker killed mid-commit). A claim read back
+/// `read_committed` is not seen while such a transaction is open, however long it stays open:
+/// here another transactional producer holds one open on the partition, and the job starts, claims
+/// and finishes its bounded run all the same, without waiting for that transaction to end.
+#[test]
+fn a_claim_is_seen_past_a_transaction_left_open_on_the_checkpoint_partition() {
+    use streamctl::connectors::producer::{OutRecord, RecordProducer};
+    let Some(t) = LogonEnriched::start() else { return };
+    let checkpoints = &t.cp.models[LOGON_ENRICHED].resolved.checkpoint_topic;
+    let open = RecordProducer::transactional(&t.client, "open-on-the-checkpoint-partition", 120_000).unwrap();
+    open.begin().unwrap();
+    let record = OutRecord { partition: Some(0), key: Some(b"not-a-task"), value: Some(b"x"), timestamp: 0 };
+    open.send(checkpoints, record, None).unwrap();
+    open.flush().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("run.log");
+    let started = Instant::now();
+    let mut run = worker(&t.bootstrap, &log, &["--select", LOGON_ENRICHED, "--until-caught-up"]);
+    let deadline = started + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = run.0.try_wait().unwrap() {
+            break status;
+        }
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(Instant::now() < deadline, "the run did not end within 60 s:\n{said}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{said}");
+    assert!(!said.contains("could not claim"), "{said}");
+    let committed = t.values("soe.logon-enriched", "read_committed");
+    let (missing, extra) = multiset_difference(&expected()[LOGON_ENRICHED], &committed);
+    assert!(missing.is_empty() && extra.is_empty(), "{} missing, {} extra:\n{said}", missing.len(), extra.len());
+    open.abort();
+}

@@ -209,14 +209,18 @@ impl PreparedTask {
         .map_err(RunError::Setup)?;
         let ck_topic = &m.resolved.checkpoint_topic;
         let checkpoint_partition = task_partition(task, partition_count(client, ck_topic)?);
-        let mut log = CheckpointLog::open(client, ck_topic, checkpoint_partition, Isolation::Committed)?;
         // The claim goes before the read: an old owner's at-least-once writes after it are ignored.
+        // It is read back `read_uncommitted`: read committed, it would not be seen while any
+        // transaction on the partition is open (the partition's other task, or an owner killed
+        // before committing, whose transaction stays open until it times out).
         let claim = match start.owner {
             Some((holder, lease_producer)) => {
-                Some((Claim::take(&mut log, &lease_producer, &holder, task)?, lease_producer))
+                let mut leases = CheckpointLog::open(client, ck_topic, checkpoint_partition, Isolation::Leases)?;
+                Some((Claim::take(&mut leases, &lease_producer, &holder, task)?, lease_producer))
             }
             None => None,
         };
+        let mut log = CheckpointLog::open(client, ck_topic, checkpoint_partition, Isolation::Committed)?;
         log.catch_up()?;
         if log.stale_records > 0 {
             let n = log.stale_records;
