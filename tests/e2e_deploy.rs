@@ -56,7 +56,18 @@ fn apply_edit_apply_while_a_worker_runs() {
     let log = std::fs::File::create(logs.path().join("worker.log")).unwrap();
     let mut worker =
         Killed(cmd(&["run", "--checkpoint-interval-ms", "500"]).stdout(Stdio::null()).stderr(log).spawn().unwrap());
-    std::thread::sleep(Duration::from_secs(6));
+    let worker_log = || std::fs::read_to_string(logs.path().join("worker.log")).unwrap_or_default();
+    // Both models to be edited run (and then checkpoint, every 500 ms) before the edit: a job
+    // stopped while it starts has no checkpoint to tell the new generation about.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !["[logon_prime_loyal] task", "[orders_by_mode] task"]
+        .iter()
+        .all(|job| worker_log().lines().any(|l| l.starts_with(job) && l.contains(" runs on ")))
+    {
+        assert!(Instant::now() < deadline, "the jobs did not start:\n{}", worker_log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
 
     // Two edits that keep the results: a stateless filter (offsets carry over) and a running
     // aggregation (its state is rebuilt from the earliest offset).
@@ -88,7 +99,6 @@ fn apply_edit_apply_while_a_worker_runs() {
     // Every expected output arrives: nothing was lost across the switch.
     let exp = expected();
     let deadline = Instant::now() + Duration::from_secs(90);
-    let worker_log = || std::fs::read_to_string(logs.path().join("worker.log")).unwrap_or_default();
     loop {
         let problems = check_outputs(&kcat, &bootstrap, &exp);
         if problems.is_empty() {
@@ -158,8 +168,25 @@ fn apply_edit_apply_while_a_worker_runs() {
     assert!(text(&after).contains("nothing deployed yet"), "{}", text(&after));
 }
 
-/// The configs of a topic as the broker describes them: those set on the topic itself.
-fn topic_overrides(bootstrap: &str, topic: &str) -> std::collections::BTreeMap<String, String> {
+/// The configs of a topic as the broker describes them (those set on the topic itself), once
+/// `settled` says they are: a broker applies a config change from the metadata log a moment after
+/// AlterConfigs returns. After 10 s, whatever they are.
+fn topic_overrides(
+    bootstrap: &str,
+    topic: &str,
+    settled: impl Fn(&std::collections::BTreeMap<String, String>) -> bool,
+) -> std::collections::BTreeMap<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let configs = described_overrides(bootstrap, topic);
+        if settled(&configs) || Instant::now() > deadline {
+            return configs;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn described_overrides(bootstrap: &str, topic: &str) -> std::collections::BTreeMap<String, String> {
     use rdkafka::admin::{AdminClient, AdminOptions, ConfigSource, ResourceSpecifier};
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let admin: AdminClient<rdkafka::client::DefaultClientContext> =
@@ -247,7 +274,8 @@ fn topic_prefix_and_topic_configs_on_kafka() {
         "{}",
         text(&applied)
     );
-    assert_eq!(topic_overrides(&bootstrap, "dev.latest_v").get("cleanup.policy").map(String::as_str), Some("compact"));
+    let configs = topic_overrides(&bootstrap, "dev.latest_v", |c| c.contains_key("cleanup.policy"));
+    assert_eq!(configs.get("cleanup.policy").map(String::as_str), Some("compact"));
 
     // The jobs of the deployed generation use the same names.
     let lines: Vec<String> = [r#"{"K":1,"V":10}"#, r#"{"K":1,"V":11}"#, "not json"].map(String::from).into();
@@ -260,13 +288,15 @@ fn topic_prefix_and_topic_configs_on_kafka() {
     assert_eq!(kcat_consume(&kcat, &bootstrap, "dev.cfg-events.dlq").len(), 1, "{}", text(&ran));
     assert!(!topics_on(&bootstrap).iter().any(|t| t.starts_with("_streamctl") || t == "latest_v"));
     // Records stamped with event times: no time-based retention on the topics streamctl creates.
-    assert_eq!(topic_overrides(&bootstrap, "dev.cfg-events.dlq").get("retention.ms").map(String::as_str), Some("-1"));
+    let configs = topic_overrides(&bootstrap, "dev.cfg-events.dlq", |c| c.contains_key("retention.ms"));
+    assert_eq!(configs.get("retention.ms").map(String::as_str), Some("-1"));
 
     // A config set by hand (AlterConfigs sets a topic's whole set: both here).
     let set_by_hand = [("cleanup.policy", "compact"), ("retention.ms", "86400000")]
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .into();
     rt.block_on(cluster.alter_configs("dev.latest_v", &set_by_hand)).unwrap();
+    topic_overrides(&bootstrap, "dev.latest_v", |c| c.contains_key("retention.ms"));
 
     // A stream: the compaction goes back to the broker's default, in place.
     common::replace_in(project, "models/latest_v.sql", "materialized='table'", "materialized='stream'");
@@ -275,7 +305,7 @@ fn topic_prefix_and_topic_configs_on_kafka() {
     assert!(text(&plan).contains("cleanup.policy compact → (default)"), "{}", text(&plan));
     let applied = cmd(&["apply", "--auto-approve"]);
     assert!(applied.status.success(), "{}", text(&applied));
-    let configs = topic_overrides(&bootstrap, "dev.latest_v");
+    let configs = topic_overrides(&bootstrap, "dev.latest_v", |c| !c.contains_key("cleanup.policy"));
     assert_eq!(configs.get("cleanup.policy"), None, "{configs:?}");
     assert_eq!(configs.get("retention.ms").map(String::as_str), Some("86400000"), "{configs:?}");
 
@@ -283,7 +313,7 @@ fn topic_prefix_and_topic_configs_on_kafka() {
     common::replace_in(project, "models/latest_v.sql", "materialized='stream'", "materialized='table'");
     let applied = cmd(&["apply", "--auto-approve"]);
     assert!(applied.status.success(), "{}", text(&applied));
-    let configs = topic_overrides(&bootstrap, "dev.latest_v");
+    let configs = topic_overrides(&bootstrap, "dev.latest_v", |c| c.contains_key("cleanup.policy"));
     assert_eq!(configs.get("cleanup.policy").map(String::as_str), Some("compact"), "{configs:?}");
     assert_eq!(configs.get("retention.ms").map(String::as_str), Some("86400000"), "{configs:?}");
 
@@ -298,6 +328,6 @@ fn topic_prefix_and_topic_configs_on_kafka() {
     let md = c.fetch_metadata(Some("dev.latest_v"), Duration::from_secs(10)).unwrap();
     assert_eq!(md.topics()[0].partitions().len(), 3);
     assert_eq!(c.fetch_watermarks("dev.latest_v", 2, Duration::from_secs(10)).unwrap(), (0, 0));
-    let configs = topic_overrides(&bootstrap, "dev.latest_v");
+    let configs = topic_overrides(&bootstrap, "dev.latest_v", |_| true);
     assert_eq!(configs.get("retention.ms").map(String::as_str), Some("86400000"), "{configs:?}");
 }

@@ -146,6 +146,7 @@ fn headers_written_by_a_foreign_producer_are_read_and_headers_written_are_read_b
     // Click 4 went to the dead-letter topic once (both models read it), with the reason.
     let dlq = Command::new(&kcat)
         .args(["-C", "-b", &bootstrap, "-t", "web.clicks.dlq", "-o", "beginning", "-e", "-q", "-f", "%h\n"])
+        .args(["-X", "isolation.level=read_committed"])
         .output()
         .unwrap();
     let lines = String::from_utf8_lossy(&dlq.stdout).into_owned();

@@ -202,11 +202,22 @@ fn opensearch_indices_hold_exactly_the_models_documents_after_a_sigkill() {
     // SIGKILL while delivering: bulk requests may be under way, offsets uncommitted.
     first.0.kill().unwrap();
     let _ = first.0.wait();
-    let at_kill: Vec<usize> = INDICES.iter().map(|(i, _)| node.count(i)).collect();
 
     // The index refuses writes for a while (the cluster's state, not the documents'): the sink
     // must stall and retry, not drop them or copy them aside.
     node.call("PUT", "/prime-logons/_settings", Some(&json!({"index.blocks.write": true})));
+    // Counted once the counts stand still: a bulk request the node had when the worker died
+    // is still indexed.
+    let counts = || INDICES.iter().map(|(i, _)| node.count(i)).collect::<Vec<usize>>();
+    let mut at_kill = counts();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = counts();
+        if now == at_kill {
+            break;
+        }
+        at_kill = now;
+    }
     produce_samples(&kcat, &bootstrap, 0.5..1.0);
     let mut second = worker("second.log");
     let deadline = Instant::now() + Duration::from_secs(120);

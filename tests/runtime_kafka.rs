@@ -357,8 +357,21 @@ fn a_restart_keeps_the_event_time_its_partitions_reached() {
     let control = Arc::new(RunControl::default());
     let stopper = {
         let control = control.clone();
+        let (client, topic) = (Cluster::Embedded(&broker).client_config(), cp.models[model].topic.clone());
+        // Stopped once its outputs stand still: every record read, and the windows it can close closed.
         std::thread::spawn(move || {
+            let outputs = || read_topic(&client, &topic).unwrap().len();
             std::thread::sleep(Duration::from_secs(3));
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let mut last = outputs();
+            while std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_secs(1));
+                let now = outputs();
+                if now > 0 && now == last {
+                    break;
+                }
+                last = now;
+            }
             control.stop.store(true, Ordering::SeqCst);
         })
     };

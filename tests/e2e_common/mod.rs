@@ -128,9 +128,25 @@ pub fn create_source_topics(bootstrap: &str) {
 
 /// Produces lines with kcat; `keyed` lines are `key<TAB>value`.
 pub fn kcat_produce(kcat: &Path, bootstrap: &str, topic: &str, lines: &[String], keyed: bool) {
+    kcat_produce_to(kcat, bootstrap, topic, lines, keyed, None)
+}
+
+/// `kcat_produce` into one partition, or where the partitioner puts each record (`None`).
+pub fn kcat_produce_to(
+    kcat: &Path,
+    bootstrap: &str,
+    topic: &str,
+    lines: &[String],
+    keyed: bool,
+    partition: Option<i32>,
+) {
+    let partition = partition.map(|p| p.to_string());
     let mut args = vec!["-P", "-b", bootstrap, "-t", topic];
     if keyed {
         args.extend(["-K", "\t"]);
+    }
+    if let Some(p) = &partition {
+        args.extend(["-p", p]);
     }
     let mut child = Command::new(kcat).args(&args).stdin(Stdio::piped()).spawn().unwrap();
     {
@@ -166,10 +182,20 @@ pub fn produce_samples(kcat: &Path, bootstrap: &str, part: std::ops::Range<f64>)
     if part.start == 0.0 {
         kcat_produce(kcat, bootstrap, "ora-ogg-SOE-CUSTOMERS", &customers, true);
     }
+    // The keyless topics' records go to their 2 partitions in turn, not where kcat's sticky
+    // partitioner puts them (often all of a small batch in one partition): each partition gets
+    // records from every part of the sample, so windows close on both partitions' event times
+    // rather than on one partition going idle, and no run depends on how a batch fell.
     let (id, schema) = logon_schema();
     let logons: Vec<Vec<u8>> = slice(sample("logon.jsonl")).iter().map(|l| logon_avro(l, id, &schema)).collect();
-    kcat_produce_values(kcat, bootstrap, LOGON_TOPIC, &logons);
-    kcat_produce(kcat, bootstrap, "ora-ogg-SOE-ORDERS-json", &slice(sample("orders.jsonl")), false);
+    let orders = slice(sample("orders.jsonl"));
+    for p in 0..2 {
+        let mine = |i: &usize| i % 2 == p;
+        let logons: Vec<Vec<u8>> = logons.iter().enumerate().filter(|(i, _)| mine(i)).map(|(_, v)| v.clone()).collect();
+        kcat_produce_values(kcat, bootstrap, LOGON_TOPIC, &logons, Some(p as i32));
+        let orders: Vec<String> = orders.iter().enumerate().filter(|(i, _)| mine(i)).map(|(_, v)| v.clone()).collect();
+        kcat_produce_to(kcat, bootstrap, "ora-ogg-SOE-ORDERS-json", &orders, false, Some(p as i32));
+    }
 }
 
 /// The example's LOGON topic: Avro in the Confluent wire format, as GoldenGate writes it.
@@ -237,8 +263,9 @@ pub fn logon_avro(line: &str, id: i32, schema: &Value) -> Vec<u8> {
     out
 }
 
-/// Produces values (any bytes) with kcat, one file per record, without keys.
-pub fn kcat_produce_values(kcat: &Path, bootstrap: &str, topic: &str, values: &[Vec<u8>]) {
+/// Produces values (any bytes) with kcat, one file per record, without keys, into one partition
+/// or where the partitioner puts each record (`None`).
+pub fn kcat_produce_values(kcat: &Path, bootstrap: &str, topic: &str, values: &[Vec<u8>], partition: Option<i32>) {
     let dir = tempfile::tempdir().unwrap();
     let files: Vec<PathBuf> = values
         .iter()
@@ -252,7 +279,9 @@ pub fn kcat_produce_values(kcat: &Path, bootstrap: &str, topic: &str, values: &[
     if files.is_empty() {
         return;
     }
-    let ok = Command::new(kcat).args(["-P", "-b", bootstrap, "-t", topic]).args(&files).status().unwrap();
+    let partition: Vec<String> = partition.map(|p| vec!["-p".to_string(), p.to_string()]).unwrap_or_default();
+    let ok =
+        Command::new(kcat).args(["-P", "-b", bootstrap, "-t", topic]).args(&partition).args(&files).status().unwrap();
     assert!(ok.success(), "kcat -P {topic}");
 }
 
@@ -326,6 +355,9 @@ pub struct KcatRecord {
 pub fn kcat_records(kcat: &Path, bootstrap: &str, topic: &str) -> Vec<KcatRecord> {
     let out = Command::new(kcat)
         .args(["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-J"])
+        // What a consumer of the topic sees: not the copies of an aborted transaction (a job's
+        // dead letters are written in its transactions).
+        .args(["-X", "isolation.level=read_committed"])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout)
