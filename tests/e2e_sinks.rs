@@ -143,3 +143,73 @@ fn file_sink_survives_sigkill_without_losing_or_repeating_records() {
         log("second.log").lines().filter(|l| l.contains("sink")).collect::<Vec<_>>().join("\n")
     );
 }
+
+/// A bounded run's sinks read their model's topic to its end, committed records only. A
+/// transaction left open on the topic holds them back until it ends; they say so, naming the
+/// partition and the offset it starts at, instead of waiting without a word, and finish once it
+/// is aborted.
+#[test]
+fn a_bounded_sink_says_which_open_transaction_it_waits_for() {
+    use streamctl::connectors::producer::{OutRecord, RecordProducer};
+    let Some(kcat) = tools() else { return };
+    let kafka = KafkaCluster::single();
+    let bootstrap = kafka.bootstrap();
+    let project = tempfile::tempdir().unwrap();
+    common::copy_dir(&root().join("example-project"), project.path(), &["target"]);
+    create_source_topics(&bootstrap);
+    produce_samples(&kcat, &bootstrap, 0.0..1.0);
+    let bounded = |log: &Path| {
+        Killed(
+            streamctl()
+                .args(["run", "--until-caught-up", "--select", "+logon_prime_loyal", "--project-dir"])
+                .arg(project.path())
+                .args(["--target", "local", "--bootstrap-servers", &bootstrap])
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let logs = tempfile::tempdir().unwrap();
+    let (first_log, second_log) = (logs.path().join("first.log"), logs.path().join("second.log"));
+    let status = bounded(&first_log).0.wait().unwrap();
+    assert!(status.success(), "{}", std::fs::read_to_string(&first_log).unwrap());
+
+    // Another writer's transaction, open on partition 1 of the model's topic.
+    let client = streamctl::connectors::kafka::Cluster::Kafka {
+        bootstrap: bootstrap.clone(),
+        properties: vec![],
+        replication_factor: 1,
+    }
+    .client_config();
+    let start = {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let c: BaseConsumer = client.create().unwrap();
+        c.fetch_watermarks(TOPIC, 1, Duration::from_secs(10)).unwrap().1
+    };
+    let open = RecordProducer::transactional(&client, "left-open", 120_000).unwrap();
+    open.begin().unwrap();
+    let record = OutRecord { partition: Some(1), key: None, value: Some(b"{}"), timestamp: 0 };
+    open.send(TOPIC, record, None).unwrap();
+    open.flush().unwrap();
+
+    let mut second = bounded(&second_log);
+    let said = || std::fs::read_to_string(&second_log).unwrap_or_default();
+    let wanted = format!("a transaction is still open on {TOPIC} partition 1 from offset {start}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !said().contains(&wanted) {
+        assert!(second.0.try_wait().unwrap().is_none(), "the run ended past an open transaction:\n{}", said());
+        assert!(Instant::now() < deadline, "no word of the open transaction (`{wanted}`) in 60 s:\n{}", said());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    open.abort();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = second.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the run did not end once the transaction was aborted:\n{}", said());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(status.success(), "{}", said());
+}

@@ -184,6 +184,74 @@ fn committed_offsets(
         .collect())
 }
 
+/// A bounded run's wait for the rest of its topic when a poll found nothing. After 5 s without a
+/// record it says, once, which partitions it waits for behind a transaction still open (a
+/// `read_committed` reader gets nothing past one: a job's not committed yet, or one its dead owner
+/// left, until the broker aborts it after the producer's `transaction.timeout.ms`); after 120 s it
+/// gives up, with the same reason.
+#[derive(Default)]
+struct BoundedWait {
+    told: bool,
+}
+
+impl BoundedWait {
+    const TELL_AFTER: Duration = Duration::from_secs(5);
+    const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
+
+    fn nothing_polled(
+        &mut self,
+        (name, topic): (&str, &str),
+        consumer: &BaseConsumer,
+        since_progress: Duration,
+        next: &BTreeMap<i32, i64>,
+        ends: &BTreeMap<i32, i64>,
+    ) -> Result<(), String> {
+        let due = (!self.told && since_progress > Self::TELL_AFTER) || since_progress > Self::GIVE_UP_AFTER;
+        if !due {
+            return Ok(());
+        }
+        self.told = true;
+        let open = behind_open_transactions(consumer, topic, next, ends);
+        let why = if open.is_empty() {
+            String::new()
+        } else {
+            let at: Vec<String> = open.iter().map(|(p, lso)| format!("partition {p} from offset {lso}")).collect();
+            format!(
+                "; a transaction is still open on {topic} {} (nothing after its start can be read until it is \
+                 committed or aborted; a dead writer's is aborted by the broker after its transaction.timeout.ms)",
+                at.join(", ")
+            )
+        };
+        if since_progress > Self::GIVE_UP_AFTER {
+            return Err(format!(
+                "no record of {topic} arrived for {} s before its end offsets {ends:?} (at {next:?}){why}",
+                Self::GIVE_UP_AFTER.as_secs()
+            ));
+        }
+        if !why.is_empty() {
+            eprintln!("[sink {name}] waiting for the end of {topic}{why}");
+        }
+        Ok(())
+    }
+}
+
+/// Partitions not read to their end whose last stable offset (what a `read_committed` consumer
+/// is told is the end) is short of it: (partition, last stable offset).
+fn behind_open_transactions(
+    consumer: &BaseConsumer,
+    topic: &str,
+    next: &BTreeMap<i32, i64>,
+    ends: &BTreeMap<i32, i64>,
+) -> Vec<(i32, i64)> {
+    ends.iter()
+        .filter(|(p, end)| next.get(p).is_none_or(|n| n < end))
+        .filter_map(|(p, end)| {
+            let (_, stable) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(5)).ok()?;
+            (stable < *end && next.get(p).is_none_or(|n| *n >= stable)).then_some((*p, stable))
+        })
+        .collect()
+}
+
 /// Moves each partition's next offset past transaction markers: they take offsets no record has,
 /// and the consumer's position passes them without delivering anything.
 fn skip_transaction_markers(consumer: &BaseConsumer, topic: &str, next: &mut BTreeMap<i32, i64>) {
