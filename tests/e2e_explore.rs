@@ -217,15 +217,11 @@ fn metrics_of_a_run_pass_promtool_and_match_its_summary() {
     create_source_topics(&bootstrap);
     // Every order into partition 1: partition 0 stays empty, and its lag is reported all the same.
     let lines = sample("orders.jsonl");
-    let mut kcat_p1 = std::process::Command::new(&kcat)
-        .args(["-P", "-b", &bootstrap, "-t", "ora-ogg-SOE-ORDERS-json", "-p", "1"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(kcat_p1.stdin.as_mut().unwrap(), (lines.join("\n") + "\n").as_bytes()).unwrap();
-    drop(kcat_p1.stdin.take());
-    assert!(kcat_p1.wait().unwrap().success(), "kcat -P -p 1");
+    kcat_produce_to(&kcat, &bootstrap, "ora-ogg-SOE-ORDERS-json", &lines, false, Some(1));
     let orders = lines.len() as f64;
+    let lag = |p: i32| {
+        format!("streamctl_consumer_lag{{job=\"orders_by_mode\",topic=\"ora-ogg-SOE-ORDERS-json\",partition=\"{p}\"}}")
+    };
     let mut run = Killed(
         streamctl_on(&bootstrap)
             .args(["run", "--select", "orders_by_mode", "--format", "json", "--metrics-addr", "127.0.0.1:0"])
@@ -263,12 +259,7 @@ fn metrics_of_a_run_pass_promtool_and_match_its_summary() {
         let checkpointed =
             sample_value(&body, r#"streamctl_checkpoints_total{job="orders_by_mode"}"#).is_some_and(|n| n >= 1.0);
         // Every partition reported with nothing left to read (partition 0 has no records).
-        let read_all = (0..2).all(|p| {
-            let lag = format!(
-                "streamctl_consumer_lag{{job=\"orders_by_mode\",topic=\"ora-ogg-SOE-ORDERS-json\",partition=\"{p}\"}}"
-            );
-            sample_value(&body, &lag) == Some(0.0)
-        });
+        let read_all = (0..2).all(|p| sample_value(&body, &lag(p)) == Some(0.0));
         let done = sample_value(&body, records_in) == Some(orders) && checkpointed && read_all;
         if done && body == last {
             break;
@@ -289,10 +280,7 @@ fn metrics_of_a_run_pass_promtool_and_match_its_summary() {
     }
     assert_eq!(sample_value(&last, "streamctl_job_running{job=\"orders_by_mode\"}"), Some(1.0));
     for p in 0..2 {
-        let lag = format!(
-            "streamctl_consumer_lag{{job=\"orders_by_mode\",topic=\"ora-ogg-SOE-ORDERS-json\",partition=\"{p}\"}}"
-        );
-        assert_eq!(sample_value(&last, &lag), Some(0.0), "{lag} in:\n{last}");
+        assert_eq!(sample_value(&last, &lag(p)), Some(0.0), "{} in:\n{last}", lag(p));
     }
     if let Some(promtool) = promtool {
         let mut check = std::process::Command::new(promtool)

@@ -208,16 +208,7 @@ fn opensearch_indices_hold_exactly_the_models_documents_after_a_sigkill() {
     node.call("PUT", "/prime-logons/_settings", Some(&json!({"index.blocks.write": true})));
     // Counted once the counts stand still: a bulk request the node had when the worker died
     // is still indexed.
-    let counts = || INDICES.iter().map(|(i, _)| node.count(i)).collect::<Vec<usize>>();
-    let mut at_kill = counts();
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
-        let now = counts();
-        if now == at_kill {
-            break;
-        }
-        at_kill = now;
-    }
+    let at_kill = once_still(|| INDICES.iter().map(|(i, _)| node.count(i)).collect::<Vec<usize>>());
     produce_samples(&kcat, &bootstrap, 0.5..1.0);
     let mut second = worker("second.log");
     let deadline = Instant::now() + Duration::from_secs(120);

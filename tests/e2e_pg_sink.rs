@@ -165,16 +165,7 @@ fn postgres_sinks_hold_exactly_the_models_rows_after_a_sigkill() {
     let _ = first.0.wait();
     // Counted once the counts stand still: a COMMIT the server had when the worker died still
     // completes.
-    let counts = || TABLES.iter().map(|(t, _)| count(&pg, t)).collect::<Vec<usize>>();
-    let mut at_kill = counts();
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
-        let now = counts();
-        if now == at_kill {
-            break;
-        }
-        at_kill = now;
-    }
+    let at_kill = once_still(|| TABLES.iter().map(|(t, _)| count(&pg, t)).collect::<Vec<usize>>());
 
     // The table refuses new rows for a while (a constraint they break, not checked on the rows it
     // holds): the sink must stall and retry, not drop them.

@@ -172,12 +172,14 @@ impl Cluster<'_> {
     }
 }
 
+const EMBEDDED_CREATES_TOPICS_ONLY: &str = "the embedded broker supports creating topics only";
+
 /// Admin operations beyond creating topics. The embedded broker starts empty in every process,
 /// so it only ever needs creation.
 impl Cluster<'_> {
     fn admin(&self) -> Result<AdminClient<DefaultClientContext>, String> {
         match self {
-            Cluster::Embedded(_) => Err("the embedded broker supports creating topics only".into()),
+            Cluster::Embedded(_) => Err(EMBEDDED_CREATES_TOPICS_ONLY.into()),
             Cluster::Kafka { .. } => {
                 self.client_config().create().map_err(|e| format!("cannot create a Kafka admin client: {e}"))
             }
@@ -188,7 +190,7 @@ impl Cluster<'_> {
     /// partitions added are served (`grow_topic`).
     pub fn create_partitions(&self, topic: &str, partitions_now: i32, total: i32) -> Result<(), String> {
         match self {
-            Cluster::Embedded(_) => Err("the embedded broker supports creating topics only".into()),
+            Cluster::Embedded(_) => Err(EMBEDDED_CREATES_TOPICS_ONLY.into()),
             Cluster::Kafka { .. } => grow_topic(&self.client_config(), topic, partitions_now, total),
         }
     }

@@ -109,8 +109,7 @@ pub fn run(
     let caught_up = |next: &BTreeMap<i32, i64>| ends.iter().all(|(p, end)| next.get(p).is_some_and(|n| n >= end));
     let (mut records, mut pending) = (0u64, 0usize);
     let mut oldest_pending = Instant::now();
-    let mut last_progress = Instant::now();
-    let mut waiting = super::BoundedWait::default();
+    let mut waiting = super::BoundedWait::new(how);
     let mut committed_at = next.clone();
     loop {
         let stopping = control.stop.load(Ordering::SeqCst);
@@ -194,14 +193,12 @@ pub fn run(
                 }
                 pending += 1;
                 next.insert(m.partition(), m.offset() + 1);
-                last_progress = Instant::now();
+                waiting.record_arrived();
             }
             Some(Err(e)) => eprintln!("[sink {name}] reading {topic}: {e} (retrying)"),
             None => {
                 skip_transaction_markers(&consumer, topic, &mut next);
-                if how == SinkRun::UntilCaughtUp {
-                    waiting.nothing_polled((name, topic), &consumer, last_progress.elapsed(), &next, &ends)?;
-                }
+                waiting.nothing_polled((name, topic), &consumer, &next, &ends)?;
             }
         }
     }

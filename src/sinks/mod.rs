@@ -184,13 +184,14 @@ fn committed_offsets(
         .collect())
 }
 
-/// A bounded run's wait for the rest of its topic when a poll found nothing. After 5 s without a
-/// record it says, once, which partitions it waits for behind a transaction still open (a
-/// `read_committed` reader gets nothing past one: a job's not committed yet, or one its dead owner
-/// left, until the broker aborts it after the producer's `transaction.timeout.ms`); after 120 s it
-/// gives up, with the same reason.
-#[derive(Default)]
+/// A bounded run's wait for the rest of its topic. After 5 s without a record it says, once,
+/// which partitions it waits for behind a transaction still open (a `read_committed` reader gets
+/// nothing past one: a job's not committed yet, or one its dead owner left, until the broker aborts
+/// it after the producer's `transaction.timeout.ms`); after 120 s it gives up, with the same reason.
+/// A long-running sink just waits.
 struct BoundedWait {
+    bounded: bool,
+    last_record: Instant,
     told: bool,
 }
 
@@ -198,16 +199,25 @@ impl BoundedWait {
     const TELL_AFTER: Duration = Duration::from_secs(5);
     const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
 
+    fn new(how: SinkRun) -> BoundedWait {
+        BoundedWait { bounded: how == SinkRun::UntilCaughtUp, last_record: Instant::now(), told: false }
+    }
+
+    fn record_arrived(&mut self) {
+        self.last_record = Instant::now();
+    }
+
+    /// A poll found nothing.
     fn nothing_polled(
         &mut self,
         (name, topic): (&str, &str),
         consumer: &BaseConsumer,
-        since_progress: Duration,
         next: &BTreeMap<i32, i64>,
         ends: &BTreeMap<i32, i64>,
     ) -> Result<(), String> {
+        let since_progress = self.last_record.elapsed();
         let due = (!self.told && since_progress > Self::TELL_AFTER) || since_progress > Self::GIVE_UP_AFTER;
-        if !due {
+        if !self.bounded || !due {
             return Ok(());
         }
         self.told = true;

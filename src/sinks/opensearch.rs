@@ -436,8 +436,7 @@ pub fn run(
     let (mut records, mut bytes) = (0u64, 0usize);
     let mut indices: BTreeSet<String> = BTreeSet::new();
     let mut batch_started = Instant::now();
-    let mut last_progress = Instant::now();
-    let mut waiting = super::BoundedWait::default();
+    let mut waiting = super::BoundedWait::new(how);
     let mut committed_at = next.clone();
     loop {
         let stopping = control.stop.load(Ordering::SeqCst);
@@ -523,14 +522,12 @@ pub fn run(
                 bytes += action.as_ref().map_or(0, Action::size);
                 batch.push((record, action));
                 next.insert(m.partition(), m.offset() + 1);
-                last_progress = Instant::now();
+                waiting.record_arrived();
             }
             Some(Err(e)) => eprintln!("[sink {name}] reading {topic}: {e} (retrying)"),
             None => {
                 skip_transaction_markers(&consumer, topic, &mut next);
-                if how == SinkRun::UntilCaughtUp {
-                    waiting.nothing_polled((name, topic), &consumer, last_progress.elapsed(), &next, &ends)?;
-                }
+                waiting.nothing_polled((name, topic), &consumer, &next, &ends)?;
             }
         }
     }

@@ -655,8 +655,7 @@ fn deliver(
     let mut batch: Vec<BatchEntry> = Vec::new();
     let mut dead_letters = DeadLetters::for_sink(cp, sink, client)?;
     let mut batch_started = Instant::now();
-    let mut last_progress = Instant::now();
-    let mut waiting = super::BoundedWait::default();
+    let mut waiting = super::BoundedWait::new(how);
     loop {
         let stopping = control.stop.load(Ordering::SeqCst);
         let done = how == SinkRun::UntilCaughtUp && caught_up(&next);
@@ -716,14 +715,12 @@ fn deliver(
                 }
                 batch.push((record, change));
                 next.insert(m.partition(), m.offset() + 1);
-                last_progress = Instant::now();
+                waiting.record_arrived();
             }
             Some(Err(e)) => eprintln!("[sink {name}] reading {topic}: {e} (retrying)"),
             None => {
                 skip_transaction_markers(&consumer, topic, &mut next);
-                if how == SinkRun::UntilCaughtUp {
-                    waiting.nothing_polled((name, topic), &consumer, last_progress.elapsed(), &next, &ends)?;
-                }
+                waiting.nothing_polled((name, topic), &consumer, &next, &ends)?;
             }
         }
     }

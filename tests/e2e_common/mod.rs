@@ -158,6 +158,22 @@ pub fn kcat_produce_to(
     assert!(child.wait().unwrap().success(), "kcat -P {topic}");
 }
 
+/// What `read` gives once two reads a second apart agree (a server still finishing requests it
+/// had when a writer was killed); fails after 60 s.
+pub fn once_still<T: PartialEq + std::fmt::Debug>(read: impl Fn() -> T) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut last = read();
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let now = read();
+        if now == last {
+            return now;
+        }
+        assert!(std::time::Instant::now() < deadline, "still changing after 60 s: {last:?} then {now:?}");
+        last = now;
+    }
+}
+
 pub fn sample(name: &str) -> Vec<String> {
     std::fs::read_to_string(root().join("example-project/data").join(name))
         .unwrap()
