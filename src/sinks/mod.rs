@@ -184,8 +184,8 @@ fn committed_offsets(
         .collect())
 }
 
-/// A bounded run's wait for the rest of its topic. After 5 s without a record it says, once,
-/// which partitions it waits for behind a transaction still open (a `read_committed` reader gets
+/// A bounded run's wait for the rest of its topic. After 5 s without a record it says, once per
+/// stall, which partitions it waits for behind a transaction still open (a `read_committed` reader gets
 /// nothing past one: a job's not committed yet, or one its dead owner left, until the broker aborts
 /// it after the producer's `transaction.timeout.ms`); after 120 s it gives up, with the same reason.
 /// A long-running sink just waits.
@@ -205,6 +205,21 @@ impl BoundedWait {
 
     fn record_arrived(&mut self) {
         self.last_record = Instant::now();
+        self.told = false;
+    }
+
+    /// What a poll that found nothing calls for now.
+    fn due(&self) -> Stalled {
+        let since_progress = self.last_record.elapsed();
+        if !self.bounded {
+            Stalled::Wait
+        } else if since_progress > Self::GIVE_UP_AFTER {
+            Stalled::GiveUp
+        } else if !self.told && since_progress > Self::TELL_AFTER {
+            Stalled::Tell
+        } else {
+            Stalled::Wait
+        }
     }
 
     /// A poll found nothing.
@@ -215,9 +230,8 @@ impl BoundedWait {
         next: &BTreeMap<i32, i64>,
         ends: &BTreeMap<i32, i64>,
     ) -> Result<(), String> {
-        let since_progress = self.last_record.elapsed();
-        let due = (!self.told && since_progress > Self::TELL_AFTER) || since_progress > Self::GIVE_UP_AFTER;
-        if !self.bounded || !due {
+        let due = self.due();
+        if due == Stalled::Wait {
             return Ok(());
         }
         self.told = true;
@@ -232,7 +246,7 @@ impl BoundedWait {
                 at.join(", ")
             )
         };
-        if since_progress > Self::GIVE_UP_AFTER {
+        if due == Stalled::GiveUp {
             return Err(format!(
                 "no record of {topic} arrived for {} s before its end offsets {ends:?} (at {next:?}){why}",
                 Self::GIVE_UP_AFTER.as_secs()
@@ -243,6 +257,14 @@ impl BoundedWait {
         }
         Ok(())
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stalled {
+    Wait,
+    /// Say what it waits for.
+    Tell,
+    GiveUp,
 }
 
 /// Partitions not read to their end whose last stable offset (what a `read_committed` consumer
@@ -416,3 +438,37 @@ impl DeadLetters {
 }
 
 pub(crate) use crate::runtime::codec::record_of;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stalled_for(wait: &mut BoundedWait, secs: u64) {
+        wait.last_record = Instant::now() - Duration::from_secs(secs);
+    }
+
+    #[test]
+    fn a_bounded_wait_tells_once_per_stall_and_gives_up_after_120_s() {
+        let mut wait = BoundedWait::new(SinkRun::UntilCaughtUp);
+        assert_eq!(wait.due(), Stalled::Wait);
+        stalled_for(&mut wait, 6);
+        assert_eq!(wait.due(), Stalled::Tell);
+        wait.told = true;
+        assert_eq!(wait.due(), Stalled::Wait, "told once for this stall");
+        // Records come again, then stop: the new stall is told too.
+        wait.record_arrived();
+        assert_eq!(wait.due(), Stalled::Wait);
+        stalled_for(&mut wait, 6);
+        assert_eq!(wait.due(), Stalled::Tell);
+        wait.told = true;
+        stalled_for(&mut wait, 121);
+        assert_eq!(wait.due(), Stalled::GiveUp);
+    }
+
+    #[test]
+    fn a_long_running_sink_just_waits() {
+        let mut wait = BoundedWait::new(SinkRun::UntilStopped);
+        stalled_for(&mut wait, 121);
+        assert_eq!(wait.due(), Stalled::Wait);
+    }
+}

@@ -47,7 +47,23 @@ pub fn missing_piece() -> Option<String> {
     None
 }
 
+/// A port free now for a server a test starts. Taken below Linux's ephemeral range (32768 and up),
+/// so that no client connection made meanwhile (the tests' own, a broker's to another) is given it
+/// before the server binds it, and never the same twice in one test process, whose tests run in
+/// parallel; where in the range a process starts depends on its id, so test binaries run one after
+/// another do not walk the same ports.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(u32::MAX, std::process::id() * 97 % SPAN, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
