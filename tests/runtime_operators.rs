@@ -348,3 +348,35 @@ fn session_windows_merge_when_an_event_bridges_them() {
     let counts: Vec<i64> = values(&r).iter().map(|v| v["clicks"].as_i64().unwrap()).collect();
     assert_eq!(counts, vec![2, 1]);
 }
+
+#[test]
+fn a_job_decodes_only_the_columns_its_query_reads() {
+    let c = project();
+    let m = &c.models["tumbling_final"];
+    let clicks = source("clicks");
+    let schema = &m.input_schemas[&clicks];
+    let read: Vec<&str> =
+        m.job.root.columns_read(&clicks).into_iter().map(|i| schema.field(i).name().as_str()).collect();
+    assert!(read.contains(&"user_id") && read.contains(&"ts"), "{read:?}");
+    assert!(!read.contains(&"url"), "{read:?}");
+}
+
+#[test]
+fn a_column_the_query_never_reads_is_still_checked() {
+    // tumbling_final reads user_id and ts of clicks, not url: a url that is not a string still
+    // makes its record bad (dead-lettered, as a job reading url would have it), and an escaped
+    // one is still good.
+    let c = project();
+    let input = vec![
+        click(1, "a", 1000),
+        raw(r#"{"user_id": 1, "url": 5, "ts": 2000}"#),
+        raw(r#"{"user_id": 1, "url": "tab\t\"quoted\"", "ts": 3000}"#),
+        click(1, "b", 11_000),
+    ];
+    let r = run(&c, "tumbling_final", &input, 10, true).unwrap();
+    assert_eq!(r.dead_letters.len(), 1, "{:?}", r.dead_letters);
+    assert!(r.dead_letters[0].reason.contains("url"), "{}", r.dead_letters[0].reason);
+    let v = values(&r);
+    assert_eq!(v[0]["clicks"], json!(2), "{v:?}");
+    assert_eq!(v[0]["last_ts"], json!(3000), "{v:?}");
+}

@@ -9,8 +9,8 @@
 //! decodes the batch with arrow-json, which also finds and explains the bad records.
 
 use datafusion::arrow::array::{
-    ArrayBuilder, ArrayRef, BooleanBuilder, Float32Builder, Float64Builder, Int16Builder, Int32Builder, Int64Builder,
-    Int8Builder, RecordBatch, StringBuilder, UInt16Builder, UInt32Builder, UInt64Builder, UInt8Builder,
+    new_null_array, ArrayBuilder, ArrayRef, BooleanBuilder, Float32Builder, Float64Builder, Int16Builder, Int32Builder,
+    Int64Builder, Int8Builder, RecordBatch, StringBuilder, UInt16Builder, UInt32Builder, UInt64Builder, UInt8Builder,
 };
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 
@@ -25,6 +25,9 @@ pub struct FlatJsonDecoder {
     types: Vec<DataType>,
     /// The batches' schema (the SQL names, every column nullable).
     schema: SchemaRef,
+    /// String columns the query never reads: each value is checked as if it were read (so a
+    /// batch is given up on exactly when it would be), but not copied; the column is all nulls.
+    unread: Vec<bool>,
 }
 
 impl FlatJsonDecoder {
@@ -51,16 +54,30 @@ impl FlatJsonDecoder {
         });
         (supported && data_names.len() == types.len()).then(|| FlatJsonDecoder {
             names: data_names.iter().map(|n| n.as_bytes().into()).collect(),
+            unread: vec![false; types.len()],
             types,
             schema,
         })
+    }
+
+    /// Leaves out the values of the string columns for which `read` is false (see `unread`).
+    pub fn reading_only(mut self, read: &[bool]) -> FlatJsonDecoder {
+        for (c, t) in self.types.iter().enumerate() {
+            self.unread[c] = *t == DataType::Utf8 && !read.get(c).copied().unwrap_or(true);
+        }
+        self
     }
 
     /// One row per record, or `None` if any record is one this decoder does not read.
     pub fn decode(&self, records: &[&[u8]]) -> Option<RecordBatch> {
         let n = records.len();
         let text_bytes: usize = records.iter().map(|r| r.len()).sum();
-        let mut columns: Vec<Column> = self.types.iter().map(|t| Column::new(t, n, text_bytes)).collect();
+        let mut columns: Vec<Column> = self
+            .types
+            .iter()
+            .zip(&self.unread)
+            .map(|(t, unread)| if *unread { Column::Unread(0) } else { Column::new(t, n, text_bytes) })
+            .collect();
         let mut batch = BatchState { seen: vec![0; self.names.len()], scratch: String::new() };
         for (row, record) in records.iter().enumerate() {
             // arrow-json checks every string is UTF-8 (with simdutf8); this checks the record
@@ -151,6 +168,8 @@ enum Column {
     F64(Float64Builder),
     Bool(BooleanBuilder),
     Str(StringBuilder),
+    /// A string column whose values are checked and not kept: how many it has had.
+    Unread(usize),
 }
 
 impl Column {
@@ -186,6 +205,7 @@ impl Column {
             Column::F64(b) => b.append_null(),
             Column::Bool(b) => b.append_null(),
             Column::Str(b) => b.append_null(),
+            Column::Unread(n) => *n += 1,
         }
     }
 
@@ -210,6 +230,18 @@ impl Column {
                 } else {
                     b.append_value(&text[i + 1..end]);
                 }
+                Some(end + 1)
+            }
+            Column::Unread(n) => {
+                if first != b'"' {
+                    return None;
+                }
+                let (end, escaped) = string_end(s, i + 1)?;
+                if escaped {
+                    scratch.clear();
+                    unescape(&text[i + 1..end], scratch)?;
+                }
+                *n += 1;
                 Some(end + 1)
             }
             Column::Bool(b) => {
@@ -282,6 +314,7 @@ impl Column {
             Column::F64(b) => done(b),
             Column::Bool(b) => done(b),
             Column::Str(b) => done(b),
+            Column::Unread(n) => new_null_array(&DataType::Utf8, n),
         }
     }
 }
@@ -575,6 +608,46 @@ mod tests {
         assert!(FlatJsonDecoder::new(schema(), &["id".into()]).is_none());
         let nested = Arc::new(Schema::new(vec![Field::new("t", DataType::Date32, true)]));
         assert!(FlatJsonDecoder::new(nested, &["t".into()]).is_none());
+    }
+
+    /// The `name` column left unread: nulls there, the other columns as read whole, and the
+    /// same records given up on.
+    fn flat_without_name(records: &[&str]) -> Option<RecordBatch> {
+        let s = schema();
+        let names: Vec<String> = s.fields().iter().map(|f| f.name().clone()).collect();
+        let read: Vec<bool> = names.iter().map(|n| n != "name").collect();
+        let records: Vec<&[u8]> = records.iter().map(|r| r.as_bytes()).collect();
+        FlatJsonDecoder::new(s, &names).unwrap().reading_only(&read).decode(&records)
+    }
+
+    #[test]
+    fn a_string_column_left_unread_is_null_and_checked_as_if_read() {
+        let records = [
+            r#"{"id": 1, "name": "a", "price": 2.5}"#,
+            r#"{"name": "tab\there \"quoted\" \u00e9", "id": 2}"#,
+            r#"{"id": 3, "name": null}"#,
+            r#"{"id": 4}"#,
+        ];
+        let got = flat_without_name(&records).unwrap();
+        let whole = flat(&records).unwrap();
+        let name = got.schema().index_of("name").unwrap();
+        assert_eq!(got.column(name).null_count(), 4);
+        assert_eq!(got.column(name).data_type(), &DataType::Utf8);
+        for c in (0..whole.num_columns()).filter(|c| *c != name) {
+            assert_eq!(got.column(c), whole.column(c), "column {c}");
+        }
+        for record in [
+            r#"{"name": 1}"#,
+            r#"{"name": true}"#,
+            r#"{"name": {"a": 1}}"#,
+            r#"{"name": "unterminated}"#,
+            r#"{"name": "bad \x escape"}"#,
+            r#"{"name": "lone \ud800 surrogate"}"#,
+            r#"{"name": "a", "name": "b"}"#,
+        ] {
+            assert!(flat(&[record]).is_none(), "read whole: {record}");
+            assert!(flat_without_name(&[r#"{"id": 1}"#, record]).is_none(), "did not give up on {record}");
+        }
     }
 
     #[test]

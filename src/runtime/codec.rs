@@ -242,6 +242,19 @@ impl InputCodec {
         InputCodec::for_input_with_registry(cp, &NodeId::Model(model.to_string()), Some(r))
     }
 
+    /// This input as a job reads it: only `columns` (SQL names) of its values are kept, with
+    /// the event time and key columns, which the runtime reads itself (see
+    /// [`JsonDecoder::reading_only`]).
+    pub fn reading_only(mut self, columns: &std::collections::BTreeSet<String>) -> InputCodec {
+        let event_time = self.event_time.as_ref().map(|e| e.column.clone());
+        let key: Vec<String> = self.key.iter().map(|(sql, _)| sql.clone()).collect();
+        let read = |name: &str| {
+            columns.iter().chain(event_time.iter()).chain(key.iter()).any(|c| c.eq_ignore_ascii_case(name))
+        };
+        self.decoder = self.decoder.reading_only(&read);
+        self
+    }
+
     /// Decodes records; rows get `rowtime`, `rowpartition`, `rowoffset`.
     pub fn decode(&self, records: &[Record]) -> Decoded {
         match &self.debezium {

@@ -16,7 +16,8 @@ use super::codec::{project_registry, Decoded, InputCodec, OutputCodec, Record};
 use super::error::RunError;
 use super::job::{Job, OutputBatch};
 use super::watermark::WatermarkTracker;
-use crate::compile::CompiledProject;
+use crate::compile::repartition::Repartitioning;
+use crate::compile::{CompiledModel, CompiledProject};
 use crate::graph::NodeId;
 use crate::project::config::{OnError, RelationKind};
 use crate::registry::SharedRegistry;
@@ -79,6 +80,10 @@ impl MicroBatchDriver {
         for id in &m.inputs {
             let c = InputCodec::for_input_with_registry(cp, id, Some(registry.clone()))
                 .ok_or_else(|| RunError::Setup(format!("no input `{id}`")))?;
+            let c = match columns_read(m, id) {
+                Some(columns) => c.reading_only(&columns),
+                None => c,
+            };
             codecs.insert(id.clone(), c);
         }
         let output = OutputCodec::new(m, registry.as_ref()).map_err(RunError::Setup)?;
@@ -288,6 +293,26 @@ impl MicroBatchDriver {
         }
         Ok(())
     }
+}
+
+/// The columns of `input` the model's job reads (SQL names): those its scans project, and those
+/// a repartition topic is keyed by. `None` (read every column) for an input it was not planned
+/// against.
+fn columns_read(m: &CompiledModel, input: &NodeId) -> Option<BTreeSet<String>> {
+    let schema = m.input_schemas.get(input)?;
+    let mut read: BTreeSet<String> = m
+        .job
+        .root
+        .columns_read(input)
+        .into_iter()
+        .filter_map(|i| Some(schema.fields().get(i)?.name().clone()))
+        .collect();
+    if let Repartitioning::Topic(r) = &m.resolved.repartition {
+        if &r.input == input {
+            read.extend(r.columns.iter().cloned());
+        }
+    }
+    Some(read)
 }
 
 fn dead_letter(codec: &InputCodec, record: &Record, reason: &str) -> DeadLetter {

@@ -56,6 +56,26 @@ pub enum Node {
 }
 
 impl Node {
+    /// The columns of `input` (indices into the schema it was planned against) that any scan of
+    /// it reads: what its records must be decoded into; the others are never looked at.
+    pub fn columns_read(&self, input: &NodeId) -> std::collections::BTreeSet<usize> {
+        let mut read = std::collections::BTreeSet::new();
+        let mut stack = vec![self];
+        while let Some(node) = stack.pop() {
+            match node {
+                Node::Scan { input: i, projection, .. } => {
+                    if i == input {
+                        read.extend(projection.iter().copied());
+                    }
+                }
+                Node::Map { input, .. } => stack.push(input),
+                Node::Join(j) => stack.extend([&j.stream, &j.table]),
+                Node::Aggregate(a) => stack.push(&a.input),
+            }
+        }
+        read
+    }
+
     pub fn schema(&self) -> SchemaRef {
         match self {
             Node::Scan { schema, .. } | Node::Map { schema, .. } => schema.clone(),
