@@ -208,6 +208,12 @@ impl RawMessage<'_> {
         name.to_str().unwrap_or("")
     }
 
+    /// Tells the topics of the messages of one read call apart without reading their names:
+    /// the address of librdkafka's topic handle, which those messages keep alive.
+    pub fn topic_id(&self) -> usize {
+        self.0.rkt as usize
+    }
+
     pub fn partition(&self) -> i32 {
         self.0.partition
     }

@@ -763,7 +763,10 @@ impl OutputCodec {
             .iter()
             .filter_map(|(name, i)| Some((name.clone(), out.batch.columns().get(*i)?.clone())))
             .collect();
-        let mut headers = headers::write_headers(&columns, out.batch.num_rows()).into_iter();
+        // Most models write no headers: no list of empty ones then.
+        let mut headers =
+            if columns.is_empty() { Vec::new() } else { headers::write_headers(&columns, out.batch.num_rows()) }
+                .into_iter();
         Ok(values
             .into_iter()
             .zip(keys)

@@ -100,14 +100,15 @@ struct TableState {
     converter: RowConverter,
     /// batches[0] is a single all-null row: the match of a key that is absent.
     batches: Vec<RecordBatch>,
-    index: HashMap<Box<[u8]>, RowAt>,
+    /// Row-format key → where its current row is.
+    index: HashMap<Box<[u8]>, RowAt, ahash::RandomState>,
     rows_held: usize,
 }
 
 impl TableState {
     fn new(schema: &SchemaRef, key_types: Vec<datafusion::arrow::datatypes::DataType>) -> Result<TableState> {
         let converter = RowConverter::new(key_types.into_iter().map(SortField::new).collect())?;
-        Ok(TableState { converter, batches: vec![null_row(schema)?], index: HashMap::new(), rows_held: 0 })
+        Ok(TableState { converter, batches: vec![null_row(schema)?], index: HashMap::default(), rows_held: 0 })
     }
 
     fn apply(&mut self, keys: &[ArrayRef], chunk: &Chunk) -> Result<()> {

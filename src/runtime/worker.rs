@@ -44,7 +44,7 @@ use super::repartition::Stage;
 use super::tasks::TaskId;
 use crate::compile::carry_over::{carry_over, CarryOver};
 use crate::compile::{CompiledModel, CompiledProject, ReplayStart};
-use crate::connectors::consumer::{partition_list, partition_offsets};
+use crate::connectors::consumer::{partition_list, partition_offsets, RawMessage};
 use crate::connectors::producer::{OutRecord, RecordProducer, SendError, TxnFailure, TXN_CALL_TIMEOUT};
 use crate::connectors::task_input::{InputConsumers, TaskInput};
 use crate::graph::NodeId;
@@ -285,10 +285,67 @@ impl PolledBatch {
         }
     }
 
+    /// A record of the same topic as the one pushed before it.
+    fn push_to_last_run(&mut self, record: Record) {
+        self.records.push(record);
+        if let Some((_, end)) = self.runs.last_mut() {
+            *end = self.records.len();
+        }
+    }
+
     /// The runs: a topic and its records.
     fn runs(&self) -> impl Iterator<Item = (&str, &[Record])> {
         let starts = std::iter::once(0).chain(self.runs.iter().map(|(_, end)| *end));
         self.runs.iter().zip(starts).map(|((topic, end), start)| (topic.as_str(), &self.records[start..*end]))
+    }
+}
+
+/// Records of one input partition read one after another in a poll: what they need of the
+/// partition's state, copied out once for the run, and its next offset, written back at the end.
+struct InputRun {
+    /// The records' topic, as told apart among the messages of one read call.
+    topic_id: usize,
+    key: (String, i32),
+    /// For a partition the job reads (`parts`); `None` for one it does not track.
+    tracked: Option<TrackedRun>,
+    /// Records stamped before this are skipped (a source's `from`).
+    skip_before: Option<i64>,
+    /// Whether a record of the run is in the batch yet.
+    in_batch: bool,
+}
+
+struct TrackedRun {
+    next: i64,
+    stream: bool,
+    key_partitions: Option<i32>,
+    headers: bool,
+}
+
+impl InputRun {
+    fn start(
+        msg: &RawMessage<'_>,
+        parts: &BTreeMap<(String, i32), PartitionState>,
+        skip_before: &HashMap<(String, i32), i64>,
+    ) -> InputRun {
+        let key = (msg.topic().to_string(), msg.partition());
+        InputRun {
+            topic_id: msg.topic_id(),
+            tracked: parts.get(&key).map(|p| TrackedRun {
+                next: p.next,
+                stream: p.kind == RelationKind::Stream,
+                key_partitions: p.key_partitions,
+                headers: p.headers,
+            }),
+            skip_before: skip_before.get(&key).copied(),
+            key,
+            in_batch: false,
+        }
+    }
+
+    fn end(self, parts: &mut BTreeMap<(String, i32), PartitionState>) {
+        if let (Some(t), Some(p)) = (self.tracked, parts.get_mut(&self.key)) {
+            p.next = t.next;
+        }
     }
 }
 
@@ -751,9 +808,9 @@ impl KafkaJob {
         let mut batch = PolledBatch::with_capacity(max_records.min(100_000));
         let mut batch_bytes = 0usize;
         let deadline = Instant::now() + self.opts.max_batch_wait;
-        // The (topic, partition) of the last record: records come in runs of one partition, so
-        // its map key is built once per run, not once per record.
-        let mut current: Option<(String, i32)> = None;
+        // The partition of the last record: records come in runs of one partition, so what they
+        // need of its state is looked up once per run, not once per record.
+        let mut run: Option<InputRun> = None;
         // Offsets skipped in a stream partition (from, to): checked against retention below.
         let mut skipped: Vec<(String, i32, i64, i64)> = Vec::new();
         let mut failure: Option<RunError> = None;
@@ -782,23 +839,28 @@ impl KafkaJob {
                         return;
                     }
                     let partition = msg.partition();
-                    let key = match &mut current {
-                        Some(k) if k.1 == partition && k.0 == msg.topic() => k,
-                        _ => current.insert((msg.topic().to_string(), partition)),
+                    let r = match &mut run {
+                        Some(r) if r.topic_id == msg.topic_id() && r.key.1 == partition => r,
+                        _ => {
+                            if let Some(done) = run.take() {
+                                done.end(parts);
+                            }
+                            run.insert(InputRun::start(&msg, parts, skip_before))
+                        }
                     };
                     let mut with_headers = true;
-                    if let Some(p) = parts.get_mut(key) {
+                    if let Some(p) = &mut r.tracked {
                         with_headers = p.headers;
                         // Offsets skipped are transaction markers or aborted records, or records
                         // deleted (retention) before they were read: only the last is a loss.
-                        if msg.offset() > p.next && p.kind == RelationKind::Stream {
-                            skipped.push((key.0.clone(), key.1, p.next, msg.offset()));
+                        if msg.offset() > p.next && p.stream {
+                            skipped.push((r.key.0.clone(), r.key.1, p.next, msg.offset()));
                         }
                         p.next = msg.offset() + 1;
                         if let (Some(n), Some(k)) = (p.key_partitions, msg.key()) {
                             let expected = super::repartition::partition_of(k, n);
-                            if expected != key.1 {
-                                let why = not_co_partitioned(&key.0, key.1, msg.offset(), k, expected);
+                            if expected != r.key.1 {
+                                let why = not_co_partitioned(&r.key.0, r.key.1, msg.offset(), k, expected);
                                 failure = Some(RunError::Setup(why));
                                 return;
                             }
@@ -806,7 +868,7 @@ impl KafkaJob {
                     }
                     batch_bytes += msg.payload_len();
                     let timestamp = msg.timestamp();
-                    if skip_before.get(key).is_some_and(|t| timestamp < *t) {
+                    if r.skip_before.is_some_and(|t| timestamp < t) {
                         return;
                     }
                     let record = Record {
@@ -818,9 +880,18 @@ impl KafkaJob {
                         headers: if with_headers { msg.headers() } else { Vec::new() },
                     };
                     spans.push([copy(&mut arena, msg.key()), copy(&mut arena, msg.payload())]);
-                    batch.push(&key.0, record);
+                    if r.in_batch {
+                        batch.push_to_last_run(record);
+                    } else {
+                        batch.push(&r.key.0, record);
+                        r.in_batch = true;
+                    }
                 })
                 .map_err(RunError::Setup)?;
+            // The messages of that call are gone, and with them what made a topic id unique.
+            if let Some(done) = run.take() {
+                done.end(parts);
+            }
             if read < want || left.is_zero() {
                 break;
             }
