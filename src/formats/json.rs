@@ -202,6 +202,19 @@ pub fn encode_rows(batch: &RecordBatch) -> Result<Vec<Bytes>, ArrowError> {
     if batch.num_rows() == 0 {
         return Ok(Vec::new());
     }
+    // Each row is a slice of the one buffer written, not a copy of its own.
+    if let Some((text, ends)) = super::json_flat_encode::encode(batch) {
+        let text = Bytes::from(text);
+        let mut start = 0;
+        return Ok(ends
+            .into_iter()
+            .map(|end| {
+                let row = text.slice(start..end);
+                start = end;
+                row
+            })
+            .collect());
+    }
     // One object per line; newlines inside strings are escaped, so splitting is safe.
     // Sized for short values up front: grown by doubling, the buffer was copied about once over.
     let guess = batch.num_rows() * (batch.num_columns() * 16 + 2);

@@ -8,6 +8,7 @@ pub mod debezium;
 pub mod headers;
 pub mod json;
 pub mod json_flat;
+pub mod json_flat_encode;
 pub mod keys;
 
 /// How a source's event time is read from its records.
