@@ -49,20 +49,20 @@ impl<'a> Column<'a> {
     }
 
     /// Writes row `i`'s value, which is not null.
-    fn write(&self, i: usize, out: &mut Vec<u8>) {
+    fn write(&self, i: usize, out: &mut Vec<u8>, scratch: &mut Scratch) {
         match self {
-            Column::I8(a) => number(a, i, out),
-            Column::I16(a) => number(a, i, out),
-            Column::I32(a) => number(a, i, out),
-            Column::I64(a) => number(a, i, out),
-            Column::U8(a) => number(a, i, out),
-            Column::U16(a) => number(a, i, out),
-            Column::U32(a) => number(a, i, out),
-            Column::U64(a) => number(a, i, out),
+            Column::I8(a) => number(a, i, out, scratch),
+            Column::I16(a) => number(a, i, out, scratch),
+            Column::I32(a) => number(a, i, out, scratch),
+            Column::I64(a) => number(a, i, out, scratch),
+            Column::U8(a) => number(a, i, out, scratch),
+            Column::U16(a) => number(a, i, out, scratch),
+            Column::U32(a) => number(a, i, out, scratch),
+            Column::U64(a) => number(a, i, out, scratch),
             Column::F32(a) => {
                 let v = a.value(i);
                 if v.is_finite() {
-                    number(a, i, out)
+                    number(a, i, out, scratch)
                 } else {
                     out.extend_from_slice(b"null")
                 }
@@ -70,7 +70,7 @@ impl<'a> Column<'a> {
             Column::F64(a) => {
                 let v = a.value(i);
                 if v.is_finite() {
-                    number(a, i, out)
+                    number(a, i, out, scratch)
                 } else {
                     out.extend_from_slice(b"null")
                 }
@@ -81,14 +81,26 @@ impl<'a> Column<'a> {
     }
 }
 
-fn number<T: ArrowPrimitiveType>(a: &PrimitiveArray<T>, i: usize, out: &mut Vec<u8>)
+/// Where numbers are formatted before they are copied out: the longest any of the types takes.
+type Scratch = [u8; SCRATCH];
+const SCRATCH: usize = max(
+    max(<f64 as FormattedSize>::FORMATTED_SIZE, <f32 as FormattedSize>::FORMATTED_SIZE),
+    max(<i64 as FormattedSize>::FORMATTED_SIZE, <u64 as FormattedSize>::FORMATTED_SIZE),
+);
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+fn number<T: ArrowPrimitiveType>(a: &PrimitiveArray<T>, i: usize, out: &mut Vec<u8>, scratch: &mut Scratch)
 where
     T::Native: ToLexical + FormattedSize,
 {
-    let at = out.len();
-    out.resize(at + T::Native::FORMATTED_SIZE, 0);
-    let n = lexical_core::write(a.value(i), &mut out[at..]).len();
-    out.truncate(at + n);
+    out.extend_from_slice(lexical_core::write(a.value(i), scratch));
 }
 
 /// A JSON string, escaped as serde_json (and so arrow-json) escapes it.
@@ -117,6 +129,7 @@ pub fn encode(batch: &RecordBatch) -> Option<(Vec<u8>, Vec<usize>)> {
     let rows = batch.num_rows();
     let mut out = Vec::with_capacity(rows * (names.iter().map(Vec::len).sum::<usize>() + batch.num_columns() * 8 + 2));
     let mut ends = Vec::with_capacity(rows);
+    let mut scratch: Scratch = [0; SCRATCH];
     for i in 0..rows {
         out.push(b'{');
         for (c, column) in columns.iter().enumerate() {
@@ -127,7 +140,7 @@ pub fn encode(batch: &RecordBatch) -> Option<(Vec<u8>, Vec<usize>)> {
             if nullable[c] && batch.column(c).is_null(i) {
                 out.extend_from_slice(b"null");
             } else {
-                column.write(i, &mut out);
+                column.write(i, &mut out, &mut scratch);
             }
         }
         out.push(b'}');
