@@ -212,37 +212,22 @@ impl Column {
     /// Appends the value at `text[i..]`; returns where it ends.
     fn append(&mut self, text: &str, i: usize, scratch: &mut String) -> Option<usize> {
         let s = text.as_bytes();
-        let first = *s.get(i)?;
+        // A value starts at `i` (the record does not end there).
+        s.get(i)?;
         if s[i..].starts_with(b"null") {
             self.append_null();
             return Some(i + 4);
         }
         match self {
             Column::Str(b) => {
-                if first != b'"' {
-                    return None;
-                }
-                let (end, escaped) = string_end(s, i + 1)?;
-                if escaped {
-                    scratch.clear();
-                    unescape(&text[i + 1..end], scratch)?;
-                    b.append_value(scratch.as_str());
-                } else {
-                    b.append_value(&text[i + 1..end]);
-                }
-                Some(end + 1)
+                let (value, end) = string_value(text, i, scratch)?;
+                b.append_value(value);
+                Some(end)
             }
             Column::Unread(n) => {
-                if first != b'"' {
-                    return None;
-                }
-                let (end, escaped) = string_end(s, i + 1)?;
-                if escaped {
-                    scratch.clear();
-                    unescape(&text[i + 1..end], scratch)?;
-                }
+                let (_, end) = string_value(text, i, scratch)?;
                 *n += 1;
-                Some(end + 1)
+                Some(end)
             }
             Column::Bool(b) => {
                 if s[i..].starts_with(b"true") {
@@ -317,6 +302,22 @@ impl Column {
             Column::Unread(n) => new_null_array(&DataType::Utf8, n),
         }
     }
+}
+
+/// The string value at `text[i..]`: its text (unescaped into `scratch` when it has escapes) and
+/// where it ends; `None` when it is not a string or has an invalid escape.
+fn string_value<'a>(text: &'a str, i: usize, scratch: &'a mut String) -> Option<(&'a str, usize)> {
+    let s = text.as_bytes();
+    if s.get(i) != Some(&b'"') {
+        return None;
+    }
+    let (end, escaped) = string_end(s, i + 1)?;
+    if !escaped {
+        return Some((&text[i + 1..end], end + 1));
+    }
+    scratch.clear();
+    unescape(&text[i + 1..end], scratch)?;
+    Some((scratch.as_str(), end + 1))
 }
 
 /// JSON's whitespace (not the form feed and vertical tab that ASCII also counts).

@@ -59,22 +59,10 @@ impl<'a> Column<'a> {
             Column::U16(a) => number(a, i, out, scratch),
             Column::U32(a) => number(a, i, out, scratch),
             Column::U64(a) => number(a, i, out, scratch),
-            Column::F32(a) => {
-                let v = a.value(i);
-                if v.is_finite() {
-                    number(a, i, out, scratch)
-                } else {
-                    out.extend_from_slice(b"null")
-                }
-            }
-            Column::F64(a) => {
-                let v = a.value(i);
-                if v.is_finite() {
-                    number(a, i, out, scratch)
-                } else {
-                    out.extend_from_slice(b"null")
-                }
-            }
+            Column::F32(a) if a.value(i).is_finite() => number(a, i, out, scratch),
+            Column::F64(a) if a.value(i).is_finite() => number(a, i, out, scratch),
+            // NaN and the infinities, as arrow-json writes them.
+            Column::F32(_) | Column::F64(_) => out.extend_from_slice(b"null"),
             Column::Bool(a) => out.extend_from_slice(if a.value(i) { b"true" } else { b"false" }),
             Column::Str(a) => string(a.value(i), out),
         }
