@@ -433,3 +433,79 @@ fn a_claim_is_seen_past_a_transaction_left_open_on_the_checkpoint_partition() {
     assert!(missing.is_empty() && extra.is_empty(), "{} missing, {} extra:\n{said}", missing.len(), extra.len());
     open.abort();
 }
+
+/// Records deleted while a job runs, before it fetched them, are not skipped quietly: at the poll
+/// that finds them gone, the job says which offsets it lost, and it reads on from the first record
+/// still there. A transaction left open holds the job's `read_committed` reader at its first
+/// record, so the records written after it cannot be fetched before DeleteRecords removes them;
+/// the job has run all along (a restart would find the loss at its start instead).
+#[test]
+fn records_deleted_while_the_job_runs_are_reported_as_lost_at_the_next_poll() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    use streamctl::connectors::producer::{OutRecord, RecordProducer};
+    let Some(t) = LogonEnriched::start() else { return };
+    let opts = RunOptions {
+        checkpoint_interval: Duration::from_secs(3600),
+        idle_timeout: Duration::ZERO,
+        ..RunOptions::default()
+    };
+    let watcher: BaseConsumer = t.client.clone().set("group.id", "deleted-while-running").create().unwrap();
+    let end = |topic: &str, p: i32| watcher.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap();
+    let first_unread = end(LOGON_TOPIC, 0).1;
+    let mut job = t.job(&opts);
+    // Steps the job until it has read `n` records.
+    let read = |job: &mut KafkaJob, n: u64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while job.stats().records_in < n {
+            job.poll_and_process(false).unwrap();
+            job.settle(false, true).unwrap();
+            assert!(Instant::now() < deadline, "the job read {} records of {n}", job.stats().records_in);
+        }
+    };
+    // Every sample: the logons and the customers it joins them with.
+    let samples = first_unread + end(LOGON_TOPIC, 1).1 + end("ora-ogg-SOE-CUSTOMERS", 0).1;
+    read(&mut job, samples as u64);
+    assert!(job.stats().gaps.is_empty(), "{:?}", job.stats().gaps);
+
+    // An open transaction's record at `first_unread`, then 10 records after it.
+    let open = RecordProducer::transactional(&t.client, "open-before-the-deleted-records", 120_000).unwrap();
+    open.begin().unwrap();
+    let record = OutRecord { partition: Some(0), key: None, value: Some(b"never committed"), timestamp: 0 };
+    open.send(LOGON_TOPIC, record, None).unwrap();
+    open.flush().unwrap();
+    let (id, schema) = logon_schema();
+    let logons: Vec<Vec<u8>> = sample("logon.jsonl").iter().take(10).map(|l| logon_avro(l, id, &schema)).collect();
+    kcat_produce_values(&t.kcat, &t.bootstrap, LOGON_TOPIC, &logons, Some(0));
+    for _ in 0..5 {
+        job.poll_and_process(false).unwrap();
+        job.settle(false, true).unwrap();
+    }
+    assert_eq!(job.stats().records_in, samples as u64, "nothing is read past the open transaction");
+
+    // The open transaction's record and the next 5 are deleted; the transaction is aborted.
+    let deleted_to = first_unread + 6;
+    let admin: AdminClient<_> = t.client.create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(LOGON_TOPIC, 0, Offset::Offset(deleted_to)).unwrap();
+    let deleted = t.rt.block_on(admin.delete_records(&tpl, &AdminOptions::new())).unwrap();
+    assert_eq!(deleted.find_partition(LOGON_TOPIC, 0).unwrap().offset(), Offset::Offset(deleted_to));
+    open.abort();
+    // The broker answers with the new offsets a moment later: 10 records and the abort marker
+    // came after the open record.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while end(LOGON_TOPIC, 0) != (deleted_to, first_unread + 12) {
+        assert!(Instant::now() < deadline, "the partition's offsets: {:?}", end(LOGON_TOPIC, 0));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    read(&mut job, samples as u64 + 5);
+    assert_eq!(
+        job.stats().gaps,
+        vec![format!(
+            "{LOGON_TOPIC} partition 0 offsets {first_unread}..{deleted_to} were deleted before being processed"
+        )]
+    );
+    assert_eq!(job.stats().records_in, samples as u64 + 5, "the 5 records still there are read, once");
+}

@@ -151,16 +151,18 @@ impl Drop for Registry {
 
 fn start_registry() -> Registry {
     use std::io::BufRead;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Port 0: the server takes a free port itself and says which, so no other process can take
+    // it between a test choosing it and the server binding it.
     let mut child = std::process::Command::new("python3")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/avro/confluent_registry.py"))
-        .arg(port.to_string())
+        .arg("0")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("python3 runs");
     let mut line = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.starts_with("listening"), "the registry did not start: {line}");
+    let port = line.strip_prefix("listening on ").map(str::trim);
+    let port = port.unwrap_or_else(|| panic!("the registry did not start: {line}"));
     Registry(child, format!("http://127.0.0.1:{port}"))
 }
 

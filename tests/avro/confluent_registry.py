@@ -13,7 +13,8 @@ same schema registered under two subjects has one id. Registration checks the su
 compatibility level (default BACKWARD) for Avro records: a reader field missing in the writer
 needs a default, fields in both need the same type or an Avro promotion.
 
-Usage: python3 confluent_registry.py PORT   (prints "listening on PORT" once it accepts requests)
+Usage: python3 confluent_registry.py PORT   (prints "listening on PORT" once it accepts requests;
+       PORT 0 takes a free port, the one printed)
 """
 import json
 import re
