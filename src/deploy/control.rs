@@ -138,13 +138,28 @@ pub struct ControlTopic {
     client: ClientConfig,
     pub topic: String,
     project: String,
-    producer: FutureProducer,
+    /// Made at the first write: a `run` only reads the control topic, and a producer's polling
+    /// thread woke ten times a second for the whole run, spinning on the clock at each wake.
+    producer: std::sync::OnceLock<FutureProducer>,
     rt: tokio::runtime::Runtime,
 }
 
 impl ControlTopic {
     pub fn new(client: &ClientConfig, topic: &str, project: &str) -> Result<ControlTopic, ControlError> {
-        let producer: FutureProducer = client
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ControlError::Kafka { topic: topic.into(), message: e.to_string() })?;
+        let producer = std::sync::OnceLock::new();
+        Ok(ControlTopic { client: client.clone(), topic: topic.into(), project: project.into(), producer, rt })
+    }
+
+    fn producer(&self) -> Result<&FutureProducer, ControlError> {
+        if let Some(p) = self.producer.get() {
+            return Ok(p);
+        }
+        let producer: FutureProducer = self
+            .client
             .clone()
             .set("message.max.bytes", "8000000")
             .set("compression.type", "gzip")
@@ -152,12 +167,8 @@ impl ControlTopic {
             // (librdkafka's default 5 ms) only delays each one.
             .set("linger.ms", "0")
             .create()
-            .map_err(|e| ControlError::Kafka { topic: topic.into(), message: format!("creating a producer: {e}") })?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| ControlError::Kafka { topic: topic.into(), message: e.to_string() })?;
-        Ok(ControlTopic { client: client.clone(), topic: topic.into(), project: project.into(), producer, rt })
+            .map_err(|e| self.err(format!("creating a producer: {e}")))?;
+        Ok(self.producer.get_or_init(|| producer))
     }
 
     pub fn project(&self) -> &str {
@@ -295,7 +306,7 @@ impl ControlTopic {
             rec = rec.payload(p.as_slice());
         }
         self.rt
-            .block_on(self.producer.send(rec, Duration::from_secs(30)))
+            .block_on(self.producer()?.send(rec, Duration::from_secs(30)))
             .map(|_| ())
             .map_err(|(e, _)| self.err(format!("writing {key}: {e}")))
     }

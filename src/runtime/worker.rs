@@ -234,6 +234,9 @@ impl PreparedTask {
     }
 }
 
+/// How often an idle job asks where its input partitions end (see `KafkaJob::settle`).
+const IDLE_ENDS_EVERY: Duration = Duration::from_secs(1);
+
 /// Where one input partition stands.
 struct PartitionState {
     input: NodeId,
@@ -381,13 +384,16 @@ pub struct KafkaJob {
     /// When the lag and watermark were last reported to the metrics: a task with nothing to
     /// checkpoint (an idle partition) reports them anyway, once per checkpoint interval.
     last_positions: Option<Instant>,
+    /// When the broker was last asked where the input partitions end, if no poll has found
+    /// records since: see `settle`.
+    ends_asked: Option<Instant>,
     dirty: bool,
     /// The open transaction failed while records were queued, and was aborted: the task resumes
     /// from its last committed checkpoint.
     aborted: bool,
     /// Records polled by the last `poll_and_process`.
     last_polled: usize,
-    /// Bytes of keys and values the last poll copied: the next poll's buffer starts that large.
+    /// Bytes of keys and values the last poll copied, which size the next poll's buffer.
     arena_hint: usize,
     epoch: u64,
     base_totals: Totals,
@@ -681,6 +687,7 @@ impl KafkaJob {
             targets_known: !has_upstream || !opts.until_caught_up,
             last_checkpoint: Instant::now(),
             last_positions: None,
+            ends_asked: None,
             dirty: false,
             aborted: false,
             last_polled: 0,
@@ -816,7 +823,9 @@ impl KafkaJob {
         let mut failure: Option<RunError> = None;
         // Keys and values are copied into one buffer, each record's kept as where it lies there:
         // the records become slices of it once the poll is done, not an allocation each.
-        let mut arena: Vec<u8> = Vec::with_capacity(self.arena_hint.max(64 * 1024));
+        // Half again as large as the last poll needed: a poll a little larger than the one before
+        // (most are) would otherwise grow it, a copy of all it holds so far.
+        let mut arena: Vec<u8> = Vec::with_capacity((self.arena_hint + self.arena_hint / 2).max(64 * 1024));
         let mut spans: Vec<[Option<(usize, usize)>; 2]> = Vec::with_capacity(batch.records.capacity());
         let copy = |arena: &mut Vec<u8>, bytes: Option<&[u8]>| {
             bytes.map(|b| {
@@ -1014,8 +1023,17 @@ impl KafkaJob {
             return Ok(Progress::CheckpointFailed);
         }
         let polled_nothing = self.last_polled == 0;
-        // Where each partition stands against its end.
-        if polled_nothing {
+        if !polled_nothing {
+            self.ends_asked = None;
+        }
+        // Where each partition stands against its end, asked when a poll found nothing: at once
+        // after records, then once a second while the job stays idle (a bounded run: every time,
+        // as its end is what it waits for). Each ask is a request per partition; an idle job
+        // asked ten times a second, most of what it did.
+        let ask_ends = polled_nothing
+            && (self.opts.until_caught_up || self.ends_asked.is_none_or(|t| t.elapsed() >= IDLE_ENDS_EVERY));
+        if ask_ends {
+            self.ends_asked = Some(Instant::now());
             for ((topic, p), st) in self.parts.iter_mut() {
                 if let Ok((_, high)) = self.input.lookup().fetch_watermarks(topic, *p, Duration::from_secs(5)) {
                     st.high = high;
@@ -1045,7 +1063,10 @@ impl KafkaJob {
                 let mut at_end = true;
                 for ((_, p), st) in &self.parts {
                     if st.kind == RelationKind::Stream && st.next >= st.high {
-                        self.driver.tracker().caught_up(&st.input, *p);
+                        // Not on an end a second old, which records written since may have passed.
+                        if ask_ends || !polled_nothing {
+                            self.driver.tracker().caught_up(&st.input, *p);
+                        }
                     } else if st.kind == RelationKind::Stream {
                         at_end = false;
                     }
