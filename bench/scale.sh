@@ -4,7 +4,8 @@
 # filter, the 10 s tumbling window, the bid-auction enrichment join; bench/nexmark-project), each engine
 # from the earliest offset to the end, each output read back and checked against the reference computed in
 # plain Python (bench/peers/reference.py, check.py), each engine process measured by bench/peers/measure.py
-# (CPU seconds of its process tree, wall time, peak RSS). Rewrites the section between the scale markers
+# (CPU seconds of its process tree, wall time, peak RSS); then streamctl with 1 and 2 threads, and what a
+# job costs with nothing to read (bench/peers/idle.py). Rewrites the section between the scale markers
 # of docs/benchmarks.md.
 #
 # Usage: bench/scale.sh [--quick]
@@ -270,6 +271,18 @@ m, check, q, t, n = json.load(open(sys.argv[1])), json.loads(sys.argv[2]), sys.a
 print(json.dumps({**m, "query": q, "threads": t, "input_events": n, "check": check}))
 PY
     done
+  done
+fi
+
+if "$BIN/streamctl" run --help | grep -q -- '--threads'; then
+  # What a job costs once it has nothing to read: the 2-thread job of q1 and of the window started again,
+  # on the inputs it read to their end (its checkpoints are there), measured while it waits.
+  for q in q1 window; do
+    m=$(model_of $q)
+    say "$q: streamctl with nothing to read"
+    NEXMARK_PREFIX="t2." python3 bench/peers/idle.py "$WORK/res/idle-$q.json" -- "$BIN/streamctl" run \
+      --project-dir bench/nexmark-project --target bench --select "$m" --threads 2 2> "$WORK/log/idle-$q.err" \
+      || echo "the idle run of $q failed: see $WORK/log/idle-$q.err" >&2
   done
 fi
 

@@ -197,6 +197,21 @@ def render(work):
                     f"| {label} | {t} | {r['wall_s']:.1f} | {r['cpu_s']:.2f} | "
                     f"{k(r['input_events'] / r['wall_s'])}{flag} | {up} |"
                 )
+    idle = {os.path.basename(p)[len("idle-"):-len(".json")]: json.load(open(p))
+            for p in glob.glob(os.path.join(work, "res", "idle-*.json"))}
+    if idle:
+        some = next(iter(idle.values()))
+        each = [
+            f"{label} {idle[q]['cpu_ms_per_s']:.0f} ms of CPU and {idle[q]['switches_per_s']:,} context switches per second"
+            for q, label, _ in QUERIES
+            if q in idle
+        ]
+        out.append("")
+        out.append(
+            "A job with nothing to read (the 2-thread job of a query started again on the inputs it read to their "
+            f"end, measured over {some['span_s']:.0f} s after {some['settle_s']:.0f} s, `bench/peers/idle.py`): "
+            + "; ".join(each) + "."
+        )
     out.append("")
     out.append("Commands of this run (`$WORK` = the run's work folder; each under `bench/peers/measure.py`):")
     out.append("")
@@ -213,6 +228,10 @@ def render(work):
                     out.append(shorten_cp(line))
     if os.path.exists(floor_path):
         out.append(" ".join(json.load(open(floor_path))["cmd"]).replace(os.path.abspath(work), "$WORK").replace(work, "$WORK"))
+    for q, _, _ in QUERIES:
+        if q in idle:
+            line = " ".join(idle[q]["cmd"]).replace(os.path.abspath(work), "$WORK").replace(work, "$WORK")
+            out.append(f"NEXMARK_PREFIX=t2. python3 bench/peers/idle.py OUT.json -- {line}")
     out.append("```")
     out.append("")
     out.append(END)
