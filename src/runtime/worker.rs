@@ -1073,7 +1073,8 @@ impl KafkaJob {
                 }
                 if let TaskId::Repartition(p) = self.task {
                     let (timeout, now) = (self.opts.idle_timeout, Instant::now());
-                    let caught_up = at_end && polled_nothing;
+                    // As above: an idle marker only on an end just asked for.
+                    let caught_up = at_end && ask_ends;
                     out.outputs.extend(super::repartition::idle_markers(stage, p, caught_up, timeout, now));
                 }
             }
