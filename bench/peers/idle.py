@@ -10,14 +10,12 @@ idle cost. Writes {"cpu_ms_per_s", "switches_per_s", "settle_s", "span_s", "cmd"
 """
 import json, os, signal, subprocess, sys, time
 
-TICK = os.sysconf("SC_CLK_TCK")
+from measure import sample
 
 
 def cpu_s(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # utime and stime: fields 14 and 15 of stat, counted from the state field (3rd).
-    return (int(fields[11]) + int(fields[12])) / TICK
+    """CPU seconds of the process and its descendants, as measure.py counts them."""
+    return sum(cpu for cpu, _ in sample(pid).values())
 
 
 def switches(pid):
